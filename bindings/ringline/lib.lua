@@ -1,0 +1,66 @@
+-- ringline.lib: the C namespace of libringline, with the declarations of
+-- ringline.cdef loaded.
+--
+-- Inside the host (ringline-lua) the core is linked into the executable and
+-- exported, so the namespace is ffi.C: no second copy of the library, no
+-- search. The host marks itself by preloading "ringline.hostinfo".
+-- Anywhere else (plain luajit, busted) the shared library is loaded from,
+-- in order:
+--   1. $RINGLINE_LIB, when set (a path; failure to load it is an error, not
+--      a reason to try the others, so a wrong setting is never masked);
+--   2. ../../build/libringline.so relative to this file (the source tree
+--      with the default build directory);
+--   3. the installed library, ffi.load("ringline").
+local ffi = require "ffi"
+require "ringline.cdef"
+
+local function in_host()
+  return package.loaded["ringline.hostinfo"] ~= nil
+      or package.preload["ringline.hostinfo"] ~= nil
+end
+
+if in_host() then
+  return ffi.C
+end
+
+local function exists(path)
+  local f = io.open(path, "rb")
+  if f then f:close() end
+  return f ~= nil
+end
+
+local tried = {}
+
+local function try(name)
+  local ok, lib = pcall(ffi.load, name)
+  if ok then return lib end
+  tried[#tried + 1] = ("  %s: %s"):format(name, tostring(lib))
+  return nil
+end
+
+local env = os.getenv("RINGLINE_LIB")
+if env and env ~= "" then
+  local lib = try(env)
+  if lib then return lib end
+  error("ringline.lib: cannot load RINGLINE_LIB=" .. env .. "\n" .. table.concat(tried, "\n"), 0)
+end
+
+-- This file's directory: "@bindings/ringline/lib.lua" -> "bindings/ringline".
+local src = debug.getinfo(1, "S").source
+local dir = src:sub(1, 1) == "@" and (src:sub(2):match("^(.*)/[^/]*$") or ".") or nil
+if dir then
+  local path = dir .. "/../../build/libringline.so"
+  if exists(path) then
+    local lib = try(path)
+    if lib then return lib end
+  else
+    tried[#tried + 1] = ("  %s: no such file"):format(path)
+  end
+end
+
+local lib = try("ringline")
+if lib then return lib end
+
+error("ringline.lib: libringline.so not found. Build it (cmake -B build && "
+  .. "cmake --build build), install it, or set RINGLINE_LIB to its path. Tried:\n"
+  .. table.concat(tried, "\n"), 0)
