@@ -1,0 +1,287 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * ringline.h - the one public header of libringline, the C core of
+ * ringline-lua: an io_uring network runtime with one event loop per worker
+ * thread.
+ *
+ * The model in one screen
+ * -----------------------
+ * A worker (struct rl_worker) owns one io_uring and everything the kernel may
+ * touch: the fixed file table, a provided-buffer ring for receives, a pool of
+ * copy slots for sends, and the connection table. It is used from exactly one
+ * thread. The caller drives it by pulling events:
+ *
+ *     n = rl_worker_poll(w, events, max, timeout_ms);
+ *
+ * which submits what was queued, waits (bounded by the nearest timer), reaps
+ * completions, does all kernel bookkeeping in C and writes at most `max`
+ * compact events into the caller's array. The core never calls back into the
+ * caller: no callbacks, ever. This keeps a LuaJIT caller on compiled FFI paths
+ * and keeps the core testable from plain C.
+ *
+ * Conventions
+ * -----------
+ * - Every function returning int returns >= 0 on success and a negative errno
+ *   on failure. errno is never a side channel.
+ * - A connection is named by (slot, gen). A slot is reused after close; the
+ *   generation is bumped on every reuse, so a call with a stale (slot, gen)
+ *   returns -ESTALE and a late completion for a previous occupant is dropped.
+ * - Everything the kernel may read or write lives in worker-owned arrays that
+ *   are never moved while an operation is in flight.
+ *
+ * Ownership and lifecycle of a connection (numbered steps)
+ * --------------------------------------------------------
+ * 1. RL_EV_ACCEPTED / RL_EV_CONNECTED hands the caller (slot, gen). The
+ *    connection's receive state is at rl_conn_io(w, slot): a struct the core
+ *    keeps up to date and the caller reads directly.
+ * 2. Received bytes accumulate in the connection's buffer. io->rdata/io->rlen
+ *    describe the unconsumed bytes; the pointer is valid until the next call
+ *    on that connection. rl_conn_consume() drops bytes from the front. Ring
+ *    buffers are recycled as soon as their bytes are copied, so an idle
+ *    connection holds no ring buffer.
+ * 3. When unconsumed bytes exceed the receive window (cfg recv_window or the
+ *    amount the caller asked for with rl_conn_want_recv, whichever is larger)
+ *    the core stops receiving (backpressure) and resumes when the caller
+ *    consumes.
+ * 4. rl_conn_send() copies bytes into the connection's send queue (copy-pool
+ *    slots, heap chunks when the pool is empty); the caller's buffer is free
+ *    as soon as it returns. Bytes reach the wire in the order they were
+ *    queued; partial sends are resubmitted by the core. io->unsent counts
+ *    bytes not yet accepted by the kernel.
+ * 5. rl_conn_close(): queued sends drain, the armed receive is cancelled, the
+ *    fixed file is closed, and only then the slot is freed and RL_EV_CLOSED
+ *    is emitted. After RL_EV_CLOSED the (slot, gen) is dead. A connection the
+ *    peer reset still needs rl_conn_close() from the caller: the core never
+ *    frees a slot the caller still names.
+ *
+ * Events are produced only when asked for, so a busy connection costs no
+ * events nobody waits on: RL_EV_RECV once after rl_conn_want_recv(),
+ * RL_EV_SEND once after rl_conn_want_send(), RL_EV_FD after rl_conn_fd()
+ * returned -EAGAIN. ACCEPTED, CONNECTED, CLOSED and TIMER are always emitted.
+ */
+#ifndef RINGLINE_H
+#define RINGLINE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define RL_VERSION_STRING "0.1.0"
+
+#pragma GCC visibility push(default)
+
+/* RL_FFI_BEGIN: everything up to RL_FFI_END is fed to LuaJIT's ffi.cdef
+ * (bindings/cdef.lua is generated from it). Plain declarations only: no
+ * macros, no structs by value, no varargs, no bitfields. */
+
+struct rl_worker;
+
+/* Tuning. Each field has a default (rl_config_init), a validated range and a
+ * line in rl_config_keys(); rl_config_set() is the checked way to change one. */
+struct rl_config {
+	uint32_t sq_entries;          /* SQ ring size; CQ is 4x */
+	uint32_t recv_buffers;        /* provided buffers in the recv ring */
+	uint32_t recv_buffer_size;    /* bytes per provided buffer */
+	uint32_t send_slots;          /* send copy pool slots */
+	uint32_t send_slot_size;      /* bytes per send copy slot */
+	uint32_t max_connections;     /* connection slots = fixed file entries */
+	uint32_t recv_window;         /* unconsumed bytes before recv pauses */
+	uint32_t send_high_watermark; /* unsent bytes above which writers wait */
+	uint32_t send_low_watermark;  /* unsent bytes at which waiting writers resume */
+	uint32_t listen_backlog;      /* listen(2) backlog */
+	uint32_t max_timers;          /* concurrently armed timers */
+};
+
+struct rl_config_key {
+	const char *name;
+	uint32_t offset;   /* byte offset of the field in struct rl_config */
+	uint32_t def;
+	uint32_t min;
+	uint32_t max;
+	uint32_t pow2;     /* 1: the value must be a power of two */
+	const char *doc;
+};
+
+/* What happened. `slot`/`gen` name a connection unless said otherwise. */
+enum rl_event_type {
+	RL_EV_ACCEPTED = 1,  /* new inbound connection; data = listener id */
+	RL_EV_RECV = 2,      /* want_recv satisfied: enough bytes, EOF or error */
+	RL_EV_SEND = 3,      /* want_send satisfied: unsent <= threshold, or send error */
+	RL_EV_CLOSED = 4,    /* slot freed; res = 0 or the -errno that ended it */
+	RL_EV_CONNECTED = 5, /* outbound connect done; data = caller token; res = 0 or -errno
+	                        (on failure slot/gen are 0 and nothing needs closing) */
+	RL_EV_TIMER = 6,     /* timer fired; slot = timer id, data = token */
+	RL_EV_FD = 7,        /* a descriptor for the connection is ready (rl_conn_fd); res = fd or -errno */
+	RL_EV_LISTENER = 8,  /* listener stopped accepting for good; slot = listener id, res = -errno */
+};
+
+struct rl_event {
+	uint32_t type;  /* enum rl_event_type */
+	int32_t res;
+	uint32_t slot;
+	uint32_t gen;
+	uint32_t data;
+	uint32_t pad;
+};
+
+/* The state of one connection slot, kept current by the core and read in
+ * place by the caller (never written by it). */
+struct rl_conn_io {
+	const uint8_t *rdata; /* first unconsumed received byte */
+	uint32_t rlen;        /* unconsumed bytes */
+	uint32_t gen;         /* generation of the current occupant */
+	int32_t rerr;         /* 0, or -errno that ended receiving */
+	uint32_t reof;        /* 1 once the peer's FIN arrived (after rlen bytes) */
+	int32_t serr;         /* 0, or -errno that ended sending */
+	uint32_t unsent;      /* bytes queued but not yet taken by the kernel */
+	uint32_t state;       /* enum rl_conn_state */
+	uint32_t pad;
+};
+
+enum rl_conn_state {
+	RL_CONN_FREE = 0,
+	RL_CONN_OPEN = 1,
+	RL_CONN_CLOSING = 2,  /* close requested; draining / cancelling */
+};
+
+enum rl_close_how {
+	RL_CLOSE_GRACEFUL = 0, /* after queued data */
+	RL_CLOSE_RESET = 1,    /* abort: queued data dropped, RST to the peer */
+};
+
+enum rl_listen_flags {
+	RL_LISTEN_REUSEPORT = 1,
+	RL_LISTEN_NODELAY = 2,   /* TCP_NODELAY, inherited by accepted sockets */
+};
+
+enum rl_sockopt {
+	RL_OPT_NODELAY = 1,
+	RL_OPT_KEEPALIVE = 2,
+	RL_OPT_SNDBUF = 3,
+	RL_OPT_RCVBUF = 4,
+};
+
+/* Per-worker counters. "in use" gauges return to their idle values when the
+ * load is gone; the rest only grow. Read in place via rl_worker_metrics(). */
+struct rl_metrics {
+	uint64_t conns_open;         /* gauge */
+	uint64_t conns_accepted;
+	uint64_t conns_connected;
+	uint64_t conns_closed;
+	uint64_t conns_refused;      /* accepts dropped over max_connections */
+	uint64_t bytes_in;
+	uint64_t bytes_out;
+	uint64_t send_slots_used;    /* gauge */
+	uint64_t send_heap_chunks;   /* gauge: chunks taken from the heap when the pool was empty */
+	uint64_t send_bytes_queued;  /* gauge: unsent bytes over all connections */
+	uint64_t recv_buffers_free;  /* gauge: provided buffers owned by the kernel */
+	uint64_t recv_pauses;        /* backpressure: recv stopped on a full window */
+	uint64_t recv_enobufs;       /* multishot recv ended on an empty buffer ring */
+	uint64_t accum_bytes;        /* gauge: bytes allocated for receive accumulators */
+	uint64_t timers_active;      /* gauge */
+	uint64_t ops_inflight;       /* gauge: SQEs the kernel has not completed */
+	uint64_t sqes_submitted;
+	uint64_t cqes_reaped;
+	uint64_t loop_iterations;
+	uint64_t stale_cqes;         /* completions for a previous occupant, dropped */
+	uint64_t accept_errors;      /* transient accept failures (re-armed) */
+};
+
+/* Kernel features found by the start-up probe (rl_worker_features). */
+enum rl_feature {
+	RL_FEAT_DEFER_TASKRUN = 1,
+	RL_FEAT_COOP_TASKRUN = 2,
+	RL_FEAT_SINGLE_ISSUER = 4,
+	RL_FEAT_SENDMSG_ZC = 8,
+	RL_FEAT_FD_INSTALL = 16,   /* IORING_OP_FIXED_FD_INSTALL (6.8) */
+	RL_FEAT_MSG_RING = 32,
+};
+
+/* -- configuration -- */
+void rl_config_init(struct rl_config *cfg);
+/* Set one key with validation; on failure writes a message naming the key
+ * and the allowed range into msg and returns -EINVAL (-ENOENT: unknown key). */
+int rl_config_set(struct rl_config *cfg, const char *key, int64_t value, char *msg, size_t msglen);
+/* Check the whole config (cross-field rules too); same message convention. */
+int rl_config_validate(const struct rl_config *cfg, char *msg, size_t msglen);
+/* The table of keys; *n receives the count. Static storage. */
+const struct rl_config_key *rl_config_keys(int *n);
+
+/* -- worker -- */
+/* Create a worker for the calling thread. cfg may be NULL for defaults. On
+ * -EINVAL a message is in msg (when msg is not NULL). */
+int rl_worker_new(const struct rl_config *cfg, struct rl_worker **out, char *msg, size_t msglen);
+/* Tear down. Closes listeners, resets and closes every open connection,
+ * waits for every in-flight operation, then frees. Returns 0 on a clean
+ * teardown, -EBUSY if anything leaked (a bug: the memory is then kept, not
+ * freed under the kernel). */
+int rl_worker_destroy(struct rl_worker *w);
+/* Submit, wait up to timeout_ms (-1: forever, 0: never) but no later than
+ * the nearest timer, reap, fill events. Returns the number of events. */
+int rl_worker_poll(struct rl_worker *w, struct rl_event *events, int max, int timeout_ms);
+/* Wake a worker blocked in rl_worker_poll from any thread. */
+int rl_worker_wake(struct rl_worker *w);
+struct rl_metrics *rl_worker_metrics(struct rl_worker *w);
+uint32_t rl_worker_features(const struct rl_worker *w);
+/* Monotonic loop time in seconds, cached at the last poll. */
+double rl_worker_now(const struct rl_worker *w);
+/* Connections, listeners, timers or operations still alive (0 = idle). */
+int rl_worker_live(const struct rl_worker *w);
+
+/* -- listeners -- */
+/* addr: "host:port", "[v6]:port", ":port", "port" or "unix:/path"; numeric
+ * hosts or names resolved once here (blocking, at start-up). Returns the
+ * listener id. */
+int rl_listen(struct rl_worker *w, const char *addr, uint32_t flags);
+/* The bound port (0 for unix sockets). */
+int rl_listener_port(struct rl_worker *w, int id);
+int rl_listener_close(struct rl_worker *w, int id);
+
+/* -- connections -- */
+/* The in-place state of a slot (never NULL for slot < max_connections). */
+const struct rl_conn_io *rl_conn_io(struct rl_worker *w, uint32_t slot);
+int rl_conn_consume(struct rl_worker *w, uint32_t slot, uint32_t gen, uint32_t n);
+/* Ask for one RL_EV_RECV once rlen >= min_bytes, or EOF, or an error. */
+int rl_conn_want_recv(struct rl_worker *w, uint32_t slot, uint32_t gen, uint32_t min_bytes);
+/* Queue bytes (copied before return). Returns 0 or -errno (-EPIPE after the
+ * send side ended, -ESTALE for a dead connection). */
+int rl_conn_send(struct rl_worker *w, uint32_t slot, uint32_t gen, const void *data, size_t len);
+/* Ask for one RL_EV_SEND once unsent <= threshold (0 = fully flushed). */
+int rl_conn_want_send(struct rl_worker *w, uint32_t slot, uint32_t gen, uint32_t threshold);
+/* Half-close (SHUT_WR) once the queue drains. */
+int rl_conn_shutdown(struct rl_worker *w, uint32_t slot, uint32_t gen);
+int rl_conn_close(struct rl_worker *w, uint32_t slot, uint32_t gen, int how);
+/* A plain descriptor for the connection's socket (for getpeername, options).
+ * Outbound connections have one at once; inbound ones live only in the fixed
+ * table, so the first call installs one and returns -EAGAIN, then RL_EV_FD. */
+int rl_conn_fd(struct rl_worker *w, uint32_t slot, uint32_t gen);
+/* Outbound TCP/unix connect. addr as for rl_listen (numeric hosts only).
+ * Result arrives as RL_EV_CONNECTED carrying token. timeout_ms 0 = none. */
+int rl_connect(struct rl_worker *w, const char *addr, uint32_t timeout_ms, uint32_t token);
+
+/* -- descriptors (helpers around a plain socket fd) -- */
+/* Writes the address text into host, returns the port (0 for unix) or -errno. */
+int rl_fd_name(int fd, int peer, char *host, size_t hostlen);
+int rl_fd_setoption(int fd, int opt, int value);
+
+/* -- timers -- */
+/* Fire RL_EV_TIMER(slot = id, data = token) after delay seconds. Returns the
+ * timer id (>= 0). */
+int rl_timer_add(struct rl_worker *w, double delay, uint32_t token);
+/* 0 if cancelled, -ENOENT if it already fired or never existed. */
+int rl_timer_cancel(struct rl_worker *w, int id);
+
+const char *rl_strerror(int err);
+const char *rl_version(void);
+
+/* RL_FFI_END */
+
+#pragma GCC visibility pop
+
+#ifdef __cplusplus
+}
+#endif
+#endif

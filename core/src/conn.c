@@ -1,0 +1,555 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * conn.c - one connection's receive path, send queue and close state machine.
+ *
+ * Receive: one multishot recv per connection selects buffers from the
+ * provided ring; every completion's bytes are appended to the accumulator and
+ * the buffer is recycled at once. recv_update() is the single place that
+ * decides whether a recv should be armed: it arms one when the connection is
+ * open, the window has room and the ring is not dry, and cancels the armed one
+ * when the window is full (backpressure) or the connection closes.
+ *
+ * Send: a FIFO of chunks with exactly one SEND in flight, always for the head
+ * chunk's unsent range, so bytes reach the wire in queue order whatever the
+ * kernel does with partial sends. Appends may land in the tail chunk beyond
+ * the range the kernel is reading; the next submit covers them.
+ *
+ * Close: closing -> (graceful: queue drained | reset: send cancelled, queue
+ * dropped, SO_LINGER 0) -> recv cancelled -> every other op completed ->
+ * fixed file closed -> slot freed on that completion.
+ */
+#include <errno.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+static void op_start(struct rl_worker *w, struct rl_conn *c)
+{
+	c->ops++;
+	w->m.ops_inflight++;
+}
+
+static void op_done(struct rl_worker *w, struct rl_conn *c)
+{
+	c->ops--;
+	w->m.ops_inflight--;
+}
+
+static void set_ud(struct io_uring_sqe *sqe, enum rl_op op, const struct rl_conn *c)
+{
+	io_uring_sqe_set_data64(sqe, rl_ud_pack(op, c->slot, c->io.gen));
+}
+
+static void sync_io(struct rl_conn *c)
+{
+	c->io.rdata = c->acc.buf ? c->acc.buf + c->acc.off : NULL;
+	c->io.rlen = c->acc.len;
+}
+
+static uint32_t window(const struct rl_worker *w, const struct rl_conn *c)
+{
+	uint32_t win = w->cfg.recv_window;
+	if (c->want_recv && c->want_recv_min > win)
+		win = c->want_recv_min;
+	return win;
+}
+
+static void cancel_op(struct rl_worker *w, struct rl_conn *c, enum rl_op target)
+{
+	struct io_uring_sqe *sqe = rl__sqe(w);
+	if (!sqe)
+		return; /* the op completes on its own or at teardown */
+	io_uring_prep_cancel64(sqe, rl_ud_pack(target, c->slot, c->io.gen), 0);
+	set_ud(sqe, RL_OP_CANCEL, c);
+	op_start(w, c);
+}
+
+static void starve(struct rl_worker *w, struct rl_conn *c)
+{
+	if (c->starved)
+		return;
+	c->starved = 1;
+	c->next_starved = w->starved_head;
+	w->starved_head = c->slot + 1;
+}
+
+static void recv_arm(struct rl_worker *w, struct rl_conn *c)
+{
+	struct io_uring_sqe *sqe = rl__sqe(w);
+	if (!sqe) {
+		starve(w, c); /* retried after this batch */
+		return;
+	}
+	io_uring_prep_recv_multishot(sqe, (int)c->slot, NULL, 0, 0);
+	sqe->flags |= IOSQE_FIXED_FILE | IOSQE_BUFFER_SELECT;
+	sqe->buf_group = w->bufs.bgid;
+	set_ud(sqe, RL_OP_RECV, c);
+	c->recv_armed = 1;
+	c->recv_paused = 0;
+	op_start(w, c);
+}
+
+static void recv_update(struct rl_worker *w, struct rl_conn *c)
+{
+	int full = c->acc.len >= window(w, c);
+	int want = c->io.state == RL_CONN_OPEN && !c->connecting && !c->io.reof && !c->io.rerr &&
+		   !full && !c->starved;
+	if (want && !c->recv_armed) {
+		recv_arm(w, c);
+	} else if (!want && c->recv_armed && !c->recv_cancel && (full || c->closing)) {
+		if (full && !c->closing) {
+			c->recv_paused = 1;
+			w->m.recv_pauses++;
+		}
+		c->recv_cancel = 1;
+		cancel_op(w, c, RL_OP_RECV);
+	}
+}
+
+static void maybe_emit_recv(struct rl_worker *w, struct rl_conn *c)
+{
+	if (c->want_recv &&
+	    (c->acc.len >= c->want_recv_min || c->io.reof || c->io.rerr)) {
+		c->want_recv = 0;
+		rl__emit(w, RL_EV_RECV, c->io.rerr, c->slot, c->io.gen, c->acc.len);
+	}
+}
+
+static void maybe_emit_send(struct rl_worker *w, struct rl_conn *c)
+{
+	if (c->want_send && (c->io.unsent <= c->want_send_thresh || c->io.serr)) {
+		c->want_send = 0;
+		rl__emit(w, RL_EV_SEND, c->io.serr, c->slot, c->io.gen, c->io.unsent);
+	}
+}
+
+void rl__conn_start(struct rl_worker *w, struct rl_conn *c)
+{
+	sync_io(c);
+	recv_update(w, c);
+}
+
+void rl__conn_rearm_starved(struct rl_worker *w)
+{
+	uint32_t s = w->starved_head;
+	w->starved_head = 0;
+	while (s) {
+		struct rl_conn *c = &w->conns.conns[s - 1];
+		s = c->next_starved;
+		c->starved = 0;
+		if (c->closing)
+			rl__conn_close_step(w, c);
+		else
+			recv_update(w, c);
+	}
+}
+
+void rl__conn_on_recv(struct rl_worker *w, struct io_uring_cqe *cqe)
+{
+	uint32_t slot = rl_ud_index(cqe->user_data);
+	int res = cqe->res;
+	uint8_t *buf = NULL;
+	uint16_t bid = 0;
+
+	if (cqe->flags & IORING_CQE_F_BUFFER) {
+		bid = (uint16_t)(cqe->flags >> IORING_CQE_BUFFER_SHIFT);
+		buf = rl__bufring_addr(&w->bufs, bid);
+		w->m.recv_buffers_free--;
+	}
+	struct rl_conn *c = rl__conntab_get(&w->conns, slot, rl_ud_gen(cqe->user_data));
+	if (!c) {
+		/* Cannot happen while slots are freed only after their ops
+		 * complete; still, never lose the ring buffer. */
+		if (buf)
+			rl__bufring_recycle(&w->bufs, bid);
+		w->m.stale_cqes++;
+		return;
+	}
+
+	if (res > 0) {
+		if (buf) {
+			int rc = rl__accum_append(&c->acc, buf, (uint32_t)res, &w->m.accum_bytes);
+			if (rc)
+				c->io.rerr = rc;
+			w->m.bytes_in += (uint64_t)res;
+			sync_io(c);
+		}
+	} else if (res == 0) {
+		c->io.reof = 1;
+	} else if (res == -ENOBUFS) {
+		w->m.recv_enobufs++;
+		if (!(cqe->flags & IORING_CQE_F_MORE))
+			starve(w, c);
+	} else if (res != -ECANCELED) {
+		c->io.rerr = res;
+	}
+	if (buf)
+		rl__bufring_recycle(&w->bufs, bid);
+	maybe_emit_recv(w, c);
+
+	if (!(cqe->flags & IORING_CQE_F_MORE)) {
+		c->recv_armed = 0;
+		c->recv_cancel = 0;
+		op_done(w, c);
+		if (c->closing)
+			rl__conn_close_step(w, c);
+		else
+			recv_update(w, c);
+	} else if (c->acc.len >= window(w, c)) {
+		recv_update(w, c);
+	}
+}
+
+/* ---- send queue ---- */
+
+static void send_submit(struct rl_worker *w, struct rl_conn *c)
+{
+	struct rl_chunk *h = c->sq_head;
+	struct io_uring_sqe *sqe = rl__sqe(w);
+	if (!sqe) {
+		c->io.serr = -EBUSY; /* reported, never silently dropped */
+		return;
+	}
+	/* MSG_WAITALL: the kernel retries a short send in place, one CQE. */
+	io_uring_prep_send(sqe, (int)c->slot, h->data + h->off, h->len - h->off,
+			   MSG_NOSIGNAL | MSG_WAITALL);
+	sqe->flags |= IOSQE_FIXED_FILE;
+	set_ud(sqe, RL_OP_SEND, c);
+	c->send_inflight = 1;
+	op_start(w, c);
+}
+
+static void drop_queue(struct rl_worker *w, struct rl_conn *c)
+{
+	struct rl_chunk *ch = c->sq_head;
+	while (ch) {
+		struct rl_chunk *next = ch->next;
+		rl__chunk_put(&w->pool, ch);
+		ch = next;
+	}
+	c->sq_head = c->sq_tail = NULL;
+	w->m.send_bytes_queued -= c->io.unsent;
+	c->io.unsent = 0;
+}
+
+static void shutdown_submit(struct rl_worker *w, struct rl_conn *c)
+{
+	struct io_uring_sqe *sqe = rl__sqe(w);
+	c->shut_pending = 0;
+	if (!sqe)
+		return;
+	io_uring_prep_shutdown(sqe, (int)c->slot, SHUT_WR);
+	sqe->flags |= IOSQE_FIXED_FILE;
+	set_ud(sqe, RL_OP_SHUTDOWN, c);
+	c->shut_inflight = 1;
+	op_start(w, c);
+}
+
+void rl__conn_on_send(struct rl_worker *w, struct io_uring_cqe *cqe)
+{
+	struct rl_conn *c = rl__conntab_get(&w->conns, rl_ud_index(cqe->user_data),
+					    rl_ud_gen(cqe->user_data));
+	if (!c) {
+		w->m.stale_cqes++;
+		return;
+	}
+	int res = cqe->res;
+	struct rl_chunk *h = c->sq_head;
+	op_done(w, c);
+	c->send_inflight = 0;
+
+	if (res > 0) {
+		h->off += (uint32_t)res;
+		c->io.unsent -= (uint32_t)res;
+		w->m.send_bytes_queued -= (uint64_t)res;
+		w->m.bytes_out += (uint64_t)res;
+		if (h->off == h->len) {
+			c->sq_head = h->next;
+			if (!c->sq_head)
+				c->sq_tail = NULL;
+			rl__chunk_put(&w->pool, h);
+		}
+	} else if (res == 0 || (res < 0 && res != -EAGAIN && res != -EINTR && res != -ECANCELED)) {
+		c->io.serr = res ? res : -EPIPE;
+	}
+	if (c->send_cancel || c->io.serr) {
+		c->send_cancel = 0;
+		drop_queue(w, c);
+	}
+	if (c->sq_head && !(c->closing && c->close_how == RL_CLOSE_RESET))
+		send_submit(w, c);
+	maybe_emit_send(w, c);
+	if (!c->sq_head && !c->send_inflight && c->shut_pending && !c->closing)
+		shutdown_submit(w, c);
+	if (c->closing)
+		rl__conn_close_step(w, c);
+}
+
+/* ---- close ---- */
+
+static void fd_install_submit(struct rl_worker *w, struct rl_conn *c)
+{
+	struct io_uring_sqe *sqe = rl__sqe(w);
+	if (!sqe)
+		return;
+	io_uring_prep_rw(RL_IORING_OP_FIXED_FD_INSTALL, sqe, (int)c->slot, NULL, 0, 0);
+	sqe->flags |= IOSQE_FIXED_FILE;
+	set_ud(sqe, RL_OP_FD_INSTALL, c);
+	c->fd_pending = 1;
+	op_start(w, c);
+}
+
+void rl__conn_close_step(struct rl_worker *w, struct rl_conn *c)
+{
+	if (!c->closing || c->close_submitted || c->starved)
+		return;
+	if (c->close_how == RL_CLOSE_RESET) {
+		if (c->send_inflight) {
+			if (!c->send_cancel) {
+				c->send_cancel = 1;
+				cancel_op(w, c, RL_OP_SEND);
+			}
+		} else {
+			drop_queue(w, c);
+		}
+		/* An RST needs SO_LINGER{1,0}, which needs a plain descriptor. */
+		if (c->rawfd < 0 && (w->features & RL_FEAT_FD_INSTALL) && !c->connecting &&
+		    !c->linger_tried) {
+			c->linger_tried = 1;
+			fd_install_submit(w, c);
+		}
+		if (c->fd_pending)
+			return;
+		if (c->rawfd >= 0) {
+			struct linger lg = { .l_onoff = 1, .l_linger = 0 };
+			setsockopt(c->rawfd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+		}
+	} else if (c->io.serr && !c->send_inflight) {
+		drop_queue(w, c);
+	}
+	if (c->send_inflight || c->sq_head)
+		return;
+	if (c->recv_armed) {
+		if (!c->recv_cancel) {
+			c->recv_cancel = 1;
+			cancel_op(w, c, RL_OP_RECV);
+		}
+		return;
+	}
+	if (c->connecting && !c->connect_cancel) {
+		c->connect_cancel = 1;
+		cancel_op(w, c, RL_OP_CONNECT);
+	}
+	if (c->ops)
+		return;
+	if (c->rawfd >= 0) {
+		close(c->rawfd); /* the fixed entry still holds the socket */
+		c->rawfd = -1;
+	}
+	struct io_uring_sqe *sqe = rl__sqe(w);
+	if (!sqe)
+		return; /* retried by the next completion or teardown */
+	io_uring_prep_close_direct(sqe, c->slot);
+	set_ud(sqe, RL_OP_CLOSE, c);
+	c->close_submitted = 1;
+	op_start(w, c);
+}
+
+int rl__conn_begin_close(struct rl_worker *w, struct rl_conn *c, int how, int32_t reason)
+{
+	if (c->closing) {
+		if (how == RL_CLOSE_RESET)
+			c->close_how = RL_CLOSE_RESET;
+	} else {
+		c->closing = 1;
+		c->io.state = RL_CONN_CLOSING;
+		c->close_how = (uint8_t)how;
+		c->close_res = reason;
+		c->shut_pending = 0;
+	}
+	rl__conn_close_step(w, c);
+	return 0;
+}
+
+void rl__conn_on_close(struct rl_worker *w, struct io_uring_cqe *cqe)
+{
+	struct rl_conn *c = rl__conntab_get(&w->conns, rl_ud_index(cqe->user_data),
+					    rl_ud_gen(cqe->user_data));
+	if (!c) {
+		w->m.stale_cqes++;
+		return;
+	}
+	op_done(w, c);
+	uint32_t gen = c->io.gen;
+	int silent = c->silent;
+	int32_t reason = c->close_res;
+	rl__accum_free(&c->acc, &w->m.accum_bytes);
+	rl__conntab_free(&w->conns, c);
+	w->m.conns_closed++;
+	if (!silent)
+		rl__emit(w, RL_EV_CLOSED, reason, c->slot, gen, 0);
+}
+
+/* Completions that only finish a step: cancel, shutdown, fd install. */
+void rl__conn_on_simple(struct rl_worker *w, struct io_uring_cqe *cqe)
+{
+	struct rl_conn *c = rl__conntab_get(&w->conns, rl_ud_index(cqe->user_data),
+					    rl_ud_gen(cqe->user_data));
+	if (!c) {
+		w->m.stale_cqes++;
+		return;
+	}
+	op_done(w, c);
+	switch (rl_ud_op(cqe->user_data)) {
+	case RL_OP_SHUTDOWN:
+		c->shut_inflight = 0;
+		break;
+	case RL_OP_FD_INSTALL:
+		c->fd_pending = 0;
+		if (cqe->res >= 0)
+			c->rawfd = cqe->res;
+		if (c->want_fd) {
+			c->want_fd = 0;
+			rl__emit(w, RL_EV_FD, cqe->res, c->slot, c->io.gen, 0);
+		}
+		break;
+	default:
+		break;
+	}
+	if (c->closing)
+		rl__conn_close_step(w, c);
+}
+
+/* ---- public connection API ---- */
+
+const struct rl_conn_io *rl_conn_io(struct rl_worker *w, uint32_t slot)
+{
+	if (slot >= w->conns.count)
+		return NULL;
+	return &w->conns.conns[slot].io;
+}
+
+int rl_conn_consume(struct rl_worker *w, uint32_t slot, uint32_t gen, uint32_t n)
+{
+	struct rl_conn *c = rl__conntab_get(&w->conns, slot, gen);
+	if (!c)
+		return -ESTALE;
+	if (n > c->acc.len)
+		return -EINVAL;
+	rl__accum_consume(&c->acc, n, &w->m.accum_bytes);
+	sync_io(c);
+	if (!c->closing)
+		recv_update(w, c);
+	return 0;
+}
+
+int rl_conn_want_recv(struct rl_worker *w, uint32_t slot, uint32_t gen, uint32_t min_bytes)
+{
+	struct rl_conn *c = rl__conntab_get(&w->conns, slot, gen);
+	if (!c)
+		return -ESTALE;
+	if (c->acc.len >= min_bytes || c->io.reof || c->io.rerr)
+		return 1;
+	c->want_recv = 1;
+	c->want_recv_min = min_bytes;
+	if (!c->closing)
+		recv_update(w, c);
+	return 0;
+}
+
+int rl_conn_send(struct rl_worker *w, uint32_t slot, uint32_t gen, const void *data, size_t len)
+{
+	struct rl_conn *c = rl__conntab_get(&w->conns, slot, gen);
+	if (!c)
+		return -ESTALE;
+	if (c->io.serr)
+		return c->io.serr;
+	if (c->closing || c->shut_pending || c->shut_inflight)
+		return -EPIPE;
+	if (len > (size_t)(UINT32_MAX - c->io.unsent))
+		return -ENOBUFS;
+	const uint8_t *p = data;
+	size_t left = len;
+	while (left) {
+		struct rl_chunk *t = c->sq_tail;
+		if (!t || t->len == t->cap) {
+			t = rl__chunk_get(&w->pool, left);
+			if (!t)
+				return -ENOMEM;
+			if (c->sq_tail)
+				c->sq_tail->next = t;
+			else
+				c->sq_head = t;
+			c->sq_tail = t;
+		}
+		uint32_t n = t->cap - t->len;
+		if (n > left)
+			n = (uint32_t)left;
+		memcpy(t->data + t->len, p, n);
+		t->len += n;
+		p += n;
+		left -= n;
+		/* account as we go so an ENOMEM above leaves counters true */
+		c->io.unsent += n;
+		w->m.send_bytes_queued += n;
+	}
+	if (!c->send_inflight && !c->connecting && c->sq_head)
+		send_submit(w, c);
+	return 0;
+}
+
+int rl_conn_want_send(struct rl_worker *w, uint32_t slot, uint32_t gen, uint32_t threshold)
+{
+	struct rl_conn *c = rl__conntab_get(&w->conns, slot, gen);
+	if (!c)
+		return -ESTALE;
+	if (c->io.unsent <= threshold || c->io.serr)
+		return 1;
+	c->want_send = 1;
+	c->want_send_thresh = threshold;
+	return 0;
+}
+
+int rl_conn_shutdown(struct rl_worker *w, uint32_t slot, uint32_t gen)
+{
+	struct rl_conn *c = rl__conntab_get(&w->conns, slot, gen);
+	if (!c)
+		return -ESTALE;
+	if (c->closing)
+		return -EPIPE;
+	if (c->shut_pending || c->shut_inflight)
+		return 0;
+	c->shut_pending = 1;
+	if (!c->send_inflight && !c->sq_head && !c->connecting)
+		shutdown_submit(w, c);
+	return 0;
+}
+
+int rl_conn_close(struct rl_worker *w, uint32_t slot, uint32_t gen, int how)
+{
+	struct rl_conn *c = rl__conntab_get(&w->conns, slot, gen);
+	if (!c)
+		return -ESTALE;
+	if (how != RL_CLOSE_GRACEFUL && how != RL_CLOSE_RESET)
+		return -EINVAL;
+	return rl__conn_begin_close(w, c, how, 0);
+}
+
+int rl_conn_fd(struct rl_worker *w, uint32_t slot, uint32_t gen)
+{
+	struct rl_conn *c = rl__conntab_get(&w->conns, slot, gen);
+	if (!c)
+		return -ESTALE;
+	if (c->rawfd >= 0)
+		return c->rawfd;
+	if (!(w->features & RL_FEAT_FD_INSTALL))
+		return -EOPNOTSUPP;
+	if (c->closing)
+		return -EPIPE;
+	if (!c->fd_pending)
+		fd_install_submit(w, c);
+	c->want_fd = 1;
+	return -EAGAIN;
+}

@@ -1,0 +1,201 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * connect.c - outbound connections.
+ *
+ * The socket is made with socket(2) (so options can be set on a plain
+ * descriptor, which the connection keeps), installed into the fixed table
+ * with FILES_UPDATE at an index the kernel allocates (the kernel stays the
+ * only allocator of indexes, so accepts and connects never collide), then
+ * connected with CONNECT, optionally linked to a LINK_TIMEOUT.
+ */
+#include <errno.h>
+#include <netinet/tcp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+static int req_alloc(struct rl_worker *w)
+{
+	for (uint32_t i = 0; i < w->nreqs; i++)
+		if (!w->reqs[i]->used)
+			return (int)i;
+	uint32_t n = w->nreqs ? w->nreqs * 2 : 16;
+	if (n > RL_UD_INDEX_MAX)
+		return -ENOSPC;
+	struct rl_connreq **nr = realloc(w->reqs, n * sizeof(*nr));
+	if (!nr)
+		return -ENOMEM;
+	w->reqs = nr;
+	for (uint32_t i = w->nreqs; i < n; i++) {
+		nr[i] = calloc(1, sizeof(**nr));
+		if (!nr[i]) {
+			w->nreqs = i;
+			return i > 0 && !nr[i - 1]->used ? (int)(i - 1) : -ENOMEM;
+		}
+	}
+	int first = (int)w->nreqs;
+	w->nreqs = n;
+	return first;
+}
+
+static void req_free(struct rl_connreq *r)
+{
+	r->used = 0;
+	r->gen++;
+}
+
+void rl__connect_fini(struct rl_worker *w)
+{
+	for (uint32_t i = 0; i < w->nreqs; i++)
+		free(w->reqs[i]);
+	free(w->reqs);
+	w->reqs = NULL;
+	w->nreqs = 0;
+}
+
+int rl_connect(struct rl_worker *w, const char *addr, uint32_t timeout_ms, uint32_t token)
+{
+	struct sockaddr_storage ss;
+	socklen_t len;
+	int rc = rl__parse_addr(addr, 0, &ss, &len);
+	if (rc)
+		return rc;
+	int idx = req_alloc(w);
+	if (idx < 0)
+		return idx;
+	int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	if (ss.ss_family != AF_UNIX) {
+		int one = 1;
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	}
+	struct rl_connreq *r = w->reqs[idx];
+	r->addr = ss;
+	r->addrlen = len;
+	r->rawfd = fd;
+	r->fds[0] = fd;
+	r->timeout_ms = timeout_ms;
+	r->token = token;
+	r->ts.tv_sec = timeout_ms / 1000;
+	r->ts.tv_nsec = (long long)(timeout_ms % 1000) * 1000000;
+
+	struct io_uring_sqe *sqe = rl__sqe(w);
+	if (!sqe) {
+		close(fd);
+		return -EBUSY;
+	}
+	r->used = 1;
+	io_uring_prep_files_update(sqe, r->fds, 1, (int)IORING_FILE_INDEX_ALLOC);
+	io_uring_sqe_set_data64(sqe, rl_ud_pack(RL_OP_SOCK_INSTALL, (uint32_t)idx, r->gen));
+	w->m.ops_inflight++;
+	return 0;
+}
+
+static void fail(struct rl_worker *w, uint32_t token, int res)
+{
+	rl__emit(w, RL_EV_CONNECTED, res, 0, 0, token);
+}
+
+void rl__connect_on_install(struct rl_worker *w, struct io_uring_cqe *cqe)
+{
+	uint32_t idx = rl_ud_index(cqe->user_data);
+	w->m.ops_inflight--;
+	if (idx >= w->nreqs || !w->reqs[idx]->used || w->reqs[idx]->gen != rl_ud_gen(cqe->user_data)) {
+		w->m.stale_cqes++;
+		return;
+	}
+	struct rl_connreq *r = w->reqs[idx];
+	uint32_t token = r->token;
+	if (cqe->res < 0) {
+		close(r->rawfd);
+		req_free(r);
+		fail(w, token, cqe->res == -ENFILE ? -EMFILE : cqe->res);
+		return;
+	}
+	uint32_t slot = (uint32_t)r->fds[0];
+	struct rl_conn *c = rl__conntab_open(&w->conns, slot);
+	if (!c) {
+		close(r->rawfd);
+		req_free(r);
+		w->m.stale_cqes++;
+		fail(w, token, -EBADSLT);
+		return;
+	}
+	c->rawfd = r->rawfd;
+	c->connecting = 1;
+	c->token = token;
+	c->connreq = (int32_t)idx;
+
+	/* CONNECT and its LINK_TIMEOUT must reach the kernel together. */
+	if (io_uring_sq_space_left(&w->ring) < 2)
+		rl__submit(w);
+	struct io_uring_sqe *sqe = rl__sqe(w);
+	if (!sqe) {
+		c->silent = 1;
+		req_free(r);
+		c->connreq = -1;
+		fail(w, token, -EBUSY);
+		rl__conn_begin_close(w, c, RL_CLOSE_GRACEFUL, -EBUSY);
+		return;
+	}
+	io_uring_prep_connect(sqe, (int)slot, (struct sockaddr *)&r->addr, r->addrlen);
+	sqe->flags |= IOSQE_FIXED_FILE;
+	io_uring_sqe_set_data64(sqe, rl_ud_pack(RL_OP_CONNECT, slot, c->io.gen));
+	c->ops++;
+	w->m.ops_inflight++;
+	if (r->timeout_ms) {
+		sqe->flags |= IOSQE_IO_LINK;
+		struct io_uring_sqe *t = io_uring_get_sqe(&w->ring);
+		io_uring_prep_link_timeout(t, &r->ts, 0);
+		io_uring_sqe_set_data64(t, rl_ud_pack(RL_OP_LINK_TIMEOUT, slot, c->io.gen));
+		c->ops++;
+		w->m.ops_inflight++;
+	}
+}
+
+void rl__connect_on_connect(struct rl_worker *w, struct io_uring_cqe *cqe)
+{
+	struct rl_conn *c = rl__conntab_get(&w->conns, rl_ud_index(cqe->user_data),
+					    rl_ud_gen(cqe->user_data));
+	if (!c) {
+		w->m.stale_cqes++;
+		return;
+	}
+	c->ops--;
+	w->m.ops_inflight--;
+	if (c->connreq >= 0) {
+		/* the kernel copied the address and timeout at submission */
+		req_free(w->reqs[c->connreq]);
+		c->connreq = -1;
+	}
+	c->connecting = 0;
+	int res = cqe->res;
+	if (res == 0 && !w->destroying) {
+		w->m.conns_connected++;
+		rl__conn_start(w, c);
+		rl__emit(w, RL_EV_CONNECTED, 0, c->slot, c->io.gen, c->token);
+		return;
+	}
+	if (res == 0 || res == -ECANCELED)
+		res = res == 0 ? -ECANCELED : -ETIMEDOUT;
+	fail(w, c->token, res);
+	c->silent = 1;
+	rl__conn_begin_close(w, c, RL_CLOSE_GRACEFUL, res);
+}
+
+void rl__connect_on_timeout(struct rl_worker *w, struct io_uring_cqe *cqe)
+{
+	struct rl_conn *c = rl__conntab_get(&w->conns, rl_ud_index(cqe->user_data),
+					    rl_ud_gen(cqe->user_data));
+	if (!c) {
+		w->m.stale_cqes++;
+		return;
+	}
+	c->ops--;
+	w->m.ops_inflight--;
+	if (c->closing)
+		rl__conn_close_step(w, c);
+}

@@ -1,0 +1,263 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * internal.h - the worker's state and the internal (rl__) interfaces between
+ * the core's files. Nothing here is part of the public API.
+ */
+#ifndef RL_INTERNAL_H
+#define RL_INTERNAL_H
+
+#include <liburing.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+
+#include "ringline.h"
+#include "userdata.h"
+
+#define RL_HIDDEN __attribute__((visibility("hidden")))
+
+/* Kernel UAPI values newer than liburing 2.3's headers, in one place. */
+#define RL_IORING_OP_FIXED_FD_INSTALL 54
+
+/* ---- provided buffer ring (bufring.c) ---- */
+struct rl_bufring {
+	struct io_uring_buf_ring *br;
+	uint8_t *base;       /* backing store: bid i at base + i * size */
+	size_t ring_bytes;   /* mmap length of br */
+	uint32_t count;
+	uint32_t size;
+	uint32_t mask;
+	uint32_t pending;    /* bids added since the last tail publish */
+	uint16_t bgid;
+	int registered;
+};
+
+RL_HIDDEN int rl__bufring_init(struct rl_bufring *b, struct io_uring *ring, uint32_t count,
+			       uint32_t size, uint16_t bgid);
+RL_HIDDEN void rl__bufring_fini(struct rl_bufring *b, struct io_uring *ring);
+RL_HIDDEN uint8_t *rl__bufring_addr(struct rl_bufring *b, uint16_t bid);
+/* Queue a bid for return to the kernel; rl__bufring_publish makes it visible. */
+RL_HIDDEN void rl__bufring_recycle(struct rl_bufring *b, uint16_t bid);
+RL_HIDDEN uint32_t rl__bufring_publish(struct rl_bufring *b);
+
+/* ---- send chunks and the copy pool (sendpool.c) ---- */
+struct rl_chunk {
+	struct rl_chunk *next;
+	uint8_t *data;
+	uint32_t cap;
+	uint32_t len;        /* bytes filled */
+	uint32_t off;        /* bytes the kernel has taken */
+	int32_t pool_slot;   /* index in the pool, or -1 for a heap chunk */
+};
+
+struct rl_sendpool {
+	struct rl_chunk *slots;
+	uint8_t *mem;
+	uint32_t *free_stack;
+	uint32_t nfree;
+	uint32_t count;
+	uint32_t slot_size;
+	uint64_t heap_chunks; /* live heap chunks */
+};
+
+RL_HIDDEN int rl__sendpool_init(struct rl_sendpool *p, uint32_t count, uint32_t slot_size);
+RL_HIDDEN void rl__sendpool_fini(struct rl_sendpool *p);
+/* A chunk with room for at least min(want, a slot): a pool slot when one is
+ * free, else a heap chunk sized to want (bounded). NULL only on ENOMEM. */
+RL_HIDDEN struct rl_chunk *rl__chunk_get(struct rl_sendpool *p, size_t want);
+RL_HIDDEN void rl__chunk_put(struct rl_sendpool *p, struct rl_chunk *c);
+RL_HIDDEN uint32_t rl__sendpool_used(const struct rl_sendpool *p);
+
+/* ---- receive accumulator (accum.c) ---- */
+struct rl_accum {
+	uint8_t *buf;
+	uint32_t off;
+	uint32_t len;
+	uint32_t cap;
+};
+
+/* Keep at most this much capacity once emptied; bigger buffers are freed so
+ * an idle connection costs little. */
+#define RL_ACCUM_KEEP 16384u
+
+RL_HIDDEN int rl__accum_append(struct rl_accum *a, const uint8_t *p, uint32_t n, uint64_t *bytes_gauge);
+RL_HIDDEN void rl__accum_consume(struct rl_accum *a, uint32_t n, uint64_t *bytes_gauge);
+RL_HIDDEN void rl__accum_free(struct rl_accum *a, uint64_t *bytes_gauge);
+
+/* ---- connections (conntab.c, conn.c) ---- */
+struct rl_conn {
+	struct rl_conn_io io;      /* what the caller reads in place */
+	struct rl_accum acc;
+	struct rl_chunk *sq_head;  /* send queue; head may be in flight */
+	struct rl_chunk *sq_tail;
+	uint32_t slot;
+	uint32_t ops;              /* SQEs of this connection not yet completed */
+	uint32_t want_recv_min;
+	uint32_t want_send_thresh;
+	int rawfd;                 /* plain descriptor, -1 until installed */
+	int32_t close_res;         /* reason reported with RL_EV_CLOSED */
+	int32_t connreq;           /* outbound: request index until connected, else -1 */
+	uint32_t next_starved;     /* link in the ENOBUFS re-arm list */
+	uint8_t recv_armed;
+	uint8_t recv_cancel;       /* an ASYNC_CANCEL for the recv is in flight */
+	uint8_t recv_paused;       /* stopped by the window (backpressure) */
+	uint8_t starved;           /* on the re-arm list */
+	uint8_t send_inflight;
+	uint8_t send_cancel;
+	uint8_t want_recv;
+	uint8_t want_send;
+	uint8_t want_fd;
+	uint8_t fd_pending;
+	uint8_t shut_pending;      /* SHUT_WR requested, not yet submitted */
+	uint8_t shut_inflight;
+	uint8_t closing;
+	uint8_t close_how;
+	uint8_t close_submitted;
+	uint8_t silent;            /* free without RL_EV_CLOSED (failed connect) */
+	uint8_t connecting;
+	uint8_t linger_tried;      /* reset: fd install attempted */
+	uint8_t connect_cancel;    /* closing while connecting: CONNECT cancelled */
+	uint32_t token;            /* outbound: the caller's connect token */
+};
+
+struct rl_conntab {
+	struct rl_conn *conns;
+	uint32_t count;
+	uint32_t open;
+};
+
+RL_HIDDEN int rl__conntab_init(struct rl_conntab *t, uint32_t count);
+RL_HIDDEN void rl__conntab_fini(struct rl_conntab *t);
+/* The slot the kernel allocated becomes live; -EEXIST if it is not free. */
+RL_HIDDEN struct rl_conn *rl__conntab_open(struct rl_conntab *t, uint32_t slot);
+/* Free a slot: bump the generation, reset the state. */
+RL_HIDDEN void rl__conntab_free(struct rl_conntab *t, struct rl_conn *c);
+/* The live connection named by (slot, gen), or NULL. */
+RL_HIDDEN struct rl_conn *rl__conntab_get(struct rl_conntab *t, uint32_t slot, uint32_t gen);
+
+/* ---- timers (timer.c): a binary min-heap over a record pool ---- */
+struct rl_timer_rec {
+	double deadline;
+	uint32_t token;
+	uint32_t gen;
+	int32_t heap_pos;     /* -1 when not armed (free) */
+	uint32_t next_free;
+};
+
+struct rl_timers {
+	struct rl_timer_rec *recs;
+	uint32_t *heap;       /* record indexes ordered by deadline */
+	uint32_t nheap;
+	uint32_t cap;
+	uint32_t max;
+	uint32_t free_head;
+};
+
+#define RL_TIMER_IDX_BITS 20
+#define RL_TIMER_IDX_MASK ((1u << RL_TIMER_IDX_BITS) - 1)
+
+RL_HIDDEN int rl__timers_init(struct rl_timers *t, uint32_t max);
+RL_HIDDEN void rl__timers_fini(struct rl_timers *t);
+RL_HIDDEN int rl__timers_add(struct rl_timers *t, double deadline, uint32_t token);
+RL_HIDDEN int rl__timers_cancel(struct rl_timers *t, int id);
+/* Earliest deadline, or a negative number when none is armed. */
+RL_HIDDEN double rl__timers_next(const struct rl_timers *t);
+/* Pop one timer due at `now`; returns its id and token, or -1. */
+RL_HIDDEN int rl__timers_pop_due(struct rl_timers *t, double now, uint32_t *token);
+
+/* ---- listeners (listener.c) ---- */
+#define RL_MAX_LISTENERS 64
+
+struct rl_listener {
+	int fd;
+	int port;
+	uint32_t gen;
+	uint8_t used;
+	uint8_t armed;
+	uint8_t closing;
+	uint8_t cancel_sent;
+};
+
+/* ---- outbound connect requests (connect.c) ---- */
+struct rl_connreq {
+	struct sockaddr_storage addr;
+	socklen_t addrlen;
+	int fds[1];             /* in: raw fd; out: the fixed index the kernel chose */
+	int rawfd;
+	struct __kernel_timespec ts;
+	uint32_t timeout_ms;
+	uint32_t token;
+	uint32_t gen;
+	uint32_t pending;       /* CQEs still to come for this request */
+	uint8_t used;
+	uint8_t failed;
+	int32_t res;
+};
+
+/* ---- the worker ---- */
+struct rl_worker {
+	struct io_uring ring;
+	struct rl_config cfg;
+	uint32_t features;
+	int ring_ok;
+	struct rl_bufring bufs;
+	struct rl_sendpool pool;
+	struct rl_conntab conns;
+	struct rl_timers timers;
+	struct rl_listener listeners[RL_MAX_LISTENERS];
+	struct rl_connreq **reqs;
+	uint32_t nreqs;
+	uint32_t starved_head;     /* ENOBUFS re-arm list (slot+1, 0 = end) */
+	int wake_fd;
+	uint64_t wake_buf;
+	int wake_armed;
+	double now;
+	/* event sink of the current poll */
+	struct rl_event *ev;
+	int nev;
+	int maxev;
+	/* events raised outside a poll, delivered by the next one */
+	struct rl_event *pending_ev;
+	uint32_t npending;
+	uint32_t pending_cap;
+	struct rl_metrics m;
+	int destroying;
+};
+
+/* ring.c */
+RL_HIDDEN int rl__ring_setup(struct rl_worker *w, char *msg, size_t msglen);
+/* An SQE, flushing the SQ to the kernel when it is full. NULL only if the
+ * kernel refuses submissions (then the caller reports -EBUSY). */
+RL_HIDDEN struct io_uring_sqe *rl__sqe(struct rl_worker *w);
+RL_HIDDEN int rl__submit(struct rl_worker *w);
+RL_HIDDEN double rl__clock_now(void);
+
+/* worker.c */
+RL_HIDDEN void rl__emit(struct rl_worker *w, uint32_t type, int32_t res, uint32_t slot, uint32_t gen,
+			uint32_t data);
+
+/* conn.c */
+RL_HIDDEN void rl__conn_start(struct rl_worker *w, struct rl_conn *c);
+RL_HIDDEN void rl__conn_on_recv(struct rl_worker *w, struct io_uring_cqe *cqe);
+RL_HIDDEN void rl__conn_on_send(struct rl_worker *w, struct io_uring_cqe *cqe);
+RL_HIDDEN void rl__conn_on_close(struct rl_worker *w, struct io_uring_cqe *cqe);
+RL_HIDDEN void rl__conn_on_simple(struct rl_worker *w, struct io_uring_cqe *cqe);
+RL_HIDDEN void rl__conn_rearm_starved(struct rl_worker *w);
+RL_HIDDEN void rl__conn_close_step(struct rl_worker *w, struct rl_conn *c);
+RL_HIDDEN int rl__conn_begin_close(struct rl_worker *w, struct rl_conn *c, int how, int32_t reason);
+
+/* listener.c */
+RL_HIDDEN void rl__listener_on_accept(struct rl_worker *w, struct io_uring_cqe *cqe);
+RL_HIDDEN void rl__listeners_close_all(struct rl_worker *w);
+
+/* connect.c */
+RL_HIDDEN void rl__connect_on_install(struct rl_worker *w, struct io_uring_cqe *cqe);
+RL_HIDDEN void rl__connect_on_connect(struct rl_worker *w, struct io_uring_cqe *cqe);
+RL_HIDDEN void rl__connect_on_timeout(struct rl_worker *w, struct io_uring_cqe *cqe);
+RL_HIDDEN void rl__connect_fini(struct rl_worker *w);
+
+/* sockaddr.c: parse "host:port", "[v6]:port", ":port", "port", "unix:/path" */
+RL_HIDDEN int rl__parse_addr(const char *addr, int passive, struct sockaddr_storage *ss,
+			     socklen_t *len);
+
+#endif

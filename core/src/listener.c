@@ -1,0 +1,197 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * listener.c - listening sockets with one multishot accept each, accepting
+ * straight into the fixed file table (the kernel picks the index, which is
+ * the connection slot).
+ *
+ * When the table is full the kernel fails that accept with ENFILE after
+ * taking the peer off the backlog and closing it: the peer is refused, the
+ * refusal is counted and the accept re-armed. Transient errors re-arm too;
+ * errors that mean the socket itself is unusable stop the listener and are
+ * reported with RL_EV_LISTENER.
+ */
+#include <errno.h>
+#include <netinet/tcp.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+static void accept_arm(struct rl_worker *w, int id)
+{
+	struct rl_listener *l = &w->listeners[id];
+	struct io_uring_sqe *sqe = rl__sqe(w);
+	if (!sqe)
+		return;
+	io_uring_prep_multishot_accept_direct(sqe, l->fd, NULL, NULL, 0);
+	io_uring_sqe_set_data64(sqe, rl_ud_pack(RL_OP_ACCEPT, (uint32_t)id, l->gen));
+	l->armed = 1;
+	w->m.ops_inflight++;
+}
+
+static void listener_free(struct rl_worker *w, struct rl_listener *l)
+{
+	close(l->fd);
+	l->fd = -1;
+	l->used = 0;
+	l->closing = 0;
+	l->cancel_sent = 0;
+	l->gen++;
+}
+
+int rl_listen(struct rl_worker *w, const char *addr, uint32_t flags)
+{
+	struct sockaddr_storage ss;
+	socklen_t len;
+	int rc = rl__parse_addr(addr, 1, &ss, &len);
+	if (rc)
+		return rc;
+	int id = -1;
+	for (int i = 0; i < RL_MAX_LISTENERS; i++) {
+		if (!w->listeners[i].used) {
+			id = i;
+			break;
+		}
+	}
+	if (id < 0)
+		return -EMFILE;
+
+	int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	int one = 1;
+	if (ss.ss_family == AF_UNIX) {
+		/* A stale socket file from an earlier run would make bind fail;
+		 * only a socket is removed, never another kind of file. */
+		struct stat st;
+		const char *path = ((struct sockaddr_un *)&ss)->sun_path;
+		if (stat(path, &st) == 0 && S_ISSOCK(st.st_mode))
+			unlink(path);
+	} else {
+		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+		if (flags & RL_LISTEN_REUSEPORT)
+			setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
+		if (flags & RL_LISTEN_NODELAY) /* accepted sockets inherit it */
+			setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	}
+	if (bind(fd, (struct sockaddr *)&ss, len) < 0 ||
+	    listen(fd, (int)w->cfg.listen_backlog) < 0) {
+		rc = -errno;
+		close(fd);
+		return rc;
+	}
+	struct rl_listener *l = &w->listeners[id];
+	l->fd = fd;
+	l->used = 1;
+	l->closing = 0;
+	l->cancel_sent = 0;
+	char host[8];
+	rc = rl_fd_name(fd, 0, host, sizeof(host));
+	l->port = rc > 0 ? rc : 0;
+	accept_arm(w, id);
+	if (!l->armed) {
+		listener_free(w, l);
+		return -EBUSY;
+	}
+	return id;
+}
+
+int rl_listener_port(struct rl_worker *w, int id)
+{
+	if (id < 0 || id >= RL_MAX_LISTENERS || !w->listeners[id].used)
+		return -ENOENT;
+	return w->listeners[id].port;
+}
+
+int rl_listener_close(struct rl_worker *w, int id)
+{
+	if (id < 0 || id >= RL_MAX_LISTENERS || !w->listeners[id].used ||
+	    w->listeners[id].closing)
+		return -ENOENT;
+	struct rl_listener *l = &w->listeners[id];
+	l->closing = 1;
+	if (!l->armed) {
+		listener_free(w, l);
+		return 0;
+	}
+	struct io_uring_sqe *sqe = rl__sqe(w);
+	if (!sqe)
+		return -EBUSY;
+	io_uring_prep_cancel64(sqe, rl_ud_pack(RL_OP_ACCEPT, (uint32_t)id, l->gen), 0);
+	io_uring_sqe_set_data64(sqe, rl_ud_pack(RL_OP_LISTEN_CANCEL, (uint32_t)id, l->gen));
+	l->cancel_sent = 1;
+	w->m.ops_inflight++;
+	return 0;
+}
+
+void rl__listeners_close_all(struct rl_worker *w)
+{
+	for (int i = 0; i < RL_MAX_LISTENERS; i++)
+		if (w->listeners[i].used && !w->listeners[i].closing)
+			rl_listener_close(w, i);
+}
+
+static int transient(int err)
+{
+	switch (err) {
+	case -ENFILE: case -EMFILE: case -ENOBUFS: case -ENOMEM: case -ECONNABORTED:
+	case -EPERM: case -EINTR: case -EAGAIN: case -EPROTO: case -ENETDOWN:
+	case -ENOPROTOOPT: case -EHOSTDOWN: case -ENONET: case -EHOSTUNREACH:
+	case -EOPNOTSUPP: case -ENETUNREACH: case -ECANCELED:
+		return 1;
+	default:
+		return 0;
+	}
+}
+
+void rl__listener_on_accept(struct rl_worker *w, struct io_uring_cqe *cqe)
+{
+	uint32_t id = rl_ud_index(cqe->user_data);
+	struct rl_listener *l = id < RL_MAX_LISTENERS ? &w->listeners[id] : NULL;
+	int more = cqe->flags & IORING_CQE_F_MORE;
+	int res = cqe->res;
+
+	if (!l || !l->used || l->gen != rl_ud_gen(cqe->user_data)) {
+		w->m.stale_cqes++;
+		return;
+	}
+	if (res >= 0) {
+		struct rl_conn *c = rl__conntab_open(&w->conns, (uint32_t)res);
+		if (!c) {
+			/* The kernel gave an index whose slot is still live: a
+			 * broken invariant. Close the file, keep the slot. */
+			struct io_uring_sqe *sqe = rl__sqe(w);
+			if (sqe) {
+				io_uring_prep_close_direct(sqe, (unsigned)res);
+				io_uring_sqe_set_data64(sqe, rl_ud_pack(RL_OP_CANCEL, 0, 0));
+			}
+			w->m.stale_cqes++;
+		} else {
+			w->m.conns_accepted++;
+			rl__conn_start(w, c);
+			if (l->closing || w->destroying) {
+				c->silent = 1;
+				rl__conn_begin_close(w, c, RL_CLOSE_RESET, -ECANCELED);
+			} else {
+				rl__emit(w, RL_EV_ACCEPTED, 0, c->slot, c->io.gen, id);
+			}
+		}
+	} else if (res == -ENFILE) {
+		w->m.conns_refused++;
+	} else if (res != -ECANCELED) {
+		w->m.accept_errors++;
+	}
+	if (more)
+		return;
+	l->armed = 0;
+	w->m.ops_inflight--;
+	if (l->closing) {
+		listener_free(w, l);
+	} else if (res >= 0 || transient(res)) {
+		accept_arm(w, (int)id);
+	} else {
+		rl__emit(w, RL_EV_LISTENER, res, id, l->gen, 0);
+		listener_free(w, l);
+	}
+}

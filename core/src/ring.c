@@ -1,0 +1,136 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * ring.c - io_uring setup with feature probing, SQE acquisition and submit.
+ *
+ * Setup asks for the best flags first (SINGLE_ISSUER + DEFER_TASKRUN: task
+ * work runs only when this thread waits, no IPIs) and falls back step by step
+ * on kernels that refuse them, so an older 6.x kernel still runs.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "internal.h"
+
+double rl__clock_now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static const struct {
+	unsigned flags;
+	uint32_t feats;
+} setups[] = {
+	{ IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN,
+	  RL_FEAT_SINGLE_ISSUER | RL_FEAT_DEFER_TASKRUN },
+	{ IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_COOP_TASKRUN,
+	  RL_FEAT_SINGLE_ISSUER | RL_FEAT_COOP_TASKRUN },
+	{ IORING_SETUP_COOP_TASKRUN, RL_FEAT_COOP_TASKRUN },
+	{ 0, 0 },
+};
+
+/* Operations the worker cannot run without, with the kernel that added them. */
+static const struct {
+	int op;
+	const char *name;
+} required_ops[] = {
+	{ IORING_OP_ACCEPT, "ACCEPT" },   { IORING_OP_RECV, "RECV" },
+	{ IORING_OP_SEND, "SEND" },       { IORING_OP_CLOSE, "CLOSE" },
+	{ IORING_OP_ASYNC_CANCEL, "ASYNC_CANCEL" }, { IORING_OP_CONNECT, "CONNECT" },
+	{ IORING_OP_SHUTDOWN, "SHUTDOWN" }, { IORING_OP_FILES_UPDATE, "FILES_UPDATE" },
+	{ IORING_OP_LINK_TIMEOUT, "LINK_TIMEOUT" }, { IORING_OP_READ, "READ" },
+};
+
+int rl__ring_setup(struct rl_worker *w, char *msg, size_t msglen)
+{
+	int rc = -EINVAL;
+	for (size_t i = 0; i < sizeof(setups) / sizeof(setups[0]); i++) {
+		struct io_uring_params p;
+		memset(&p, 0, sizeof(p));
+		p.flags = setups[i].flags | IORING_SETUP_CQSIZE | IORING_SETUP_SUBMIT_ALL;
+		p.cq_entries = w->cfg.sq_entries * 4;
+		rc = io_uring_queue_init_params(w->cfg.sq_entries, &w->ring, &p);
+		if (rc == 0) {
+			w->features = setups[i].feats;
+			if (!(p.features & IORING_FEAT_EXT_ARG)) {
+				io_uring_queue_exit(&w->ring);
+				if (msg)
+					snprintf(msg, msglen, "io_uring lacks EXT_ARG waits (kernel 5.11+ needed)");
+				return -EOPNOTSUPP;
+			}
+			break;
+		}
+		if (rc != -EINVAL)
+			break;
+	}
+	if (rc) {
+		if (msg)
+			snprintf(msg, msglen, "io_uring_setup failed: %s%s", strerror(-rc),
+				 rc == -EPERM ? " (io_uring disabled by sysctl?)" : "");
+		return rc;
+	}
+	w->ring_ok = 1;
+
+	struct io_uring_probe *probe = io_uring_get_probe_ring(&w->ring);
+	if (!probe) {
+		if (msg)
+			snprintf(msg, msglen, "io_uring opcode probe failed (kernel too old)");
+		return -EOPNOTSUPP;
+	}
+	for (size_t i = 0; i < sizeof(required_ops) / sizeof(required_ops[0]); i++) {
+		if (!io_uring_opcode_supported(probe, required_ops[i].op)) {
+			if (msg)
+				snprintf(msg, msglen, "kernel lacks io_uring op %s", required_ops[i].name);
+			io_uring_free_probe(probe);
+			return -EOPNOTSUPP;
+		}
+	}
+	if (io_uring_opcode_supported(probe, IORING_OP_SENDMSG_ZC))
+		w->features |= RL_FEAT_SENDMSG_ZC;
+	if (io_uring_opcode_supported(probe, IORING_OP_MSG_RING))
+		w->features |= RL_FEAT_MSG_RING;
+	if (probe->last_op >= RL_IORING_OP_FIXED_FD_INSTALL &&
+	    io_uring_opcode_supported(probe, RL_IORING_OP_FIXED_FD_INSTALL))
+		w->features |= RL_FEAT_FD_INSTALL;
+	io_uring_free_probe(probe);
+	return 0;
+}
+
+static int enter_retry(struct rl_worker *w)
+{
+	for (;;) {
+		int rc = io_uring_submit(&w->ring);
+		if (rc >= 0) {
+			w->m.sqes_submitted += (uint64_t)rc;
+			return rc;
+		}
+		if (rc != -EINTR && rc != -EBUSY && rc != -EAGAIN)
+			return rc;
+		if (rc == -EBUSY || rc == -EAGAIN) {
+			/* CQ is backed up: the kernel wants completions reaped
+			 * first. Run task work so they become visible; the caller's
+			 * next poll reaps them. */
+			io_uring_get_events(&w->ring);
+			if (io_uring_sq_space_left(&w->ring))
+				return 0;
+		}
+	}
+}
+
+int rl__submit(struct rl_worker *w)
+{
+	return enter_retry(w);
+}
+
+struct io_uring_sqe *rl__sqe(struct rl_worker *w)
+{
+	struct io_uring_sqe *sqe = io_uring_get_sqe(&w->ring);
+	if (sqe)
+		return sqe;
+	/* SQ full: hand the batch to the kernel, never drop an SQE. */
+	enter_retry(w);
+	return io_uring_get_sqe(&w->ring);
+}

@@ -1,0 +1,380 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * worker.c - the worker's life: creation, the poll loop that turns
+ * completions into events, and a teardown that waits for the kernel before
+ * freeing anything. It dispatches completions and implements no resource.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+void rl__emit(struct rl_worker *w, uint32_t type, int32_t res, uint32_t slot, uint32_t gen,
+	      uint32_t data)
+{
+	struct rl_event e = { .type = type, .res = res, .slot = slot, .gen = gen, .data = data };
+	if (w->ev && w->nev < w->maxev) {
+		w->ev[w->nev++] = e;
+		return;
+	}
+	/* Outside a poll, or the caller's array is full: keep it for the next
+	 * poll. Events are never dropped. */
+	if (w->npending == w->pending_cap) {
+		uint32_t cap = w->pending_cap ? w->pending_cap * 2 : 64;
+		struct rl_event *p = realloc(w->pending_ev, cap * sizeof(*p));
+		if (!p) {
+			fprintf(stderr, "ringline: out of memory queueing an event\n");
+			abort();
+		}
+		w->pending_ev = p;
+		w->pending_cap = cap;
+	}
+	w->pending_ev[w->npending++] = e;
+}
+
+static void wake_arm(struct rl_worker *w)
+{
+	struct io_uring_sqe *sqe = rl__sqe(w);
+	if (!sqe)
+		return;
+	io_uring_prep_read(sqe, w->wake_fd, &w->wake_buf, sizeof(w->wake_buf), 0);
+	io_uring_sqe_set_data64(sqe, rl_ud_pack(RL_OP_WAKE, 0, 0));
+	w->wake_armed = 1;
+}
+
+static int raise_nofile(uint32_t need)
+{
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+		return -errno;
+	if (rl.rlim_cur >= need)
+		return 0;
+	if (rl.rlim_max < need)
+		return -EMFILE;
+	rl.rlim_cur = need;
+	return setrlimit(RLIMIT_NOFILE, &rl) < 0 ? -errno : 0;
+}
+
+int rl_worker_new(const struct rl_config *cfg, struct rl_worker **out, char *msg, size_t msglen)
+{
+	struct rl_worker *w = calloc(1, sizeof(*w));
+	if (!w)
+		return -ENOMEM;
+	if (cfg)
+		w->cfg = *cfg;
+	else
+		rl_config_init(&w->cfg);
+	int rc = rl_config_validate(&w->cfg, msg, msglen);
+	if (rc)
+		goto fail;
+	w->wake_fd = -1;
+	for (int i = 0; i < RL_MAX_LISTENERS; i++)
+		w->listeners[i].fd = -1;
+
+	/* The kernel checks a file table registration against RLIMIT_NOFILE. */
+	rc = raise_nofile(w->cfg.max_connections + 64);
+	if (rc) {
+		if (msg)
+			snprintf(msg, msglen,
+				 "max_connections: %u needs RLIMIT_NOFILE >= %u (ulimit -n)",
+				 w->cfg.max_connections, w->cfg.max_connections + 64);
+		goto fail;
+	}
+	rc = rl__ring_setup(w, msg, msglen);
+	if (rc)
+		goto fail;
+	rc = io_uring_register_files_sparse(&w->ring, w->cfg.max_connections);
+	if (rc) {
+		if (msg)
+			snprintf(msg, msglen, "registering %u fixed files failed: %s",
+				 w->cfg.max_connections, strerror(-rc));
+		goto fail;
+	}
+	rc = rl__bufring_init(&w->bufs, &w->ring, w->cfg.recv_buffers, w->cfg.recv_buffer_size, 0);
+	if (rc) {
+		if (msg)
+			snprintf(msg, msglen, "provided buffer ring setup failed: %s (kernel 5.19+)",
+				 strerror(-rc));
+		goto fail;
+	}
+	w->m.recv_buffers_free = w->cfg.recv_buffers;
+	rc = rl__sendpool_init(&w->pool, w->cfg.send_slots, w->cfg.send_slot_size);
+	if (rc)
+		goto fail;
+	rc = rl__conntab_init(&w->conns, w->cfg.max_connections);
+	if (rc)
+		goto fail;
+	rl__timers_init(&w->timers, w->cfg.max_timers);
+	w->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (w->wake_fd < 0) {
+		rc = -errno;
+		goto fail;
+	}
+	wake_arm(w);
+	w->now = rl__clock_now();
+	*out = w;
+	return 0;
+fail:
+	if (rc == -ENOMEM && msg)
+		snprintf(msg, msglen, "out of memory creating the worker");
+	rl__conntab_fini(&w->conns);
+	rl__sendpool_fini(&w->pool);
+	if (w->ring_ok) {
+		rl__bufring_fini(&w->bufs, &w->ring);
+		io_uring_queue_exit(&w->ring);
+	}
+	if (w->wake_fd >= 0)
+		close(w->wake_fd);
+	free(w);
+	return rc;
+}
+
+static void dispatch(struct rl_worker *w, struct io_uring_cqe *cqe)
+{
+	switch (rl_ud_op(cqe->user_data)) {
+	case RL_OP_ACCEPT:
+		rl__listener_on_accept(w, cqe);
+		break;
+	case RL_OP_RECV:
+		rl__conn_on_recv(w, cqe);
+		break;
+	case RL_OP_SEND:
+		rl__conn_on_send(w, cqe);
+		break;
+	case RL_OP_CLOSE:
+		rl__conn_on_close(w, cqe);
+		break;
+	case RL_OP_CANCEL:
+	case RL_OP_SHUTDOWN:
+	case RL_OP_FD_INSTALL:
+		if (cqe->user_data == rl_ud_pack(RL_OP_CANCEL, 0, 0) &&
+		    !rl__conntab_get(&w->conns, 0, 0))
+			break; /* the unowned close of an impossible accept */
+		rl__conn_on_simple(w, cqe);
+		break;
+	case RL_OP_SOCK_INSTALL:
+		rl__connect_on_install(w, cqe);
+		break;
+	case RL_OP_CONNECT:
+		rl__connect_on_connect(w, cqe);
+		break;
+	case RL_OP_LINK_TIMEOUT:
+		rl__connect_on_timeout(w, cqe);
+		break;
+	case RL_OP_LISTEN_CANCEL:
+		w->m.ops_inflight--;
+		break;
+	case RL_OP_WAKE:
+		w->wake_armed = 0;
+		if (!w->destroying && cqe->res != -ECANCELED)
+			wake_arm(w);
+		break;
+	default:
+		w->m.stale_cqes++;
+		break;
+	}
+}
+
+static void wait_for_completions(struct rl_worker *w, int timeout_ms)
+{
+	double limit = timeout_ms < 0 ? -1.0 : timeout_ms / 1000.0;
+	double next = rl__timers_next(&w->timers);
+	if (next >= 0) {
+		double d = next - rl__clock_now();
+		if (d < 0)
+			d = 0;
+		if (limit < 0 || d < limit)
+			limit = d;
+	}
+	unsigned queued = io_uring_sq_ready(&w->ring);
+	struct io_uring_cqe *cqe;
+	int rc;
+	if (limit == 0) {
+		rc = io_uring_submit_and_get_events(&w->ring);
+	} else if (limit < 0) {
+		rc = io_uring_submit_and_wait_timeout(&w->ring, &cqe, 1, NULL, NULL);
+	} else {
+		struct __kernel_timespec ts;
+		limit += 0.0005; /* round up: never wake just before a deadline */
+		ts.tv_sec = (long long)limit;
+		ts.tv_nsec = (long long)((limit - (double)ts.tv_sec) * 1e9);
+		rc = io_uring_submit_and_wait_timeout(&w->ring, &cqe, 1, &ts, NULL);
+	}
+	/* EINTR, EBUSY and ETIME are not failures: the loop goes on. */
+	if (rc >= 0 || rc == -ETIME || rc == -EINTR)
+		w->m.sqes_submitted += queued - io_uring_sq_ready(&w->ring);
+}
+
+static int reap(struct rl_worker *w)
+{
+	int total = 0;
+	while (w->nev < w->maxev) {
+		struct io_uring_cqe *cqe;
+		unsigned head, n = 0;
+		io_uring_for_each_cqe(&w->ring, head, cqe) {
+			/* every completion raises at most one event */
+			if (w->nev >= w->maxev)
+				break;
+			dispatch(w, cqe);
+			n++;
+		}
+		io_uring_cq_advance(&w->ring, n);
+		w->m.cqes_reaped += n;
+		total += (int)n;
+		if (!n)
+			break;
+	}
+	return total;
+}
+
+int rl_worker_poll(struct rl_worker *w, struct rl_event *events, int max, int timeout_ms)
+{
+	if (!events || max <= 0)
+		return -EINVAL;
+	w->ev = events;
+	w->maxev = max;
+	w->nev = 0;
+	w->m.loop_iterations++;
+
+	uint32_t i = 0;
+	while (i < w->npending && w->nev < max)
+		events[w->nev++] = w->pending_ev[i++];
+	if (i) {
+		memmove(w->pending_ev, w->pending_ev + i, (w->npending - i) * sizeof(*events));
+		w->npending -= i;
+	}
+
+	int may_wait = timeout_ms != 0 && w->nev == 0 && !io_uring_cq_ready(&w->ring);
+	wait_for_completions(w, may_wait ? timeout_ms : 0);
+	reap(w);
+
+	/* Return this batch's buffers, then re-arm receives the dry ring
+	 * stopped: the re-arm is driven by the replenish, never a spin. */
+	w->m.recv_buffers_free += rl__bufring_publish(&w->bufs);
+	if (w->starved_head)
+		rl__conn_rearm_starved(w);
+
+	w->now = rl__clock_now();
+	uint32_t token;
+	int id;
+	while (w->nev < max && (id = rl__timers_pop_due(&w->timers, w->now, &token)) >= 0)
+		rl__emit(w, RL_EV_TIMER, 0, (uint32_t)id, 0, token);
+
+	int n = w->nev;
+	w->ev = NULL;
+	return n;
+}
+
+int rl_worker_wake(struct rl_worker *w)
+{
+	uint64_t one = 1;
+	return write(w->wake_fd, &one, sizeof(one)) == sizeof(one) ? 0 : -errno;
+}
+
+struct rl_metrics *rl_worker_metrics(struct rl_worker *w)
+{
+	w->m.conns_open = w->conns.open;
+	w->m.send_slots_used = rl__sendpool_used(&w->pool);
+	w->m.send_heap_chunks = w->pool.heap_chunks;
+	w->m.timers_active = w->timers.nheap;
+	return &w->m;
+}
+
+uint32_t rl_worker_features(const struct rl_worker *w)
+{
+	return w->features;
+}
+
+double rl_worker_now(const struct rl_worker *w)
+{
+	return w->now;
+}
+
+int rl_worker_live(const struct rl_worker *w)
+{
+	int n = (int)w->conns.open + (int)w->timers.nheap;
+	for (int i = 0; i < RL_MAX_LISTENERS; i++)
+		n += w->listeners[i].used;
+	for (uint32_t i = 0; i < w->nreqs; i++)
+		n += w->reqs[i]->used;
+	return n;
+}
+
+int rl_timer_add(struct rl_worker *w, double delay, uint32_t token)
+{
+	if (!(delay >= 0))
+		delay = 0;
+	return rl__timers_add(&w->timers, rl__clock_now() + delay, token);
+}
+
+int rl_timer_cancel(struct rl_worker *w, int id)
+{
+	return rl__timers_cancel(&w->timers, id);
+}
+
+/* Teardown: stop everything, wait until the kernel holds nothing of ours,
+ * then free. Memory the kernel might still touch is never freed. */
+int rl_worker_destroy(struct rl_worker *w)
+{
+	if (!w)
+		return 0;
+	int live = rl_worker_live(w);
+	w->destroying = 1;
+	rl__listeners_close_all(w);
+	for (uint32_t i = 0; i < w->conns.count; i++) {
+		struct rl_conn *c = &w->conns.conns[i];
+		if (c->io.state != RL_CONN_FREE) {
+			c->silent = 1;
+			rl__conn_begin_close(w, c, RL_CLOSE_RESET, -ECANCELED);
+		}
+	}
+	if (w->wake_armed) {
+		struct io_uring_sqe *sqe = rl__sqe(w);
+		if (sqe) {
+			io_uring_prep_cancel64(sqe, rl_ud_pack(RL_OP_WAKE, 0, 0), 0);
+			io_uring_sqe_set_data64(sqe, rl_ud_pack(RL_OP_LISTEN_CANCEL, RL_UD_INDEX_MAX, 0));
+			w->m.ops_inflight++;
+		}
+	}
+	struct rl_event scratch[64];
+	double deadline = rl__clock_now() + 10.0;
+	while (w->m.ops_inflight || w->conns.open || w->wake_armed || rl_worker_live(w) -
+	       (int)w->timers.nheap) {
+		if (rl__clock_now() > deadline) {
+			fprintf(stderr,
+				"ringline: worker teardown timed out with %llu operations in flight;"
+				" keeping their memory\n",
+				(unsigned long long)w->m.ops_inflight);
+			io_uring_queue_exit(&w->ring);
+			return -ETIMEDOUT;
+		}
+		rl_worker_poll(w, scratch, 64, 100);
+		w->npending = 0; /* nobody is left to read them */
+	}
+	rl__bufring_fini(&w->bufs, &w->ring);
+	io_uring_unregister_files(&w->ring);
+	io_uring_queue_exit(&w->ring);
+	rl__sendpool_fini(&w->pool);
+	rl__conntab_fini(&w->conns);
+	rl__timers_fini(&w->timers);
+	rl__connect_fini(w);
+	free(w->pending_ev);
+	close(w->wake_fd);
+	free(w);
+	return live ? -EBUSY : 0;
+}
+
+const char *rl_strerror(int err)
+{
+	return strerror(err < 0 ? -err : err);
+}
+
+const char *rl_version(void)
+{
+	return RL_VERSION_STRING;
+}
