@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Run the shared peer harness (../shared/bench) with ringline-lua and the
+# C core's own echo server added as peers, in the same run as the others.
+#
+#   bench/run.sh [all|http|echo] [peer...]     e.g. bench/run.sh echo ringline-lua ringline-c c-uring luv
+#
+# The harness is copied to $BENCH_DIR (default /tmp/ringline-bench) because
+# ../shared may be read-only; its results land in $BENCH_DIR/out/latest.
+# Build first (cmake -B build -DCMAKE_BUILD_TYPE=Release && cmake --build build).
+set -euo pipefail
+RL_ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+SHARED="${SHARED:-$RL_ROOT/../shared/bench}"
+BENCH_DIR="${BENCH_DIR:-/tmp/ringline-bench}"
+RL_BUILD="${RL_BUILD:-$RL_ROOT/build}"
+export RL_ROOT RL_BUILD
+
+[ -x "$RL_BUILD/bindings/ringline-lua" ] || { echo "build ringline-lua first ($RL_BUILD)" >&2; exit 1; }
+mkdir -p "$BENCH_DIR"
+# refresh the harness but keep earlier results and the unpacked nginx module
+rsync -a --exclude out --exclude .deps --exclude build "$SHARED/" "$BENCH_DIR/" 2>/dev/null ||
+  cp -r "$SHARED/." "$BENCH_DIR/"
+chmod -R u+w "$BENCH_DIR"
+
+# Register our peers right after the shared registry (one line per workload).
+python3 - "$BENCH_DIR/run.sh" <<'PY'
+import sys
+p = sys.argv[1]
+s = open(p).read()
+mark = "peer redis      resp       './peers/redis.sh'\n"
+ours = (
+  "peer ringline-lua http     '$RL_BUILD/bindings/ringline-lua $RL_ROOT/examples/http_hello.lua'\n"
+  "peer ringline-lua echo     '$RL_BUILD/bindings/ringline-lua $RL_ROOT/examples/echo.lua'\n"
+  "peer ringline-c   echo     '$RL_BUILD/rl_echo'\n"
+)
+if "peer ringline-lua" not in s:
+    s = s.replace(mark, mark + ours)
+open(p, "w").write(s)
+PY
+exec "$BENCH_DIR/run.sh" "$@"
