@@ -4,6 +4,7 @@
 local ffi = require "ffi"
 
 local root = debug.getinfo(1, "S").source:match("^@(.*)/spec/[^/]+$") or "."
+if root:sub(1, 1) ~= "/" then root = os.getenv("PWD") .. "/" .. root end
 package.path = root .. "/bindings/?.lua;" .. package.path
 local proc = dofile(root .. "/bindings/test/proc.lua")
 local build = os.getenv("RINGLINE_BUILD") or (root .. "/build")
