@@ -58,7 +58,7 @@ describe("examples/echo.lua", function()
   it("echoes 100 kB byte-exact on two connections at once", function()
     local function pattern(seed, n)
       local t = {}
-      for i = 1, n do t[i] = string.char((i * seed + i / 7) % 256) end
+      for i = 1, n do t[i] = string.char((i * seed + math.floor(i / 7)) % 256) end
       return table.concat(t)
     end
     local a, b = pattern(31, 100000), pattern(97, 100000)
