@@ -1,0 +1,151 @@
+-- ringline: the public Lua API (see docs/LUA_API.md for the contract).
+--
+--   local ringline = require "ringline"
+--   ringline.run(function()
+--     local lst = assert(ringline.listen("127.0.0.1:0", function(conn)
+--       for line in conn:lines() do conn:send(line, "\n") end
+--     end))
+--     ...
+--   end)
+--
+-- This module only validates arguments and forwards to the modules that do
+-- the work: sched (tasks, loop), conn (connections), listener, errors, log.
+local ffi = require "ffi"
+local C = require "ringline.lib"
+local sched = require "ringline.sched"
+local conn = require "ringline.conn"
+local listener = require "ringline.listener"
+local log = require "ringline.log"
+
+local type, error, tonumber = type, error, tonumber
+local need = sched.need
+
+local M = {}
+
+M._VERSION = "0.1.0"
+M.ERR, M.WARN, M.NOTICE, M.INFO, M.DEBUG = log.ERR, log.WARN, log.NOTICE, log.INFO, log.DEBUG
+
+-- ringline.coroutine: create/resume/wrap/yield/status/running whose
+-- resume and wrap let blocking ringline calls inside them work.
+M.coroutine = sched.coroutine
+
+M.run = sched.run
+
+function M.configure(t)
+  if type(t) ~= "table" then error("ringline.configure: expected a table", 2) end
+  local S = need("ringline.configure")
+  if S.w then
+    error("ringline.configure: the worker has started I/O already; configure before the first "
+      .. "listen/connect/sleep (or pass the keys in ringline.run's opts)", 2)
+  end
+  sched.configure(S, t, 1)
+end
+
+-- The configuration keys: name -> {default, min, max, pow2, doc}.
+function M.config_keys()
+  local n = ffi.new("int[1]")
+  local keys = C.rl_config_keys(n)
+  local r = {}
+  for i = 0, n[0] - 1 do
+    local k = keys[i]
+    r[ffi.string(k.name)] = { default = k.def, min = k.min, max = k.max, pow2 = k.pow2 ~= 0,
+                              doc = ffi.string(k.doc) }
+  end
+  for k, v in pairs(sched.LUA_KEYS) do
+    r[k] = { default = 1048576, min = v[1], max = v[2], pow2 = false, doc = v[3] }
+  end
+  return r
+end
+
+-- The effective value of one configuration key in this run.
+function M.config(key)
+  local S = need("ringline.config")
+  if sched.LUA_KEYS[key] then return S[key] end
+  local ok, v = pcall(function() return S.cfg[key] end)
+  if not ok then error("ringline.config: unknown key " .. tostring(key), 2) end
+  return tonumber(v)
+end
+
+function M.listen(addr, handler, opts)
+  return listener.listen(need("ringline.listen"), addr, handler, opts)
+end
+
+function M.connect(host, port, opts)
+  if type(port) == "table" and opts == nil then port, opts = nil, port end
+  return conn.connect(need("ringline.connect"), host, port, opts)
+end
+
+function M.sleep(s)
+  if type(s) ~= "number" or s ~= s then error("ringline.sleep: expected seconds", 2) end
+  local S = need("ringline.sleep")
+  local t = sched.current(S, "ringline.sleep")
+  if s <= 0 then
+    local why = sched.yield_now(S, t)
+    if why then return nil, why end
+    return true
+  end
+  sched.start(S)
+  local id, err = sched.timer_arm(S, t, s, false)
+  if not id then return nil, err end
+  local why = sched.park(S, t)
+  if why then
+    sched.timer_disarm(S, t)
+    return nil, why
+  end
+  return true
+end
+
+function M.now()
+  local S = need("ringline.now")
+  return C.rl_worker_now(S.w or sched.start(S))
+end
+
+function M.spawn(fn, ...)
+  if type(fn) ~= "function" then error("ringline.spawn: expected a function", 2) end
+  return sched.spawn(need("ringline.spawn"), fn, ...)
+end
+
+-- The counters of struct rl_metrics, in declaration order.
+local METRICS = {
+  "conns_open", "conns_accepted", "conns_connected", "conns_closed", "conns_refused",
+  "bytes_in", "bytes_out", "send_slots_used", "send_heap_chunks", "send_bytes_queued",
+  "recv_buffers_free", "recv_pauses", "recv_enobufs", "accum_bytes", "timers_active",
+  "ops_inflight", "sqes_submitted", "cqes_reaped", "loop_iterations", "stale_cqes",
+  "accept_errors",
+}
+M._METRICS = METRICS
+
+function M.metrics()
+  local S = need("ringline.metrics")
+  local m = C.rl_worker_metrics(S.w or sched.start(S))
+  local r = {}
+  for i = 1, #METRICS do
+    local k = METRICS[i]
+    r[k] = tonumber(m[k])
+  end
+  r.tasks = S.ntasks
+  r.listeners = S.nlisteners
+  return r
+end
+
+M.log = log.log
+M.log_level = log.level
+
+function M.on_error(fn)
+  if fn ~= nil and type(fn) ~= "function" then error("ringline.on_error: expected a function", 2) end
+  local S = need("ringline.on_error")
+  local old = S.on_error
+  S.on_error = fn
+  return old
+end
+
+function M.worker_id() return log.worker_id end
+function M.workers() return log.workers end
+
+-- The running task (nil outside a task).
+function M.current()
+  local S = sched.state()
+  return S and S.current or nil
+end
+
+return M

@@ -1,0 +1,115 @@
+-- ringline.listener: listening sockets and the accept path.
+--
+-- The core accepts (multishot, straight into the fixed file table) and
+-- reports RL_EV_ACCEPTED; the scheduler calls the hook installed here, which
+-- makes the connection object and starts the handler task. The handler's
+-- task owns the connection: it is closed (gracefully, after the queued data)
+-- when the handler returns, and reset when it raises.
+local C = require "ringline.lib"
+local sched = require "ringline.sched"
+local conn = require "ringline.conn"
+local errors = require "ringline.errors"
+local log = require "ringline.log"
+
+local type, tostring, error, setmetatable = type, tostring, error, setmetatable
+local errstr = errors.errstr
+local conn_new, spawn_handler = conn.new, sched.spawn_handler
+
+local LISTEN_REUSEPORT, LISTEN_NODELAY = 1, 2
+local RESET = 1
+
+local M = {}
+local methods = {}
+local mt = {
+  __index = methods,
+  __name = "ringline.listener",
+  __tostring = function(l) return "ringline.listener(" .. tostring(l.addr) .. ")" end,
+}
+M.mt = mt
+
+-- The host part of an address as given to listen (the core binds it).
+local function addr_host(addr)
+  if addr:sub(1, 5) == "unix:" then return addr:sub(6) end
+  local v6 = addr:match("^%[(.*)%]:%d*$")
+  if v6 then return v6 end
+  local h = addr:match("^(.*):%d*$")
+  if h and h ~= "" then return h end
+  return "0.0.0.0"
+end
+
+function M.listen(S, addr, handler, opts)
+  if type(addr) == "number" then
+    if addr < 0 or addr > 65535 or addr % 1 ~= 0 then
+      error("ringline.listen: bad port " .. tostring(addr), 3)
+    end
+    addr = tostring(addr)
+  elseif type(addr) ~= "string" then
+    error("ringline.listen: addr must be a string or a port number", 3)
+  end
+  if type(handler) ~= "function" then error("ringline.listen: handler must be a function", 3) end
+  if opts ~= nil and type(opts) ~= "table" then error("ringline.listen: opts must be a table", 3) end
+  opts = opts or {}
+  local max = opts.max_connections
+  if max ~= nil and (type(max) ~= "number" or max < 0 or max % 1 ~= 0) then
+    error("ringline.listen: opts.max_connections must be an integer >= 0", 3)
+  end
+  -- opts.backlog: the backlog is per worker (configure{listen_backlog=}),
+  -- fixed when the worker starts; a per-listener value is accepted and ignored.
+  local reuseport = opts.reuseport
+  if reuseport == nil then reuseport = log.workers > 1 end
+  local flags = (opts.nodelay ~= false and LISTEN_NODELAY or 0) + (reuseport and LISTEN_REUSEPORT or 0)
+  local w = sched.start(S)
+  local id = C.rl_listen(w, addr, flags)
+  if id < 0 then return nil, errstr(id) end
+  local l = setmetatable({ S = S, id = id, addr = addr, handler = handler,
+                           max = max or false, nconns = 0, refused = 0, closed = false }, mt)
+  S.listeners[id] = l
+  S.nlisteners = S.nlisteners + 1
+  return l
+end
+
+-- Forget the listener (closed by us, or stopped by the core for good).
+function methods._drop(l)
+  if l.closed then return end
+  l.closed = true
+  local S = l.S
+  if S.listeners[l.id] == l then
+    S.listeners[l.id] = nil
+    S.nlisteners = S.nlisteners - 1
+  end
+end
+
+function methods.close(l)
+  if l.closed then return nil, "closed" end
+  local S = l.S
+  local rc = C.rl_listener_close(S.w, l.id)
+  l:_drop()
+  if rc < 0 and rc ~= -errors.ENOENT then return nil, errstr(rc) end
+  return true
+end
+
+function methods.getsockname(l)
+  if l.closed then return nil, "closed" end
+  local port = C.rl_listener_port(l.S.w, l.id)
+  if port < 0 then return nil, errstr(port) end
+  return addr_host(l.addr), port
+end
+
+-- Connections this listener accepted that are not yet closed.
+function methods.connections(l) return l.nconns end
+
+sched.hooks.accepted = function(S, slot, gen, lid)
+  local l = S.listeners[lid]
+  if not l or l.closed or (l.max and l.nconns >= l.max) then
+    -- Over the listener's cap (or already closed): refuse at once.
+    C.rl_conn_close(S.w, slot, gen, RESET)
+    if l then l.refused = l.refused + 1 end
+    return
+  end
+  local c = conn_new(S, slot, gen)
+  c.listener = l
+  l.nconns = l.nconns + 1
+  spawn_handler(S, l.handler, c)
+end
+
+return M
