@@ -294,6 +294,14 @@ static int exe_dir(char *buf, size_t len)
 	return 0;
 }
 
+static void canonical(char *path, size_t len)
+{
+	char real[PATH_MAX];
+
+	if (realpath(path, real) && strlen(real) < len)
+		strcpy(path, real);
+}
+
 /*
  * Prepend the ringline modules to package.path. The first layout that holds
  * ringline/init.lua wins:
@@ -332,6 +340,9 @@ static void set_path(lua_State *L)
 	}
 	if (!found)
 		return;  /* require "ringline" then reports where it looked */
+	/* Canonical paths read better in tracebacks than ".../bindings/../../lua". */
+	canonical(lua, sizeof(lua));
+	canonical(bind, sizeof(bind));
 
 	lua_getglobal(L, "package");
 	lua_getfield(L, -1, "path");
@@ -412,13 +423,30 @@ static int traceback(lua_State *L)
 	return 1;
 }
 
-/* Runs as: bootstrap(chunk, ...) */
+/*
+ * Runs as bootstrap(chunk, ...). The script runs inside the main task under
+ * xpcall, so a failure carries the traceback of the script's own coroutine
+ * (the error ringline.run re-raises has lost it). Non-string error values
+ * pass through untouched. The --set values go through ringline.configure
+ * as the task's first act, before any I/O creates the worker.
+ */
 static const char bootstrap[] =
 	"local chunk = ...\n"
 	"local ringline = require 'ringline'\n"
 	"local config = require('ringline.hostinfo').config\n"
-	"if next(config) ~= nil then ringline.configure(config) end\n"
-	"return ringline.run(chunk, select(2, ...))\n";
+	"local traceback = debug.traceback\n"
+	"local function on_error(err)\n"
+	"  if type(err) ~= 'string' or err:find('stack traceback:', 1, true) then return err end\n"
+	"  return traceback(err, 2)\n"
+	"end\n"
+	"local function rethrow(ok, ...)\n"
+	"  if not ok then error((...), 0) end\n"
+	"  return ...\n"
+	"end\n"
+	"return ringline.run(function(...)\n"
+	"  if next(config) ~= nil then ringline.configure(config) end\n"
+	"  return rethrow(xpcall(chunk, on_error, ...))\n"
+	"end, select(2, ...))\n";
 
 static int run(lua_State *L, int argc, char **argv, int script)
 {
