@@ -205,7 +205,7 @@ static void parse_set(struct options *o, const char *kv)
 	}
 	if (o->nset == (int)(sizeof(o->set_keys) / sizeof(o->set_keys[0])))
 		bad_option("--set: too many settings (at '%s')", kv);
-	/* Keep the key text: argv outlives the run; copy only the name. */
+	/* The name alone, without "=value", for hostinfo.config. */
 	o->set_keys[o->nset] = strndup(kv, klen);
 	o->set_values[o->nset] = value;
 	o->nset++;
