@@ -26,7 +26,7 @@ int rl__accum_append(struct rl_accum *a, const uint8_t *p, uint32_t n, uint64_t 
 		if (need <= a->cap / 2) {
 			memmove(a->buf, a->buf + a->off, a->len);
 		} else {
-			uint32_t cap = a->cap ? a->cap : RL_ACCUM_MIN;
+			uint32_t cap = a->cap ? a->cap * 2 : RL_ACCUM_MIN;
 			while (cap < need)
 				cap *= 2;
 			uint8_t *nb = malloc(cap);
