@@ -8,6 +8,7 @@ package.path = root .. "/bindings/?.lua;" .. package.path
 local proc = dofile(root .. "/bindings/test/proc.lua")
 local build = os.getenv("RINGLINE_BUILD") or (root .. "/build")
 local host = build .. "/bindings/ringline-lua"
+package.path = root .. "/lua/?.lua;" .. root .. "/lua/?/init.lua;" .. package.path
 local C = require "ringline.lib"
 
 local function script(text)
@@ -61,6 +62,13 @@ describe("ringline-lua", function()
       end
       local keys = config_keys()
       assert.is_true(#keys > 0)
+      local core = {}
+      for _, k in ipairs(keys) do core[k.name] = true end
+      for name, k in pairs(require("ringline").config_keys()) do   -- the Lua API's own, too
+        if not core[name] then
+          keys[#keys + 1] = { name = name, def = k.default, min = k.min, max = k.max }
+        end
+      end
       for _, k in ipairs(keys) do
         local line = out:match("\n%s*" .. k.name .. " [^\n]*")
         assert.is_not_nil(line, "key " .. k.name .. " missing from --help")
@@ -132,12 +140,22 @@ describe("ringline-lua", function()
 
     it("hands valid --set values to the script's worker", function()
       local s = tmpscript [[
+        local ringline = require "ringline"
         local cfg = require("ringline.hostinfo").config
-        io.write(cfg.send_high_watermark, " ", cfg.send_low_watermark)
+        io.write(cfg.send_high_watermark, " ", cfg.send_low_watermark, " ",
+                 ringline.config("send_high_watermark"), " ", ringline.config("line_max"))
       ]]
-      local code, out, err = ringline_lua("--set send_high_watermark=128k --set send_low_watermark=1000 -w 1 " .. s)
+      local code, out, err = ringline_lua("--set send_high_watermark=128k --set send_low_watermark=1000 "
+        .. "--set line_max=4096 -w 1 " .. s)
       assert.are.equal(0, code, err)
-      assert.are.equal("131072 1000", out)
+      assert.are.equal("131072 1000 131072 4096", out)
+    end)
+
+    it("checks --set keys of the Lua API (line_max) too, naming the key and range", function()
+      local k = require("ringline").config_keys().line_max
+      local code, _, err = ringline_lua(("--set line_max=%d x.lua"):format(k.max + 1))
+      assert.are.equal(2, code)
+      assert.matches(("line_max: %d is out of range (%d..%d)"):format(k.max + 1, k.min, k.max), err, 1, true)
     end)
 
     it("treats what follows -- as the script", function()

@@ -53,9 +53,12 @@ static const char *progname = "ringline-lua";
 struct options {
 	int workers;
 	struct rl_config cfg;
-	/* keys given with --set, in order, for hostinfo.config */
+	/* keys given with --set, in order, for hostinfo.config; lua_key: not
+	 * a core key, validated against the Lua API's keys once Lua is up */
 	const char *set_keys[64];
+	const char *set_text[64];
 	int64_t set_values[64];
+	int lua_key[64];
 	int nset;
 	int script;      /* argv index of the script, 0 if none */
 };
@@ -80,7 +83,45 @@ static void bad_option(const char *fmt, ...)
 	exit(EXIT_USAGE);
 }
 
-static void print_help(void)
+static lua_State *new_lua(const struct options *o);
+static int push_lua_config_keys(lua_State *L);
+
+/* Keys the Lua API adds to the core's (e.g. line_max), from
+ * ringline.config_keys(); nothing when the Lua API cannot be loaded. */
+static void print_lua_keys(const struct options *o,
+			   const struct rl_config_key *keys, int n)
+{
+	lua_State *L = new_lua(o);
+
+	if (!L)
+		return;
+	if (push_lua_config_keys(L)) {
+		lua_pushnil(L);
+		while (lua_next(L, -2)) {
+			const char *name = lua_tostring(L, -2);
+			int core = 0;
+
+			for (int i = 0; i < n && name; i++)
+				core |= strcmp(keys[i].name, name) == 0;
+			if (name && !core && lua_istable(L, -1)) {
+				lua_getfield(L, -1, "default");
+				lua_getfield(L, -2, "min");
+				lua_getfield(L, -3, "max");
+				lua_getfield(L, -4, "doc");
+				printf("  %-20s default %-8.0f range %.0f..%.0f\n", name,
+				       lua_tonumber(L, -4), lua_tonumber(L, -3),
+				       lua_tonumber(L, -2));
+				if (lua_isstring(L, -1))
+					printf("  %-20s %s\n", "", lua_tostring(L, -1));
+				lua_pop(L, 4);
+			}
+			lua_pop(L, 1);
+		}
+	}
+	lua_close(L);
+}
+
+static void print_help(const struct options *o)
 {
 	int n = 0;
 	const struct rl_config_key *keys = rl_config_keys(&n);
@@ -108,6 +149,7 @@ static void print_help(void)
 		if (keys[i].doc && keys[i].doc[0])
 			printf("  %-20s %s\n", "", keys[i].doc);
 	}
+	print_lua_keys(o, keys, n);
 	printf("\n"
 	       "Exit status: 0 after a clean run, 1 when the script fails to load or\n"
 	       "raises (message and traceback on stderr), 2 for bad options.\n"
@@ -194,7 +236,10 @@ static void parse_set(struct options *o, const char *kv)
 		bad_option("--set %s: '%s' is not an integer", key, eq + 1);
 	msg[0] = '\0';
 	rc = rl_config_set(&o->cfg, key, value, msg, sizeof(msg));
-	if (rc < 0) {
+	if (o->nset == (int)(sizeof(o->set_keys) / sizeof(o->set_keys[0])))
+		bad_option("--set: too many settings (at '%s')", kv);
+	o->lua_key[o->nset] = rc == -ENOENT;
+	if (rc < 0 && rc != -ENOENT) {
 		if (!msg[0])
 			snprintf(msg, sizeof(msg), "%s", rc == -ENOENT ?
 				 "unknown key" : "value out of range");
@@ -203,10 +248,9 @@ static void parse_set(struct options *o, const char *kv)
 		usage_hint();
 		exit(EXIT_USAGE);
 	}
-	if (o->nset == (int)(sizeof(o->set_keys) / sizeof(o->set_keys[0])))
-		bad_option("--set: too many settings (at '%s')", kv);
 	/* The name alone, without "=value", for hostinfo.config. */
 	o->set_keys[o->nset] = strndup(kv, klen);
+	o->set_text[o->nset] = kv;
 	o->set_values[o->nset] = value;
 	o->nset++;
 }
@@ -227,7 +271,7 @@ static void parse_options(struct options *o, int argc, char **argv)
 			break;
 		}
 		if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
-			print_help();
+			print_help(o);
 			exit(0);
 		}
 		if (strcmp(a, "-v") == 0 || strcmp(a, "--version") == 0) {
@@ -505,6 +549,80 @@ static void set_signals(void)
 	sigaction(SIGTERM, &sa, NULL);
 }
 
+/* ---- Lua state ---- */
+
+static lua_State *new_lua(const struct options *o)
+{
+	lua_State *L = luaL_newstate();
+
+	if (!L)
+		return NULL;
+	luaL_openlibs(L);
+	set_path(L);
+	preload_hostinfo(L, o);
+	return L;
+}
+
+/* Pushes ringline.config_keys() (name -> {default, min, max, ...}) and
+ * returns 1, or pushes nothing and returns 0 when the Lua API is missing. */
+static int push_lua_config_keys(lua_State *L)
+{
+	static const char chunk[] =
+		"local ok, rl = pcall(require, 'ringline')\n"
+		"if ok and type(rl) == 'table' and type(rl.config_keys) == 'function' then\n"
+		"  local ok2, keys = pcall(rl.config_keys)\n"
+		"  if ok2 and type(keys) == 'table' then return keys end\n"
+		"end\n";
+
+	if (luaL_loadbuffer(L, chunk, sizeof(chunk) - 1, "=ringline-lua") != 0 ||
+	    lua_pcall(L, 0, 1, 0) != 0) {
+		lua_pop(L, 1);
+		return 0;
+	}
+	if (!lua_istable(L, -1)) {
+		lua_pop(L, 1);
+		return 0;
+	}
+	return 1;
+}
+
+/* --set keys the core did not know: keys of the Lua API (ringline.configure
+ * takes them too), checked here so a bad one is still a bad option. */
+static void check_lua_keys(lua_State *L, const struct options *o)
+{
+	int have = -1;
+
+	for (int i = 0; i < o->nset; i++) {
+		double v = (double)o->set_values[i], min, max;
+
+		if (!o->lua_key[i])
+			continue;
+		if (have < 0)
+			have = push_lua_config_keys(L);
+		if (have)
+			lua_getfield(L, -1, o->set_keys[i]);
+		if (!have || !lua_istable(L, -1)) {
+			fprintf(stderr, "%s: --set %s: unknown configuration key '%s'\n",
+				progname, o->set_text[i], o->set_keys[i]);
+			usage_hint();
+			exit(EXIT_USAGE);
+		}
+		lua_getfield(L, -1, "min");
+		lua_getfield(L, -2, "max");
+		min = lua_tonumber(L, -2);
+		max = lua_tonumber(L, -1);
+		lua_pop(L, 3);
+		if (v < min || v > max) {
+			fprintf(stderr, "%s: --set %s: %s: %.0f is out of range (%.0f..%.0f)\n",
+				progname, o->set_text[i], o->set_keys[i], v, min, max);
+			usage_hint();
+			exit(EXIT_USAGE);
+		}
+	}
+	if (have > 0)
+		lua_pop(L, 1);
+}
+
 int main(int argc, char **argv)
 {
 	static struct options o;
@@ -517,14 +635,12 @@ int main(int argc, char **argv)
 	 * reach a supervisor or log before the first request. */
 	setvbuf(stdout, NULL, _IOLBF, 0);
 
-	L = luaL_newstate();
+	L = new_lua(&o);
 	if (!L) {
 		fprintf(stderr, "%s: cannot create the Lua state\n", progname);
 		return 1;
 	}
-	luaL_openlibs(L);
-	set_path(L);
-	preload_hostinfo(L, &o);
+	check_lua_keys(L, &o);
 	set_arg(L, argc, argv, o.script);
 	status = run(L, argc, argv, o.script);
 	lua_close(L);
