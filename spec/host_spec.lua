@@ -318,6 +318,16 @@ describe("ringline-lua", function()
       assert.are.equal(0, code, err)
       assert.are.equal(("%s/share/lua/5.1/ringline/init.lua %s/share/lua/5.1/ringline/lib.lua"):format(
         prefix, prefix), out)
+      -- Plain luajit with the installed modules loads the installed library.
+      local libdir = select(2, proc.run("dirname " .. prefix .. "/lib*/libringline.so")):gsub("\n$", "")
+      code, out, err = proc.run(("cd / && LD_LIBRARY_PATH=%s %s -e %s"):format(
+        proc.quote(libdir), os.getenv("LUAJIT") or "luajit", proc.quote(([[
+          package.path = %q
+          local ffi = require "ffi"
+          io.write(ffi.string(require("ringline.lib").rl_version()))
+        ]]):format(prefix .. "/share/lua/5.1/?.lua;" .. prefix .. "/share/lua/5.1/?/init.lua"))))
+      assert.are.equal(0, code, err)
+      assert.are.equal(ffi.string(C.rl_version()), out)
     end)
   end)
 end)
