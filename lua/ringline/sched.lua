@@ -96,9 +96,9 @@ end
 -- Queue a parked task with a reason (nil = re-check). A task already queued
 -- keeps its first non-nil reason, so "timeout" or "canceled" is never lost.
 local function wake(S, t, why)
-  local st = t.status
+  local st = t.st
   if st == PARKED then
-    t.status = READY
+    t.st = READY
     t.r1 = why
     push(S, t)
   elseif st == READY and why ~= nil and t.r1 == nil then
@@ -126,7 +126,7 @@ local function park(S, t)
   if co_running() ~= S.cur_co then
     error("ringline: blocking call inside a coroutine not made by ringline.coroutine", 3)
   end
-  t.status = PARKED
+  t.st = PARKED
   return (co_yield(SENTINEL))
 end
 M.park = park
@@ -136,7 +136,7 @@ local function yield_now(S, t)
   if co_running() ~= S.cur_co then
     error("ringline: blocking call inside a coroutine not made by ringline.coroutine", 3)
   end
-  t.status = READY
+  t.st = READY
   t.r1 = nil
   push(S, t)
   return (co_yield(SENTINEL))
@@ -154,7 +154,7 @@ local function timer_arm(S, t, delay, why)
   if tok > 0xffffffff then tok = 1 end
   S.tok = tok
   if delay < 0 then delay = 0 end
-  local id = C.rl_timer_add(S.w, delay, tok)
+  local id = C.rl_timer_add(S.w or start(S), delay, tok)
   if id < 0 then return nil, errstr(id) end
   S.timers[id] = t
   t.tmr, t.ttok, t.twhy = id, tok, why
@@ -189,7 +189,7 @@ end
 
 local function new_task(S, co)
   S.ntasks = S.ntasks + 1
-  local t = setmetatable({ S = S, co = co, status = READY, r1 = nil, args = nil,
+  local t = setmetatable({ S = S, co = co, st = READY, r1 = nil, args = nil,
                         conn = nil, tmr = nil, ttok = 0, twhy = false,
                         joiners = nil, res = nil, err = nil, failed = false }, Task_mt)
   S.live[t] = true
@@ -235,7 +235,7 @@ local function report(S, t, err)
 end
 
 local function finish(S, t, ok, err)
-  t.status = DEAD
+  t.st = DEAD
   S.ntasks = S.ntasks - 1
   S.live[t] = nil
   timer_disarm(S, t)
@@ -261,7 +261,7 @@ end
 local function resume_task(S, t)
   local co = t.co
   S.current, S.cur_co = t, co
-  t.status = RUNNING
+  t.st = RUNNING
   local ok, a
   local args = t.args
   if args then
@@ -277,7 +277,7 @@ local function resume_task(S, t)
     if a == SENTINEL then return end
     if co_status(co) ~= "dead" then
       -- A plain coroutine.yield at the top of a task: a cooperative yield.
-      t.status = READY
+      t.st = READY
       push(S, t)
       return
     end
@@ -311,7 +311,7 @@ function Task.join(t, timeout)
   if timeout ~= nil and type(timeout) ~= "number" then
     error("ringline: task:join: timeout must be a number of seconds", 2)
   end
-  if t.status ~= DEAD then
+  if t.st ~= DEAD then
     local js = t.joiners
     if not js then js = {}; t.joiners = js end
     js[#js + 1] = me
@@ -322,7 +322,7 @@ function Task.join(t, timeout)
     local why
     repeat
       why = park(S, me)
-    until why or t.status == DEAD
+    until why or t.st == DEAD
     timer_disarm(S, me)
     if why then
       js = t.joiners
@@ -341,7 +341,7 @@ function Task.join(t, timeout)
 end
 
 function Task.status(t)
-  local st = t.status
+  local st = t.st
   return st == DEAD and "dead" or st == RUNNING and "running" or st == READY and "ready" or "parked"
 end
 
@@ -456,7 +456,7 @@ local function configure(S, t, lvl, skip)
 end
 
 -- Create the C worker on first use, so configure() works until the first I/O.
-local function start(S)
+start = function(S)
   local w = S.w
   if w then return w end
   if S.dead then error("ringline: the worker of this run is gone", 3) end
@@ -665,7 +665,7 @@ function M.run(opts, fn, ...)
   end
   local ok, err = pcall(loop, S)
   local abort = S.abort
-  if ok and abort == "timeout" then dump_tasks(S) end
+  if ok and abort == "timeout" then pcall(dump_tasks, S) end
   local tok, rc = pcall(teardown, S, ok and not abort)
   cur = nil
   if not ok then error(err, 0) end
