@@ -91,7 +91,15 @@ struct t_ctx {
 	int lid;             /* the fixture's listener, -1 when none */
 	int port;
 	uint64_t nevents[RL_EV_LISTENER + 1];
+	struct rl_event *log; /* every event polled so far, in order */
+	size_t nlog, logcap;
 };
+
+#define T_ANY UINT32_MAX
+/* Events in the log of `type` for (slot, gen); T_ANY matches anything. */
+int t_count(const struct t_ctx *t, uint32_t type, uint32_t slot, uint32_t gen);
+/* The latest such event, or NULL. */
+const struct rl_event *t_last(const struct t_ctx *t, uint32_t type, uint32_t slot, uint32_t gen);
 
 /* 64 recv buffers x 4 KiB, 64 send slots x 4 KiB, 64 connections. */
 void t_config_small(struct rl_config *cfg);
@@ -109,6 +117,7 @@ void t_wait_(struct t_ctx *t, t_pred_fn pred, double secs, const char *what, con
 /* Close the fixture's listener, wait until nothing is live or in flight,
  * check every gauge is at idle, and require a clean rl_worker_destroy. */
 void t_finish(struct t_ctx *t);
+/* The gauges at idle (the fixture's listener, if open, holds one op). */
 void t_check_idle(struct t_ctx *t);
 
 /* echo.c's logic: send back what arrived, close after EOF. */
@@ -134,6 +143,7 @@ struct t_peer {
 	uint32_t in_seed;     /* with in == NULL and check_in: pattern check */
 	int check_in;
 	int no_read;          /* a peer that does not read */
+	size_t read_limit;    /* stop reading at this many bytes (0: no limit) */
 	int shut_wr;          /* shutdown(SHUT_WR) once out is written */
 	int shut_done;
 	int eof;              /* read returned 0 */

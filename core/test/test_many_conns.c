@@ -1,0 +1,120 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * test_many_conns - 1000 concurrent connections on one worker, each echoing
+ * its own message, with a provided-buffer ring far smaller than the number
+ * of connections (64 buffers), so receives run dry and must be re-armed.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "helpers.h"
+
+#define NCONN 1000
+
+static struct t_peer peers[NCONN];
+static uint8_t *out[NCONN], *in[NCONN];
+static size_t len[NCONN];
+static int accepted, closed;
+
+static void on_event(struct t_ctx *t, const struct rl_event *e)
+{
+	switch (e->type) {
+	case RL_EV_ACCEPTED:
+		accepted++;
+		/* fall through */
+	case RL_EV_RECV:
+		t_echo(t->w, e->slot, e->gen);
+		break;
+	case RL_EV_CLOSED:
+		ASSERT(e->res == 0, "closed with %s", rl_strerror(e->res));
+		closed++;
+		break;
+	default:
+		FAIL("unexpected event %u", e->type);
+	}
+}
+
+static int pump(struct t_ctx *t)
+{
+	size_t moved = 0;
+	for (int i = 0; i < NCONN; i++)
+		if (!peers[i].eof)
+			moved += t_peer_pump(&peers[i]);
+	return moved > 0;
+}
+
+static int all_done(struct t_ctx *t)
+{
+	for (int i = 0; i < NCONN; i++)
+		if (!peers[i].eof)
+			return 0;
+	return closed == NCONN;
+}
+
+static int all_open(struct t_ctx *t)
+{
+	return rl_worker_metrics(t->w)->conns_open == NCONN;
+}
+
+int main(void)
+{
+	struct rl_config cfg;
+	t_config_small(&cfg);
+	cfg.max_connections = 1024;
+	cfg.sq_entries = 256;
+	struct t_ctx t;
+	t_init(&t, &cfg);
+	t.on_event = on_event;
+	t_listen(&t, NULL);
+
+	uint64_t total = 0;
+	for (int i = 0; i < NCONN; i++) {
+		/* distinct lengths and contents: a mix-up between connections shows */
+		len[i] = 1 + (size_t)(i * 7919) % 6000;
+		out[i] = malloc(len[i]);
+		in[i] = malloc(len[i]);
+		CHECK(out[i] && in[i]);
+		t_pattern(out[i], len[i], (uint32_t)(1000 + i), 0);
+		total += len[i];
+	}
+	/* every connection is open before any byte is sent */
+	for (int i = 0; i < NCONN; i++) {
+		t_peer_init(&peers[i], t_tcp_connect("127.0.0.1", t.port, 1));
+		if (i % 100 == 99)
+			t_step(&t, 0);
+	}
+	T_WAIT(&t, all_open, 10);
+	CHECK_EQ(accepted, NCONN);
+
+	t.pump = pump;
+	for (int i = 0; i < NCONN; i++) {
+		peers[i].out = out[i];
+		peers[i].outlen = len[i];
+		peers[i].in = in[i];
+		peers[i].incap = len[i];
+		peers[i].shut_wr = 1;
+	}
+	T_WAIT(&t, all_done, 30);
+	for (int i = 0; i < NCONN; i++) {
+		ASSERT(peers[i].err == 0, "peer %d: %s", i, strerror(peers[i].err));
+		ASSERT(peers[i].inlen == len[i], "peer %d: %zu of %zu bytes", i, peers[i].inlen,
+		       len[i]);
+		ASSERT(memcmp(in[i], out[i], len[i]) == 0, "peer %d: echo differs", i);
+		close(peers[i].fd);
+		free(in[i]);
+		free(out[i]);
+	}
+	const struct rl_metrics *m = rl_worker_metrics(t.w);
+	CHECK_EQ(m->conns_accepted, NCONN);
+	CHECK_EQ(m->conns_closed, NCONN);
+	CHECK_EQ(m->conns_refused, 0);
+	CHECK_EQ(m->bytes_in, total);
+	CHECK_EQ(m->bytes_out, total);
+	fprintf(stderr, "many_conns: %d connections, %llu bytes, recv_enobufs %llu\n", NCONN,
+		(unsigned long long)total, (unsigned long long)m->recv_enobufs);
+	t.pump = NULL;
+	t_finish(&t);
+	return 0;
+}
