@@ -93,6 +93,8 @@ struct rl_config {
 	uint32_t send_low_watermark;  /* unsent bytes at which waiting writers resume */
 	uint32_t listen_backlog;      /* listen(2) backlog */
 	uint32_t max_timers;          /* concurrently armed timers */
+	uint32_t zc_threshold;        /* guarded parts below this many bytes are copied */
+	uint32_t send_slab_entries;   /* in-flight scatter-gather / zero-copy sends */
 };
 
 struct rl_config_key {
@@ -116,6 +118,23 @@ enum rl_event_type {
 	RL_EV_TIMER = 6,     /* timer fired; slot = timer id, data = token */
 	RL_EV_FD = 7,        /* a descriptor for the connection is ready (rl_conn_fd); res = fd or -errno */
 	RL_EV_LISTENER = 8,  /* listener stopped accepting for good; slot = listener id, res = -errno */
+	RL_EV_GUARD = 9,     /* a guarded part is released for good: data = its token,
+	                        slot = its region id (or RL_PART_PINNED as uint32) */
+};
+
+/* One part of a scatter-gather send (rl_conn_sendv). */
+struct rl_part {
+	const void *ptr;
+	uint32_t len;
+	int32_t region;  /* RL_PART_COPY, RL_PART_PINNED, or a region id */
+	uint32_t token;  /* guarded parts: returned by RL_EV_GUARD on release */
+	uint32_t pad;
+};
+
+enum rl_part_kind {
+	RL_PART_COPY = -1,   /* copied before rl_conn_sendv returns */
+	RL_PART_PINNED = -2, /* caller-owned memory kept alive until RL_EV_GUARD
+	                        (e.g. an immutable Lua string); not registered */
 };
 
 struct rl_event {
@@ -188,6 +207,13 @@ struct rl_metrics {
 	uint64_t loop_iterations;
 	uint64_t stale_cqes;         /* completions for a previous occupant, dropped */
 	uint64_t accept_errors;      /* transient accept failures (re-armed) */
+	uint64_t slab_used;          /* gauge: send slab entries in use */
+	uint64_t guards_outstanding; /* gauge: guarded parts not yet released */
+	uint64_t zc_sends;           /* SENDMSG_ZC operations submitted */
+	uint64_t zc_notifs;          /* zero-copy notifications received */
+	uint64_t zc_copied;          /* notifications saying the kernel copied anyway */
+	uint64_t zc_bytes;           /* bytes sent by zero-copy operations */
+	uint64_t zc_fallbacks;       /* guarded parts copied because the slab was full */
 };
 
 /* Kernel features found by the start-up probe (rl_worker_features). */
@@ -261,6 +287,24 @@ int rl_conn_fd(struct rl_worker *w, uint32_t slot, uint32_t gen);
 /* Outbound TCP/unix connect. addr as for rl_listen (numeric hosts only).
  * Result arrives as RL_EV_CONNECTED carrying token. timeout_ms 0 = none. */
 int rl_connect(struct rl_worker *w, const char *addr, uint32_t timeout_ms, uint32_t token);
+
+/* Queue a scatter-gather send of n parts, in order, as one operation where
+ * possible. Guarded parts (a region id or RL_PART_PINNED, at least
+ * zc_threshold bytes) are sent zero-copy: their memory must stay unchanged
+ * and alive until RL_EV_GUARD returns their token, which happens exactly
+ * once per guarded part, after the send's completion and every zero-copy
+ * notification, on success, error, reset, close and teardown alike. Smaller
+ * parts are copied. Returns 0 or -errno (then nothing was queued and no
+ * guard will be reported). */
+int rl_conn_sendv(struct rl_worker *w, uint32_t slot, uint32_t gen, const struct rl_part *parts, int n);
+
+/* -- regions: memory registered with the ring for guarded sends -- */
+/* Map and register size bytes; *ptr receives the address. Returns the id. */
+int rl_region_new(struct rl_worker *w, size_t size, void **ptr);
+/* -EBUSY while any guard on it is outstanding; then nothing is freed. */
+int rl_region_free(struct rl_worker *w, int id);
+/* Guards on the region not yet released, or -ENOENT. */
+int rl_region_inflight(struct rl_worker *w, int id);
 
 /* -- descriptors (helpers around a plain socket fd) -- */
 /* Writes the address text into host, returns the port (0 for unix) or -errno. */

@@ -204,9 +204,18 @@ void rl__conn_on_recv(struct rl_worker *w, struct io_uring_cqe *cqe)
 
 /* ---- send queue ---- */
 
+void rl__conn_op_start(struct rl_worker *w, struct rl_conn *c)
+{
+	op_start(w, c);
+}
+
 static void send_submit(struct rl_worker *w, struct rl_conn *c)
 {
 	struct rl_chunk *h = c->sq_head;
+	if (h->zc) {
+		rl__slab_submit(w, c, h->zc);
+		return;
+	}
 	struct io_uring_sqe *sqe = rl__sqe(w);
 	if (!sqe) {
 		c->io.serr = -EBUSY; /* reported, never silently dropped */
@@ -226,7 +235,10 @@ static void drop_queue(struct rl_worker *w, struct rl_conn *c)
 	struct rl_chunk *ch = c->sq_head;
 	while (ch) {
 		struct rl_chunk *next = ch->next;
-		rl__chunk_put(&w->pool, ch);
+		if (ch->zc)
+			rl__slab_dropped(w, ch->zc); /* its guards are released now */
+		else
+			rl__chunk_put(&w->pool, ch);
 		ch = next;
 	}
 	c->sq_head = c->sq_tail = NULL;
@@ -247,31 +259,31 @@ static void shutdown_submit(struct rl_worker *w, struct rl_conn *c)
 	op_start(w, c);
 }
 
-void rl__conn_on_send(struct rl_worker *w, struct io_uring_cqe *cqe)
+void rl__conn_enqueue(struct rl_worker *w, struct rl_conn *c, struct rl_chunk *node)
 {
-	struct rl_conn *c = rl__conntab_get(&w->conns, rl_ud_index(cqe->user_data),
-					    rl_ud_gen(cqe->user_data));
-	if (!c) {
-		w->m.stale_cqes++;
-		return;
-	}
-	int res = cqe->res;
-	struct rl_chunk *h = c->sq_head;
+	node->next = NULL;
+	if (c->sq_tail)
+		c->sq_tail->next = node;
+	else
+		c->sq_head = node;
+	c->sq_tail = node;
+	c->io.unsent += node->len - node->off;
+	w->m.send_bytes_queued += node->len - node->off;
+	if (!c->send_inflight && !c->connecting)
+		send_submit(w, c);
+}
+
+/* After the head's operation completed (its node already advanced or
+ * removed by the caller): account, then decide what the queue does next. */
+void rl__conn_send_done(struct rl_worker *w, struct rl_conn *c, int res)
+{
 	op_done(w, c);
 	c->send_inflight = 0;
-
 	if (res > 0) {
-		h->off += (uint32_t)res;
 		c->io.unsent -= (uint32_t)res;
 		w->m.send_bytes_queued -= (uint64_t)res;
 		w->m.bytes_out += (uint64_t)res;
-		if (h->off == h->len) {
-			c->sq_head = h->next;
-			if (!c->sq_head)
-				c->sq_tail = NULL;
-			rl__chunk_put(&w->pool, h);
-		}
-	} else if (res == 0 || (res < 0 && res != -EAGAIN && res != -EINTR && res != -ECANCELED)) {
+	} else if (res == 0 || (res != -EAGAIN && res != -EINTR && res != -ECANCELED)) {
 		c->io.serr = res ? res : -EPIPE;
 	}
 	if (c->send_cancel || c->io.serr) {
@@ -285,6 +297,28 @@ void rl__conn_on_send(struct rl_worker *w, struct io_uring_cqe *cqe)
 		shutdown_submit(w, c);
 	if (c->closing)
 		rl__conn_close_step(w, c);
+}
+
+void rl__conn_on_send(struct rl_worker *w, struct io_uring_cqe *cqe)
+{
+	struct rl_conn *c = rl__conntab_get(&w->conns, rl_ud_index(cqe->user_data),
+					    rl_ud_gen(cqe->user_data));
+	if (!c) {
+		w->m.stale_cqes++;
+		return;
+	}
+	int res = cqe->res;
+	struct rl_chunk *h = c->sq_head;
+	if (res > 0) {
+		h->off += (uint32_t)res;
+		if (h->off == h->len) {
+			c->sq_head = h->next;
+			if (!c->sq_head)
+				c->sq_tail = NULL;
+			rl__chunk_put(&w->pool, h);
+		}
+	}
+	rl__conn_send_done(w, c, res);
 }
 
 /* ---- close ---- */
@@ -474,7 +508,7 @@ int rl_conn_send(struct rl_worker *w, uint32_t slot, uint32_t gen, const void *d
 	size_t left = len;
 	while (left) {
 		struct rl_chunk *t = c->sq_tail;
-		if (!t || t->len == t->cap) {
+		if (!t || t->len == t->cap || t->zc) {
 			t = rl__chunk_get(&w->pool, left);
 			if (!t)
 				return -ENOMEM;

@@ -48,6 +48,7 @@ struct rl_chunk {
 	uint32_t len;        /* bytes filled */
 	uint32_t off;        /* bytes the kernel has taken */
 	int32_t pool_slot;   /* index in the pool, or -1 for a heap chunk */
+	struct rl_slab_entry *zc; /* non-NULL: this queue node is a slab entry */
 };
 
 struct rl_sendpool {
@@ -67,6 +68,61 @@ RL_HIDDEN void rl__sendpool_fini(struct rl_sendpool *p);
 RL_HIDDEN struct rl_chunk *rl__chunk_get(struct rl_sendpool *p, size_t want);
 RL_HIDDEN void rl__chunk_put(struct rl_sendpool *p, struct rl_chunk *c);
 RL_HIDDEN uint32_t rl__sendpool_used(const struct rl_sendpool *p);
+
+/* ---- the in-flight send slab (sendslab.c) ---- */
+#define RL_SLAB_IOVS 16
+#define RL_SLAB_GUARDS 8
+#define RL_IORING_SEND_ZC_REPORT_USAGE (1U << 3)
+#define RL_IORING_NOTIF_USAGE_ZC_COPIED (1U << 31)
+
+/* One scatter-gather send: the iovecs and msghdr the kernel reads, the copy
+ * chunk holding its copied parts, and its guards. Released only when its
+ * operation is final and every notification arrived. */
+struct rl_slab_entry {
+	struct iovec iov[RL_SLAB_IOVS];
+	struct msghdr msg;
+	struct rl_chunk node;        /* its place in the connection's send queue */
+	struct rl_chunk *copy;       /* bytes of the copied parts, or NULL */
+	uint32_t tokens[RL_SLAB_GUARDS];
+	int32_t regions[RL_SLAB_GUARDS];
+	uint32_t index;
+	uint32_t gen;
+	uint32_t slot;               /* owning connection */
+	uint32_t conn_gen;
+	uint32_t notifs;             /* notifications still due */
+	uint32_t next_free;
+	uint8_t niov;
+	uint8_t iov_first;           /* first iovec not fully sent */
+	uint8_t nguards;
+	uint8_t used;
+	uint8_t zc;                  /* sent with SENDMSG_ZC (has guards) */
+	uint8_t op_final;            /* no more operations will be submitted */
+	uint8_t queued;              /* still in the connection's queue */
+};
+
+struct rl_slab {
+	struct rl_slab_entry *e;
+	uint32_t count;
+	uint32_t used;
+	uint32_t free_head;
+};
+
+RL_HIDDEN int rl__slab_init(struct rl_slab *s, uint32_t count);
+RL_HIDDEN void rl__slab_fini(struct rl_slab *s);
+RL_HIDDEN struct rl_slab_entry *rl__slab_alloc(struct rl_slab *s);
+RL_HIDDEN void rl__slab_free(struct rl_slab *s, struct rl_slab_entry *e);
+/* Advance the entry's iovecs past n sent bytes (partial send). */
+RL_HIDDEN void rl__slab_advance(struct rl_slab_entry *e, uint32_t n);
+
+/* ---- registered regions (region.c) ---- */
+#define RL_MAX_REGIONS 64
+struct rl_region {
+	void *ptr;
+	size_t size;
+	uint32_t inflight;
+	uint8_t used;
+	uint8_t registered;
+};
 
 /* ---- receive accumulator (accum.c) ---- */
 struct rl_accum {
@@ -204,6 +260,9 @@ struct rl_worker {
 	struct rl_sendpool pool;
 	struct rl_conntab conns;
 	struct rl_timers timers;
+	struct rl_slab slab;
+	struct rl_region regions[RL_MAX_REGIONS];
+	int regions_table;         /* sparse buffer table registered */
 	struct rl_listener listeners[RL_MAX_LISTENERS];
 	struct rl_connreq **reqs;
 	uint32_t nreqs;
@@ -245,6 +304,21 @@ RL_HIDDEN void rl__conn_on_simple(struct rl_worker *w, struct io_uring_cqe *cqe)
 RL_HIDDEN void rl__conn_rearm_starved(struct rl_worker *w);
 RL_HIDDEN void rl__conn_close_step(struct rl_worker *w, struct rl_conn *c);
 RL_HIDDEN int rl__conn_begin_close(struct rl_worker *w, struct rl_conn *c, int how, int32_t reason);
+
+/* sendslab.c (zero-copy send path of a connection) */
+RL_HIDDEN void rl__slab_on_cqe(struct rl_worker *w, struct io_uring_cqe *cqe);
+RL_HIDDEN void rl__slab_submit(struct rl_worker *w, struct rl_conn *c, struct rl_slab_entry *e);
+/* The entry left the queue without (more) sending: release when possible. */
+RL_HIDDEN void rl__slab_dropped(struct rl_worker *w, struct rl_slab_entry *e);
+/* conn.c helpers the slab path shares */
+RL_HIDDEN void rl__conn_send_done(struct rl_worker *w, struct rl_conn *c, int res);
+RL_HIDDEN void rl__conn_op_start(struct rl_worker *w, struct rl_conn *c);
+RL_HIDDEN void rl__conn_enqueue(struct rl_worker *w, struct rl_conn *c, struct rl_chunk *node);
+
+/* region.c */
+RL_HIDDEN void rl__regions_init(struct rl_worker *w);
+RL_HIDDEN void rl__regions_fini(struct rl_worker *w);
+RL_HIDDEN int rl__region_check(struct rl_worker *w, int id, const void *ptr, uint32_t len);
 
 /* listener.c */
 RL_HIDDEN void rl__listener_on_accept(struct rl_worker *w, struct io_uring_cqe *cqe);

@@ -109,6 +109,10 @@ int rl_worker_new(const struct rl_config *cfg, struct rl_worker **out, char *msg
 	rc = rl__conntab_init(&w->conns, w->cfg.max_connections);
 	if (rc)
 		goto fail;
+	rc = rl__slab_init(&w->slab, w->cfg.send_slab_entries);
+	if (rc)
+		goto fail;
+	rl__regions_init(w);
 	rl__timers_init(&w->timers, w->cfg.max_timers);
 	w->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (w->wake_fd < 0) {
@@ -124,6 +128,7 @@ fail:
 		snprintf(msg, msglen, "out of memory creating the worker");
 	rl__conntab_fini(&w->conns);
 	rl__sendpool_fini(&w->pool);
+	rl__slab_fini(&w->slab);
 	if (w->ring_ok) {
 		rl__bufring_fini(&w->bufs, &w->ring);
 		io_uring_queue_exit(&w->ring);
@@ -165,6 +170,9 @@ static void dispatch(struct rl_worker *w, struct io_uring_cqe *cqe)
 		break;
 	case RL_OP_LINK_TIMEOUT:
 		rl__connect_on_timeout(w, cqe);
+		break;
+	case RL_OP_SEND_SLAB:
+		rl__slab_on_cqe(w, cqe);
 		break;
 	case RL_OP_LISTEN_CANCEL:
 		w->m.ops_inflight--;
@@ -282,6 +290,7 @@ struct rl_metrics *rl_worker_metrics(struct rl_worker *w)
 	w->m.send_slots_used = rl__sendpool_used(&w->pool);
 	w->m.send_heap_chunks = w->pool.heap_chunks;
 	w->m.timers_active = w->timers.nheap;
+	w->m.slab_used = w->slab.used;
 	return &w->m;
 }
 
@@ -343,8 +352,9 @@ int rl_worker_destroy(struct rl_worker *w)
 	}
 	struct rl_event scratch[64];
 	double deadline = rl__clock_now() + 10.0;
-	while (w->m.ops_inflight || w->conns.open || w->wake_armed || rl_worker_live(w) -
-	       (int)w->timers.nheap) {
+	/* slab entries wait for zero-copy notifications, which are not ops */
+	while (w->m.ops_inflight || w->conns.open || w->wake_armed || w->slab.used ||
+	       rl_worker_live(w) - (int)w->timers.nheap) {
 		if (rl__clock_now() > deadline) {
 			fprintf(stderr,
 				"ringline: worker teardown timed out with %llu operations in flight;"
@@ -356,12 +366,14 @@ int rl_worker_destroy(struct rl_worker *w)
 		rl_worker_poll(w, scratch, 64, 100);
 		w->npending = 0; /* nobody is left to read them */
 	}
+	rl__regions_fini(w);
 	rl__bufring_fini(&w->bufs, &w->ring);
 	io_uring_unregister_files(&w->ring);
 	io_uring_queue_exit(&w->ring);
 	rl__sendpool_fini(&w->pool);
 	rl__conntab_fini(&w->conns);
 	rl__timers_fini(&w->timers);
+	rl__slab_fini(&w->slab);
 	rl__connect_fini(w);
 	free(w->pending_ev);
 	close(w->wake_fd);
