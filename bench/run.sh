@@ -32,7 +32,7 @@ ours = (
   "peer ringline-lua echo     '$RL_BUILD/bindings/ringline-lua $RL_ROOT/examples/echo.lua'\n"
   "peer ringline-c   echo     '$RL_BUILD/rl_echo'\n"
 )
-if "peer ringline-lua" not in s:
+if "peer ringline-c " not in s:
     s = s.replace(mark, mark + ours)
 open(p, "w").write(s)
 PY

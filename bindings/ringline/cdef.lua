@@ -17,6 +17,8 @@ struct rl_config {
 	uint32_t send_low_watermark;
 	uint32_t listen_backlog;
 	uint32_t max_timers;
+	uint32_t zc_threshold;
+	uint32_t send_slab_entries;
 };
 struct rl_config_key {
 	const char *name;
@@ -36,6 +38,18 @@ enum rl_event_type {
 	RL_EV_TIMER = 6,
 	RL_EV_FD = 7,
 	RL_EV_LISTENER = 8,
+	RL_EV_GUARD = 9,
+};
+struct rl_part {
+	const void *ptr;
+	uint32_t len;
+	int32_t region;
+	uint32_t token;
+	uint32_t pad;
+};
+enum rl_part_kind {
+	RL_PART_COPY = -1,
+	RL_PART_PINNED = -2,
 };
 struct rl_event {
 	uint32_t type;
@@ -97,6 +111,13 @@ struct rl_metrics {
 	uint64_t loop_iterations;
 	uint64_t stale_cqes;
 	uint64_t accept_errors;
+	uint64_t slab_used;
+	uint64_t guards_outstanding;
+	uint64_t zc_sends;
+	uint64_t zc_notifs;
+	uint64_t zc_copied;
+	uint64_t zc_bytes;
+	uint64_t zc_fallbacks;
 };
 enum rl_feature {
 	RL_FEAT_DEFER_TASKRUN = 1,
@@ -130,6 +151,10 @@ int rl_conn_shutdown(struct rl_worker *w, uint32_t slot, uint32_t gen);
 int rl_conn_close(struct rl_worker *w, uint32_t slot, uint32_t gen, int how);
 int rl_conn_fd(struct rl_worker *w, uint32_t slot, uint32_t gen);
 int rl_connect(struct rl_worker *w, const char *addr, uint32_t timeout_ms, uint32_t token);
+int rl_conn_sendv(struct rl_worker *w, uint32_t slot, uint32_t gen, const struct rl_part *parts, int n);
+int rl_region_new(struct rl_worker *w, size_t size, void **ptr);
+int rl_region_free(struct rl_worker *w, int id);
+int rl_region_inflight(struct rl_worker *w, int id);
 int rl_fd_name(int fd, int peer, char *host, size_t hostlen);
 int rl_fd_setoption(int fd, int opt, int value);
 int rl_timer_add(struct rl_worker *w, double delay, uint32_t token);

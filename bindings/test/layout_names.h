@@ -14,6 +14,8 @@
 	F(rl_config, send_low_watermark) \
 	F(rl_config, listen_backlog) \
 	F(rl_config, max_timers) \
+	F(rl_config, zc_threshold) \
+	F(rl_config, send_slab_entries) \
 	S(rl_config_key) \
 	F(rl_config_key, name) \
 	F(rl_config_key, offset) \
@@ -22,6 +24,12 @@
 	F(rl_config_key, max) \
 	F(rl_config_key, pow2) \
 	F(rl_config_key, doc) \
+	S(rl_part) \
+	F(rl_part, ptr) \
+	F(rl_part, len) \
+	F(rl_part, region) \
+	F(rl_part, token) \
+	F(rl_part, pad) \
 	S(rl_event) \
 	F(rl_event, type) \
 	F(rl_event, res) \
@@ -61,6 +69,13 @@
 	F(rl_metrics, loop_iterations) \
 	F(rl_metrics, stale_cqes) \
 	F(rl_metrics, accept_errors) \
+	F(rl_metrics, slab_used) \
+	F(rl_metrics, guards_outstanding) \
+	F(rl_metrics, zc_sends) \
+	F(rl_metrics, zc_notifs) \
+	F(rl_metrics, zc_copied) \
+	F(rl_metrics, zc_bytes) \
+	F(rl_metrics, zc_fallbacks) \
 	/* end */
 #define RL_LAYOUT_ENUMS(E) \
 	E(RL_EV_ACCEPTED) \
@@ -71,6 +86,9 @@
 	E(RL_EV_TIMER) \
 	E(RL_EV_FD) \
 	E(RL_EV_LISTENER) \
+	E(RL_EV_GUARD) \
+	E(RL_PART_COPY) \
+	E(RL_PART_PINNED) \
 	E(RL_CONN_FREE) \
 	E(RL_CONN_OPEN) \
 	E(RL_CONN_CLOSING) \
