@@ -65,6 +65,7 @@ struct rl_chunk *rl__chunk_get(struct rl_sendpool *p, size_t want)
 		p->heap_chunks++;
 	}
 	c->next = NULL;
+	c->zc = NULL;
 	c->len = 0;
 	c->off = 0;
 	return c;
