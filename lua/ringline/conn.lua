@@ -35,6 +35,7 @@ const uint8_t *ringline_lua_memmem(const uint8_t *h, size_t hl, const char *n, s
 local libc = ffi.C
 
 local U32MAX = 0xffffffff
+local MORE = {}          -- "the buffer does not satisfy the call yet"
 local RESET = 1
 
 local M = {}
@@ -125,82 +126,103 @@ local function fail(c, t, why)
   return nil, why, ""
 end
 
+-- The slow paths below make their first wait before entering any loop:
+-- the trace of a caller's hot loop then ends at the yield (a stitch) rather
+-- than aborting on an inner loop it has not seen loop yet.
+
+local function recv_n_slow(c, n)
+  if n > U32MAX then misuse("conn:receive: size too large", 4) end
+  local io = c.io
+  local t, err = begin_read(c, c.read_to)
+  if not t then return nil, err end
+  local why = wait_bytes(c, t, n)
+  while not why and io.rlen < n do
+    why = wait_bytes(c, t, n)
+  end
+  if why then return fail(c, t, why) end
+  end_read(c, t)
+  return take(c, io, n)
+end
+
 local function recv_n(c, n)
   local io = c.io
   if io.rlen >= n then return take(c, io, n) end
-  if n > U32MAX then misuse("conn:receive: size too large", 3) end
-  local t, err = begin_read(c, c.read_to)
-  if not t then return nil, err end
-  while true do
-    local why = wait_bytes(c, t, n)
-    if why then return fail(c, t, why) end
-    if io.rlen >= n then
-      end_read(c, t)
-      return take(c, io, n)
-    end
-  end
+  return recv_n_slow(c, n)
 end
 
-local function recv_line(c)
+-- Look for "\n" in the buffer from `scanned` on. Returns the line (consumed),
+-- or nil and the new scanned count, or false when the line is too long.
+local function scan_line(c, scanned)
   local io = c.io
   local len = io.rlen
   local max = c.S.line_max
-  local scanned = 0
-  local t
-  while true do
-    if len > scanned then
-      local p = io.rdata
-      local q = libc.ringline_lua_memchr(p + scanned, 10, len - scanned)
-      if q ~= nil then
-        local i = tonumber(q - p)
-        if i > max then
-          end_read(c, t)
-          return nil, "too long"
-        end
-        end_read(c, t)
-        local n = i
-        if n > 0 and p[n - 1] == 13 then n = n - 1 end
-        local s = ffi_string(p, n)
-        C.rl_conn_consume(c.w, c.slot, c.gen, i + 1)
-        return s
-      end
-      scanned = len
+  if len > scanned then
+    local p = io.rdata
+    local q = libc.ringline_lua_memchr(p + scanned, 10, len - scanned)
+    if q ~= nil then
+      local i = tonumber(q - p)
+      if i > max then return false end
+      local n = i
+      if n > 0 and p[n - 1] == 13 then n = n - 1 end
+      local s = ffi_string(p, n)
+      C.rl_conn_consume(c.w, c.slot, c.gen, i + 1)
+      return s
     end
-    if scanned > max then
+    scanned = len
+  end
+  if scanned > max then return false end
+  return nil, scanned
+end
+
+local function recv_line_slow(c, scanned)
+  local t, err = begin_read(c, c.read_to)
+  if not t then return nil, err end
+  local why = wait_bytes(c, t, scanned + 1)
+  while not why do
+    local line
+    line, scanned = scan_line(c, scanned)
+    if line then
+      end_read(c, t)
+      return line
+    elseif line == false then
       end_read(c, t)
       return nil, "too long"
     end
-    if not t then
-      local err
-      t, err = begin_read(c, c.read_to)
-      if not t then return nil, err end
-    end
-    local why = wait_bytes(c, t, scanned + 1)
-    if why then return fail(c, t, why) end
-    len = io.rlen
+    why = wait_bytes(c, t, scanned + 1)
   end
+  return fail(c, t, why)
+end
+
+local function recv_line(c)
+  local line, scanned = scan_line(c, 0)
+  if line then return line end
+  if line == false then return nil, "too long" end
+  return recv_line_slow(c, scanned)
+end
+
+-- Everything up to EOF: ask for geometrically more each time, so a big body
+-- costs O(log n) wake-ups.
+local function all_need(io)
+  local len = io.rlen
+  return len + (len > 65536 and len or 65536)
 end
 
 local function recv_all(c)
   local io = c.io
-  local t
-  while true do
-    if io.reof ~= 0 then
-      end_read(c, t)
-      local n = io.rlen
-      if n > 0 then return take(c, io, n) end
-      return ""
+  if io.reof == 0 then
+    local t, err = begin_read(c, c.read_to)
+    if not t then return nil, err end
+    local why = wait_bytes(c, t, all_need(io))
+    while not why do
+      why = wait_bytes(c, t, all_need(io))
     end
-    if not t then
-      local err
-      t, err = begin_read(c, c.read_to)
-      if not t then return nil, err end
-    end
-    -- Ask for geometrically more so a big body costs O(log n) wake-ups.
-    local len = io.rlen
-    local why = wait_bytes(c, t, len + (len > 65536 and len or 65536))
-    if why and (c.closed or io.reof == 0) then return fail(c, t, why) end
+    -- wait_bytes says "closed" at EOF: that is success here.
+    if c.closed or io.reof == 0 then return fail(c, t, why) end
+    end_read(c, t)
   end
+  local n = io.rlen
+  if n > 0 then return take(c, io, n) end
+  return ""
 end
 
 function methods.receive(c, pat)
@@ -217,6 +239,18 @@ function methods.receive(c, pat)
   misuse("conn:receive: bad pattern " .. tostring(pat) .. " (\"*l\", \"*a\" or a number)", 2)
 end
 
+local function wait_any(c, min, timeout)
+  local io = c.io
+  local t, err = begin_read(c, timeout)
+  if not t then return err end
+  local why = wait_bytes(c, t, min)
+  while not why and io.rlen < min do
+    why = wait_bytes(c, t, min)
+  end
+  end_read(c, t)
+  return why
+end
+
 function methods.receiveany(c, max)
   if type(max) ~= "number" or max < 1 then
     misuse("conn:receiveany: max must be a number >= 1", 2)
@@ -226,17 +260,9 @@ function methods.receiveany(c, max)
   local io = c.io
   local len = io.rlen
   if len == 0 then
-    local t, err = begin_read(c, c.read_to)
-    if not t then return nil, err end
-    repeat
-      local why = wait_bytes(c, t, 1)
-      if why then
-        end_read(c, t)
-        return nil, why
-      end
-      len = io.rlen
-    until len > 0
-    end_read(c, t)
+    local why = wait_any(c, 1, c.read_to)
+    if why then return nil, why end
+    len = io.rlen
   end
   max = math_floor(max)
   if len > max then len = max end
@@ -262,16 +288,8 @@ function methods.view(c, min, timeout)
   if c.reading then return nil, "socket busy reading" end
   local io = c.io
   if io.rlen < min then
-    local t, err = begin_read(c, timeout or c.read_to)
-    if not t then return nil, err end
-    repeat
-      local why = wait_bytes(c, t, min)
-      if why then
-        end_read(c, t)
-        return nil, why
-      end
-    until io.rlen >= min
-    end_read(c, t)
+    local why = wait_any(c, min, timeout or c.read_to)
+    if why then return nil, why end
   end
   return io.rdata, io.rlen
 end
@@ -286,27 +304,19 @@ end
 
 -- fn(ptr, len) -> consumed [, result]; 0 (or nil) consumed = need more.
 -- Returns result (or the count consumed when fn gave none), or nil, err.
-function methods.with_data(c, fn)
-  if type(fn) ~= "function" then misuse("conn:with_data: expected a function", 2) end
-  if c.closed then return nil, "closed" end
-  if c.reading then return nil, "socket busy reading" end
+local function with_data_slow(c, fn, need)
   local io = c.io
-  local need = 1
   local max = c.S.line_max
-  local t
-  while true do
+  local t, err = begin_read(c, c.read_to)
+  if not t then return nil, err end
+  local why = wait_bytes(c, t, need)
+  while not why do
     local len = io.rlen
     if len >= need then
       local used, res = fn(io.rdata, len)
       if used ~= nil and used ~= 0 then
-        if type(used) ~= "number" or used < 0 or used > len or used % 1 ~= 0 then
-          end_read(c, t)
-          misuse("conn:with_data: fn consumed " .. tostring(used) .. " of " .. len .. " bytes", 2)
-        end
         end_read(c, t)
-        C.rl_conn_consume(c.w, c.slot, c.gen, used)
-        if res == nil then return used end
-        return res
+        return used, res
       end
       need = len + 1
       if len >= max then
@@ -314,17 +324,34 @@ function methods.with_data(c, fn)
         return nil, "too long"
       end
     end
-    if not t then
-      local err
-      t, err = begin_read(c, c.read_to)
-      if not t then return nil, err end
-    end
-    local why = wait_bytes(c, t, need)
-    if why then
-      end_read(c, t)
-      return nil, why
-    end
+    why = wait_bytes(c, t, need)
   end
+  end_read(c, t)
+  return nil, why
+end
+
+function methods.with_data(c, fn)
+  if type(fn) ~= "function" then misuse("conn:with_data: expected a function", 2) end
+  if c.closed then return nil, "closed" end
+  if c.reading then return nil, "socket busy reading" end
+  local io = c.io
+  local len = io.rlen
+  local used, res
+  if len > 0 then
+    used, res = fn(io.rdata, len)
+  end
+  if used == nil or used == 0 then
+    if len >= c.S.line_max then return nil, "too long" end
+    used, res = with_data_slow(c, fn, len + 1)
+    if not used then return nil, res end
+    len = io.rlen
+  end
+  if type(used) ~= "number" or used < 0 or used > len or used % 1 ~= 0 then
+    misuse("conn:with_data: fn consumed " .. tostring(used) .. " of " .. len .. " bytes", 2)
+  end
+  C.rl_conn_consume(c.w, c.slot, c.gen, used)
+  if res == nil then return used end
+  return res
 end
 
 -- OpenResty's receiveuntil. iter() returns the data before the delimiter
@@ -342,6 +369,54 @@ function methods.receiveuntil(c, delim, opts)
   -- State across calls in size mode: bytes of a found part still to hand
   -- out, the delimiter bytes to drop after them, and "part ended".
   local pend, skip, ended = 0, 0, false
+
+  -- One look at the buffer from `scanned` on: the results for the caller,
+  -- or MORE and the new scanned count.
+  local function search(size, scanned)
+    local io = c.io
+    local len = io.rlen
+    if len >= dlen and len > scanned then
+      local from = scanned - dlen + 1
+      if from < 0 then from = 0 end
+      local p = io.rdata
+      local q
+      if dlen == 1 then
+        q = libc.ringline_lua_memchr(p + from, d1, len - from)
+      else
+        q = libc.ringline_lua_memmem(p + from, len - from, delim, dlen)
+      end
+      if q ~= nil then
+        local i = tonumber(q - p)
+        local n = inclusive and i + dlen or i
+        if not size then
+          if i > max then return nil, "too long" end
+          local s = ffi_string(p, n)
+          C.rl_conn_consume(c.w, c.slot, c.gen, i + dlen)
+          return s
+        end
+        if n == 0 then
+          C.rl_conn_consume(c.w, c.slot, c.gen, dlen)
+          return nil, nil
+        end
+        if n > size then
+          pend, skip = n - size, inclusive and 0 or dlen
+          return take(c, io, size)
+        end
+        local s = ffi_string(p, n)
+        C.rl_conn_consume(c.w, c.slot, c.gen, i + dlen)
+        ended = true
+        return s
+      end
+      scanned = len
+    end
+    if size then
+      -- Bytes before the last dlen-1 cannot start a delimiter.
+      if len - dlen + 1 >= size then return take(c, io, size) end
+    elseif len - dlen + 1 > max then
+      return nil, "too long"
+    end
+    return MORE, scanned
+  end
 
   return function(size)
     if size ~= nil then
@@ -365,64 +440,22 @@ function methods.receiveuntil(c, delim, opts)
       end
       return s
     end
-    local scanned, t = 0, nil
-    while true do
-      local len = io.rlen
-      if len >= dlen and len > scanned then
-        local from = scanned - dlen + 1
-        if from < 0 then from = 0 end
-        local p = io.rdata
-        local q
-        if dlen == 1 then
-          q = libc.ringline_lua_memchr(p + from, d1, len - from)
-        else
-          q = libc.ringline_lua_memmem(p + from, len - from, delim, dlen)
-        end
-        if q ~= nil then
-          local i = tonumber(q - p)
-          local n = inclusive and i + dlen or i
-          if not size then
-            end_read(c, t)
-            if i > max then return nil, "too long" end
-            local s = ffi_string(p, n)
-            C.rl_conn_consume(c.w, c.slot, c.gen, i + dlen)
-            return s
-          end
-          end_read(c, t)
-          if n == 0 then
-            C.rl_conn_consume(c.w, c.slot, c.gen, dlen)
-            return nil, nil
-          end
-          if n > size then
-            pend, skip = n - size, inclusive and 0 or dlen
-            return take(c, io, size)
-          end
-          local s = ffi_string(p, n)
-          C.rl_conn_consume(c.w, c.slot, c.gen, i + dlen)
-          ended = true
-          return s
-        end
-        scanned = len
-      end
-      if size then
-        -- Bytes before the last dlen-1 cannot start a delimiter.
-        local safe = len - dlen + 1
-        if safe >= size then
-          end_read(c, t)
-          return take(c, io, size)
-        end
-      elseif len - dlen + 1 > max then
+    local r, a = search(size, 0)
+    if r ~= MORE then return r, a end
+    local t, err = begin_read(c, c.read_to)
+    if not t then return nil, err end
+    local scanned = a
+    local why = wait_bytes(c, t, io.rlen + 1)
+    while not why do
+      r, a = search(size, scanned)
+      if r ~= MORE then
         end_read(c, t)
-        return nil, "too long"
+        return r, a
       end
-      if not t then
-        local err
-        t, err = begin_read(c, c.read_to)
-        if not t then return nil, err end
-      end
-      local why = wait_bytes(c, t, len + 1)
-      if why then return fail(c, t, why) end
+      scanned = a
+      why = wait_bytes(c, t, io.rlen + 1)
     end
+    return fail(c, t, why)
   end
 end
 
@@ -492,39 +525,46 @@ local function remove_writer(c, t)
   end
 end
 
+-- nil when unsent <= thresh, MORE while above it, or the error.
+local function send_check(c, io, thresh)
+  if c.closed then return "closed" end
+  local e = io.serr
+  if e ~= 0 then return errstr(e) end
+  if io.unsent <= thresh then return nil end
+  return MORE
+end
+
+local function send_wait_once(c, t, thresh)
+  local rc = C.rl_conn_want_send(c.w, c.slot, c.gen, thresh)
+  if rc < 0 then return errstr(rc) end
+  local wq = c.wq
+  if not wq then wq = {}; c.wq = wq end
+  local nw = c.nw + 1
+  c.nw = nw
+  wq[nw] = t
+  local why = park(c.S, t)
+  if why then remove_writer(c, t) end
+  return why
+end
+
 -- Wait until unsent <= thresh; nil on success, else the reason.
 local function wait_send(c, thresh, timeout)
   local io = c.io
+  local r = send_check(c, io, thresh)
+  if r ~= MORE then return r end
   local S = c.S
-  local t, why
-  while true do
-    if c.closed then why = "closed" break end
-    local e = io.serr
-    if e ~= 0 then why = errstr(e) break end
-    if io.unsent <= thresh then break end
-    if not t then
-      t = S.current
-      if not t then misuse("conn: a send that must wait needs a ringline task", 4) end
-      if timeout then
-        local id, err = timer_arm(S, t, timeout, "timeout")
-        if not id then return err end
-      end
-    end
-    local rc = C.rl_conn_want_send(c.w, c.slot, c.gen, thresh)
-    if rc < 0 then why = errstr(rc) break end
-    local wq = c.wq
-    if not wq then wq = {}; c.wq = wq end
-    local nw = c.nw + 1
-    c.nw = nw
-    wq[nw] = t
-    why = park(S, t)
-    if why then
-      remove_writer(c, t)
-      break
-    end
+  local t = S.current
+  if not t then misuse("conn: a send that must wait needs a ringline task", 4) end
+  if timeout then
+    local id, err = timer_arm(S, t, timeout, "timeout")
+    if not id then return err end
   end
-  if t and t.tmr then timer_disarm(S, t) end
-  return why
+  r = send_wait_once(c, t, thresh) or send_check(c, io, thresh)
+  while r == MORE do
+    r = send_wait_once(c, t, thresh) or send_check(c, io, thresh)
+  end
+  if t.tmr then timer_disarm(S, t) end
+  return r
 end
 
 function methods.send(c, ...)

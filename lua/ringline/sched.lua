@@ -287,21 +287,20 @@ local function resume_task(S, t)
   end
 end
 
--- Run the tasks that are ready now; tasks queued meanwhile wait for the
--- next round, after the next poll, so a busy task cannot starve I/O.
-local function run_ready(S)
-  local n = S.rq_tail - S.rq_head
-  for _ = 1, n do
-    local h = S.rq_head
-    local i = band(h, S.rq_mask)
-    local rq = S.rq
-    local t = rq[i]
-    rq[i] = nil
-    S.rq_head = h + 1
-    resume_task(S, t)
-    if S.abort then return end
+-- Take the task at the head of the ready queue.
+local function pop(S)
+  local h = S.rq_head
+  local i = band(h, S.rq_mask)
+  local rq = S.rq
+  local t = rq[i]
+  rq[i] = nil
+  h = h + 1
+  if h == S.rq_tail then
+    S.rq_head, S.rq_tail = 0, 0
+  else
+    S.rq_head = h
   end
-  if S.rq_head == S.rq_tail then S.rq_head, S.rq_tail = 0, 0 end
+  return t
 end
 
 function Task.join(t, timeout)
@@ -476,11 +475,10 @@ start = function(S)
 end
 M.start = start
 
--- Dispatch n events: record results and wake the waiting tasks.
-local function dispatch(S, n)
-  local evs, conns, timers = S.evs, S.conns, S.timers
-  for i = 0, n - 1 do
-    local ev = evs[i]
+-- Dispatch one event: record results and wake the waiting task(s).
+local function dispatch_one(S, ev)
+  local conns, timers = S.conns, S.timers
+  do
     local ty = ev.type
     if ty == EV_RECV then
       local c = conns[ev.slot]
@@ -541,7 +539,7 @@ local function dispatch(S, n)
         if res >= 0 then c.fd = res else c.fderr = errstr(res) end
         local fdw = c.fdw
         if fdw then
-          c.fdw = nil
+          c.fdw = false
           for j = 1, #fdw do wake(S, fdw[j], nil) end
         end
       end
@@ -558,32 +556,59 @@ end
 local function poll(S, w, tmo)
   local n = C.rl_worker_poll(w, S.evs, NEVS, tmo)
   if n < 0 then
-    if n == -errors.EINTR then return end
+    if n == -errors.EINTR then return 0 end
     error("ringline: rl_worker_poll failed: " .. errstr(n), 0)
   end
-  if n > 0 then dispatch(S, n) end
+  return n
 end
 
+-- Poll and dispatch everything (teardown only; the loop interleaves).
+local function poll_dispatch(S, w, tmo)
+  local n = poll(S, w, tmo)
+  local evs = S.evs
+  for i = 0, n - 1 do dispatch_one(S, evs[i]) end
+end
+
+-- The loop alternates two phases: run the tasks that were ready when the
+-- phase began (tasks they wake wait for the next round, after the next poll,
+-- so a busy task cannot starve I/O), then poll once and dispatch the events.
+-- It is written as one flat loop doing one step per iteration (dispatch an
+-- event, resume a task, or poll): a nested loop with a trip count of one or
+-- two would make LuaJIT abort its traces ("leaving loop in root trace").
 local function loop(S)
+  local evs = S.evs
+  local n, i = 0, 0         -- events of the last poll, events dispatched
+  local batch = 0           -- tasks still to run in this round
+  local polling = false     -- the round has run: poll next
   while true do
-    if S.rq_tail ~= S.rq_head then
-      run_ready(S)
+    if i < n then
+      dispatch_one(S, evs[i])
+      i = i + 1
+    elseif batch > 0 then
+      batch = batch - 1
+      resume_task(S, pop(S))
       if S.abort then return end
-    end
-    local ready = S.rq_tail ~= S.rq_head
-    if not ready and S.ntasks == 0 and S.nlisteners == 0 then return end
-    local w = S.w or start(S)
-    local tmo = ready and 0 or -1
-    local dl = S.deadline
-    if dl then
-      local left = dl - C.rl_worker_now(w)
-      if left <= 0 then
-        S.abort = "timeout"
-        return
+    elseif not polling then
+      batch = S.rq_tail - S.rq_head
+      polling = true
+    else
+      polling = false
+      local ready = S.rq_tail ~= S.rq_head
+      if not ready and S.ntasks == 0 and S.nlisteners == 0 then return end
+      local w = S.w or start(S)
+      local tmo = ready and 0 or -1
+      local dl = S.deadline
+      if dl then
+        local left = dl - C.rl_worker_now(w)
+        if left <= 0 then
+          S.abort = "timeout"
+          return
+        end
+        if tmo < 0 then tmo = math_max(1, math_ceil(left * 1000)) end
       end
-      if tmo < 0 then tmo = math_max(1, math_ceil(left * 1000)) end
+      n, i = poll(S, w, tmo), 0
+      evs = S.evs
     end
-    poll(S, w, tmo)
   end
 end
 
@@ -599,7 +624,7 @@ local function drain(S, limit)
   while C.rl_worker_live(w) > 0 do
     local left = until_t - C.rl_worker_now(w)
     if left <= 0 then break end
-    poll(S, w, math_max(1, math_ceil(left * 1000)))
+    poll_dispatch(S, w, math_max(1, math_ceil(left * 1000)))
   end
 end
 
