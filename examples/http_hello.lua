@@ -120,6 +120,10 @@ local function check_head(p, s, e)
     -- the head ends in CRLFCRLF, so a CR is always found before e
     i = libc.http_hello_memchr(p + i, CR, e - i) - p
     if p[i + 1] ~= LF then return nil, BAD_REQUEST end
+    -- a bare LF inside the value would end the line for other parsers
+    if i > vs and libc.http_hello_memchr(p + vs, LF, i - vs) ~= nil then
+      return nil, BAD_REQUEST
+    end
     local ve = i
     while ve > vs and (p[ve - 1] == SP or p[ve - 1] == HT) do ve = ve - 1 end
     i = i + 2

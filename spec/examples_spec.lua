@@ -163,6 +163,14 @@ describe("examples/http_hello.lua", function()
     assert.matches("\r\n\r\n$", got)                -- and nothing after it
   end)
 
+  it("answers 400 to a bare LF inside a header line", function()
+    local got = client(port, function(c)
+      assert(c:send("GET / HTTP/1.1\r\nHost: test\r\nX-A: 1\nX-B: 2\r\n\r\n"))
+      return assert(c:receive("*a"))
+    end)
+    assert.matches("^HTTP/1.1 400 Bad Request\r\n", got)
+  end)
+
   it("answers 400 to a request line that is not HTTP", function()
     local got = client(port, function(c)
       assert(c:send("hello there\r\n\r\n"))
