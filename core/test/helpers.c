@@ -127,8 +127,9 @@ int t_listen(struct t_ctx *t, const char *addr)
 
 int t_step(struct t_ctx *t, int timeout_ms)
 {
-	int n = rl_worker_poll(t->w, t->ev, T_MAX_EV, timeout_ms);
-	ASSERT(n >= 0, "rl_worker_poll: %s", rl_strerror(n));
+	int max = t->maxev > 0 && t->maxev < T_MAX_EV ? t->maxev : T_MAX_EV;
+	int n = rl_worker_poll(t->w, t->ev, max, timeout_ms);
+	ASSERT(n >= 0 && n <= max, "rl_worker_poll: %d (%s)", n, rl_strerror(n));
 	for (int i = 0; i < n; i++) {
 		const struct rl_event *e = &t->ev[i];
 		ASSERT(e->type >= RL_EV_ACCEPTED && e->type <= RL_EV_LISTENER, "bad event type %u",

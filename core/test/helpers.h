@@ -88,6 +88,7 @@ struct t_ctx {
 	t_event_fn on_event; /* every event polled goes here */
 	t_pump_fn pump;      /* drives the test's own sockets; returns progress */
 	void *ud;
+	int maxev;           /* events per poll (0: T_MAX_EV) */
 	int lid;             /* the fixture's listener, -1 when none */
 	int port;
 	uint64_t nevents[RL_EV_LISTENER + 1];

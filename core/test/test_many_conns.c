@@ -3,6 +3,9 @@
  * test_many_conns - 1000 concurrent connections on one worker, each echoing
  * its own message, with a provided-buffer ring far smaller than the number
  * of connections (64 buffers), so receives run dry and must be re-armed.
+ * Run twice: with roomy rings and event arrays, then with a 16-entry SQ
+ * (CQ 64, so completions overflow) and 3 events per poll (completions and
+ * events wait for later polls).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -58,16 +61,18 @@ static int all_open(struct t_ctx *t)
 	return rl_worker_metrics(t->w)->conns_open == NCONN;
 }
 
-int main(void)
+static void run(uint32_t sq_entries, int maxev)
 {
 	struct rl_config cfg;
 	t_config_small(&cfg);
 	cfg.max_connections = 1024;
-	cfg.sq_entries = 256;
+	cfg.sq_entries = sq_entries;
 	struct t_ctx t;
 	t_init(&t, &cfg);
 	t.on_event = on_event;
+	t.maxev = maxev;
 	t_listen(&t, NULL);
+	accepted = closed = 0;
 
 	uint64_t total = 0;
 	for (int i = 0; i < NCONN; i++) {
@@ -112,9 +117,16 @@ int main(void)
 	CHECK_EQ(m->conns_refused, 0);
 	CHECK_EQ(m->bytes_in, total);
 	CHECK_EQ(m->bytes_out, total);
-	fprintf(stderr, "many_conns: %d connections, %llu bytes, recv_enobufs %llu\n", NCONN,
-		(unsigned long long)total, (unsigned long long)m->recv_enobufs);
+	fprintf(stderr, "many_conns: sq %u, %d events/poll: %d connections, %llu bytes, "
+		"recv_enobufs %llu\n", sq_entries, maxev, NCONN, (unsigned long long)total,
+		(unsigned long long)m->recv_enobufs);
 	t.pump = NULL;
 	t_finish(&t);
+}
+
+int main(void)
+{
+	run(256, T_MAX_EV);
+	run(16, 3);
 	return 0;
 }
