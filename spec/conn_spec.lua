@@ -380,7 +380,7 @@ describe("conn:send", function()
       return ok1, e1, ok2, ok3, ok4
     end)
     assert.is_false(cl[1])
-    assert.matches("cannot send a boolean", cl[2])
+    assert.matches("conn_spec.lua:%d+: ringline: conn:send: cannot send a boolean", cl[2])
     assert.is_false(cl[3])
     assert.is_false(cl[4])
     assert.is_false(cl[5])

@@ -33,6 +33,7 @@ const uint8_t *ringline_lua_memchr(const uint8_t *s, int c, size_t n) __asm__("m
 const uint8_t *ringline_lua_memmem(const uint8_t *h, size_t hl, const char *n, size_t nl) __asm__("memmem");
 ]]
 local libc = ffi.C
+local _ = libc.ringline_lua_memchr, libc.ringline_lua_memmem  -- resolved now, not in a trace
 
 local U32MAX = 0xffffffff
 local MORE = {}          -- "the buffer does not satisfy the call yet"
@@ -471,8 +472,17 @@ local function send_bytes(c, p, n)
   return n
 end
 
+-- send_part(c, x, lvl): queue one argument; lvl is the misuse error level
+-- that names the caller of send (each nesting adds two frames). Arrays of
+-- up to four elements are unrolled, for the same reason as queue's args.
 local send_part
-send_part = function(c, x, depth)
+
+local function send_elem(c, v, lvl)
+  if type(v) == "string" then return send_bytes(c, v, #v) end
+  return send_part(c, v, lvl + 2)
+end
+
+send_part = function(c, x, lvl)
   local tx = type(x)
   if tx == "string" then
     return send_bytes(c, x, #x)
@@ -480,35 +490,64 @@ send_part = function(c, x, depth)
     local s = tostring(x)
     return send_bytes(c, s, #s)
   elseif tx == "table" then
-    if depth > 32 then misuse("conn:send: arrays nested too deep (a cycle?)", depth + 1) end
-    local total = 0
-    for i = 1, #x do
-      local n, err = send_part(c, x[i], depth + 1)
-      if not n then return nil, err end
-      total = total + n
+    if lvl > 68 then misuse("conn:send: arrays nested too deep (a cycle?)", lvl) end
+    local n = #x
+    if n == 0 then return 0 end
+    local total, err = send_elem(c, x[1], lvl)
+    if not total or n == 1 then return total, err end
+    local k
+    k, err = send_elem(c, x[2], lvl)
+    if not k then return nil, err end
+    total = total + k
+    if n == 2 then return total end
+    k, err = send_elem(c, x[3], lvl)
+    if not k then return nil, err end
+    total = total + k
+    if n == 3 then return total end
+    k, err = send_elem(c, x[4], lvl)
+    if not k then return nil, err end
+    total = total + k
+    for i = 5, n do
+      k, err = send_elem(c, x[i], lvl)
+      if not k then return nil, err end
+      total = total + k
     end
     return total
   elseif tx == "userdata" and getmetatable(x) == "buffer" then
     local p, n = x:ref()
     return send_bytes(c, p, n)
   end
-  misuse("conn:send: cannot send a " .. tx .. " (strings, numbers, arrays, string.buffers)", depth + 1)
+  misuse("conn:send: cannot send a " .. tx .. " (strings, numbers, arrays, string.buffers)", lvl)
 end
 
--- Queue every argument in order; total bytes or nil, err.
+-- Queue every argument in order; total bytes or nil, err. One, two and
+-- three arguments are unrolled: a loop that runs two or three times per
+-- call would make LuaJIT abort traces ("leaving loop in root trace").
 local function queue(c, ...)
   local nargs = select("#", ...)
   if nargs == 1 then
     local x = ...
     if type(x) == "string" then return send_bytes(c, x, #x) end
-    return send_part(c, x, 2)
+    return send_part(c, x, 4)
   end
   if nargs == 0 then misuse("conn:send: nothing to send", 3) end
-  local total = 0
-  for i = 1, nargs do
-    local n, err = send_part(c, (select(i, ...)), 2)
-    if not n then return nil, err end
-    total = total + n
+  local a, b, x = ...
+  local n1, n2, err
+  if type(a) == "string" then n1, err = send_bytes(c, a, #a) else n1, err = send_part(c, a, 4) end
+  if not n1 then return nil, err end
+  if type(b) == "string" then n2, err = send_bytes(c, b, #b) else n2, err = send_part(c, b, 4) end
+  if not n2 then return nil, err end
+  if nargs == 2 then return n1 + n2 end
+  local total = n1 + n2
+  if nargs == 3 then
+    if type(x) == "string" then n1, err = send_bytes(c, x, #x) else n1, err = send_part(c, x, 4) end
+    if not n1 then return nil, err end
+    return total + n1
+  end
+  for i = 3, nargs do
+    n1, err = send_part(c, (select(i, ...)), 4)
+    if not n1 then return nil, err end
+    total = total + n1
   end
   return total
 end

@@ -51,6 +51,19 @@ local traceback = debug.traceback
 
 local M = {}
 
+-- Resolve every C function the Lua layer calls now, at load time. A trace
+-- cannot resolve a symbol the library namespace has not looked up yet (it
+-- aborts with "symbol not in cache"), which would otherwise happen whenever
+-- a function's first call is also the first one recorded.
+for name in ([[rl_config_init rl_config_keys rl_config_set rl_config_validate
+    rl_conn_close rl_conn_consume rl_conn_fd rl_conn_io rl_conn_send rl_conn_shutdown
+    rl_conn_want_recv rl_conn_want_send rl_connect rl_fd_name rl_fd_setoption rl_listen
+    rl_listener_close rl_listener_port rl_strerror rl_timer_add rl_timer_cancel
+    rl_worker_destroy rl_worker_live rl_worker_metrics rl_worker_new rl_worker_now
+    rl_worker_poll]]):gmatch("%S+") do
+  local _ = C[name]
+end
+
 -- Event types (enum rl_event_type).
 local EV_ACCEPTED, EV_RECV, EV_SEND, EV_CLOSED = 1, 2, 3, 4
 local EV_CONNECTED, EV_TIMER, EV_FD, EV_LISTENER = 5, 6, 7, 8

@@ -1,0 +1,141 @@
+-- The receive/send hot paths and the worker loop stay on compiled code: run
+-- echo round trips with several receive styles under jit.v logging and fail
+-- on any trace abort (NYI included) located in lua/ or bindings/.
+--
+-- jit.v names locations by file base name only ("conn.lua:147"), so a
+-- location is ours when its base name is one of the files in lua/ringline/
+-- or bindings/ringline/. (jit.attach would give full names, but it has one
+-- handler slot per event, which jit.v already uses.)
+local jit = require "jit"
+local ringline = require "ringline"
+local support = require "support"
+
+local ROUNDS = 20000
+-- Locals, not globals: busted gives spec files an environment whose lookups
+-- recurse through its own __index, which traces abort on.
+local type, pcall = type, pcall
+
+local root = debug.getinfo(1, "S").source:match("^@(.*)/spec/[^/]+$") or "."
+
+local function our_basenames()
+  local set = {}
+  for _, dir in ipairs({ "lua/ringline", "bindings/ringline" }) do
+    local p = io.popen("ls '" .. root .. "/" .. dir .. "'")
+    for name in p:lines() do
+      if name:match("%.lua$") then set[name] = dir .. "/" .. name end
+    end
+    p:close()
+  end
+  return set
+end
+
+-- The aborts in a jit.v log located in our code. Abort lines look like
+--   [TRACE --- (2/1) conn.lua:120 -- NYI: bytecode 51 at sched.lua:300]
+-- where the first location is where the trace started and the one after
+-- "at" is where recording stopped. The abort's location is the latter; a
+-- trace that merely started in our code (after a yield, say) and aborted
+-- in the caller's code is the caller's business.
+local function our_aborts(log, files)
+  local bad = {}
+  for line in log:gmatch("[^\n]+") do
+    if line:find("^%[TRACE%s+%-%-%-") then
+      local at = line:match(" at ([%w_%-%.]+%.lua):%d+%]$")
+      if at and files[at] then bad[#bad + 1] = line end
+    end
+  end
+  return bad
+end
+
+-- ROUNDS echo round trips; hot_done() is called right after the last one
+-- (before the connections close and the worker tears down).
+local function echo_rounds(hot_done)
+  return support.run(function()
+    local lst, port = support.server(function(c)
+      -- one server speaks every style: a 1-byte tag chooses the receive
+      while true do
+        local tag = c:receive(1)
+        if not tag then return end
+        local d
+        if tag == "n" then
+          d = c:receive(32)
+        elseif tag == "l" then
+          d = c:receive("*l")
+          if d then d = d .. "\n" end
+        elseif tag == "a" then
+          d = c:receiveany(64)
+        else
+          local p, len = c:view(16)
+          if p then
+            d = len
+            c:consume(16)
+          end
+        end
+        if not d then return end
+        if type(d) == "number" then c:send("v") else c:send(d) end
+      end
+    end)
+    local c = support.connect(port)
+    local msg32 = ("m"):rep(32)
+    local ok = 0
+    for i = 1, ROUNDS do
+      local kind = i % 4
+      if kind == 0 then
+        c:send("n", msg32)
+        if c:receive(32) == msg32 then ok = ok + 1 end
+      elseif kind == 1 then
+        c:send("l", "a line of text\r\n")
+        if c:receive("*l") == "a line of text" then ok = ok + 1 end
+      elseif kind == 2 then
+        c:send("a", { "an", { "y" } }, { "th", "i", "ng" })
+        if c:receive(8) == "anything" then ok = ok + 1 end
+      else
+        c:send("v", "0123456789abcdef")
+        if c:receive(1) == "v" then ok = ok + 1 end
+      end
+    end
+    hot_done()
+    c:close()
+    lst:close()
+    return ok
+  end, { timeout = 60 })
+end
+
+describe("JIT", function()
+  it("the abort filter recognises our files and ignores others", function()
+    local files = our_basenames()
+    assert.is_truthy(files["conn.lua"])
+    assert.is_truthy(files["sched.lua"])
+    local log = table.concat({
+      "[TRACE   1 conn.lua:10 loop]",
+      "[TRACE --- (1/2) sched.lua:12 -- NYI: FastFunc x at other.lua:3]",
+      "[TRACE --- other.lua:1 -- leaving loop in root trace at other.lua:9]",
+      "[TRACE --- x_spec.lua:1 -- inner loop in root trace at conn.lua:135]",
+      "[TRACE --- (5/3) conn.lua:109 -- call unroll limit reached at environment.lua:7]",
+      "[TRACE --- conn.lua:109 -- NYI: bytecode 72 at other.lua:7]",
+      "[TRACE --- (3/1) other.lua:9 -- NYI: FastFunc string.rep at lib.lua:5]",
+    }, "\n")
+    local bad = our_aborts(log, files)
+    assert.are.equal(2, #bad)
+    assert.matches("inner loop", bad[1])
+    assert.matches("NYI.*lib.lua", bad[2])
+  end)
+
+  it("compiles the echo hot loop with no trace abort inside lua/ or bindings/", function()
+    assert.is_truthy(jit.status(), "the JIT is off")
+    local logfile = os.tmpname()
+    jit.flush()
+    local v = require "jit.v"
+    v.on(logfile)
+    local ok, res = pcall(echo_rounds, v.off)
+    v.off()
+    local f = io.open(logfile)
+    local log = f and f:read("*a") or ""
+    if f then f:close() end
+    os.remove(logfile)
+    assert(ok, res)
+    assert.are.equal(ROUNDS, res)
+    assert.is_truthy(log:find("TRACE", 1, true), "jit.v logged nothing")
+    local bad = our_aborts(log, our_basenames())
+    assert(#bad == 0, table.concat(bad, "\n") .. "\n--- jit.v log ---\n" .. log)
+  end)
+end)
