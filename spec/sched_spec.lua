@@ -357,6 +357,13 @@ end)
 describe("operations", function()
   it("metrics() is a flat table of numbers with every counter", function()
     local m = ringline.run(function() return ringline.metrics() end)
+    local ffi = require "ffi"
+    assert.is_true(#ringline._METRICS >= 21)
+    assert.are.equal(ffi.sizeof("struct rl_metrics"), 8 * #ringline._METRICS)
+    for _, k in ipairs({ "conns_open", "send_slots_used", "send_bytes_queued", "accum_bytes",
+                         "recv_buffers_free", "timers_active", "bytes_in", "bytes_out" }) do
+      assert.are.equal("number", type(m[k]), k)
+    end
     for _, k in ipairs(ringline._METRICS) do
       assert.are.equal("number", type(m[k]), k)
     end

@@ -105,14 +105,13 @@ function M.spawn(fn, ...)
   return sched.spawn(need("ringline.spawn"), fn, ...)
 end
 
--- The counters of struct rl_metrics, in declaration order.
-local METRICS = {
-  "conns_open", "conns_accepted", "conns_connected", "conns_closed", "conns_refused",
-  "bytes_in", "bytes_out", "send_slots_used", "send_heap_chunks", "send_bytes_queued",
-  "recv_buffers_free", "recv_pauses", "recv_enobufs", "accum_bytes", "timers_active",
-  "ops_inflight", "sqes_submitted", "cqes_reaped", "loop_iterations", "stale_cqes",
-  "accept_errors",
-}
+-- The counters of struct rl_metrics, in declaration order, read from the
+-- declarations themselves so a counter added to the header shows up here.
+local METRICS = {}
+do
+  local body = require("ringline.cdef"):match("struct%s+rl_metrics%s*(%b{})")
+  for name in body:gmatch("uint64_t%s+([%w_]+)%s*;") do METRICS[#METRICS + 1] = name end
+end
 M._METRICS = METRICS
 
 function M.metrics()
