@@ -320,8 +320,15 @@ describe("ringline-lua", function()
         prefix, prefix), out)
       -- Plain luajit with the installed modules loads the installed library.
       local libdir = select(2, proc.run("dirname " .. prefix .. "/lib*/libringline.so")):gsub("\n$", "")
-      code, out, err = proc.run(("cd / && LD_LIBRARY_PATH=%s %s -e %s"):format(
-        proc.quote(libdir), os.getenv("LUAJIT") or "luajit", proc.quote(([[
+      -- A sanitizer build's library needs its runtimes loaded first.
+      local preload = {}
+      for rt in select(2, proc.run("ldd " .. proc.quote(libdir .. "/libringline.so")))
+          :gmatch("=> (/%S+/lib%a*san%.so[%.%d]*)") do
+        preload[#preload + 1] = rt
+      end
+      code, out, err = proc.run(("cd / && LD_PRELOAD=%s LD_LIBRARY_PATH=%s %s -e %s"):format(
+        proc.quote(table.concat(preload, ":")), proc.quote(libdir),
+        os.getenv("LUAJIT") or "luajit", proc.quote(([[
           package.path = %q
           local ffi = require "ffi"
           io.write(ffi.string(require("ringline.lib").rl_version()))
