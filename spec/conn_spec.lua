@@ -517,17 +517,22 @@ describe("shutdown and close", function()
   end)
 
   it("a peer reset mid-receive gives \"connection reset by peer\"", function()
+    local reading = support.event()
     local s = pair(function(c)
-      return { c:receive(100) }
+      local head = c:receive(4)
+      reading.set()
+      return head, { c:receive(100) }
     end, function(c)
+      assert(c:send("head"))
+      reading.wait()                           -- the server is in receive(100) now
       assert(c:send("part"))
       assert(c:flush())
-      ringline.sleep(0.01)
       assert(c:close("reset"))
     end)
-    assert.are.equal(nil, s[1][1])
-    assert.are.equal("connection reset by peer", s[1][2])
-    assert.are.equal("string", type(s[1][3]))
+    assert.are.equal("head", s[1])
+    assert.are.equal(nil, s[2][1])
+    assert.are.equal("connection reset by peer", s[2][2])
+    assert.are.equal("string", type(s[2][3]))
   end)
 
   it("close(how) raises on a bad how", function()
