@@ -12,7 +12,9 @@
 --
 -- usage: luajit tools/gen_cdef.lua [--check] [--header PATH] [--out PATH] [--layout PATH]
 
-local root = (arg and arg[0] or ""):match("^(.*)/tools/[^/]*$") or "."
+-- The repository root is the parent of this script's directory, so the tool
+-- works from any working directory.
+local root = ((arg and arg[0] or ""):match("^(.*)/[^/]*$") or ".") .. "/.."
 
 local opts = {
   check = false,

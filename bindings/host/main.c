@@ -52,7 +52,8 @@ static const char *progname = "ringline-lua";
 
 struct options {
 	int workers;
-	struct rl_config cfg;
+	struct rl_config cfg;   /* where the core validates --set; the worker
+	                         * gets the values via ringline.configure */
 	/* keys given with --set, in order, for hostinfo.config; lua_key: not
 	 * a core key, validated against the Lua API's keys once Lua is up */
 	const char *set_keys[64];
