@@ -56,6 +56,16 @@ static uint32_t window(const struct rl_worker *w, const struct rl_conn *c)
 	return win;
 }
 
+static void cancel_ud(struct rl_worker *w, struct rl_conn *c, uint64_t target)
+{
+	struct io_uring_sqe *sqe = rl__sqe(w);
+	if (!sqe)
+		return; /* the op completes on its own or at teardown */
+	io_uring_prep_cancel64(sqe, target, 0);
+	set_ud(sqe, RL_OP_CANCEL, c);
+	op_start(w, c);
+}
+
 static void cancel_op(struct rl_worker *w, struct rl_conn *c, enum rl_op target)
 {
 	struct io_uring_sqe *sqe = rl__sqe(w);
@@ -343,7 +353,12 @@ void rl__conn_close_step(struct rl_worker *w, struct rl_conn *c)
 		if (c->send_inflight) {
 			if (!c->send_cancel) {
 				c->send_cancel = 1;
-				cancel_op(w, c, RL_OP_SEND);
+				/* a slab send carries its entry's user_data, not the conn's */
+				struct rl_slab_entry *e = c->sq_head ? c->sq_head->zc : NULL;
+				if (e)
+					cancel_ud(w, c, rl_ud_pack(RL_OP_SEND_SLAB, e->index, e->gen));
+				else
+					cancel_op(w, c, RL_OP_SEND);
 			}
 		} else {
 			drop_queue(w, c);

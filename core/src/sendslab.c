@@ -185,6 +185,11 @@ static void finish(struct rl_worker *w, struct rl_conn *c, struct rl_slab_entry 
 	uint32_t total = 0;
 	for (uint32_t i = 0; i < e->niov; i++)
 		total += (uint32_t)e->iov[i].iov_len;
+	if (total == 0) { /* defensive: an empty entry is never sent */
+		e->op_final = 1;
+		maybe_release(w, e);
+		return;
+	}
 	e->node.len = total;
 	e->queued = 1;
 	rl__conn_enqueue(w, c, &e->node);
@@ -229,8 +234,11 @@ int rl_conn_sendv(struct rl_worker *w, uint32_t slot, uint32_t gen, const struct
 	for (int i = 0; i < n; i++) {
 		const struct rl_part *p = &parts[i];
 		int guarded_kind = p->region != RL_PART_COPY;
-		if (p->len == 0 && !guarded_kind)
+		if (p->len == 0) { /* nothing to send; a guard is free at once */
+			if (guarded_kind)
+				rl__emit(w, RL_EV_GUARD, 0, (uint32_t)p->region, 0, p->token);
 			continue;
+		}
 		if (guarded_kind && zc_ok && p->len >= thr && p->len > 0) {
 			if (!e || e->niov == RL_SLAB_IOVS || e->nguards == RL_SLAB_GUARDS) {
 				finish(w, c, e);
