@@ -13,7 +13,8 @@
  * accumulator stays near recv_window (the provided ring's worth of slack at
  * most), receiving pauses (recv_pauses), the peer's writes block; a
  * want_recv above the window lets exactly that much more in; then the
- * server consumes and every byte arrives in order.
+ * server consumes and every byte arrives in order. Paused connections close
+ * (gracefully or by reset) with their unconsumed bytes freed.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -295,6 +296,41 @@ static void slow_consumer(struct t_ctx *t)
 	t_check_idle(t);
 }
 
+static int paused_closed(struct t_ctx *t)
+{
+	return t_count(t, RL_EV_CLOSED, s_slot, s_gen) == 1 && (peer.err || peer.eof);
+}
+
+/* A connection paused on a full window closes (either way) with its
+ * unconsumed bytes freed; the writing peer is cut off. */
+static void close_paused(struct t_ctx *t, int how)
+{
+	phase = 2;
+	s_slot = T_ANY;
+	s_consuming = 0;
+	static uint8_t out[8u << 20];
+	t_pattern(out, sizeof(out), SEED_IN, 0);
+	t_peer_init(&peer, t_tcp_connect("127.0.0.1", t->port, 1));
+	peer.out = out;
+	peer.outlen = sizeof(out);
+	T_WAIT(t, accepted, 10);
+	uint64_t pauses = rl_worker_metrics(t->w)->recv_pauses;
+	last_progress = UINT64_MAX;
+	T_WAIT(t, recv_stalled, 20);
+	CHECK_GT(rl_worker_metrics(t->w)->recv_pauses, pauses);
+	CHECK_GE(io->rlen, WINDOW);
+	CHECK_GT(rl_worker_metrics(t->w)->accum_bytes, 0);
+	CHECK_EQ(rl_conn_close(t->w, s_slot, s_gen, how), 0);
+	T_WAIT(t, paused_closed, 10);
+	/* unread bytes on a closed socket make the kernel reset the peer */
+	ASSERT(peer.err == ECONNRESET || peer.err == EPIPE || peer.eof,
+	       "writing peer after close(%d): %s, eof %d", how, strerror(peer.err), peer.eof);
+	CHECK_EQ(rl_worker_metrics(t->w)->accum_bytes, 0);
+	close(peer.fd);
+	peer.fd = -1;
+	t_check_idle(t);
+}
+
 int main(void)
 {
 	struct rl_config cfg;
@@ -312,6 +348,8 @@ int main(void)
 
 	slow_reader(&t);
 	slow_consumer(&t);
+	close_paused(&t, RL_CLOSE_GRACEFUL);
+	close_paused(&t, RL_CLOSE_RESET);
 	t_finish(&t);
 	return 0;
 }

@@ -3,16 +3,20 @@
  * test_worker - the worker's own API: an idle worker destroys cleanly; one
  * destroyed with live connections, listeners and timers reports -EBUSY yet
  * frees everything (the sanitizer build checks); rl_worker_wake from another
- * thread ends a blocking poll, many times over; argument checks of the
- * poll, listener and connection calls.
+ * thread ends a blocking poll, many times over; a poll sleeps its timeout;
+ * a teardown with connects that can never finish is prompt; argument checks
+ * of the poll, listener and connection calls.
  */
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <semaphore.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "helpers.h"
@@ -182,9 +186,58 @@ static void test_args_and_busy_destroy(void)
 	free(t.log);
 }
 
+static void test_poll_timeout(void)
+{
+	struct t_ctx t;
+	t_init(&t, NULL);
+	struct rl_event ev[4];
+	/* nothing happens: the poll sleeps its timeout, no less */
+	double t0 = t_now();
+	CHECK_EQ(rl_worker_poll(t.w, ev, 4, 50), 0);
+	double took = t_now() - t0;
+	ASSERT(took >= 0.045 && took < 5.0, "poll(50 ms) took %.3f s", took);
+	ASSERT(rl_worker_now(t.w) >= t0 + 0.045, "rl_worker_now not advanced");
+	t0 = t_now();
+	CHECK_EQ(rl_worker_poll(t.w, ev, 4, 0), 0);
+	ASSERT(t_now() - t0 < 1.0, "poll(0) blocked");
+	t_finish(&t);
+}
+
+/* A connect that can never finish (SYNs dropped by a full accept queue)
+ * still lets the worker tear down promptly, reporting it as live. */
+static void test_destroy_pending_connect(void)
+{
+	struct t_ctx t;
+	t_init(&t, NULL);
+	int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	CHECK(lfd >= 0);
+	struct sockaddr_in sin = { .sin_family = AF_INET };
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	CHECK(bind(lfd, (struct sockaddr *)&sin, sizeof(sin)) == 0);
+	CHECK(listen(lfd, 0) == 0);
+	int filler = t_tcp_connect("127.0.0.1", t_local_port(lfd), 1);
+	char addr[64];
+	snprintf(addr, sizeof(addr), "127.0.0.1:%d", t_local_port(lfd));
+	CHECK_EQ(rl_connect(t.w, addr, 0, 1), 0);
+	CHECK_EQ(rl_connect(t.w, addr, 60000, 2), 0);
+	/* let the connects reach the kernel */
+	for (int i = 0; i < 3; i++)
+		CHECK_EQ(t_step(&t, 1), 0);
+	CHECK_GE(rl_worker_live(t.w), 2);
+	double t0 = t_now();
+	CHECK_EQ(rl_worker_destroy(t.w), -EBUSY);
+	double took = t_now() - t0;
+	ASSERT(took < 5.0, "teardown with pending connects took %.3f s", took);
+	close(filler);
+	close(lfd);
+	free(t.log);
+}
+
 int main(void)
 {
 	test_idle_destroy();
+	test_poll_timeout();
+	test_destroy_pending_connect();
 	test_wake();
 	test_args_and_busy_destroy();
 	return 0;
