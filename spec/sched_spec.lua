@@ -193,6 +193,71 @@ describe("tasks", function()
   end)
 end)
 
+describe("task:cancel", function()
+  it("ends a blocked receive with nil, \"canceled\"; the connection stays usable", function()
+    local r = support.run(function()
+      local lst, port = support.server(function(c)
+        local l = c:receive("*l")
+        c:send("got:", l, "\n")
+      end)
+      local c = support.connect(port)
+      local t = ringline.spawn(function() return c:receive("*l") end)
+      ringline.sleep(0)                         -- t parks in receive
+      assert.is_true(t:cancel())
+      local out = { t:join() }
+      c:send("after\n")
+      out[4] = c:receive("*l")
+      c:close()
+      lst:close()
+      return out
+    end)
+    assert.are.same({ true, nil, "canceled", "got:after" }, r)
+  end)
+
+  it("ends a sleep, a join and a connect; sleep releases its timer", function()
+    local r = ringline.run(function()
+      local sleeper = ringline.spawn(function() return ringline.sleep(10) end)
+      local target = ringline.spawn(function() ringline.sleep(10) end)
+      local joiner = ringline.spawn(function() return target:join() end)
+      ringline.sleep(0)
+      sleeper:cancel()
+      joiner:cancel()
+      target:cancel()
+      local out = { { sleeper:join() }, { joiner:join() }, { target:join() } }
+      out[4] = ringline.metrics().timers_active
+      return out
+    end)
+    assert.are.same({ true, nil, "canceled" }, r[1])
+    assert.are.same({ true, nil, "canceled" }, r[2])
+    assert.are.same({ true }, r[3])           -- target: its sleep returned nil, "canceled"
+    assert.are.equal(0, r[4])
+  end)
+
+  it("a cancel before the task blocks applies to its next blocking call", function()
+    local r = ringline.run(function()
+      local t = ringline.spawn(function()
+        local x = 0
+        for i = 1, 10 do x = x + i end          -- runs without blocking
+        local a, b = ringline.sleep(5)
+        local c = ringline.sleep(0.001)        -- the cancel is used up
+        return x, a, b, c
+      end)
+      t:cancel()                               -- t has not started yet
+      return { t:join() }
+    end)
+    assert.are.same({ true, 55, nil, "canceled", true }, r)
+  end)
+
+  it("returns false for a finished task", function()
+    local r = ringline.run(function()
+      local t = ringline.spawn(function() return 1 end)
+      t:join()
+      return t:cancel()
+    end)
+    assert.is_false(r)
+  end)
+end)
+
 describe("sleep and now", function()
   it("wakes sleepers in deadline order; now() advances", function()
     local order = {}

@@ -728,7 +728,15 @@ local function conn_fd(c)
   repeat
     why = park(S, t)
   until why or not c.fdpending
-  if why then return nil, why end
+  if why then
+    fdw = c.fdw
+    if fdw then
+      for i = #fdw, 1, -1 do
+        if fdw[i] == t then table.remove(fdw, i) end
+      end
+    end
+    return nil, why
+  end
   if c.fd then return c.fd end
   return nil, c.fderr or "closed"
 end

@@ -84,10 +84,12 @@ function M.sleep(s)
     if why then return nil, why end
     return true
   end
-  sched.start(S)
   local id, err = sched.timer_arm(S, t, s, false)
   if not id then return nil, err end
-  local why = sched.park(S, t)
+  local why
+  repeat
+    why = sched.park(S, t)
+  until why or not t.tmr            -- the dispatcher clears t.tmr when it fires
   if why then
     sched.timer_disarm(S, t)
     return nil, why

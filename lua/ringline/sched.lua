@@ -139,8 +139,15 @@ local function park(S, t)
   if co_running() ~= S.cur_co then
     error("ringline: blocking call inside a coroutine not made by ringline.coroutine", 3)
   end
+  if t.cpend then
+    -- canceled while running or queued: this blocking call ends at once
+    t.cpend = false
+    return "canceled"
+  end
   t.st = PARKED
-  return (co_yield(SENTINEL))
+  local why = co_yield(SENTINEL)
+  if why == "canceled" then t.cpend = false end
+  return why
 end
 M.park = park
 
@@ -148,6 +155,10 @@ M.park = park
 local function yield_now(S, t)
   if co_running() ~= S.cur_co then
     error("ringline: blocking call inside a coroutine not made by ringline.coroutine", 3)
+  end
+  if t.cpend then
+    t.cpend = false
+    return "canceled"
   end
   t.st = READY
   t.r1 = nil
@@ -202,7 +213,7 @@ end
 
 local function new_task(S, co)
   S.ntasks = S.ntasks + 1
-  local t = setmetatable({ S = S, co = co, st = READY, r1 = nil, args = nil,
+  local t = setmetatable({ S = S, co = co, st = READY, r1 = nil, args = nil, cpend = false,
                         conn = nil, tmr = nil, ttok = 0, twhy = false,
                         joiners = nil, res = nil, err = nil, failed = false }, Task_mt)
   S.live[t] = true
@@ -349,6 +360,19 @@ function Task.join(t, timeout)
   if t.failed then return false, t.err end
   local r = t.res
   if r then return true, unpack(r, 1, r.n) end
+  return true
+end
+
+-- The task's current blocking call (or its next one, if it is running or
+-- queued) returns nil, "canceled". Returns false for a finished task.
+function Task.cancel(t)
+  local st = t.st
+  if st == DEAD then return false end
+  if st == PARKED then
+    wake(t.S, t, "canceled")
+  else
+    t.cpend = true
+  end
   return true
 end
 
