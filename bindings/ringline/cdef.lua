@@ -38,6 +38,7 @@ enum rl_event_type {
 	RL_EV_TIMER = 6,
 	RL_EV_FD = 7,
 	RL_EV_LISTENER = 8,
+	RL_EV_MESSAGE = 10,
 	RL_EV_GUARD = 9,
 };
 struct rl_part {
@@ -135,6 +136,9 @@ int rl_worker_new(const struct rl_config *cfg, struct rl_worker **out, char *msg
 int rl_worker_destroy(struct rl_worker *w);
 int rl_worker_poll(struct rl_worker *w, struct rl_event *events, int max, int timeout_ms);
 int rl_worker_wake(struct rl_worker *w);
+int rl_worker_post(struct rl_worker *to, uint32_t from, uint32_t kind, const void *data, size_t len,
+		   struct rl_worker *via);
+int rl_worker_take_message(struct rl_worker *w, void *buf, size_t cap, uint32_t *from, uint32_t *kind);
 struct rl_metrics *rl_worker_metrics(struct rl_worker *w);
 uint32_t rl_worker_features(const struct rl_worker *w);
 double rl_worker_now(const struct rl_worker *w);

@@ -118,6 +118,7 @@ enum rl_event_type {
 	RL_EV_TIMER = 6,     /* timer fired; slot = timer id, data = token */
 	RL_EV_FD = 7,        /* a descriptor for the connection is ready (rl_conn_fd); res = fd or -errno */
 	RL_EV_LISTENER = 8,  /* listener stopped accepting for good; slot = listener id, res = -errno */
+	RL_EV_MESSAGE = 10,  /* the inbox has messages: take them with rl_worker_take_message */
 	RL_EV_GUARD = 9,     /* a guarded part is released for good: data = its token,
 	                        slot = its region id (or RL_PART_PINNED as uint32) */
 };
@@ -250,6 +251,16 @@ int rl_worker_destroy(struct rl_worker *w);
 int rl_worker_poll(struct rl_worker *w, struct rl_event *events, int max, int timeout_ms);
 /* Wake a worker blocked in rl_worker_poll from any thread. */
 int rl_worker_wake(struct rl_worker *w);
+/* Post a message into a worker's inbox from any thread: the bytes are
+ * copied, then the worker is woken and its next poll raises RL_EV_MESSAGE.
+ * `from` and `kind` are the caller's (the host uses kind for signals). When
+ * `via` is the calling thread's own worker, the doorbell is a MSG_RING
+ * submitted with via's next batch instead of an eventfd write. */
+int rl_worker_post(struct rl_worker *to, uint32_t from, uint32_t kind, const void *data, size_t len,
+		   struct rl_worker *via);
+/* Take the oldest message: returns its length and copies it into buf when
+ * it fits (else -EMSGSIZE and it stays), -EAGAIN when the inbox is empty. */
+int rl_worker_take_message(struct rl_worker *w, void *buf, size_t cap, uint32_t *from, uint32_t *kind);
 struct rl_metrics *rl_worker_metrics(struct rl_worker *w);
 uint32_t rl_worker_features(const struct rl_worker *w);
 /* Monotonic loop time in seconds, cached at the last poll. */

@@ -7,6 +7,7 @@
 #define RL_INTERNAL_H
 
 #include <liburing.h>
+#include <pthread.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -250,6 +251,28 @@ struct rl_connreq {
 	int32_t res;
 };
 
+/* ---- the inbox (inbox.c): messages from other threads ---- */
+struct rl_msg {
+	struct rl_msg *next;
+	uint32_t from;
+	uint32_t kind;
+	uint32_t len;
+	uint8_t data[];
+};
+
+struct rl_inbox {
+	pthread_mutex_t lock;
+	struct rl_msg *head;
+	struct rl_msg *tail;
+	uint32_t count;
+	int ready;
+};
+
+RL_HIDDEN int rl__inbox_init(struct rl_inbox *in);
+RL_HIDDEN void rl__inbox_fini(struct rl_inbox *in);
+/* On a doorbell: raise RL_EV_MESSAGE when something is waiting. */
+RL_HIDDEN void rl__inbox_ring(struct rl_worker *w);
+
 /* ---- the worker ---- */
 struct rl_worker {
 	struct io_uring ring;
@@ -270,6 +293,8 @@ struct rl_worker {
 	int wake_fd;
 	uint64_t wake_buf;
 	int wake_armed;
+	struct rl_inbox inbox;
+	int inbox_ok;
 	double now;
 	/* event sink of the current poll */
 	struct rl_event *ev;

@@ -35,6 +35,8 @@ enum rl_op {
 	RL_OP_LINK_TIMEOUT,
 	RL_OP_WAKE,        /* eventfd read for cross-thread wake-ups */
 	RL_OP_LISTEN_CANCEL, /* cancel of a listener's accept; index = listener id */
+	RL_OP_INBOX,       /* MSG_RING doorbell from another worker (target side),
+	                      or the sender's own completion of it (index 1) */
 	RL_OP_SEND_SLAB,   /* SENDMSG(_ZC) of a slab entry and its notifications;
 	                      index = entry, gen = the entry's generation */
 	RL_OP__COUNT

@@ -114,6 +114,10 @@ int rl_worker_new(const struct rl_config *cfg, struct rl_worker **out, char *msg
 		goto fail;
 	rl__regions_init(w);
 	rl__timers_init(&w->timers, w->cfg.max_timers);
+	rc = rl__inbox_init(&w->inbox);
+	if (rc)
+		goto fail;
+	w->inbox_ok = 1;
 	w->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (w->wake_fd < 0) {
 		rc = -errno;
@@ -135,6 +139,8 @@ fail:
 	}
 	if (w->wake_fd >= 0)
 		close(w->wake_fd);
+	if (w->inbox_ok)
+		rl__inbox_fini(&w->inbox);
 	free(w);
 	return rc;
 }
@@ -181,6 +187,14 @@ static void dispatch(struct rl_worker *w, struct io_uring_cqe *cqe)
 		w->wake_armed = 0;
 		if (!w->destroying && cqe->res != -ECANCELED)
 			wake_arm(w);
+		rl__inbox_ring(w);
+		break;
+	case RL_OP_INBOX:
+		if (rl_ud_index(cqe->user_data) == 1) {
+			w->m.ops_inflight--; /* our own MSG_RING completed */
+			break;
+		}
+		rl__inbox_ring(w);
 		break;
 	default:
 		w->m.stale_cqes++;
@@ -377,6 +391,7 @@ int rl_worker_destroy(struct rl_worker *w)
 	rl__connect_fini(w);
 	free(w->pending_ev);
 	close(w->wake_fd);
+	rl__inbox_fini(&w->inbox);
 	free(w);
 	return live ? -EBUSY : 0;
 }
