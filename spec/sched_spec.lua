@@ -214,7 +214,22 @@ describe("task:cancel", function()
     assert.are.same({ true, nil, "canceled", "got:after" }, r)
   end)
 
-  it("ends a sleep, a join and a connect; sleep releases its timer", function()
+  it("ends a connect; a connection made after the cancel is dropped", function()
+    local port, close_stuck = support.stuck_listener()
+    local r = ringline.run({ timeout = 10 }, function()
+      local held = support.fill_queue(port)
+      local t = ringline.spawn(function() return ringline.connect("127.0.0.1", port) end)
+      ringline.sleep(0)                         -- t parks in connect
+      t:cancel()
+      local out = { t:join() }
+      for _, c in ipairs(held) do c:close() end
+      return out
+    end)
+    close_stuck()
+    assert.are.same({ true, nil, "canceled" }, r)
+  end)
+
+  it("ends a sleep and a join; sleep releases its timer", function()
     local r = ringline.run(function()
       local sleeper = ringline.spawn(function() return ringline.sleep(10) end)
       local target = ringline.spawn(function() ringline.sleep(10) end)

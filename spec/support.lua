@@ -1,6 +1,7 @@
 -- Shared helpers for the specs (require "support"; spec/helper.lua puts
 -- spec/ on package.path).
 local ffi = require "ffi"
+local bit = require "bit"
 local ringline = require "ringline"
 
 local M = {}
@@ -69,6 +70,41 @@ function M.eventually(pred, limit)
     ringline.sleep(0.002)
   end
   return true
+end
+
+-- A listening socket that never accepts, with backlog 0: once its accept
+-- queue holds one connection the kernel drops further SYNs, so a connect
+-- to it hangs. Returns the port and a function that closes the socket.
+function M.stuck_listener()
+  pcall(ffi.cdef, [[
+    struct ringline_spec_sin { uint16_t family; uint16_t port; uint32_t addr; uint8_t zero[8]; };
+    int ringline_spec_socket(int domain, int type, int proto) __asm__("socket");
+    int ringline_spec_bind(int fd, const struct ringline_spec_sin *a, uint32_t len) __asm__("bind");
+    int ringline_spec_listen(int fd, int backlog) __asm__("listen");
+    int ringline_spec_getsockname(int fd, struct ringline_spec_sin *a, uint32_t *len) __asm__("getsockname");
+    int ringline_spec_close(int fd) __asm__("close");
+  ]])
+  local C = ffi.C
+  local fd = C.ringline_spec_socket(2, 1, 0)            -- AF_INET, SOCK_STREAM
+  assert(fd >= 0, "socket")
+  local sin = ffi.new("struct ringline_spec_sin", { family = 2, port = 0, addr = 0x0100007f })
+  assert(C.ringline_spec_bind(fd, sin, 16) == 0, "bind")
+  assert(C.ringline_spec_listen(fd, 0) == 0, "listen")
+  assert(C.ringline_spec_getsockname(fd, sin, ffi.new("uint32_t[1]", 16)) == 0, "getsockname")
+  local port = bit.rshift(bit.bswap(sin.port), 16)
+  return port, function() C.ringline_spec_close(fd) end
+end
+
+-- Connect to a stuck listener until a connect hangs: fills its queue. The
+-- connections made are returned (close them).
+function M.fill_queue(port)
+  local conns = {}
+  for _ = 1, 8 do
+    local c = ringline.connect("127.0.0.1", port, { timeout = 0.05 })
+    if not c then return conns end
+    conns[#conns + 1] = c
+  end
+  error("the stuck listener kept accepting")
 end
 
 -- A one-shot event between tasks: wait() parks until set(v). Built on the

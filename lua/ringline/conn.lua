@@ -821,8 +821,13 @@ function M.connect(S, host, port, opts)
   local res, slot, gen = t.cres, t.cslot, t.cgen
   t.cres, t.cslot, t.cgen = nil, nil, nil
   if why then
-    if S.connecting[tok] == t then S.connecting[tok] = nil end
-    if res and res >= 0 then C.rl_conn_close(w, slot, gen, RESET) end
+    if res then
+      if res >= 0 then C.rl_conn_close(w, slot, gen, RESET) end
+    elseif S.connecting[tok] == t then
+      -- Still in the kernel: the dispatcher drops it when it completes.
+      S.connecting[tok] = false
+      S.orphans = S.orphans + 1
+    end
     return nil, why
   end
   if res < 0 then return nil, errstr(res) end
