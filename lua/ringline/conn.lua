@@ -18,7 +18,7 @@ local C = require "ringline.lib"
 local sched = require "ringline.sched"
 local errors = require "ringline.errors"
 
-local ffi_string, ffi_cast = ffi.string, ffi.cast
+local ffi_string = ffi.string
 local type, select, tostring, tonumber, error, getmetatable = type, select, tostring, tonumber, error, getmetatable
 local setmetatable = setmetatable
 local math_floor, math_ceil = math.floor, math.ceil
