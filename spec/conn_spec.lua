@@ -535,6 +535,27 @@ describe("shutdown and close", function()
     assert.are.equal("string", type(s[2][3]))
   end)
 
+  it("every method returns nil, \"closed\" after close; misuse raises", function()
+    local _, cl = pair(function() end, function(c)
+      local raised = {
+        (pcall(c.view, c, "x")), (pcall(c.view, c, 1, "soon")), (pcall(c.with_data, c, 42)),
+        (pcall(c.consume, c, -1)), (pcall(c.consume, c, 1.5)), (pcall(c.flush, c, "x")),
+        (pcall(c.shutdown, c, "recv")), (pcall(c.settimeouts, c, "x")),
+        (pcall(c.receiveuntil, c, "x", 5)), (pcall(c.receiveuntil(c, "x"), 0)),
+      }
+      c:close()
+      local closed = {
+        select(2, c:receiveany(1)), select(2, c:view()), select(2, c:with_data(function() return 0 end)),
+        select(2, c:consume(0)), select(2, c:send_nowait("x")), select(2, c:flush()),
+        select(2, c:setoption("keepalive", true)), select(2, c:getsockname()),
+        select(2, c:receiveuntil("x")()), select(2, c:receive("*a")),
+      }
+      return raised, closed
+    end)
+    assert.are.same({ false, false, false, false, false, false, false, false, false, false }, cl[1])
+    for i = 1, 10 do assert.are.equal("closed", cl[2][i], "call " .. i) end
+  end)
+
   it("close(how) raises on a bad how", function()
     local _, cl = pair(function() end, function(c) return pcall(c.close, c, "later") end)
     assert.is_false(cl[1])

@@ -87,6 +87,14 @@ describe("ringline.run", function()
     assert.matches("unknown configuration key 'no_such_key'", err)
   end)
 
+  it("API calls with bad arguments raise", function()
+    local r = ringline.run(function()
+      return { (pcall(ringline.spawn, 42)), (pcall(ringline.on_error, "x")),
+               (pcall(ringline.connect, nil, 80)), (pcall(ringline.config, "nope")) }
+    end)
+    assert.are.same({ false, false, false, false }, r)
+  end)
+
   it("API calls outside a run raise", function()
     assert.has_error(function() ringline.sleep(0.1) end)
     assert.has_error(function() ringline.spawn(function() end) end)
