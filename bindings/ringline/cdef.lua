@@ -19,6 +19,9 @@ struct rl_config {
 	uint32_t max_timers;
 	uint32_t zc_threshold;
 	uint32_t send_slab_entries;
+	uint32_t udp_buffers;
+	uint32_t udp_buffer_size;
+	uint32_t udp_queue;
 };
 struct rl_config_key {
 	const char *name;
@@ -38,6 +41,7 @@ enum rl_event_type {
 	RL_EV_TIMER = 6,
 	RL_EV_FD = 7,
 	RL_EV_LISTENER = 8,
+	RL_EV_UDP = 11,
 	RL_EV_MESSAGE = 10,
 	RL_EV_GUARD = 9,
 };
@@ -119,6 +123,11 @@ struct rl_metrics {
 	uint64_t zc_copied;
 	uint64_t zc_bytes;
 	uint64_t zc_fallbacks;
+	uint64_t udp_in;
+	uint64_t udp_out;
+	uint64_t udp_dropped;
+	uint64_t udp_truncated;
+	uint64_t udp_open;
 };
 enum rl_feature {
 	RL_FEAT_DEFER_TASKRUN = 1,
@@ -159,6 +168,14 @@ int rl_conn_sendv(struct rl_worker *w, uint32_t slot, uint32_t gen, const struct
 int rl_region_new(struct rl_worker *w, size_t size, void **ptr);
 int rl_region_free(struct rl_worker *w, int id);
 int rl_region_inflight(struct rl_worker *w, int id);
+int rl_udp_open(struct rl_worker *w, const char *bind_addr);
+int rl_udp_connect(struct rl_worker *w, int id, const char *addr);
+int rl_udp_sendto(struct rl_worker *w, int id, const char *addr, const void *data, size_t len);
+int rl_udp_want(struct rl_worker *w, int id);
+int rl_udp_take(struct rl_worker *w, int id, void *buf, size_t cap, char *host, size_t hostlen,
+		int32_t *meta);
+int rl_udp_port(struct rl_worker *w, int id);
+int rl_udp_close(struct rl_worker *w, int id);
 int rl_fd_name(int fd, int peer, char *host, size_t hostlen);
 int rl_fd_setoption(int fd, int opt, int value);
 int rl_timer_add(struct rl_worker *w, double delay, uint32_t token);

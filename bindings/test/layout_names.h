@@ -16,6 +16,9 @@
 	F(rl_config, max_timers) \
 	F(rl_config, zc_threshold) \
 	F(rl_config, send_slab_entries) \
+	F(rl_config, udp_buffers) \
+	F(rl_config, udp_buffer_size) \
+	F(rl_config, udp_queue) \
 	S(rl_config_key) \
 	F(rl_config_key, name) \
 	F(rl_config_key, offset) \
@@ -76,6 +79,11 @@
 	F(rl_metrics, zc_copied) \
 	F(rl_metrics, zc_bytes) \
 	F(rl_metrics, zc_fallbacks) \
+	F(rl_metrics, udp_in) \
+	F(rl_metrics, udp_out) \
+	F(rl_metrics, udp_dropped) \
+	F(rl_metrics, udp_truncated) \
+	F(rl_metrics, udp_open) \
 	/* end */
 #define RL_LAYOUT_ENUMS(E) \
 	E(RL_EV_ACCEPTED) \
@@ -86,6 +94,7 @@
 	E(RL_EV_TIMER) \
 	E(RL_EV_FD) \
 	E(RL_EV_LISTENER) \
+	E(RL_EV_UDP) \
 	E(RL_EV_MESSAGE) \
 	E(RL_EV_GUARD) \
 	E(RL_PART_COPY) \

@@ -95,6 +95,9 @@ struct rl_config {
 	uint32_t max_timers;          /* concurrently armed timers */
 	uint32_t zc_threshold;        /* guarded parts below this many bytes are copied */
 	uint32_t send_slab_entries;   /* in-flight scatter-gather / zero-copy sends */
+	uint32_t udp_buffers;         /* provided buffers of the UDP receive ring */
+	uint32_t udp_buffer_size;     /* bytes per UDP buffer: the largest datagram kept whole */
+	uint32_t udp_queue;           /* datagrams queued per UDP socket before new ones are dropped */
 };
 
 struct rl_config_key {
@@ -118,6 +121,7 @@ enum rl_event_type {
 	RL_EV_TIMER = 6,     /* timer fired; slot = timer id, data = token */
 	RL_EV_FD = 7,        /* a descriptor for the connection is ready (rl_conn_fd); res = fd or -errno */
 	RL_EV_LISTENER = 8,  /* listener stopped accepting for good; slot = listener id, res = -errno */
+	RL_EV_UDP = 11,      /* datagrams wait on UDP socket `slot` (after rl_udp_want), or it failed: res < 0 */
 	RL_EV_MESSAGE = 10,  /* the inbox has messages: take them with rl_worker_take_message */
 	RL_EV_GUARD = 9,     /* a guarded part is released for good: data = its token,
 	                        slot = its region id (or RL_PART_PINNED as uint32) */
@@ -215,6 +219,11 @@ struct rl_metrics {
 	uint64_t zc_copied;          /* notifications saying the kernel copied anyway */
 	uint64_t zc_bytes;           /* bytes sent by zero-copy operations */
 	uint64_t zc_fallbacks;       /* guarded parts copied because the slab was full */
+	uint64_t udp_in;             /* datagrams received */
+	uint64_t udp_out;            /* datagrams sent */
+	uint64_t udp_dropped;        /* received datagrams dropped: the socket's queue was full */
+	uint64_t udp_truncated;      /* received datagrams larger than udp_buffer_size */
+	uint64_t udp_open;           /* gauge: UDP sockets */
 };
 
 /* Kernel features found by the start-up probe (rl_worker_features). */
@@ -241,10 +250,13 @@ const struct rl_config_key *rl_config_keys(int *n);
 /* Create a worker for the calling thread. cfg may be NULL for defaults. On
  * -EINVAL a message is in msg (when msg is not NULL). */
 int rl_worker_new(const struct rl_config *cfg, struct rl_worker **out, char *msg, size_t msglen);
-/* Tear down. Closes listeners, resets and closes every open connection,
- * waits for every in-flight operation, then frees. Returns 0 on a clean
- * teardown, -EBUSY if anything leaked (a bug: the memory is then kept, not
- * freed under the kernel). */
+/* Tear down. Closes listeners and UDP sockets, resets and closes every open
+ * connection, waits for every in-flight operation and zero-copy
+ * notification, then frees. Returns 0 when the caller had closed everything
+ * it opened, -EBUSY when something (a connection, listener, timer, UDP
+ * socket or pending connect) was still live - it was cleaned up, but the
+ * caller leaked it - and -ETIMEDOUT when the kernel did not give everything
+ * back within 10 s (then the memory is kept, never freed under the kernel). */
 int rl_worker_destroy(struct rl_worker *w);
 /* Submit, wait up to timeout_ms (-1: forever, 0: never) but no later than
  * the nearest timer, reap, fill events. Returns the number of events. */
@@ -316,6 +328,29 @@ int rl_region_new(struct rl_worker *w, size_t size, void **ptr);
 int rl_region_free(struct rl_worker *w, int id);
 /* Guards on the region not yet released, or -ENOENT. */
 int rl_region_inflight(struct rl_worker *w, int id);
+
+/* -- UDP -- */
+/* A UDP socket bound to addr ("host:port", "[v6]:port"; port 0 = any).
+ * Receives run all the time into a bounded per-socket queue (multishot
+ * RECVMSG from their own provided buffer group); datagrams are never merged
+ * or split. Returns the socket id. */
+int rl_udp_open(struct rl_worker *w, const char *bind_addr);
+/* Fix the default destination (connect(2)); only its datagrams are received. */
+int rl_udp_connect(struct rl_worker *w, int id, const char *addr);
+/* Send one datagram (copied) to addr, or to the connected peer when addr is
+ * NULL. Returns 0 or -errno. */
+int rl_udp_sendto(struct rl_worker *w, int id, const char *addr, const void *data, size_t len);
+/* Ask for one RL_EV_UDP once a datagram is queued; 1 if one already is. */
+int rl_udp_want(struct rl_worker *w, int id);
+/* Take the oldest datagram: copies at most cap bytes (the rest of the
+ * datagram is discarded), writes the sender's address text and meta[0] =
+ * port, meta[1] = 1 when the datagram did not fit (the kernel's buffer or
+ * cap). Returns the bytes copied, or -EAGAIN when none is queued. */
+int rl_udp_take(struct rl_worker *w, int id, void *buf, size_t cap, char *host, size_t hostlen,
+		int32_t *meta);
+/* The bound port, or -errno. */
+int rl_udp_port(struct rl_worker *w, int id);
+int rl_udp_close(struct rl_worker *w, int id);
 
 /* -- descriptors (helpers around a plain socket fd) -- */
 /* Writes the address text into host, returns the port (0 for unix) or -errno. */

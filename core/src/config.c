@@ -36,6 +36,11 @@ static const struct rl_config_key keys[] = {
 	    "notification, more than a small copy"),
 	KEY(send_slab_entries, 512, 1, 1u << 20, 0,
 	    "in-flight scatter-gather/zero-copy send entries per worker"),
+	KEY(udp_buffers, 64, 1, 32768, 1, "provided buffers of the UDP receive ring (made on first use)"),
+	KEY(udp_buffer_size, 65536, 512, 1u << 20, 0,
+	    "bytes per UDP buffer: datagrams up to this size arrive whole, longer ones truncated"),
+	KEY(udp_queue, 256, 1, 1u << 20, 0,
+	    "datagrams queued per UDP socket; beyond it new ones are dropped and counted"),
 };
 
 #define NKEYS ((int)(sizeof(keys) / sizeof(keys[0])))

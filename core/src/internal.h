@@ -273,6 +273,51 @@ RL_HIDDEN void rl__inbox_fini(struct rl_inbox *in);
 /* On a doorbell: raise RL_EV_MESSAGE when something is waiting. */
 RL_HIDDEN void rl__inbox_ring(struct rl_worker *w);
 
+/* ---- UDP sockets (udp.c) ---- */
+#define RL_MAX_UDP 1024
+#define RL_UDP_BGID 1
+
+struct rl_dgram {
+	struct rl_dgram *next;
+	struct sockaddr_storage addr;
+	socklen_t alen;
+	uint32_t len;
+	uint8_t trunc;
+	uint8_t data[];
+};
+
+struct rl_udp_send {
+	struct msghdr msg;
+	struct iovec iov;
+	struct sockaddr_storage addr;
+	uint32_t sock;
+	uint32_t gen;
+	uint8_t data[];
+};
+
+struct rl_udp {
+	struct msghdr rmsg;          /* template of the multishot RECVMSG */
+	struct rl_dgram *qhead;
+	struct rl_dgram *qtail;
+	uint32_t qlen;
+	uint32_t sends;              /* sends in flight */
+	uint32_t gen;
+	int fd;
+	int family;
+	uint8_t used;
+	uint8_t armed;
+	uint8_t cancel_sent;
+	uint8_t closing;
+	uint8_t want;
+};
+
+RL_HIDDEN void rl__udp_on_recv(struct rl_worker *w, struct io_uring_cqe *cqe);
+RL_HIDDEN void rl__udp_on_send(struct rl_worker *w, struct io_uring_cqe *cqe);
+RL_HIDDEN void rl__udp_on_cancel(struct rl_worker *w, struct io_uring_cqe *cqe);
+RL_HIDDEN void rl__udp_close_all(struct rl_worker *w);
+RL_HIDDEN void rl__udp_fini(struct rl_worker *w);
+RL_HIDDEN uint32_t rl__udp_live(const struct rl_worker *w);
+
 /* ---- the worker ---- */
 struct rl_worker {
 	struct io_uring ring;
@@ -286,6 +331,9 @@ struct rl_worker {
 	struct rl_slab slab;
 	struct rl_region regions[RL_MAX_REGIONS];
 	int regions_table;         /* sparse buffer table registered */
+	struct rl_udp *udp;        /* RL_MAX_UDP sockets, allocated on first use */
+	struct rl_bufring ubufs;   /* UDP receive ring (group RL_UDP_BGID), on first use */
+	uint32_t udp_live;
 	struct rl_listener listeners[RL_MAX_LISTENERS];
 	struct rl_connreq **reqs;
 	uint32_t nreqs;

@@ -37,6 +37,11 @@ enum rl_op {
 	RL_OP_LISTEN_CANCEL, /* cancel of a listener's accept; index = listener id */
 	RL_OP_INBOX,       /* MSG_RING doorbell from another worker (target side),
 	                      or the sender's own completion of it (index 1) */
+	RL_OP_UDP_RECV,    /* multishot RECVMSG; index = UDP socket */
+	RL_OP_UDP_SEND,    /* the one exception to the layout: bits 55..0 hold the
+	                      address of the send's own record (user pointers fit
+	                      in 47 bits), which says which socket it belongs to */
+	RL_OP_UDP_CANCEL,  /* cancel of a UDP socket's receive */
 	RL_OP_SEND_SLAB,   /* SENDMSG(_ZC) of a slab entry and its notifications;
 	                      index = entry, gen = the entry's generation */
 	RL_OP__COUNT

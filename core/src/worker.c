@@ -177,6 +177,15 @@ static void dispatch(struct rl_worker *w, struct io_uring_cqe *cqe)
 	case RL_OP_LINK_TIMEOUT:
 		rl__connect_on_timeout(w, cqe);
 		break;
+	case RL_OP_UDP_RECV:
+		rl__udp_on_recv(w, cqe);
+		break;
+	case RL_OP_UDP_SEND:
+		rl__udp_on_send(w, cqe);
+		break;
+	case RL_OP_UDP_CANCEL:
+		rl__udp_on_cancel(w, cqe);
+		break;
 	case RL_OP_SEND_SLAB:
 		rl__slab_on_cqe(w, cqe);
 		break;
@@ -278,6 +287,8 @@ int rl_worker_poll(struct rl_worker *w, struct rl_event *events, int max, int ti
 	/* Return this batch's buffers, then re-arm receives the dry ring
 	 * stopped: the re-arm is driven by the replenish, never a spin. */
 	w->m.recv_buffers_free += rl__bufring_publish(&w->bufs);
+	if (w->ubufs.br)
+		rl__bufring_publish(&w->ubufs);
 	if (w->starved_head)
 		rl__conn_rearm_starved(w);
 
@@ -305,6 +316,7 @@ struct rl_metrics *rl_worker_metrics(struct rl_worker *w)
 	w->m.send_heap_chunks = w->pool.heap_chunks;
 	w->m.timers_active = w->timers.nheap;
 	w->m.slab_used = w->slab.used;
+	w->m.udp_open = w->udp_live;
 	return &w->m;
 }
 
@@ -325,7 +337,7 @@ int rl_worker_live(const struct rl_worker *w)
 		n += w->listeners[i].used;
 	for (uint32_t i = 0; i < w->nreqs; i++)
 		n += w->reqs[i]->used;
-	return n;
+	return n + (int)w->udp_live;
 }
 
 int rl_timer_add(struct rl_worker *w, double delay, uint32_t token)
@@ -349,6 +361,7 @@ int rl_worker_destroy(struct rl_worker *w)
 	int live = rl_worker_live(w);
 	w->destroying = 1;
 	rl__listeners_close_all(w);
+	rl__udp_close_all(w);
 	for (uint32_t i = 0; i < w->conns.count; i++) {
 		struct rl_conn *c = &w->conns.conns[i];
 		if (c->io.state != RL_CONN_FREE) {
@@ -381,6 +394,7 @@ int rl_worker_destroy(struct rl_worker *w)
 		w->npending = 0; /* nobody is left to read them */
 	}
 	rl__regions_fini(w);
+	rl__udp_fini(w);
 	rl__bufring_fini(&w->bufs, &w->ring);
 	io_uring_unregister_files(&w->ring);
 	io_uring_queue_exit(&w->ring);
