@@ -7,6 +7,7 @@
 -- or bindings/ringline/. (jit.attach would give full names, but it has one
 -- handler slot per event, which jit.v already uses.)
 local jit = require "jit"
+local ffi = require "ffi"
 local ringline = require "ringline"
 local support = require "support"
 
@@ -48,6 +49,13 @@ end
 
 -- ROUNDS echo round trips; hot_done() is called right after the last one
 -- (before the connections close and the worker tears down).
+-- "<len byte><payload>" -> the payload (a with_data parser)
+local function parse_len(p, len)
+  local n = p[0]
+  if len < n + 1 then return 0 end
+  return n + 1, ffi.string(p + 1, n)
+end
+
 local function echo_rounds(hot_done)
   return support.run(function()
     local lst, port = support.server(function(c)
@@ -63,6 +71,8 @@ local function echo_rounds(hot_done)
           if d then d = d .. "\n" end
         elseif tag == "a" then
           d = c:receiveany(64)
+        elseif tag == "w" then
+          d = c:with_data(parse_len)
         else
           local p, len = c:view(16)
           if p then
@@ -78,7 +88,7 @@ local function echo_rounds(hot_done)
     local msg32 = ("m"):rep(32)
     local ok = 0
     for i = 1, ROUNDS do
-      local kind = i % 4
+      local kind = i % 5
       if kind == 0 then
         c:send("n", msg32)
         if c:receive(32) == msg32 then ok = ok + 1 end
@@ -88,9 +98,14 @@ local function echo_rounds(hot_done)
       elseif kind == 2 then
         c:send("a", { "an", { "y" } }, { "th", "i", "ng" })
         if c:receive(8) == "anything" then ok = ok + 1 end
-      else
+      elseif kind == 3 then
         c:send("v", "0123456789abcdef")
         if c:receive(1) == "v" then ok = ok + 1 end
+      else
+        c:send("w\5", "he")
+        c:flush()                              -- the parser waits for the rest
+        c:send("llo")
+        if c:receive(5) == "hello" then ok = ok + 1 end
       end
     end
     hot_done()

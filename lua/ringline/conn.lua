@@ -305,29 +305,35 @@ end
 
 -- fn(ptr, len) -> consumed [, result]; 0 (or nil) consumed = need more.
 -- Returns result (or the count consumed when fn gave none), or nil, err.
-local function with_data_slow(c, fn, need)
+-- One wait of with_data's slow path: the reader flag and the deadline timer
+-- are held only here, so fn, which runs between waits, can raise without
+-- leaving anything behind. The deadline stays one for the whole call.
+local function wd_wait(c, need, deadline)
   local io = c.io
-  local max = c.S.line_max
-  local t, err = begin_read(c, c.read_to)
-  if not t then return nil, err end
+  local t, err = begin_read(c, deadline and deadline - C.rl_worker_now(c.w))
+  if not t then return err end
   local why = wait_bytes(c, t, need)
-  while not why do
-    local len = io.rlen
-    if len >= need then
-      local used, res = fn(io.rdata, len)
-      if used ~= nil and used ~= 0 then
-        end_read(c, t)
-        return used, res
-      end
-      need = len + 1
-      if len >= max then
-        end_read(c, t)
-        return nil, "too long"
-      end
-    end
+  while not why and io.rlen < need do
     why = wait_bytes(c, t, need)
   end
   end_read(c, t)
+  return why
+end
+
+local function with_data_slow(c, fn, need)
+  local io = c.io
+  local max = c.S.line_max
+  local timeout = c.read_to
+  local deadline = timeout and C.rl_worker_now(c.w) + timeout
+  local why = wd_wait(c, need, deadline)
+  while not why do
+    local len = io.rlen
+    local used, res = fn(io.rdata, len)
+    if used ~= nil and used ~= 0 then return used, res end
+    need = len + 1
+    if len >= max then return nil, "too long" end
+    why = wd_wait(c, need, deadline)
+  end
   return nil, why
 end
 

@@ -527,7 +527,15 @@ local function dispatch_one(S, ev)
       local c = conns[ev.slot]
       if c and c.gen == ev.gen then
         local nw = c.nw
-        if nw > 0 then
+        if nw == 1 then
+          -- the usual single writer, without a loop (a loop that runs once
+          -- would abort the trace: "leaving loop in root trace")
+          local wq = c.wq
+          local t = wq[1]
+          wq[1] = nil
+          c.nw = 0
+          wake(S, t, nil)
+        elseif nw > 1 then
           local wq = c.wq
           for j = 1, nw do
             local t = wq[j]
