@@ -147,6 +147,11 @@ int rl_worker_poll(struct rl_worker *w, struct rl_event *events, int max, int ti
 int rl_worker_wake(struct rl_worker *w);
 int rl_worker_post(struct rl_worker *to, uint32_t from, uint32_t kind, const void *data, size_t len,
 		   struct rl_worker *via);
+enum rl_msg_kind {
+	RL_MSG_RESOLVED = 1,
+	RL_MSG_SIGNAL = 2,
+	RL_MSG_USER = 16,
+};
 int rl_worker_take_message(struct rl_worker *w, void *buf, size_t cap, uint32_t *from, uint32_t *kind);
 struct rl_metrics *rl_worker_metrics(struct rl_worker *w);
 uint32_t rl_worker_features(const struct rl_worker *w);
@@ -176,6 +181,7 @@ int rl_udp_take(struct rl_worker *w, int id, void *buf, size_t cap, char *host, 
 		int32_t *meta);
 int rl_udp_port(struct rl_worker *w, int id);
 int rl_udp_close(struct rl_worker *w, int id);
+int rl_resolve(struct rl_worker *w, const char *host, int family, uint32_t token);
 int rl_fd_name(int fd, int peer, char *host, size_t hostlen);
 int rl_fd_setoption(int fd, int opt, int value);
 int rl_timer_add(struct rl_worker *w, double delay, uint32_t token);

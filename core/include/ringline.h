@@ -270,6 +270,13 @@ int rl_worker_wake(struct rl_worker *w);
  * submitted with via's next batch instead of an eventfd write. */
 int rl_worker_post(struct rl_worker *to, uint32_t from, uint32_t kind, const void *data, size_t len,
 		   struct rl_worker *via);
+/* Message kinds the core and host use; user messages use RL_MSG_USER and up. */
+enum rl_msg_kind {
+	RL_MSG_RESOLVED = 1, /* rl_resolve result: from = token; payload = addresses,
+	                        one per line, or "!" + the resolver's error text */
+	RL_MSG_SIGNAL = 2,   /* from the host: from = signal number */
+	RL_MSG_USER = 16,
+};
 /* Take the oldest message: returns its length and copies it into buf when
  * it fits (else -EMSGSIZE and it stays), -EAGAIN when the inbox is empty. */
 int rl_worker_take_message(struct rl_worker *w, void *buf, size_t cap, uint32_t *from, uint32_t *kind);
@@ -351,6 +358,13 @@ int rl_udp_take(struct rl_worker *w, int id, void *buf, size_t cap, char *host, 
 /* The bound port, or -errno. */
 int rl_udp_port(struct rl_worker *w, int id);
 int rl_udp_close(struct rl_worker *w, int id);
+
+/* -- name resolution -- */
+/* Resolve host (a name or numeric address) off the loop, on the worker's
+ * resolver thread (started on first use); the result arrives as an inbox
+ * message of kind RL_MSG_RESOLVED with from = token. family: 0 any, 4, 6.
+ * Returns 0 or -errno. */
+int rl_resolve(struct rl_worker *w, const char *host, int family, uint32_t token);
 
 /* -- descriptors (helpers around a plain socket fd) -- */
 /* Writes the address text into host, returns the port (0 for unix) or -errno. */

@@ -318,6 +318,10 @@ RL_HIDDEN void rl__udp_close_all(struct rl_worker *w);
 RL_HIDDEN void rl__udp_fini(struct rl_worker *w);
 RL_HIDDEN uint32_t rl__udp_live(const struct rl_worker *w);
 
+/* ---- the resolver thread (resolve.c) ---- */
+struct rl_resolver;
+RL_HIDDEN void rl__resolver_stop(struct rl_worker *w);
+
 /* ---- the worker ---- */
 struct rl_worker {
 	struct io_uring ring;
@@ -343,6 +347,7 @@ struct rl_worker {
 	int wake_armed;
 	struct rl_inbox inbox;
 	int inbox_ok;
+	struct rl_resolver *resolver;
 	double now;
 	/* event sink of the current poll */
 	struct rl_event *ev;

@@ -360,6 +360,7 @@ int rl_worker_destroy(struct rl_worker *w)
 		return 0;
 	int live = rl_worker_live(w);
 	w->destroying = 1;
+	rl__resolver_stop(w); /* before the inbox goes: it posts into it */
 	rl__listeners_close_all(w);
 	rl__udp_close_all(w);
 	for (uint32_t i = 0; i < w->conns.count; i++) {
