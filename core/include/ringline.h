@@ -317,6 +317,10 @@ int rl_conn_fd(struct rl_worker *w, uint32_t slot, uint32_t gen);
 /* Outbound TCP/unix connect. addr as for rl_listen (numeric hosts only).
  * Result arrives as RL_EV_CONNECTED carrying token. timeout_ms 0 = none. */
 int rl_connect(struct rl_worker *w, const char *addr, uint32_t timeout_ms, uint32_t token);
+/* Abort a connect still in progress: its RL_EV_CONNECTED then carries
+ * -ECANCELED (every rl_connect gets exactly one RL_EV_CONNECTED). -ENOENT when
+ * no connect with that token is in progress. */
+int rl_connect_cancel(struct rl_worker *w, uint32_t token);
 
 /* Queue a scatter-gather send of n parts, in order, as one operation where
  * possible. Guarded parts (a region id or RL_PART_PINNED, at least

@@ -88,6 +88,8 @@ int rl_connect(struct rl_worker *w, const char *addr, uint32_t timeout_ms, uint3
 		return -EBUSY;
 	}
 	r->used = 1;
+	r->cancel = 0;
+	r->slot = -1;
 	io_uring_prep_files_update(sqe, r->fds, 1, (int)IORING_FILE_INDEX_ALLOC);
 	io_uring_sqe_set_data64(sqe, rl_ud_pack(RL_OP_SOCK_INSTALL, (uint32_t)idx, r->gen));
 	w->m.ops_inflight++;
@@ -128,6 +130,17 @@ void rl__connect_on_install(struct rl_worker *w, struct io_uring_cqe *cqe)
 	c->connecting = 1;
 	c->token = token;
 	c->connreq = (int32_t)idx;
+	r->slot = (int32_t)slot;
+	if (r->cancel) {
+		/* canceled while the socket was being installed */
+		c->connecting = 0;
+		c->connreq = -1;
+		c->silent = 1;
+		req_free(r);
+		fail(w, token, -ECANCELED);
+		rl__conn_begin_close(w, c, RL_CLOSE_RESET, -ECANCELED);
+		return;
+	}
 
 	/* CONNECT and its LINK_TIMEOUT must reach the kernel together. */
 	if (io_uring_sq_space_left(&w->ring) < 2)
@@ -173,17 +186,39 @@ void rl__connect_on_connect(struct rl_worker *w, struct io_uring_cqe *cqe)
 	}
 	c->connecting = 0;
 	int res = cqe->res;
+	if (c->closing) /* rl_connect_cancel (or teardown) got there first */
+		res = -ECANCELED;
 	if (res == 0 && !w->destroying) {
 		w->m.conns_connected++;
 		rl__conn_start(w, c);
 		rl__emit(w, RL_EV_CONNECTED, 0, c->slot, c->io.gen, c->token);
 		return;
 	}
-	if (res == 0 || res == -ECANCELED)
-		res = res == 0 ? -ECANCELED : -ETIMEDOUT;
+	if (res == 0 || (res == -ECANCELED && !c->closing))
+		res = res == 0 ? -ECANCELED : -ETIMEDOUT; /* the link timeout fired */
 	fail(w, c->token, res);
 	c->silent = 1;
 	rl__conn_begin_close(w, c, RL_CLOSE_GRACEFUL, res);
+}
+
+int rl_connect_cancel(struct rl_worker *w, uint32_t token)
+{
+	for (uint32_t i = 0; i < w->nreqs; i++) {
+		struct rl_connreq *r = w->reqs[i];
+		if (!r->used || r->token != token || r->cancel)
+			continue;
+		if (r->slot < 0) {
+			r->cancel = 1; /* finished when the install completes */
+			return 0;
+		}
+		struct rl_conn *c = &w->conns.conns[r->slot];
+		if (!c->connecting || c->closing)
+			return -ENOENT;
+		c->silent = 1;
+		/* closing cancels the CONNECT; its completion reports -ECANCELED */
+		return rl__conn_begin_close(w, c, RL_CLOSE_RESET, -ECANCELED);
+	}
+	return -ENOENT;
 }
 
 void rl__connect_on_timeout(struct rl_worker *w, struct io_uring_cqe *cqe)

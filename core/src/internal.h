@@ -246,9 +246,9 @@ struct rl_connreq {
 	uint32_t token;
 	uint32_t gen;
 	uint32_t pending;       /* CQEs still to come for this request */
+	int32_t slot;           /* the connection once installed, else -1 */
 	uint8_t used;
-	uint8_t failed;
-	int32_t res;
+	uint8_t cancel;         /* canceled before the install completed */
 };
 
 /* ---- the inbox (inbox.c): messages from other threads ---- */
