@@ -31,6 +31,7 @@ M.ENOTCONN = 107
 M.ETIMEDOUT = 110
 M.ECONNREFUSED = 111
 M.ESTALE = 116
+M.EMSGSIZE = 90
 M.ECANCELED = 125
 
 -- The fixed strings of the contract.

@@ -512,6 +512,47 @@ start = function(S)
 end
 M.start = start
 
+-- Event types handled by other modules: handlers[type] = fn(S, ev), set
+-- with M.on_event at their load time (region: RL_EV_GUARD, udp: RL_EV_UDP).
+local handlers = {}
+M.handlers = handlers
+function M.on_event(ty, fn) handlers[ty] = fn end
+
+-- Inbox messages by kind: msg_handlers[kind] = fn(S, from, ptr, len); the
+-- bytes at ptr are valid only during the call.
+local msg_handlers = {}
+M.msg_handlers = msg_handlers
+function M.on_message(kind, fn) msg_handlers[kind] = fn end
+
+local EV_MESSAGE = 10
+handlers[EV_MESSAGE] = function(S, ev)
+  local w = S.w
+  local buf, cap = S.msgbuf, S.msgcap
+  if not buf then
+    cap = 65536
+    buf = ffi_new("uint8_t[?]", cap)
+    S.msgbuf, S.msgcap, S.msgmeta = buf, cap, ffi_new("uint32_t[2]")
+  end
+  local meta = S.msgmeta
+  while true do
+    local n = C.rl_worker_take_message(w, buf, cap, meta, meta + 1)
+    if n == -errors.EMSGSIZE then
+      cap = cap * 2
+      buf = ffi_new("uint8_t[?]", cap)
+      S.msgbuf, S.msgcap = buf, cap
+    elseif n < 0 then
+      break
+    else
+      local h = msg_handlers[meta[1]]
+      if h then
+        h(S, meta[0], buf, n)
+      else
+        log.log(log.WARN, "inbox message of unknown kind ", tonumber(meta[1]), " dropped")
+      end
+    end
+  end
+end
+
 -- Dispatch one event: record results and wake the waiting task(s).
 local function dispatch_one(S, ev)
   local conns, timers = S.conns, S.timers
@@ -595,6 +636,10 @@ local function dispatch_one(S, ev)
         log.log(log.WARN, "listener ", tostring(l.addr), " stopped: ", errstr(ev.res))
         l:_drop()
       end
+    else
+      -- events of the other modules (guards, UDP, inbox messages)
+      local h = handlers[ty]
+      if h then h(S, ev) end
     end
   end
 end
