@@ -101,7 +101,9 @@ int rl__ring_setup(struct rl_worker *w, char *msg, size_t msglen)
 
 static int enter_retry(struct rl_worker *w)
 {
-	for (;;) {
+	/* bounded: a CQ the kernel cannot overflow any further stays full
+	 * until the caller reaps, which only the next poll does */
+	for (int tries = 0; tries < 64; tries++) {
 		int rc = io_uring_submit(&w->ring);
 		if (rc >= 0) {
 			w->m.sqes_submitted += (uint64_t)rc;
@@ -118,6 +120,7 @@ static int enter_retry(struct rl_worker *w)
 				return 0;
 		}
 	}
+	return -EBUSY;
 }
 
 int rl__submit(struct rl_worker *w)
