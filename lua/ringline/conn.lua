@@ -21,7 +21,7 @@ local errors = require "ringline.errors"
 local ffi_string = ffi.string
 local type, select, tostring, tonumber, error, getmetatable = type, select, tostring, tonumber, error, getmetatable
 local setmetatable = setmetatable
-local math_floor, math_ceil = math.floor, math.ceil
+local math_floor = math.floor
 local errstr = errors.errstr
 local park, wake = sched.park, sched.wake
 local timer_arm, timer_disarm = sched.timer_arm, sched.timer_disarm
@@ -59,7 +59,7 @@ function M.new(S, slot, gen)
     wq = false, nw = 0,
     fd = false, fdpending = false, fdw = false, fderr = false,
     read_to = false, send_to = false, connect_to = false,
-    listener = false,
+    listener = false, owner = false, heir_of = false,
   }, mt)
   S.conns[slot] = c
   return c
@@ -786,58 +786,38 @@ function methods.id(c)
 end
 
 ------------------------------------------------------------------------
--- Outbound connections
+-- Ownership (ringline.client opens outbound connections; sched closes a
+-- task's connections when it ends)
 ------------------------------------------------------------------------
 
--- connect(S, host, port, opts): numeric hosts, "localhost", "unix:/path".
-function M.connect(S, host, port, opts)
-  if type(host) ~= "string" then misuse("ringline.connect: host must be a string", 3) end
-  if opts ~= nil and type(opts) ~= "table" then misuse("ringline.connect: opts must be a table", 3) end
-  local addr
-  if host:sub(1, 5) == "unix:" then
-    addr = host
-  else
-    if type(port) ~= "number" or port < 0 or port > 65535 or port % 1 ~= 0 then
-      misuse("ringline.connect: bad port " .. tostring(port), 3)
-    end
-    if host == "localhost" then host = "127.0.0.1" end
-    if host:find(":", 1, true) and host:sub(1, 1) ~= "[" then
-      addr = "[" .. host .. "]:" .. port
-    else
-      addr = host .. ":" .. port
+-- Give the connection to task (closed when that task ends instead), or
+-- with nil to nobody (it then lives until closed or the run ends).
+function methods.setowner(c, task)
+  if task ~= nil and getmetatable(task) ~= sched.Task_mt then
+    misuse("conn:setowner: expected a task (ringline.spawn's result) or nil", 2)
+  end
+  if task and task.st == sched.DEAD then misuse("conn:setowner: the task has finished", 2) end
+  if c.closed then return nil, "closed" end
+  local old = c.owner
+  if old then
+    if old.conn == c then
+      old.conn = nil
+    elseif old.owned then
+      old.owned[c] = nil
     end
   end
-  local timeout = opts and opts.timeout
-  if timeout ~= nil and (type(timeout) ~= "number" or timeout < 0) then
-    misuse("ringline.connect: opts.timeout must be seconds >= 0", 3)
+  c.heir_of = false
+  c.owner = task or false
+  if task then
+    local owned = task.owned
+    if not owned then owned = {}; task.owned = owned end
+    owned[c] = true
   end
-  local t = sched.current(S, "ringline.connect")
-  local w = sched.start(S)
-  local tok = S.ctok + 1
-  if tok > U32MAX then tok = 1 end
-  S.ctok = tok
-  local rc = C.rl_connect(w, addr, timeout and math_ceil(timeout * 1000) or 0, tok)
-  if rc < 0 then return nil, errstr(rc) end
-  S.connecting[tok] = t
-  t.cres = nil
-  local why
-  repeat
-    why = park(S, t)
-  until why or t.cres ~= nil
-  local res, slot, gen = t.cres, t.cslot, t.cgen
-  t.cres, t.cslot, t.cgen = nil, nil, nil
-  if why then
-    if res then
-      if res >= 0 then C.rl_conn_close(w, slot, gen, RESET) end
-    elseif S.connecting[tok] == t then
-      -- Still in the kernel: the dispatcher drops it when it completes.
-      S.connecting[tok] = false
-      S.orphans = S.orphans + 1
-    end
-    return nil, why
-  end
-  if res < 0 then return nil, errstr(res) end
-  return M.new(S, slot, gen)
+  return true
+end
+
+function methods.getowner(c)
+  return c.owner or nil
 end
 
 return M

@@ -15,6 +15,7 @@ local C = require "ringline.lib"
 local sched = require "ringline.sched"
 local conn = require "ringline.conn"
 local listener = require "ringline.listener"
+local client = require "ringline.client"
 local log = require "ringline.log"
 
 local type, error, tonumber = type, error, tonumber
@@ -72,7 +73,16 @@ end
 
 function M.connect(host, port, opts)
   if type(port) == "table" and opts == nil then port, opts = nil, port end
-  return conn.connect(need("ringline.connect"), host, port, opts)
+  return client.connect(need("ringline.connect"), host, port, opts)
+end
+
+-- addrs, err = ringline.resolve(name [, family]): the numeric addresses of
+-- a name (family 4 or 6 restricts them), resolved without blocking the loop.
+function M.resolve(name, family)
+  if type(name) ~= "string" or name == "" then error("ringline.resolve: expected a host name", 2) end
+  if family ~= nil and family ~= 4 and family ~= 6 then error("ringline.resolve: family must be 4 or 6", 2) end
+  local S = need("ringline.resolve")
+  return client.resolve(S, sched.current(S, "ringline.resolve"), client.unbracket(name), family or 0)
 end
 
 function M.sleep(s)

@@ -81,7 +81,7 @@ local SENTINEL = setmetatable({}, { __name = "ringline.yield",
 local cur = nil           -- the worker state of the run in progress
 
 -- Hooks installed by other modules at load time (they require this one).
-local hooks = { accepted = nil }
+local hooks = { accepted = nil, ending = nil }
 M.hooks = hooks
 
 ------------------------------------------------------------------------
@@ -236,6 +236,7 @@ local function spawn_handler(S, handler, conn)
   local t = new_task(S, co_create(handler))
   t.r1 = conn
   t.conn = conn
+  conn.owner = t
   push(S, t)
   return t
 end
@@ -258,6 +259,54 @@ local function report(S, t, err)
   end
 end
 
+-- Connections a task owns (t.owned: opened by ringline.connect in it, or
+-- given to it with conn:setowner) close when it ends, reset if it raised.
+-- Those among its return values are handed on instead: unowned until a
+-- task collects the results with join or wait, which then owns them.
+local function release_owned(t, ok)
+  local owned = t.owned
+  t.owned = nil
+  local r = ok and t.res
+  if r then
+    for i = 1, r.n do
+      local c = r[i]
+      if type(c) == "table" and owned[c] and c.owner == t then
+        owned[c] = nil
+        c.owner = false
+        c.heir_of = t
+      end
+    end
+  end
+  for c in pairs(owned) do
+    if c.owner == t then
+      c.owner = false
+      if not c.closed then c:close(not ok and "reset" or nil) end
+    end
+  end
+end
+
+-- The results of finished task t for the task me that collects them (join,
+-- wait): connections t returned become me's.
+local function collect(me, t)
+  if t.failed then return false, t.err end
+  local r = t.res
+  if not r then return true end
+  for i = 1, r.n do
+    local c = r[i]
+    if type(c) == "table" and c.heir_of == t then
+      c.heir_of = false
+      if not c.closed then
+        c.owner = me
+        local owned = me.owned
+        if not owned then owned = {}; me.owned = owned end
+        owned[c] = true
+      end
+    end
+  end
+  return true, unpack(r, 1, r.n)
+end
+M.collect = collect
+
 local function finish(S, t, ok, err)
   t.st = DEAD
   S.ntasks = S.ntasks - 1
@@ -275,6 +324,7 @@ local function finish(S, t, ok, err)
   if c and not c.closed then
     c:close(not ok and "reset" or nil)
   end
+  if t.owned then release_owned(t, ok) end
   local js = t.joiners
   if js then
     t.joiners = nil
@@ -357,10 +407,7 @@ function Task.join(t, timeout)
       return nil, why
     end
   end
-  if t.failed then return false, t.err end
-  local r = t.res
-  if r then return true, unpack(r, 1, r.n) end
-  return true
+  return collect(me, t)
 end
 
 -- The task's current blocking call (or its next one, if it is running or
@@ -448,7 +495,7 @@ local function new_state()
     msg = ffi_new("char[?]", MSGLEN),
     namebuf = ffi_new("char[?]", 256),
     conns = {}, listeners = {}, nlisteners = 0,
-    timers = {}, connecting = {}, tok = 0, ctok = 0, orphans = 0,
+    timers = {}, connecting = {}, tok = 0, ctok = 0,
     rq = {}, rq_mask = 255, rq_head = 0, rq_tail = 0,
     ntasks = 0, live = {}, current = nil, cur_co = nil, main = nil,
     on_error = nil, abort = nil, deadline = nil,
@@ -592,7 +639,8 @@ local function dispatch_one(S, ev)
       if t and t.ttok == ev.data then
         timers[id] = nil
         t.tmr = nil
-        wake(S, t, t.twhy or nil)
+        local fire = t.fire   -- a ringline.timer handle, not a task
+        if fire then fire(S, t) else wake(S, t, t.twhy or nil) end
       end
     elseif ty == EV_ACCEPTED then
       hooks.accepted(S, ev.slot, ev.gen, ev.data)
@@ -613,10 +661,10 @@ local function dispatch_one(S, ev)
       if t then
         t.cres, t.cslot, t.cgen = ev.res, ev.slot, ev.gen
         wake(S, t, nil)
-      else
-        -- Nobody waits any more (the connecting task was canceled): drop it.
-        if t == false then S.orphans = S.orphans - 1 end
-        if ev.res >= 0 then C.rl_conn_close(S.w, ev.slot, ev.gen, 1) end
+      elseif ev.res >= 0 then
+        -- Nobody waits any more (the connecting task was canceled and the
+        -- connect completed before rl_connect_cancel reached it): drop it.
+        C.rl_conn_close(S.w, ev.slot, ev.gen, 1)
       end
     elseif ty == EV_FD then
       local c = conns[ev.slot]
@@ -685,7 +733,13 @@ local function loop(S)
     else
       polling = false
       local ready = S.rq_tail ~= S.rq_head
-      if not ready and S.ntasks == 0 and S.nlisteners == 0 then return end
+      if not ready and S.ntasks == 0 and S.nlisteners == 0 then
+        -- hooks.ending (ringline.timer): run pending timers as premature;
+        -- true when that started tasks, so the run goes on until they end
+        local h = hooks.ending
+        if not (h and h(S)) then return end
+        ready = true
+      end
       local w = S.w or start(S)
       local tmo = ready and 0 or -1
       local dl = S.deadline
@@ -705,16 +759,20 @@ end
 
 -- After a normal end: close what the script left open, let graceful closes
 -- drain (bounded), so destroy finds an idle worker.
+-- Other modules' resources to close at the end of a run (UDP sockets):
+-- fn(S), registered with M.on_drain at their load time.
+local drainers = {}
+function M.on_drain(fn) drainers[#drainers + 1] = fn end
+
 local function drain(S, limit)
   local w = S.w
   for _, c in pairs(S.conns) do
     if not c.closed then c:close() end
   end
   for _, l in pairs(S.listeners) do l:close() end
+  for i = 1, #drainers do drainers[i](S) end
   local until_t = C.rl_worker_now(w) + limit
-  -- A canceled connect stays in the kernel until it completes (the core has
-  -- no way to abort one); each counts at most twice (slot and request).
-  while C.rl_worker_live(w) > 2 * S.orphans do
+  while C.rl_worker_live(w) > 0 do
     local left = until_t - C.rl_worker_now(w)
     if left <= 0 then break end
     poll_dispatch(S, w, math_max(1, math_ceil(left * 1000)))
@@ -790,9 +848,8 @@ function M.run(opts, fn, ...)
   if abort == "error" then error(main.err, 0) end
   if abort == "timeout" then error("timeout", 0) end
   if not tok then error(rc, 0) end
-  -- -EBUSY is expected while canceled connects are still in the kernel
-  -- (destroy then frees them); otherwise something was left live: a bug.
-  if rc ~= 0 and not (rc == -errors.EBUSY and S.orphans > 0) then
+  -- Something was left live after the drain: a bug.
+  if rc ~= 0 then
     error("ringline.run: unclean worker teardown (" .. errstr(rc) .. ")", 0)
   end
   local r = main.res

@@ -1,0 +1,202 @@
+-- ringline.client: outbound connections (ringline.connect) and name
+-- resolution (ringline.resolve).
+--
+-- Names are resolved off the loop: rl_resolve hands the name to the
+-- worker's resolver thread and the answer comes back as an inbox message
+-- (RL_MSG_RESOLVED, from = our token), which the handler below turns into a
+-- wake-up of the task that asked (S.resolving[token]). A task that stops
+-- waiting (timeout, cancel) leaves false behind, so the late answer is
+-- dropped.
+--
+-- A connect tries the addresses in the order the resolver gave them until
+-- one connects, all within the one deadline of the call: each attempt is an
+-- rl_connect whose linked timeout is the time left. Refused or unreachable
+-- addresses move on to the next; a timeout or a cancel ends the call. A
+-- canceled attempt is aborted in the kernel with rl_connect_cancel, whose
+-- single RL_EV_CONNECTED(-ECANCELED) the dispatcher drops.
+local ffi = require "ffi"
+local C = require "ringline.lib"
+local sched = require "ringline.sched"
+local conn = require "ringline.conn"
+local errors = require "ringline.errors"
+
+local ffi_string = ffi.string
+local type, tostring, error = type, tostring, error
+local math_ceil = math.ceil
+local errstr = errors.errstr
+local park, wake = sched.park, sched.wake
+
+local _ = C.rl_resolve, C.rl_connect, C.rl_connect_cancel  -- resolved at load, not in a trace
+
+local MSG_RESOLVED = 1
+local RESET = 1
+local U32MAX = 0xffffffff
+
+local M = {}
+
+local function misuse(msg, lvl)
+  error("ringline: " .. msg, lvl + 1)
+end
+
+sched.on_message(MSG_RESOLVED, function(S, from, ptr, len)
+  local r = S.resolving
+  local t = r and r[from]
+  if t == nil then return end
+  r[from] = nil
+  if t then
+    t.rres = ffi_string(ptr, len)
+    wake(S, t, nil)
+  end
+end)
+
+-- A numeric address the core takes as it is (names go to the resolver).
+local function numeric(host)
+  return host:find(":", 1, true) or host:match("^%d+%.%d+%.%d+%.%d+$")
+end
+M.numeric = numeric
+
+-- host:port in the core's address syntax.
+local function join_addr(host, port)
+  if host:find(":", 1, true) then return "[" .. host .. "]:" .. port end
+  return host .. ":" .. port
+end
+M.join_addr = join_addr
+
+-- "[v6]" -> "v6"; anything else unchanged.
+local function unbracket(host)
+  return host:match("^%[(.*)%]$") or host
+end
+M.unbracket = unbracket
+
+-- Resolve host on the resolver thread; the running task t waits (at most
+-- timeout seconds, if given). Returns an array of numeric addresses, or
+-- nil and "<host> could not be resolved (<resolver message>)", "timeout"
+-- or "canceled".
+local function resolve(S, t, host, family, timeout)
+  local w = sched.start(S)
+  local tok = (S.rtok or 0) + 1
+  if tok > U32MAX then tok = 1 end
+  S.rtok = tok
+  local rc = C.rl_resolve(w, host, family, tok)
+  if rc < 0 then return nil, host .. " could not be resolved (" .. errstr(rc) .. ")" end
+  local r = S.resolving
+  if not r then r = {}; S.resolving = r end
+  r[tok] = t
+  t.rres = nil
+  if timeout then
+    local id, err = sched.timer_arm(S, t, timeout, "timeout")
+    if not id then
+      r[tok] = false
+      return nil, err
+    end
+  end
+  local why
+  repeat
+    why = park(S, t)
+  until why or t.rres
+  sched.timer_disarm(S, t)
+  local res = t.rres
+  t.rres = nil
+  if why then
+    if r[tok] == t then r[tok] = false end
+    return nil, why
+  end
+  if res:sub(1, 1) == "!" then
+    return nil, host .. " could not be resolved (" .. res:sub(2) .. ")"
+  end
+  local list = {}
+  for a in res:gmatch("[^\n]+") do list[#list + 1] = a end
+  return list
+end
+M.resolve = resolve
+
+-- One connect attempt to addr with a linked timeout of ms (0 = none).
+-- Returns the connection, or nil, err and whether the call must end there
+-- (a timeout or a cancel) rather than try the next address.
+local function attempt(S, t, w, addr, ms)
+  local tok = S.ctok + 1
+  if tok > U32MAX then tok = 1 end
+  S.ctok = tok
+  local rc = C.rl_connect(w, addr, ms, tok)
+  if rc < 0 then return nil, errstr(rc), false end
+  S.connecting[tok] = t
+  t.cres = nil
+  local why
+  repeat
+    why = park(S, t)
+  until why or t.cres ~= nil
+  local res, slot, gen = t.cres, t.cslot, t.cgen
+  t.cres, t.cslot, t.cgen = nil, nil, nil
+  if why then
+    if res then
+      -- connected in the same batch as the cancel: not wanted any more
+      if res >= 0 then C.rl_conn_close(w, slot, gen, RESET) end
+    else
+      -- Still in progress: abort it in the kernel. Its one RL_EV_CONNECTED
+      -- (-ECANCELED, or a success that got there first) finds no waiter
+      -- and the dispatcher drops it.
+      S.connecting[tok] = nil
+      C.rl_connect_cancel(w, tok)
+    end
+    return nil, why, true
+  end
+  if res < 0 then return nil, errstr(res), res == -errors.ETIMEDOUT end
+  return conn.new(S, slot, gen)
+end
+
+-- connect(S, host, port, opts): "unix:/path", IPv4, IPv6 ("::1" or
+-- "[::1]") or a name; opts.timeout in seconds for the whole call.
+function M.connect(S, host, port, opts)
+  if type(host) ~= "string" or host == "" then misuse("ringline.connect: host must be a string", 3) end
+  if opts ~= nil and type(opts) ~= "table" then misuse("ringline.connect: opts must be a table", 3) end
+  local unix = host:sub(1, 5) == "unix:"
+  if not unix and (type(port) ~= "number" or port < 0 or port > 65535 or port % 1 ~= 0) then
+    misuse("ringline.connect: bad port " .. tostring(port), 3)
+  end
+  local timeout = opts and opts.timeout
+  if timeout ~= nil and (type(timeout) ~= "number" or timeout < 0 or timeout ~= timeout) then
+    misuse("ringline.connect: opts.timeout must be seconds >= 0", 3)
+  end
+  if opts and opts.bind ~= nil then misuse("ringline.connect: opts.bind is not supported yet", 3) end
+  if timeout == 0 then timeout = nil end
+  local t = sched.current(S, "ringline.connect")
+  local w = sched.start(S)
+  local deadline = timeout and C.rl_worker_now(w) + timeout
+  local addrs
+  if unix then
+    addrs = { host }
+  else
+    host = unbracket(host)
+    if numeric(host) then
+      addrs = { join_addr(host, port) }
+    else
+      local list, err = resolve(S, t, host, 0, timeout)
+      if not list then return nil, err end
+      addrs = list
+      for i = 1, #list do addrs[i] = join_addr(list[i], port) end
+    end
+  end
+  local err
+  for i = 1, #addrs do
+    local ms = 0
+    if deadline then
+      local left = deadline - C.rl_worker_now(w)
+      if left <= 0 then return nil, "timeout" end
+      ms = math_ceil(left * 1000)
+    end
+    local c, e, final = attempt(S, t, w, addrs[i], ms)
+    if c then
+      -- the connecting task owns it: closed when the task ends
+      c.owner = t
+      local owned = t.owned
+      if not owned then owned = {}; t.owned = owned end
+      owned[c] = true
+      return c
+    end
+    if final then return nil, e end
+    err = e
+  end
+  return nil, err
+end
+
+return M
