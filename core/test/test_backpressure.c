@@ -205,6 +205,11 @@ static int big_want_done(struct t_ctx *t)
 	return t_count(t, RL_EV_RECV, s_slot, s_gen) == 1;
 }
 
+static int receiving_again(struct t_ctx *t)
+{
+	return io->rlen >= WINDOW;
+}
+
 static int all_received_and_closed(struct t_ctx *t)
 {
 	return s_recvd == RECV_TOTAL && t_count(t, RL_EV_CLOSED, s_slot, s_gen) == 1;
@@ -285,7 +290,16 @@ static void slow_consumer(struct t_ctx *t)
 	CHECK_GE(t_last(t, RL_EV_RECV, s_slot, s_gen)->data, want);
 	CHECK_LE(t_last(t, RL_EV_RECV, s_slot, s_gen)->data, io->rlen);
 
-	/* consuming resumes receiving; every byte in order */
+	/* consuming alone resumes receiving, without a want_recv */
+	long long bad = t_pattern_find_bad(io->rdata, io->rlen, SEED_IN, s_recvd);
+	ASSERT(bad < 0, "server: stream byte %lld wrong", bad);
+	s_recvd += io->rlen;
+	CHECK_EQ(rl_conn_consume(t->w, s_slot, s_gen, io->rlen), 0);
+	CHECK_EQ(io->rlen, 0);
+	T_WAIT(t, receiving_again, 10);
+	CHECK_EQ(t_count(t, RL_EV_RECV, s_slot, s_gen), 1);
+
+	/* consuming as it arrives; every byte in order */
 	s_consuming = 1;
 	srv_read(t);
 	T_WAIT(t, all_received_and_closed, 30);
