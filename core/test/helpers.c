@@ -312,6 +312,18 @@ int t_local_port(int fd)
 	return ntohs(((struct sockaddr_in *)&ss)->sin_port);
 }
 
+size_t t_tcp_wmem_max(void)
+{
+	unsigned long lo, def, hi = 4u << 20;
+	FILE *f = fopen("/proc/sys/net/ipv4/tcp_wmem", "r");
+	if (f) {
+		if (fscanf(f, "%lu %lu %lu", &lo, &def, &hi) != 3)
+			hi = 4u << 20;
+		fclose(f);
+	}
+	return hi;
+}
+
 void t_close_reset(int fd)
 {
 	struct linger lg = { .l_onoff = 1, .l_linger = 0 };

@@ -132,6 +132,9 @@ int t_tcp_connect(const char *host, int port, int nonblock);
 int t_tcp_connect_rcvbuf(const char *host, int port, int nonblock, int rcvbuf);
 void t_set_nonblock(int fd);
 int t_local_port(int fd);
+/* The most a TCP socket's send buffer may grow to (tcp_wmem max), so a
+ * test can size a payload the kernel cannot swallow whole. */
+size_t t_tcp_wmem_max(void);
 /* SO_LINGER {1, 0} then close: the peer gets an RST. */
 void t_close_reset(int fd);
 

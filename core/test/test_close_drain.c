@@ -127,8 +127,6 @@ int main(void)
 		want_accepted = i + 1;
 		T_WAIT(&t, accepted_so_far, 10);
 	}
-	/* the late readers hold most of their bytes in the worker's queue */
-	CHECK_GT(rl_conn_io(t.w, slot_of[2])->unsent, 0);
 	CHECK_EQ(rl_conn_io(t.w, slot_of[2])->gen, gen_of[2]);
 	peers[2].no_read = 0;
 	peers[3].no_read = 0;
