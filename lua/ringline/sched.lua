@@ -500,6 +500,7 @@ local function new_state()
     ntasks = 0, live = {}, current = nil, cur_co = nil, main = nil,
     on_error = nil, abort = nil, deadline = nil,
     line_max = 1048576, hiwat = 0, lowat = 0,
+    guards_out = 0,       -- guarded send parts not yet released (ringline.region)
   }
   C.rl_config_init(S.cfg)
   return S
@@ -772,7 +773,7 @@ local function drain(S, limit)
   for _, l in pairs(S.listeners) do l:close() end
   for i = 1, #drainers do drainers[i](S) end
   local until_t = C.rl_worker_now(w) + limit
-  while C.rl_worker_live(w) > 0 do
+  while C.rl_worker_live(w) > 0 or S.guards_out > 0 do
     local left = until_t - C.rl_worker_now(w)
     if left <= 0 then break end
     poll_dispatch(S, w, math_max(1, math_ceil(left * 1000)))
@@ -802,7 +803,12 @@ local function teardown(S, normal)
   for _, l in pairs(S.listeners) do l.closed = true end
   S.dead = true
   S.w = nil
-  return C.rl_worker_destroy(w)
+  local rc = C.rl_worker_destroy(w)
+  -- hooks.destroyed (ringline.region): the anchors of guards the kernel
+  -- gave back during destroy can go now
+  local h = hooks.destroyed
+  if h then h(S, rc) end
+  return rc
 end
 
 -- run([opts,] fn, ...): the worker loop with fn(...) as the main task.
