@@ -8,6 +8,7 @@
  * connection. Outbound connections have one at once. Exits 77 without
  * IORING_OP_FIXED_FD_INSTALL (kernel 6.8).
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -157,22 +158,41 @@ static void inbound_tcp(struct t_ctx *t)
 	t_check_idle(t);
 }
 
-static void close_while_installing(struct t_ctx *t)
+static int count_fds(void)
+{
+	int n = 0;
+	DIR *d = opendir("/proc/self/fd");
+	CHECK(d != NULL);
+	while (readdir(d))
+		n++;
+	closedir(d);
+	return n;
+}
+
+/* Closing (either way) while the install is in flight: whatever descriptor
+ * the install made is closed by the core, none leaks. */
+static void close_while_installing(struct t_ctx *t, int how)
 {
 	s_slot = T_ANY;
+	int fds_before = count_fds();
 	t_peer_init(&peer, t_tcp_connect("127.0.0.1", t->port, 1));
 	T_WAIT(t, accepted, 10);
 	CHECK_EQ(rl_conn_fd(t->w, s_slot, s_gen), -EAGAIN);
-	CHECK_EQ(rl_conn_close(t->w, s_slot, s_gen, RL_CLOSE_GRACEFUL), 0);
+	CHECK_EQ(rl_conn_close(t->w, s_slot, s_gen, how), 0);
 	CHECK_EQ(rl_conn_fd(t->w, s_slot, s_gen), -EPIPE);
 	T_WAIT(t, s_closed, 10);
 	CHECK_LE(t_count(t, RL_EV_FD, s_slot, s_gen), 1);
 	const struct rl_event *fe = t_last(t, RL_EV_FD, s_slot, s_gen);
 	if (fe && fe->res >= 0)
-		ASSERT(fd_closed(fe->res), "descriptor %d leaked by a close", fe->res);
+		ASSERT(fd_closed(fe->res), "descriptor %d leaked by close(%d) during its install", fe->res, how);
 	CHECK_EQ(rl_conn_fd(t->w, s_slot, s_gen), -ESTALE);
 	T_WAIT(t, peer_done, 10);
+	if (how == RL_CLOSE_RESET)
+		ASSERT(peer.err == ECONNRESET, "peer after reset: %s", strerror(peer.err));
 	close(peer.fd);
+	int fds_after = count_fds();
+	ASSERT(fds_after == fds_before, "close(%d) during an install: %d descriptors before, %d after",
+	       how, fds_before, fds_after);
 	t_check_idle(t);
 }
 
@@ -237,7 +257,8 @@ int main(void)
 	CHECK_EQ(rl_fd_name(-1, 1, host, sizeof(host)), -EBADF);
 
 	inbound_tcp(&t);
-	close_while_installing(&t);
+	close_while_installing(&t, RL_CLOSE_GRACEFUL);
+	close_while_installing(&t, RL_CLOSE_RESET);
 	outbound(&t);
 	inbound_unix(&t);
 
