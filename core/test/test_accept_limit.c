@@ -2,10 +2,12 @@
 /*
  * test_accept_limit - max_connections = 4: with four connections open, the
  * 5th..10th peers are refused (their read ends with EOF or ECONNRESET) and
- * counted in conns_refused, no RL_EV_ACCEPTED is raised for them, the four
- * keep echoing, and once they close the worker accepts again.
+ * counted in conns_refused, no RL_EV_ACCEPTED is raised for them, an
+ * outbound rl_connect fails with RL_EV_CONNECTED(-EMFILE), the four keep
+ * echoing, and once they close the worker accepts again.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -27,6 +29,8 @@ static void on_event(struct t_ctx *t, const struct rl_event *e)
 	case RL_EV_CLOSED:
 		CHECK_EQ(e->res, 0);
 		break;
+	case RL_EV_CONNECTED:
+		break;
 	default:
 		FAIL("unexpected event %u", e->type);
 	}
@@ -44,6 +48,11 @@ static int want_accepted;
 static int accepted(struct t_ctx *t)
 {
 	return t_count(t, RL_EV_ACCEPTED, T_ANY, T_ANY) == want_accepted;
+}
+
+static int connect_done(struct t_ctx *t)
+{
+	return t_count(t, RL_EV_CONNECTED, T_ANY, T_ANY) == 1;
 }
 
 static int refused_all(struct t_ctx *t)
@@ -118,6 +127,19 @@ int main(void)
 	CHECK_EQ(m->conns_accepted, LIMIT);
 	CHECK_EQ(m->conns_open, LIMIT);
 	CHECK_EQ(t_count(&t, RL_EV_ACCEPTED, T_ANY, T_ANY), LIMIT);
+
+	/* an outbound connect finds no free slot either */
+	char addr[64];
+	snprintf(addr, sizeof(addr), "127.0.0.1:%d", t.port);
+	CHECK_EQ(rl_connect(t.w, addr, 0, 11), 0);
+	T_WAIT(&t, connect_done, 10);
+	const struct rl_event *ce = t_last(&t, RL_EV_CONNECTED, T_ANY, T_ANY);
+	ASSERT(ce->res == -EMFILE || ce->res == -ENFILE, "connect with a full table: %d (%s)",
+	       ce->res, rl_strerror(ce->res));
+	CHECK_EQ(ce->slot, 0);
+	CHECK_EQ(ce->gen, 0);
+	CHECK_EQ(ce->data, 11);
+	CHECK_EQ(rl_worker_metrics(t.w)->conns_open, LIMIT);
 
 	/* the four still echo */
 	static uint8_t msg[200], in[LIMIT + EXTRA + 1][256];
