@@ -216,7 +216,7 @@ void t_finish(struct t_ctx *t)
 	while (!idle_pred(t)) {
 		if (t_now() > deadline) {
 			const struct rl_metrics *m = rl_worker_metrics(t->w);
-			FAIL("worker not idle after 10 s: live %d, conns_open %llu, ops_inflight %llu",
+			FAIL("worker not idle after 10 s: live %d, conns_open %llu, ops %llu",
 			     rl_worker_live(t->w), (unsigned long long)m->conns_open,
 			     (unsigned long long)m->ops_inflight);
 		}
@@ -385,11 +385,13 @@ size_t t_peer_pump(struct t_peer *p)
 		}
 		ssize_t n = recv(p->fd, dst, room, flags);
 		if (n > 0) {
-			ASSERT(!flags, "peer fd %d: more bytes than the %zu expected", p->fd, p->incap);
+			ASSERT(!flags, "peer fd %d: more than the %zu bytes expected", p->fd,
+			       p->incap);
 			if (p->check_in) {
-				long long bad = t_pattern_find_bad(dst, (size_t)n, p->in_seed, p->inlen);
-				ASSERT(bad < 0, "peer fd %d: byte %llu of the stream is wrong", p->fd,
-				       (unsigned long long)p->inlen + (unsigned long long)bad);
+				long long bad =
+					t_pattern_find_bad(dst, (size_t)n, p->in_seed, p->inlen);
+				ASSERT(bad < 0, "peer fd %d: stream byte %llu is wrong", p->fd,
+				       (unsigned long long)(p->inlen + (size_t)bad));
 			}
 			p->inlen += (size_t)n;
 			moved += (size_t)n;

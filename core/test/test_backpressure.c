@@ -139,7 +139,8 @@ static void on_event(struct t_ctx *t, const struct rl_event *e)
 		}
 		CHECK(s_waiting);
 		/* only once the queue drained to the low watermark */
-		ASSERT(e->data <= LOW, "RL_EV_SEND with %u unsent (low watermark %u)", e->data, LOW);
+		ASSERT(e->data <= LOW, "RL_EV_SEND with %u unsent (low watermark %u)", e->data,
+		       LOW);
 		CHECK_LE(io->unsent, LOW);
 		s_waiting = 0;
 		srv_write(t);

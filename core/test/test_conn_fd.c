@@ -184,14 +184,15 @@ static void close_while_installing(struct t_ctx *t, int how)
 	CHECK_LE(t_count(t, RL_EV_FD, s_slot, s_gen), 1);
 	const struct rl_event *fe = t_last(t, RL_EV_FD, s_slot, s_gen);
 	if (fe && fe->res >= 0)
-		ASSERT(fd_closed(fe->res), "descriptor %d leaked by close(%d) during its install", fe->res, how);
+		ASSERT(fd_closed(fe->res), "descriptor %d leaked by close(%d) during its install",
+		       fe->res, how);
 	CHECK_EQ(rl_conn_fd(t->w, s_slot, s_gen), -ESTALE);
 	T_WAIT(t, peer_done, 10);
 	if (how == RL_CLOSE_RESET)
 		ASSERT(peer.err == ECONNRESET, "peer after reset: %s", strerror(peer.err));
 	close(peer.fd);
 	int fds_after = count_fds();
-	ASSERT(fds_after == fds_before, "close(%d) during an install: %d descriptors before, %d after",
+	ASSERT(fds_after == fds_before, "close(%d) during an install: %d descriptors, then %d",
 	       how, fds_before, fds_after);
 	t_check_idle(t);
 }

@@ -122,7 +122,7 @@ int main(void)
 		p->incap = sizes[i];
 		p->inlen = 0;
 		T_WAIT(&t, first_done, 20);
-		ASSERT(memcmp(in[i], out[i], sizes[i]) == 0, "size %zu on a shared connection differs",
+		ASSERT(memcmp(in[i], out[i], sizes[i]) == 0, "size %zu differs (one connection)",
 		       sizes[i]);
 	}
 	CHECK_EQ(closed, 0);

@@ -34,7 +34,8 @@ static void test_round_trips(void)
 				round_trip((enum rl_op)op, idx[i], gens[g]);
 		for (int k = 0; k < 10000; k++) {
 			uint64_t r = t_rand(&rs);
-			round_trip((enum rl_op)op, (uint32_t)(r >> 40) & RL_UD_INDEX_MAX, (uint32_t)r);
+			uint32_t index = (uint32_t)(r >> 40) & RL_UD_INDEX_MAX;
+			round_trip((enum rl_op)op, index, (uint32_t)r);
 		}
 	}
 	/* the highest tag with all-ones fields stays distinct from its neighbours */
