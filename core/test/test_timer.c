@@ -223,6 +223,36 @@ static void test_worker(void)
 	}
 	CHECK_EQ(rl_worker_metrics(t.w)->timers_active, 0);
 	CHECK_EQ(t_step(&t, 0), 0);
+
+	/* a negative or NaN delay means now: due at the next poll */
+	fired_count = 0;
+	int neg = CHECK_RC(rl_timer_add(t.w, -5.0, 7));
+	int nan = CHECK_RC(rl_timer_add(t.w, __builtin_nan(""), 8));
+	CHECK_NE(neg, nan);
+	double t1 = t_now();
+	while (fired_count < 2) {
+		ASSERT(t_now() - t1 < 1.0, "immediate timers not fired");
+		t_step(&t, 100);
+	}
+	CHECK_EQ(fired_count, 2);
+	t_finish(&t);
+
+	/* the worker's timer limit */
+	struct rl_config cfg;
+	t_config_small(&cfg);
+	cfg.max_timers = 3;
+	t_init(&t, &cfg);
+	int lim[3];
+	for (int i = 0; i < 3; i++)
+		lim[i] = CHECK_RC(rl_timer_add(t.w, 60.0, (uint32_t)i));
+	CHECK_EQ(rl_timer_add(t.w, 60.0, 9), -ENOSPC);
+	CHECK_EQ(rl_timer_cancel(t.w, lim[1]), 0);
+	int again = CHECK_RC(rl_timer_add(t.w, 60.0, 10));
+	CHECK_NE(again, lim[1]);
+	CHECK_EQ(rl_timer_cancel(t.w, lim[1]), -ENOENT);
+	CHECK_EQ(rl_timer_cancel(t.w, lim[0]), 0);
+	CHECK_EQ(rl_timer_cancel(t.w, lim[2]), 0);
+	CHECK_EQ(rl_timer_cancel(t.w, again), 0);
 	t_finish(&t);
 }
 
