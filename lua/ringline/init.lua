@@ -16,6 +16,9 @@ local sched = require "ringline.sched"
 local conn = require "ringline.conn"
 local listener = require "ringline.listener"
 local client = require "ringline.client"
+local timer = require "ringline.timer"
+local sync = require "ringline.sync"
+local udp = require "ringline.udp"
 local log = require "ringline.log"
 
 local type, error, tonumber = type, error, tonumber
@@ -115,6 +118,19 @@ end
 function M.spawn(fn, ...)
   if type(fn) ~= "function" then error("ringline.spawn: expected a function", 2) end
   return sched.spawn(need("ringline.spawn"), fn, ...)
+end
+
+-- ringline.timer.at/every(delay, fn, ...) -> handle (h:cancel()), pending_count().
+M.timer = { at = timer.at, every = timer.every, pending_count = timer.pending_count }
+
+-- ok, res... = ringline.wait(t1, t2, ...): the first of the tasks to finish.
+M.wait = sync.wait
+M.semaphore = sync.semaphore
+M.channel = sync.channel
+
+-- A UDP socket (made by its first bind, setpeername or sendto).
+function M.udp()
+  return udp.new(need("ringline.udp"))
 end
 
 -- The counters of struct rl_metrics, in declaration order, read from the
