@@ -81,7 +81,9 @@ local SENTINEL = setmetatable({}, { __name = "ringline.yield",
 local cur = nil           -- the worker state of the run in progress
 
 -- Hooks installed by other modules at load time (they require this one).
-local hooks = { accepted = nil, ending = nil }
+-- started(S, w) / stopping(S, w): the C worker was created / is about to be
+-- destroyed (ringline.worker registers it with the host in between).
+local hooks = { accepted = nil, ending = nil, started = nil, stopping = nil }
 M.hooks = hooks
 
 ------------------------------------------------------------------------
@@ -556,6 +558,8 @@ start = function(S)
   S.evs = ffi_new("struct rl_event[?]", NEVS)
   S.hiwat = S.cfg.send_high_watermark
   S.lowat = S.cfg.send_low_watermark
+  local h = hooks.started
+  if h then h(S, w) end
   return w
 end
 M.start = start
@@ -747,7 +751,8 @@ local function loop(S)
       if dl then
         local left = dl - C.rl_worker_now(w)
         if left <= 0 then
-          S.abort = "timeout"
+          -- deadline_why = "drain": a graceful stop's deadline (ringline.worker)
+          S.abort = S.deadline_why or "timeout"
           return
         end
         if tmo < 0 then tmo = math_max(1, math_ceil(left * 1000)) end
@@ -798,7 +803,14 @@ local function teardown(S, normal)
     S.dead = true
     return 0
   end
-  if normal then drain(S, S.drain_timeout or 5) end
+  if normal then
+    -- after a graceful stop, only what is left of its deadline
+    local limit = S.drain_timeout or 5
+    if S.drain_until then limit = math_max(0, S.drain_until - C.rl_worker_now(w)) end
+    drain(S, limit)
+  end
+  local h = hooks.stopping
+  if h then h(S, w) end
   for _, c in pairs(S.conns) do c.closed = true end
   for _, l in pairs(S.listeners) do l.closed = true end
   S.dead = true
@@ -848,14 +860,19 @@ function M.run(opts, fn, ...)
   local ok, err = pcall(loop, S)
   local abort = S.abort
   if ok and abort == "timeout" then pcall(dump_tasks, S) end
+  if ok and abort == "drain" then
+    log.log(log.WARN, "drain timeout: resetting what is left (", S.ntasks, " task(s), ",
+      C.rl_worker_live(S.w), " connection(s), listener(s) or timer(s))")
+  end
   local tok, rc = pcall(teardown, S, ok and not abort)
   cur = nil
   if not ok then error(err, 0) end
   if abort == "error" then error(main.err, 0) end
   if abort == "timeout" then error("timeout", 0) end
   if not tok then error(rc, 0) end
-  -- Something was left live after the drain: a bug.
-  if rc ~= 0 then
+  -- Something was left live after the drain: a bug, unless a graceful
+  -- stop's deadline passed and the rest was reset on purpose.
+  if rc ~= 0 and not (abort == "drain" and rc == -errors.EBUSY) then
     error("ringline.run: unclean worker teardown (" .. errstr(rc) .. ")", 0)
   end
   local r = main.res
