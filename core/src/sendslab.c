@@ -192,6 +192,7 @@ static void finish(struct rl_worker *w, struct rl_conn *c, struct rl_slab_entry 
 	}
 	e->node.len = total;
 	e->queued = 1;
+	e->slot = c->slot; /* its completions are accounted on this connection */
 	rl__conn_enqueue(w, c, &e->node);
 }
 
