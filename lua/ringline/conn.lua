@@ -17,6 +17,7 @@ local ffi = require "ffi"
 local C = require "ringline.lib"
 local sched = require "ringline.sched"
 local errors = require "ringline.errors"
+local region = require "ringline.region"
 
 local ffi_string = ffi.string
 local type, select, tostring, tonumber, error, getmetatable = type, select, tostring, tonumber, error, getmetatable
@@ -25,6 +26,7 @@ local math_floor = math.floor
 local errstr = errors.errstr
 local park, wake = sched.park, sched.wake
 local timer_arm, timer_disarm = sched.timer_arm, sched.timer_disarm
+local has_slice, any_slice, send_guarded = region.has_slice, region.any_slice, region.send
 
 -- libc helpers under private names (asm labels), so these declarations can
 -- never clash with anyone else's declaration of memchr/memmem.
@@ -57,6 +59,7 @@ function M.new(S, slot, gen)
     S = S, w = w, slot = slot, gen = gen, io = C.rl_conn_io(w, slot),
     closed = false, freed = false, reading = false, rtask = false,
     wq = false, nw = 0,
+    guards = 0,          -- its guarded send parts not yet released (region.lua)
     fd = false, fdpending = false, fdw = false, fderr = false,
     read_to = false, send_to = false, connect_to = false,
     listener = false, owner = false, heir_of = false,
@@ -97,6 +100,8 @@ end
 -- the reason the read cannot go on ("closed" also means EOF).
 local function wait_bytes(c, t, need)
   if c.closed then return "closed" end
+  -- a graceful stop: accepted connections get no more waiting reads
+  if c.S.draining and c.listener then return "closed" end
   local io = c.io
   if io.reof ~= 0 then return "closed" end
   local e = io.rerr
@@ -534,9 +539,18 @@ local function queue(c, ...)
   if nargs == 1 then
     local x = ...
     if type(x) == "string" then return send_bytes(c, x, #x) end
+    if type(x) == "table" and has_slice(x) then
+      local n, err = send_guarded(c, 4, 1, x)   -- not a tail call: keeps the misuse level
+      return n, err
+    end
     return send_part(c, x, 4)
   end
   if nargs == 0 then misuse("conn:send: nothing to send", 3) end
+  -- a slice anywhere: the whole send is one rl_conn_sendv (region.lua)
+  if any_slice(nargs, ...) then
+    local n, err = send_guarded(c, 4, nargs, ...)
+    return n, err
+  end
   local a, b, x = ...
   local n1, n2, err
   if type(a) == "string" then n1, err = send_bytes(c, a, #a) else n1, err = send_part(c, a, 4) end
@@ -636,9 +650,60 @@ function methods.send_nowait(c, ...)
   return queue(c, ...)
 end
 
+-- Flushed but guards are out: park among the writers until a guard
+-- release brings c.guards to 0 (region.conn_idle wakes them).
+local function guard_wait_once(c, t)
+  local wq = c.wq
+  if not wq then wq = {}; c.wq = wq end
+  local nw = c.nw + 1
+  c.nw = nw
+  wq[nw] = t
+  local why = park(c.S, t)
+  if why then remove_writer(c, t) end
+  return why
+end
+
+-- Wait, under one deadline, until nothing is unsent and every guard of c
+-- has been released; nil on success, else the reason.
+local function wait_guards(c, timeout)
+  local S = c.S
+  local t = S.current
+  if not t then misuse("conn: a flush that must wait needs a ringline task", 4) end
+  if timeout then
+    local id, err = timer_arm(S, t, timeout, "timeout")
+    if not id then return err end
+  end
+  local io = c.io
+  local why
+  repeat
+    why = send_check(c, io, 0)
+    if why == MORE then
+      why = send_wait_once(c, t, 0) or MORE
+    elseif why == nil and c.guards > 0 then
+      why = guard_wait_once(c, t) or MORE
+    end
+  until why ~= MORE
+  if t.tmr then timer_disarm(S, t) end
+  return why
+end
+
+region.conn_idle = function(c)
+  local S, wq = c.S, c.wq
+  for j = 1, c.nw do
+    local t = wq[j]
+    wq[j] = nil
+    wake(S, t, nil)
+  end
+  c.nw = 0
+end
+
 function methods.flush(c, timeout)
   if timeout ~= nil and type(timeout) ~= "number" then misuse("conn:flush: timeout must be seconds", 2) end
-  local why = wait_send(c, 0, timeout or c.send_to)
+  local tmo = timeout or c.send_to
+  local why
+  if c.guards == 0 then why = wait_send(c, 0, tmo) end
+  -- guarded parts out (or queued by another task meanwhile): wait for them too
+  if not why and c.guards > 0 then why = wait_guards(c, tmo) end
   if why then return nil, why end
   return true
 end

@@ -34,6 +34,7 @@ M.ERR, M.WARN, M.NOTICE, M.INFO, M.DEBUG = log.ERR, log.WARN, log.NOTICE, log.IN
 M.coroutine = sched.coroutine
 
 M.run = sched.run
+M.region = require("ringline.region").new   -- registered memory for guarded sends
 
 function M.configure(t)
   if type(t) ~= "table" then error("ringline.configure: expected a table", 2) end
