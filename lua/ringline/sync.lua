@@ -167,14 +167,14 @@ function M.semaphore(n)
   if type(n) ~= "number" or n < 0 or n % 1 ~= 0 then
     misuse("ringline.semaphore: expected a count >= 0", 2)
   end
-  return setmetatable({ count = n, q = q_new(), S = false }, sema_mt)
+  return setmetatable({ n = n, q = q_new() }, sema_mt)
 end
 
 -- Add n (default 1) resources; waiters are served first come, first served.
 function Sema.post(s, n)
   if n == nil then n = 1 end
   if type(n) ~= "number" or n < 1 or n % 1 ~= 0 then misuse("semaphore:post: expected a count >= 1", 2) end
-  local count = s.count + n
+  local count = s.n + n
   local q = s.q
   if q.n > 0 then
     local S = need("semaphore:post")
@@ -186,7 +186,7 @@ function Sema.post(s, n)
       wake(S, t, nil)
     end
   end
-  s.count = count
+  s.n = count
   return true
 end
 
@@ -195,8 +195,8 @@ end
 function Sema.wait(s, timeout)
   check_timeout(timeout, "semaphore:wait")
   local q = s.q
-  if s.count > 0 and q.n == 0 then
-    s.count = s.count - 1
+  if s.n > 0 and q.n == 0 then
+    s.n = s.n - 1
     return true
   end
   if timeout == 0 then return nil, "timeout" end
@@ -207,7 +207,7 @@ end
 
 -- Resources available, or minus the number of waiting tasks.
 function Sema.count(s)
-  return s.count - s.q.n
+  return s.n - s.q.n
 end
 
 ------------------------------------------------------------------------
