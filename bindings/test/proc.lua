@@ -85,18 +85,30 @@ function Server:expect(pattern)
   end
 end
 
--- Sends `sig` (default TERM) unless the program already ended, waits for it,
--- and returns its exit code, its stdout and its stderr.
-function Server:stop(sig)
+-- Sends `sig` (default TERM) to the program, unless it already ended.
+-- timeout(1) forwards TERM, INT and HUP to the program it runs (twice: to
+-- the program and to its process group). Other signals would end timeout
+-- itself: send those to the program's own pid (pid = its pid, when known).
+function Server:signal(sig, pid)
   if not self.code then
-    -- timeout(1) forwards the signal to the program it runs.
-    os.execute(("kill -%s %d 2>/dev/null"):format(sig or "TERM", self.pid))
-    self:expect("^exit=%d+$")
+    os.execute(("kill -%s %d 2>/dev/null"):format(sig or "TERM", pid or self.pid))
   end
+end
+
+-- Waits for the program to end; returns its exit code, stdout and stderr.
+function Server:wait()
+  if not self.code then self:expect("^exit=%d+$") end
   self.p:close()
   local err = slurp(self.errfile)
   os.remove(self.errfile)
   return self.code, table.concat(self.lines, "\n"), err
+end
+
+-- Sends `sig` (default TERM) unless the program already ended, waits for it,
+-- and returns its exit code, its stdout and its stderr.
+function Server:stop(sig)
+  self:signal(sig)
+  return self:wait()
 end
 
 return M

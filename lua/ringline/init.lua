@@ -170,6 +170,14 @@ end
 function M.worker_id() return log.worker_id end
 function M.workers() return log.workers end
 
+-- Several workers, signals, the graceful stop (ringline.worker).
+local worker = require "ringline.worker"
+M.worker = { post = worker.post, broadcast = worker.broadcast, on_message = worker.on_message,
+             id = worker.id, count = worker.count }
+M.exit = worker.exit
+M.exiting = worker.exiting
+M.on_signal = worker.on_signal
+
 -- The running task (nil outside a task).
 function M.current()
   local S = sched.state()

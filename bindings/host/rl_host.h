@@ -1,0 +1,43 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * rl_host.h - what the host executable ringline-lua exports to the Lua side
+ * of its workers (reached through ffi.C; the FFI declarations are in
+ * bindings/ringline/host.lua and must match these).
+ *
+ * The host keeps a registry of its workers: slot `id` (0 .. workers-1) holds
+ * that worker's struct rl_worker once its Lua side created it. Any thread can
+ * then post into any worker's inbox by id. Messages for a worker that has not
+ * created its C worker yet (it does so at its first I/O, so that
+ * ringline.configure still works until then) wait in the host and are
+ * delivered when it registers; a worker that has ended takes none.
+ *
+ * Lifetime: a worker unregisters before it destroys its struct rl_worker, and
+ * every post happens under the registry's lock, so no post ever reaches
+ * freed memory.
+ */
+#ifndef RL_HOST_H
+#define RL_HOST_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct rl_worker;
+
+#define RL_HOST_API __attribute__((visibility("default")))
+
+/* The calling worker's thread created w: messages queued for it are posted
+ * now. Returns 0, or -EINVAL for a bad id. */
+RL_HOST_API int rl_host_register(int id, struct rl_worker *w);
+/* Before rl_worker_destroy(w): no post reaches w after this returns. A call
+ * with a w that is not the registered one does nothing. */
+RL_HOST_API int rl_host_unregister(int id, struct rl_worker *w);
+/* rl_worker_post into worker `to` (via: the caller's own worker, whose ring
+ * then carries a MSG_RING doorbell; NULL for an eventfd wake). Returns 0,
+ * -EINVAL (no such worker), -ESHUTDOWN (it has ended), or the post's error. */
+RL_HOST_API int rl_host_post(int to, uint32_t from, uint32_t kind, const void *data, size_t len,
+			     struct rl_worker *via);
+/* ringline.exit(code): stop every worker gracefully, then exit with code
+ * (the first request's code wins). Returns 0. */
+RL_HOST_API int rl_host_exit(int code);
+
+#endif

@@ -1,0 +1,26 @@
+-- ringline.host: the functions the host executable ringline-lua exports to
+-- its workers (bindings/host/rl_host.h), reached through ffi.C like the
+-- core. Returns that namespace inside the host, and false anywhere else
+-- (plain LuaJIT, busted): there is no host registry there, and the callers
+-- fall back to this worker alone.
+local ffi = require "ffi"
+require "ringline.cdef"
+
+local ok, hostinfo = pcall(require, "ringline.hostinfo")
+if not (ok and type(hostinfo) == "table" and hostinfo.host) then
+  return false
+end
+
+-- The declarations must match rl_host.h (spec/workers_spec.lua resolves
+-- each one in the built host).
+pcall(ffi.cdef, [[
+int rl_host_register(int id, struct rl_worker *w);
+int rl_host_unregister(int id, struct rl_worker *w);
+int rl_host_post(int to, uint32_t from, uint32_t kind, const void *data, size_t len,
+                 struct rl_worker *via);
+int rl_host_exit(int code);
+]])
+
+local C = ffi.C
+local _ = C.rl_host_register, C.rl_host_unregister, C.rl_host_post, C.rl_host_exit
+return C

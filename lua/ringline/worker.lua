@@ -1,0 +1,285 @@
+-- ringline.worker: the process around one worker - its place among the
+-- host's workers, messages between workers, signals, the graceful stop and
+-- ringline.exit.
+--
+-- Workers
+-- -------
+-- The host (bindings/host/main.c) runs the script once per worker thread,
+-- each in its own VM with its own ringline.run; nothing Lua-side is shared.
+-- When this worker's C worker is created (sched.hooks.started) it is
+-- registered with the host under its id, and unregistered before it is
+-- destroyed, so the host and the other workers can post into its inbox by
+-- id (rl_host_post, under the registry's lock). Outside the host (plain
+-- LuaJIT, busted) there is one worker, id 0, and posts go straight into its
+-- own inbox, so the same code runs in specs.
+--
+-- Messages: worker.post(id, s) copies s into worker id's inbox with kind
+-- RL_MSG_USER and from = our id; the doorbell is a MSG_RING submitted with
+-- this worker's next batch. The receiver queues them (sched.on_message) and
+-- one task at a time hands them, in arrival order, to the function set with
+-- worker.on_message: a handler that blocks delays the next message instead
+-- of reordering them, and a handler that raises costs only that message.
+-- Messages that arrive before a handler is set wait for it.
+--
+-- The graceful stop
+-- -----------------
+-- SIGINT/SIGTERM reach every worker as RL_MSG_SIGNAL from the host's main
+-- thread (from = the signal number; 0 = a stop that is not a signal:
+-- ringline.exit somewhere, or another worker failed). The worker then
+--   1. closes its listeners (no new connections; the kernel hands queued
+--      ones to the other workers' sockets or resets them),
+--   2. wakes receives blocked on accepted connections with nil, "closed",
+--      and makes every later one that would wait return that too (conn.lua
+--      checks S.draining), so handlers waiting for the next request end;
+--      outbound connections (ringline.connect) keep working, so a handler
+--      can finish what it is doing with an upstream,
+--   3. runs pending timers now with premature = true (sched.hooks.ending,
+--      ringline.timer's), and timer.at/every refuse new ones,
+--   4. lets the run end the normal way: when the tasks have returned, queued
+--      sends are flushed and guards released while the connections close,
+-- all within the drain timeout (--drain-timeout, default 5 s), after which
+-- the loop gives up (sched abort "drain") and the worker's teardown resets
+-- whatever is left. The run then returns normally and the host exits 0.
+local ffi = require "ffi"
+local C = require "ringline.lib"
+local H = require "ringline.host"
+local sched = require "ringline.sched"
+local errors = require "ringline.errors"
+local log = require "ringline.log"
+
+local type, tostring, tonumber, error, pairs = type, tostring, tonumber, error, pairs
+local ffi_string = ffi.string
+local errstr = errors.errstr
+local need, wake, spawn = sched.need, sched.wake, sched.spawn
+
+local hostinfo do
+  local ok, h = pcall(require, "ringline.hostinfo")
+  hostinfo = ok and type(h) == "table" and h or nil
+end
+
+local M = {}
+
+local ID, COUNT = log.worker_id, log.workers
+M.ID, M.COUNT = ID, COUNT
+
+-- Message kinds (enum rl_msg_kind).
+local MSG_SIGNAL, MSG_USER = 2, 16
+local ESHUTDOWN = 108
+
+-- Signal numbers by name: the host's (signal.h), else Linux's.
+local SIGNALS = hostinfo and hostinfo.signals or { HUP = 1, INT = 2, USR1 = 10, USR2 = 12, TERM = 15 }
+local SIGNAME = {}
+for name, n in pairs(SIGNALS) do SIGNAME[n] = name end
+local HANDLED = { HUP = true, USR1 = true, USR2 = true }
+
+local DRAIN_TIMEOUT = hostinfo and tonumber(hostinfo.drain_timeout) or 5
+
+------------------------------------------------------------------------
+-- The host registry
+------------------------------------------------------------------------
+
+if H then
+  sched.hooks.started = function(_, w) H.rl_host_register(ID, w) end
+  sched.hooks.stopping = function(_, w) H.rl_host_unregister(ID, w) end
+end
+
+------------------------------------------------------------------------
+-- The graceful stop
+------------------------------------------------------------------------
+
+-- Start draining this worker (see the top of the file). False if it was
+-- draining already.
+local function stop(S, why)
+  if S.draining then return false end
+  S.draining = true
+  local limit = S.drain_timeout or DRAIN_TIMEOUT
+  local w = S.w or sched.start(S)
+  local dl = C.rl_worker_now(w) + limit
+  S.drain_until = dl
+  if not S.deadline or dl < S.deadline then
+    S.deadline, S.deadline_why = dl, "drain"
+  end
+  log.log(log.DEBUG, "stopping (", why, "): draining for up to ", limit, " s")
+  for _, l in pairs(S.listeners) do l:close() end
+  for _, c in pairs(S.conns) do
+    local t = c.rtask
+    if t and c.listener then wake(S, t, "closed") end
+  end
+  local h = sched.hooks.ending
+  if h then h(S) end
+  return true
+end
+M.stop = stop
+
+-- True once this worker is stopping (a signal, ringline.exit, the end of
+-- the run with its premature timers).
+function M.exiting()
+  local S = sched.state()
+  return S ~= nil and (S.draining or S.exiting) and true or false
+end
+
+local function check_code(code, what)
+  if code == nil then return 0 end
+  if type(code) ~= "number" or code % 1 ~= 0 or code < 0 or code > 255 then
+    error("ringline." .. what .. ": the exit code must be an integer 0..255, got " .. tostring(code), 3)
+  end
+  return code
+end
+
+-- ringline.exit([code]): every worker stops gracefully, then the process
+-- exits with code. Returns at once (like ngx.exit, write `return
+-- ringline.exit(n)`); without the host it only stops this run.
+function M.exit(code)
+  code = check_code(code, "exit")
+  local S = need("ringline.exit")
+  if S.exit_code == nil then S.exit_code = code end
+  if H then H.rl_host_exit(code) end
+  stop(S, "ringline.exit(" .. code .. ")")
+  return true
+end
+
+------------------------------------------------------------------------
+-- Signals
+------------------------------------------------------------------------
+
+local function signal_name(name, what)
+  if type(name) ~= "string" then
+    error("ringline." .. what .. ": expected a signal name (\"HUP\", \"USR1\", \"USR2\")", 3)
+  end
+  local n = name:upper():gsub("^SIG", "")
+  if n == "INT" or n == "TERM" then
+    error("ringline." .. what .. ": SIG" .. n .. " stops the workers gracefully and cannot be "
+      .. "handled; check ringline.exiting() to notice the stop", 3)
+  end
+  if not HANDLED[n] then
+    error("ringline." .. what .. ": unknown or unsupported signal " .. tostring(name)
+      .. " (\"HUP\", \"USR1\", \"USR2\")", 3)
+  end
+  return n
+end
+
+-- ringline.on_signal(name, fn): fn(name) runs in a new task on this worker
+-- each time the process gets the signal (the script runs on every worker,
+-- so every worker that set a handler runs it). nil removes it. Returns the
+-- previous handler.
+function M.on_signal(name, fn)
+  name = signal_name(name, "on_signal")
+  if fn ~= nil and type(fn) ~= "function" then
+    error("ringline.on_signal: expected a function or nil", 2)
+  end
+  local S = need("ringline.on_signal")
+  local hs = S.sig_handlers
+  if not hs then hs = {}; S.sig_handlers = hs end
+  local old = hs[name]
+  hs[name] = fn
+  return old
+end
+
+sched.on_message(MSG_SIGNAL, function(S, from, ptr, len)
+  local signo = tonumber(from)
+  local name = SIGNAME[signo]
+  if signo == 0 or name == "INT" or name == "TERM" then
+    stop(S, len > 0 and ffi_string(ptr, len) or "stop")
+    return
+  end
+  local fn = S.sig_handlers and name and S.sig_handlers[name]
+  if fn then
+    spawn(S, fn, name)
+  else
+    log.log(log.NOTICE, "SIG", name or tostring(signo), " ignored (no ringline.on_signal handler)")
+  end
+end)
+
+------------------------------------------------------------------------
+-- Messages between workers
+------------------------------------------------------------------------
+
+local function check_id(id, what)
+  if type(id) ~= "number" or id % 1 ~= 0 or id < 0 or id >= COUNT then
+    error(("ringline.worker.%s: no worker %s (ids are 0..%d)"):format(what, tostring(id), COUNT - 1), 3)
+  end
+end
+
+local function post(S, id, msg)
+  local rc
+  if H then
+    rc = H.rl_host_post(id, ID, MSG_USER, msg, #msg, S.w)
+  else
+    rc = C.rl_worker_post(S.w or sched.start(S), ID, MSG_USER, msg, #msg, nil)
+  end
+  if rc < 0 then return nil, rc == -ESHUTDOWN and "closed" or errstr(rc) end
+  return true
+end
+
+-- ok, err = worker.post(id, msg): msg (a string) to worker id's
+-- on_message handler. nil, "closed" when that worker has ended.
+function M.post(id, msg)
+  check_id(id, "post")
+  if type(msg) ~= "string" then error("ringline.worker.post: msg must be a string", 2) end
+  return post(need("ringline.worker.post"), id, msg)
+end
+
+-- n = worker.broadcast(msg): post to every other worker; the number reached.
+function M.broadcast(msg)
+  if type(msg) ~= "string" then error("ringline.worker.broadcast: msg must be a string", 2) end
+  local S = need("ringline.worker.broadcast")
+  local n = 0
+  for id = 0, COUNT - 1 do
+    if id ~= ID and post(S, id, msg) then n = n + 1 end
+  end
+  return n
+end
+
+-- The task that hands queued messages to the handler, one at a time: each
+-- runs in its own task (errors are reported as any task's and cost only
+-- that message), joined before the next.
+local function deliver(S)
+  local q = S.mailbox
+  while q.head <= q.tail do
+    local fn = S.on_msg
+    if not fn then break end
+    local i = q.head
+    local from, msg = q.from[i], q.msg[i]
+    q.from[i], q.msg[i] = nil, nil
+    q.head = i + 1
+    spawn(S, fn, from, msg):join()
+  end
+  S.mailman = false
+end
+
+local function kick(S)
+  local q = S.mailbox
+  if q and S.on_msg and not S.mailman and q.head <= q.tail then
+    S.mailman = spawn(S, deliver, S)
+  end
+end
+
+sched.on_message(MSG_USER, function(S, from, ptr, len)
+  local q = S.mailbox
+  if not q then
+    q = { head = 1, tail = 0, from = {}, msg = {} }
+    S.mailbox = q
+  end
+  local i = q.tail + 1
+  q.tail = i
+  q.from[i], q.msg[i] = tonumber(from), ffi_string(ptr, len)
+  kick(S)
+end)
+
+-- worker.on_message(fn): fn(from_id, msg) for each message posted to this
+-- worker, in order. Returns the previous handler.
+function M.on_message(fn)
+  if fn ~= nil and type(fn) ~= "function" then
+    error("ringline.worker.on_message: expected a function or nil", 2)
+  end
+  local S = need("ringline.worker.on_message")
+  local old = S.on_msg
+  S.on_msg = fn or false
+  kick(S)
+  return old or nil
+end
+
+function M.id() return ID end
+function M.count() return COUNT end
+
+return M
