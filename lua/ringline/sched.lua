@@ -770,6 +770,13 @@ end
 local drainers = {}
 function M.on_drain(fn) drainers[#drainers + 1] = fn end
 
+-- Functions a graceful stop (ringline.worker) runs when it begins, so other
+-- modules' servers stop waiting too (UDP sockets): fn(S), registered with
+-- M.on_stop at their load time.
+local stoppers = {}
+M.stoppers = stoppers
+function M.on_stop(fn) stoppers[#stoppers + 1] = fn end
+
 local function drain(S, limit)
   local w = S.w
   for _, c in pairs(S.conns) do

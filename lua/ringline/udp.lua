@@ -61,6 +61,19 @@ sched.on_event(EV_UDP, function(S, ev)
   if t then wake(S, t, nil) end
 end)
 
+-- A graceful stop (SIGTERM, ringline.exit) ends the receives of bound
+-- sockets (servers) with "closed", now and whenever they would wait, as it
+-- does for accepted connections; sockets made by setpeername or sendto
+-- (clients) keep working until the run ends.
+sched.on_stop(function(S)
+  local us = S.udps
+  if not us then return end
+  for _, u in pairs(us) do
+    local t = u.rtask
+    if t and u.bound then wake(S, t, "closed") end
+  end
+end)
+
 -- Sockets the script left open close with the run.
 sched.on_drain(function(S)
   local us = S.udps
@@ -199,7 +212,7 @@ local function wait_dgram(u, S)
       why = errstr(e)
       break
     end
-    if u.closed then
+    if u.closed or (S.draining and u.bound) then
       why = "closed"
       break
     end

@@ -105,6 +105,8 @@ local function stop(S, why)
     local t = c.rtask
     if t and c.listener then wake(S, t, "closed") end
   end
+  local stoppers = sched.stoppers
+  for i = 1, #stoppers do stoppers[i](S) end
   local h = sched.hooks.ending
   if h then h(S) end
   return true
