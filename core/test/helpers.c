@@ -202,6 +202,7 @@ void t_check_idle(struct t_ctx *t)
 	CHECK_EQ(m->timers_active, 0);
 	CHECK_EQ(m->slab_used, 0);
 	CHECK_EQ(m->guards_outstanding, 0);
+	CHECK_EQ(m->udp_open, 0);
 	/* an open listener keeps exactly its multishot accept in flight */
 	CHECK_EQ(m->ops_inflight, t->lid >= 0 ? 1 : 0);
 }
