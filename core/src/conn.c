@@ -364,8 +364,8 @@ void rl__conn_close_step(struct rl_worker *w, struct rl_conn *c)
 			drop_queue(w, c);
 		}
 		/* An RST needs SO_LINGER{1,0}, which needs a plain descriptor. */
-		if (c->rawfd < 0 && (w->features & RL_FEAT_FD_INSTALL) && !c->connecting &&
-		    !c->linger_tried) {
+		if (c->rawfd < 0 && !c->fd_pending && (w->features & RL_FEAT_FD_INSTALL) &&
+		    !c->connecting && !c->linger_tried) {
 			c->linger_tried = 1;
 			fd_install_submit(w, c);
 		}
@@ -457,11 +457,15 @@ void rl__conn_on_simple(struct rl_worker *w, struct io_uring_cqe *cqe)
 		break;
 	case RL_OP_FD_INSTALL:
 		c->fd_pending = 0;
-		if (cqe->res >= 0)
-			c->rawfd = cqe->res;
+		if (cqe->res >= 0) {
+			if (c->rawfd >= 0)
+				close(cqe->res); /* never overwrite (and leak) one we hold */
+			else
+				c->rawfd = cqe->res;
+		}
 		if (c->want_fd) {
 			c->want_fd = 0;
-			rl__emit(w, RL_EV_FD, cqe->res, c->slot, c->io.gen, 0);
+			rl__emit(w, RL_EV_FD, cqe->res >= 0 ? c->rawfd : cqe->res, c->slot, c->io.gen, 0);
 		}
 		break;
 	default:
