@@ -1,0 +1,74 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * host.h - what the parts of the host executable share (not installed; the
+ * Lua side's view of the host is rl_host.h).
+ *
+ *   main.c     options, --help, main()
+ *   vm.c       one LuaJIT VM per worker: module path, ringline.hostinfo,
+ *              the script, the bootstrap that runs it through ringline.run
+ *   workers.c  worker threads, the registry behind rl_host.h, pinning,
+ *              signals and the supervision of the main thread
+ *   cpus.c     the pinning order
+ */
+#ifndef RL_HOST_INTERNAL_H
+#define RL_HOST_INTERNAL_H
+
+#include <sched.h>
+#include <stdint.h>
+
+#include <lua.h>
+
+#include "ringline.h"
+
+#define EXIT_USAGE 2
+#define MAX_WORKERS 1024
+#define DRAIN_DEFAULT 5.0
+#define DRAIN_MAX 86400.0
+
+extern const char *progname;
+
+struct options {
+	int workers;
+	int pin;                 /* -1: default (on when workers == CPUs), 0, 1 */
+	double drain_timeout;    /* seconds */
+	struct rl_config cfg;   /* where the core validates --set; the worker
+	                         * gets the values via ringline.configure */
+	/* keys given with --set, in order, for hostinfo.config; lua_key: not
+	 * a core key, validated against the Lua API's keys once Lua is up */
+	const char *set_keys[64];
+	const char *set_text[64];
+	int64_t set_values[64];
+	int lua_key[64];
+	int nset;
+	int script;      /* argv index of the script, 0 if none */
+	int argc;
+	char **argv;
+};
+
+extern struct options opts;
+
+/* main.c */
+void host_usage_hint(void);
+
+/* vm.c */
+lua_State *host_new_lua(const struct options *o, int id, int cpu);
+/* Pushes ringline.config_keys() and returns 1, or pushes nothing and
+ * returns 0 when the Lua API cannot be loaded. */
+int host_push_lua_config_keys(lua_State *L);
+/* Lua keys of --set (exit 2), the script read and compiled (exit 1). */
+void host_preflight(void);
+/* Runs the script on worker id's VM; its exit status (0 or 1). */
+int host_run_script(lua_State *L, int id);
+
+/* workers.c */
+enum { LOG_ERR = 4, LOG_WARN = 5, LOG_NOTICE = 6, LOG_INFO = 7, LOG_DEBUG = 8 };
+/* A line in the format of ringline.log, subject to RINGLINE_LOG_LEVEL. */
+__attribute__((format(printf, 3, 4)))
+void host_log(int level, int id, const char *fmt, ...);
+/* The CPUs this process may run on (what -w auto counts and --pin uses). */
+int host_allowed_cpus(cpu_set_t *set);
+/* Blocks the handled signals, starts the workers, supervises them until
+ * all have ended; returns the process's exit status. */
+int host_run_workers(void);
+
+#endif

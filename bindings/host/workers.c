@@ -1,0 +1,515 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * workers.c - the worker threads and the main thread's supervision.
+ *
+ * Each worker thread (pinned first, when pinning) creates its own VM and
+ * runs the script (vm.c). The registry behind rl_host.h lets any thread post
+ * into any worker's inbox by id. The main thread runs no Lua: with the
+ * handled signals blocked in every thread, it waits on a signalfd and an
+ * eventfd (a worker ended, or ringline.exit) and turns what it sees into
+ * inbox messages (RL_MSG_SIGNAL) for every worker, until all have ended.
+ */
+#include <errno.h>
+#include <math.h>
+#include <poll.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/eventfd.h>
+#include <sys/signalfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <lauxlib.h>
+#include <lua.h>
+
+#include "cpus.h"
+#include "host.h"
+#include "rl_host.h"
+
+/* After the drain deadline the workers reset what is left and tear down,
+ * which takes milliseconds; a worker still running this much later is stuck
+ * in Lua code that never yields, and the process stops without it. */
+#define STOP_GRACE 5.0
+
+/* The CPUs this process may run on (what -w auto counts and --pin uses). */
+int host_allowed_cpus(cpu_set_t *set)
+{
+	long n;
+
+	if (sched_getaffinity(0, sizeof(*set), set) == 0 && CPU_COUNT(set) > 0)
+		return CPU_COUNT(set);
+	n = sysconf(_SC_NPROCESSORS_ONLN);
+	if (n < 1)
+		n = 1;
+	if (n > CPU_SETSIZE)
+		n = CPU_SETSIZE;
+	CPU_ZERO(set);
+	for (long i = 0; i < n; i++)
+		CPU_SET((int)i, set);
+	return (int)n;
+}
+
+
+/* ---- log lines of the host (the format of ringline.log) ---- */
+
+/* RINGLINE_LOG_LEVEL as ringline.log reads it: a number or a level name. */
+static int log_threshold(void)
+{
+	static const char *names[] = { "ERR", "WARN", "NOTICE", "INFO", "DEBUG" };
+	const char *env = getenv("RINGLINE_LOG_LEVEL");
+	char *end;
+	long v;
+
+	if (!env || !*env)
+		return LOG_INFO;
+	v = strtol(env, &end, 10);
+	if (!*end)
+		return (int)v;
+	for (int i = 0; i < 5; i++)
+		if (strcasecmp(env, names[i]) == 0)
+			return LOG_ERR + i;
+	return LOG_INFO;
+}
+
+void host_log(int level, int id, const char *fmt, ...)
+{
+	static const char *names[] = { "error", "warn", "notice", "info", "debug" };
+	char line[512], when[32];
+	time_t now = time(NULL);
+	struct tm tm;
+	va_list ap;
+	int n;
+
+	if (level > log_threshold())
+		return;
+	strftime(when, sizeof(when), "%Y/%m/%d %H:%M:%S", localtime_r(&now, &tm));
+	n = snprintf(line, sizeof(line), "%s [%s] ringline worker %d: ", when,
+		     names[level - LOG_ERR], id);
+	va_start(ap, fmt);
+	vsnprintf(line + n, sizeof(line) - (size_t)n - 1, fmt, ap);
+	va_end(ap);
+	strcat(line, "\n");
+	fputs(line, stderr);   /* one write: lines of workers do not mix */
+}
+
+/* ---- the worker registry (rl_host.h) ---- */
+
+/* A message for a worker that has not registered yet. */
+struct pending {
+	struct pending *next;
+	uint32_t from, kind;
+	size_t len;
+	char data[];
+};
+
+struct slot {
+	pthread_t thread;
+	int cpu;                 /* pinned to this CPU, -1 when not pinned */
+	int started;             /* its thread exists */
+	int done;                /* its thread has ended */
+	int ended;               /* its Lua side unregistered: it takes no more posts */
+	int status;              /* its exit status, once done */
+	struct rl_worker *w;     /* registered worker, NULL before and after */
+	struct pending *head, *tail;
+};
+
+static struct slot *slots;
+static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
+static int notify_fd = -1;       /* eventfd: a worker ended, or an exit request */
+static int exit_requested, exit_code;
+
+static void notify_main(void)
+{
+	uint64_t one = 1;
+
+	if (write(notify_fd, &one, sizeof(one)) != sizeof(one))
+		perror("ringline-lua: eventfd write");
+}
+
+static void free_pending(struct slot *s)
+{
+	struct pending *p = s->head;
+
+	while (p) {
+		struct pending *next = p->next;
+		free(p);
+		p = next;
+	}
+	s->head = s->tail = NULL;
+}
+
+/* Post into slot s, or keep the message until it registers. Lock held. */
+static int post_locked(struct slot *s, uint32_t from, uint32_t kind, const void *data, size_t len,
+		       struct rl_worker *via)
+{
+	struct pending *p;
+
+	if (s->done || s->ended)
+		return -ESHUTDOWN;
+	if (s->w)
+		return rl_worker_post(s->w, from, kind, data, len, via);
+	if (len > (1u << 30))
+		return -EINVAL;
+	p = malloc(sizeof(*p) + len);
+	if (!p)
+		return -ENOMEM;
+	p->next = NULL;
+	p->from = from;
+	p->kind = kind;
+	p->len = len;
+	if (len)
+		memcpy(p->data, data, len);
+	if (s->tail)
+		s->tail->next = p;
+	else
+		s->head = p;
+	s->tail = p;
+	return 0;
+}
+
+RL_HOST_API int rl_host_register(int id, struct rl_worker *w)
+{
+	struct slot *s;
+
+	if (!slots || id < 0 || id >= opts.workers || !w)
+		return -EINVAL;
+	s = &slots[id];
+	pthread_mutex_lock(&reg_lock);
+	s->w = w;
+	s->ended = 0;
+	for (struct pending *p = s->head; p; p = p->next)
+		rl_worker_post(w, p->from, p->kind, p->data, p->len, NULL);
+	free_pending(s);
+	pthread_mutex_unlock(&reg_lock);
+	return 0;
+}
+
+RL_HOST_API int rl_host_unregister(int id, struct rl_worker *w)
+{
+	struct slot *s;
+
+	if (!slots || id < 0 || id >= opts.workers)
+		return -EINVAL;
+	s = &slots[id];
+	pthread_mutex_lock(&reg_lock);
+	if (s->w == w) {
+		s->w = NULL;
+		s->ended = 1;
+	}
+	pthread_mutex_unlock(&reg_lock);
+	return 0;
+}
+
+RL_HOST_API int rl_host_post(int to, uint32_t from, uint32_t kind, const void *data, size_t len,
+			     struct rl_worker *via)
+{
+	int rc;
+
+	if (!slots || to < 0 || to >= opts.workers || (len && !data))
+		return -EINVAL;
+	pthread_mutex_lock(&reg_lock);
+	rc = post_locked(&slots[to], from, kind, data, len, via);
+	pthread_mutex_unlock(&reg_lock);
+	return rc;
+}
+
+RL_HOST_API int rl_host_exit(int code)
+{
+	pthread_mutex_lock(&reg_lock);
+	if (!exit_requested) {
+		exit_requested = 1;
+		exit_code = code;
+	}
+	pthread_mutex_unlock(&reg_lock);
+	notify_main();
+	return 0;
+}
+
+/* Post to every worker still running (the main thread's stops and signals). */
+static void post_all(uint32_t from, uint32_t kind, const char *text)
+{
+	pthread_mutex_lock(&reg_lock);
+	for (int i = 0; i < opts.workers; i++)
+		if (slots[i].started)
+			post_locked(&slots[i], from, kind, text, text ? strlen(text) : 0, NULL);
+	pthread_mutex_unlock(&reg_lock);
+}
+
+/* ---- workers ---- */
+
+static void *worker_main(void *arg)
+{
+	struct slot *s = arg;
+	int id = (int)(s - slots), status = 1;
+	lua_State *L;
+
+	if (s->cpu >= 0) {
+		cpu_set_t one;
+		int rc;
+
+		CPU_ZERO(&one);
+		CPU_SET(s->cpu, &one);
+		/* before the VM exists, so its memory is first touched here */
+		rc = pthread_setaffinity_np(pthread_self(), sizeof(one), &one);
+		if (rc == 0) {
+			host_log(LOG_INFO, id, "pinned to CPU %d", s->cpu);
+		} else {
+			host_log(LOG_WARN, id, "cannot pin to CPU %d: %s; running unpinned",
+				 s->cpu, strerror(rc));
+			s->cpu = -1;
+		}
+	}
+	L = host_new_lua(&opts, id, s->cpu);
+	if (L) {
+		status = host_run_script(L, id);
+		lua_close(L);
+	} else {
+		fprintf(stderr, "%s: worker %d: cannot create the Lua state\n", progname, id);
+	}
+	pthread_mutex_lock(&reg_lock);
+	s->done = 1;
+	s->status = status;
+	s->w = NULL;
+	free_pending(s);
+	pthread_mutex_unlock(&reg_lock);
+	notify_main();
+	return NULL;
+}
+
+/* Which CPU each worker gets (-1 each when not pinning). */
+static void plan_pinning(void)
+{
+	cpu_set_t set;
+	int ncpu = host_allowed_cpus(&set), n;
+	int *order;
+	const char *sysfs = getenv("RINGLINE_SYSFS_CPU");   /* tests: a fake topology */
+	int pin = opts.pin;
+
+	for (int i = 0; i < opts.workers; i++)
+		slots[i].cpu = -1;
+	if (pin < 0)
+		pin = opts.workers > 1 && opts.workers == ncpu;
+	if (!pin)
+		return;
+	order = malloc(sizeof(*order) * CPU_SETSIZE);
+	if (!order)
+		return;
+	n = host_cpus_order(sysfs && *sysfs ? sysfs : "/sys/devices/system/cpu", &set, order,
+			    CPU_SETSIZE);
+	/* more workers than CPUs: round robin over the same order */
+	for (int i = 0; i < opts.workers && n > 0; i++)
+		slots[i].cpu = order[i % n];
+	free(order);
+}
+
+static double now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* A forced stop: say why and end now, without waiting for any thread. The
+ * message goes out with write(2): a worker may hold stdio's lock. */
+__attribute__((noreturn))
+static void force_exit(const char *why)
+{
+	char msg[256];
+	int n = snprintf(msg, sizeof(msg), "%s: %s\n", progname, why);
+
+	if (write(STDERR_FILENO, msg, (size_t)n) < 0)
+		_exit(1);
+	_exit(1);
+}
+
+static const char *signame(int signo)
+{
+	switch (signo) {
+	case SIGINT: return "SIGINT";
+	case SIGTERM: return "SIGTERM";
+	case SIGHUP: return "SIGHUP";
+	case SIGUSR1: return "SIGUSR1";
+	case SIGUSR2: return "SIGUSR2";
+	default: return "signal";
+	}
+}
+
+/*
+ * One signal sent twice by the same process at once counts once. timeout(1)
+ * and similar wrappers forward a signal both to their child and to its
+ * process group, so the child gets it twice within microseconds; taken as
+ * two, a plain SIGTERM would look like "stop now" to us. A person pressing
+ * Ctrl-C twice, or a second kill(1), is slower or comes from another pid.
+ */
+#define DUP_WINDOW 0.25
+
+static int duplicate(const struct signalfd_siginfo *si)
+{
+	static struct { uint32_t pid; double at; } last[_NSIG];
+	uint32_t signo = si->ssi_signo;
+	double now = now_s();
+	int dup;
+
+	if (signo >= _NSIG)
+		return 0;
+	dup = last[signo].at > 0 && last[signo].pid == si->ssi_pid &&
+	      now - last[signo].at < DUP_WINDOW;
+	last[signo].pid = si->ssi_pid;
+	last[signo].at = now;
+	return dup;
+}
+
+/*
+ * The main thread after the workers started: signals in, stops out, until
+ * every worker has ended. Returns the process's exit status.
+ */
+static int supervise(int sfd)
+{
+	struct pollfd pf[2] = { { .fd = sfd, .events = POLLIN }, { .fd = notify_fd, .events = POLLIN } };
+	int stopping = 0, failed = -1, ndone = 0;
+	double backstop = 0;
+	char reason[128];
+
+	for (;;) {
+		int tmo = -1;
+
+		if (stopping) {
+			double left = backstop - now_s();
+
+			if (left <= 0)
+				force_exit("workers did not stop within the drain timeout; exiting (status 1)");
+			tmo = (int)ceil(left * 1000);
+		}
+		if (poll(pf, 2, tmo) < 0 && errno != EINTR) {
+			perror("ringline-lua: poll");
+			return 1;
+		}
+		if (pf[0].revents & POLLIN) {
+			struct signalfd_siginfo si;
+
+			while (read(sfd, &si, sizeof(si)) == sizeof(si)) {
+				int signo = (int)si.ssi_signo;
+
+				if (duplicate(&si))
+					continue;
+				if (signo == SIGINT || signo == SIGTERM) {
+					if (stopping) {
+						snprintf(reason, sizeof(reason),
+							 "second %s: exiting now without draining (status 1)",
+							 signame(signo));
+						force_exit(reason);
+					}
+					stopping = 1;
+					backstop = now_s() + opts.drain_timeout + STOP_GRACE;
+					snprintf(reason, sizeof(reason), "%s", signame(signo));
+					post_all((uint32_t)signo, RL_MSG_SIGNAL, reason);
+				} else {
+					post_all((uint32_t)signo, RL_MSG_SIGNAL, signame(signo));
+				}
+			}
+		}
+		if (pf[1].revents & POLLIN) {
+			uint64_t v;
+
+			if (read(notify_fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+				perror("ringline-lua: eventfd read");
+		}
+
+		int exit_req;
+		pthread_mutex_lock(&reg_lock);
+		ndone = 0;
+		for (int i = 0; i < opts.workers; i++) {
+			if (!slots[i].done)
+				continue;
+			ndone++;
+			if (slots[i].status != 0 && failed < 0)
+				failed = i;
+		}
+		exit_req = exit_requested;
+		pthread_mutex_unlock(&reg_lock);
+		if (ndone == opts.workers)
+			break;
+		if (!stopping && (failed >= 0 || exit_req)) {
+			/* from = 0: a stop that is not a signal */
+			stopping = 1;
+			backstop = now_s() + opts.drain_timeout + STOP_GRACE;
+			if (failed >= 0)
+				snprintf(reason, sizeof(reason), "worker %d failed", failed);
+			else
+				snprintf(reason, sizeof(reason), "ringline.exit(%d)", exit_code);
+			post_all(0, RL_MSG_SIGNAL, reason);
+		}
+	}
+	if (failed >= 0)
+		return 1;
+	return exit_requested ? exit_code : 0;
+}
+
+
+int host_run_workers(void)
+{
+	sigset_t set;
+	int sfd, status;
+
+	/* Blocked here, so in every thread started from now on: they arrive
+	 * only through the signalfd the main thread reads. */
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGHUP);
+	sigaddset(&set, SIGUSR1);
+	sigaddset(&set, SIGUSR2);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	sfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+	notify_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (sfd < 0 || notify_fd < 0) {
+		perror("ringline-lua: signalfd/eventfd");
+		return 1;
+	}
+	slots = calloc((size_t)opts.workers, sizeof(*slots));
+	if (!slots) {
+		fprintf(stderr, "%s: out of memory\n", progname);
+		return 1;
+	}
+	plan_pinning();
+	for (int i = 0; i < opts.workers; i++) {
+		int rc = pthread_create(&slots[i].thread, NULL, worker_main, &slots[i]);
+
+		if (rc != 0) {
+			fprintf(stderr, "%s: cannot start worker %d: %s\n", progname, i, strerror(rc));
+			/* the ones started are stopped like after a failure */
+			pthread_mutex_lock(&reg_lock);
+			for (int j = i; j < opts.workers; j++) {
+				slots[j].done = 1;
+				slots[j].status = 1;
+			}
+			pthread_mutex_unlock(&reg_lock);
+			notify_main();
+			break;
+		}
+		{
+			char name[32];
+
+			snprintf(name, sizeof(name), "ringline-w%d", i);
+			name[15] = '\0';      /* the kernel's limit */
+			pthread_setname_np(slots[i].thread, name);
+		}
+		pthread_mutex_lock(&reg_lock);
+		slots[i].started = 1;
+		pthread_mutex_unlock(&reg_lock);
+	}
+	status = supervise(sfd);
+	for (int i = 0; i < opts.workers; i++)
+		if (slots[i].started)
+			pthread_join(slots[i].thread, NULL);
+	fflush(stdout);
+	return status;
+}
