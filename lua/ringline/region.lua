@@ -83,6 +83,7 @@ local function gstate(S)
     obj = {}, conn = {},             -- the anchors: token -> object, token -> conn
     free = {}, nfree = 0, top = 0,   -- token free list; top = highest token made
     parts = ffi_new("struct rl_part[?]", PARTS0), cap = PARTS0, n = 0,
+    ng = 0,                          -- guarded parts in the build
     keep = {}, nkeep = 0,            -- strings made during one build (numbers)
     thr = thr,
     anchored = 0, released = 0, dropped = 0, unknown = 0,
@@ -352,6 +353,7 @@ local function put(g, c, ptr, len, kind, obj)
     g.obj[t] = obj
     g.conn[t] = c
     p.token = t
+    g.ng = g.ng + 1
   else
     p.token = 0
   end
@@ -404,7 +406,7 @@ end
 function M.send(c, lvl, nargs, ...)
   local S = c.S
   local g = S.rguards or gstate(S)
-  g.n = 0
+  g.n, g.ng = 0, 0
   local total = 0
   local a, b = ...
   total = add(S, g, c, a, lvl + 1, 0)
@@ -421,11 +423,7 @@ function M.send(c, lvl, nargs, ...)
     unbuild(g)
     return nil, errstr(rc)
   end
-  local guarded = 0
-  local parts = g.parts
-  for i = 0, n - 1 do
-    if parts[i].region ~= PART_COPY then guarded = guarded + 1 end
-  end
+  local guarded = g.ng
   if g.nkeep > 0 then
     local keep = g.keep
     for i = 1, g.nkeep do keep[i] = nil end
