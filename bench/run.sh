@@ -3,6 +3,8 @@
 # C core's own echo server added as peers, in the same run as the others.
 #
 #   bench/run.sh [all|http|echo] [peer...]     e.g. bench/run.sh echo ringline-lua ringline-c c-uring luv
+#   WORKERS=2 SERVER_CPU=0,1 CLIENT_CPU=0,1 bench/run.sh http ringline-lua   (ringline-lua -w 2;
+#   on a 2-CPU machine the load generator then shares the cores: see bench/workers.sh)
 #
 # The harness is copied to $BENCH_DIR (default /tmp/ringline-bench) because
 # ../shared may be read-only; its results land in $BENCH_DIR/out/latest.
@@ -28,8 +30,8 @@ p = sys.argv[1]
 s = open(p).read()
 mark = "peer redis      resp       './peers/redis.sh'\n"
 ours = (
-  "peer ringline-lua http     '$RL_BUILD/bindings/ringline-lua $RL_ROOT/examples/http_hello.lua'\n"
-  "peer ringline-lua echo     '$RL_BUILD/bindings/ringline-lua $RL_ROOT/examples/echo.lua'\n"
+  "peer ringline-lua http     '$RL_BUILD/bindings/ringline-lua -w $WORKERS $RL_ROOT/examples/http_hello.lua'\n"
+  "peer ringline-lua echo     '$RL_BUILD/bindings/ringline-lua -w $WORKERS $RL_ROOT/examples/echo.lua'\n"
   "peer ringline-c   echo     '$RL_BUILD/rl_echo'\n"
 )
 if "peer ringline-c " not in s:
