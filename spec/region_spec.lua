@@ -469,14 +469,20 @@ describe("guarded sends", function()
         out.small = { zc(tiny, small) }
         out.big = { zc(tiny, big) }
         out.plain = { zc(big) }                      -- no slice: today's copy path
+        -- nothing guarded, one part and four: queued in order all the same
+        out.one = { zc(tiny) }
+        out.four = { zc(tiny, "-", { small, tiny }) }
       end)
       local c = connect(port)
       c:settimeout(10000)
       local want = bytes(0, 16) .. small .. bytes(0, 16) .. big .. big
+        .. bytes(0, 16) .. bytes(0, 16) .. "-" .. small .. bytes(0, 16)
       assert.is_true(assert(c:receive(#want)) == want)
       c:close()
       lst:close()
       idle_metrics()
+      assert.are.same({ 0, 0 }, out.one)
+      assert.are.same({ 0, 0 }, out.four)
       return out.small, out.big, out.plain, thr
     end)
     assert.are.equal(4096, thr)

@@ -11,8 +11,10 @@
 -- region, Lua strings go as RL_PART_PINNED (they are immutable, so the
 -- kernel may read them in place). Smaller parts, numbers and string.buffers
 -- are RL_PART_COPY (copied before rl_conn_sendv returns, so nothing needs to
--- stay alive for them). Sends without a slice never come here (conn.lua's
--- fast path is unchanged).
+-- stay alive for them). When no part ends up guarded (a slice below the
+-- threshold) the parts are queued with rl_conn_send instead, in the same
+-- order: the core's plain copy path is much cheaper for small sends. Sends
+-- without a slice never come here (conn.lua's fast path is unchanged).
 --
 -- Guards and anchors
 -- ------------------
@@ -48,7 +50,7 @@ local errstr = errors.errstr
 
 -- resolved at load time: a trace cannot look up a new symbol
 local _ = C.rl_region_new, C.rl_region_free, C.rl_region_inflight, C.rl_conn_sendv,
-  C.rl_worker_features
+  C.rl_worker_features, C.rl_conn_send
 
 local PART_COPY, PART_PINNED = -1, -2
 local EV_GUARD = 9
@@ -400,6 +402,26 @@ add = function(S, g, c, x, lvl, d)
     .. " (strings, numbers, arrays, string.buffers, region slices)", lvl)
 end
 
+-- Nothing guarded (every part below zc_threshold): the plain copy path,
+-- which appends to the connection's current send chunk, where
+-- rl_conn_sendv would take a slab entry and a send operation of its own
+-- (about ten times the cost of a 1 KiB send, bench/zc_crossover.lua). Only
+-- the first call can fail for a reason other than memory, so all or
+-- nothing holds as it does for rl_conn_sendv. The first two are unrolled
+-- (a loop that runs twice would abort a serving loop's trace).
+local function copy_parts(c, parts, n)
+  local w, slot, gen = c.w, c.slot, c.gen
+  local rc = C.rl_conn_send(w, slot, gen, parts[0].ptr, parts[0].len)
+  if rc < 0 or n == 1 then return rc end
+  rc = C.rl_conn_send(w, slot, gen, parts[1].ptr, parts[1].len)
+  if rc < 0 or n == 2 then return rc end
+  for i = 2, n - 1 do
+    rc = C.rl_conn_send(w, slot, gen, parts[i].ptr, parts[i].len)
+    if rc < 0 then return rc end
+  end
+  return rc
+end
+
 -- send(c, lvl, nargs, ...): queue every argument as one rl_conn_sendv.
 -- Returns the byte count or nil, err (then nothing was queued). lvl: the
 -- misuse level of the caller of conn:send, seen from here.
@@ -418,7 +440,12 @@ function M.send(c, lvl, nargs, ...)
   end
   local n = g.n
   if n == 0 then return 0 end
-  local rc = C.rl_conn_sendv(c.w, c.slot, c.gen, g.parts, n)
+  local rc
+  if g.ng == 0 then
+    rc = copy_parts(c, g.parts, n)
+  else
+    rc = C.rl_conn_sendv(c.w, c.slot, c.gen, g.parts, n)
+  end
   if rc < 0 then
     unbuild(g)
     return nil, errstr(rc)
