@@ -131,6 +131,23 @@ describe("ringline-lua -w N", function()
     assert.are.equal("workers " .. ncpus() .. "\n", out)
   end)
 
+  it("print writes whole lines: lines of workers printing at once never mix", function()
+    local s = script [[
+      local ringline = require "ringline"
+      local id = ringline.worker_id()
+      for i = 1, 3000 do print("worker", id, "line", i, ("x"):rep(i % 50)) end
+    ]]
+    local code, out, err = ringline_lua("-w 2 --no-pin " .. s)
+    assert.are.equal(0, code, err)
+    local n = { ["0"] = 0, ["1"] = 0 }
+    for line in out:gmatch("[^\n]*\n") do
+      local w, i, xs = line:match("^worker\t(%d)\tline\t(%d+)\t(x*)\n$")
+      assert(w and #xs == tonumber(i) % 50, "mixed line: " .. line)
+      n[w] = n[w] + 1
+    end
+    assert.are.same({ ["0"] = 3000, ["1"] = 3000 }, n)
+  end)
+
   it("exports the host's registry functions to the workers' FFI", function()
     local s = script [[
       local ffi = require "ffi"

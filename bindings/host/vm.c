@@ -312,6 +312,37 @@ int host_run_script(lua_State *L, int id)
 
 /* ---- Lua state ---- */
 
+/*
+ * print as luajit's (tostring of each argument, tabs between, a newline),
+ * but the whole line goes out in one fwrite. The standard print writes each
+ * piece with its own call, and stdio locks per call, so the lines of
+ * workers printing at the same moment would mix mid-line.
+ */
+static int host_print(lua_State *L)
+{
+	int n = lua_gettop(L);
+	luaL_Buffer b;
+	size_t len;
+	const char *line;
+
+	luaL_buffinit(L, &b);
+	for (int i = 1; i <= n; i++) {
+		lua_getglobal(L, "tostring");
+		lua_pushvalue(L, i);
+		lua_call(L, 1, 1);
+		if (!lua_isstring(L, -1))
+			return luaL_error(L, "'tostring' must return a string to 'print'");
+		if (i > 1)
+			luaL_addchar(&b, '\t');
+		luaL_addvalue(&b);
+	}
+	luaL_addchar(&b, '\n');
+	luaL_pushresult(&b);
+	line = lua_tolstring(L, -1, &len);
+	fwrite(line, 1, len, stdout);
+	return 0;
+}
+
 lua_State *host_new_lua(const struct options *o, int id, int cpu)
 {
 	lua_State *L = luaL_newstate();
@@ -319,6 +350,7 @@ lua_State *host_new_lua(const struct options *o, int id, int cpu)
 	if (!L)
 		return NULL;
 	luaL_openlibs(L);
+	lua_register(L, "print", host_print);
 	set_path(L);
 	preload_hostinfo(L, o, id, cpu);
 	return L;
