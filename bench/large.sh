@@ -7,10 +7,10 @@
 #   1. throughput: wrk (one thread, CONNS keep-alive connections) fetching one
 #      file of 64 KiB, 256 KiB, 1 MiB, 4 MiB; req/s, MB/s, and requests per
 #      server CPU second (the server's utime+stime from /proc over the run).
-#   2. the zero-copy crossover: bench/zc_crossover.lua sends one guarded
-#      slice of 1..64 KiB again and again, copied by the core (zc_threshold
-#      above it) or SENDMSG_ZC (zc_threshold 0), plus a plain Lua string
-#      through the ordinary send path; sends per sender CPU second.
+#   2. the zero-copy crossover: bench/zc_crossover.lua sends a 64-byte head
+#      and a body slice of 1..64 KiB again and again, copied (zc_threshold
+#      above the body: the plain copy path) or SENDMSG_ZC (zc_threshold 0),
+#      plus the body as a plain Lua string; sends per sender CPU second.
 #   3. memory per in-flight response: SLOW slow readers (tiny receive
 #      buffers, never read) each ask for the 4 MiB file; the server's RSS
 #      growth divided by SLOW, copied vs zero-copy (and nginx).
@@ -315,9 +315,9 @@ if t:
 
 x = rows("crossover.tsv")
 if x:
-    print("### Zero-copy crossover: sends per sender CPU second (medians of %d runs)\n"
+    print("### Zero-copy crossover: head + body sends per sender CPU second (medians of %d runs)\n"
           % len({r["run"] for r in x}))
-    print("| size | copied (slab) | zero-copy | plain string | zc / copied | zc notifications saying copied |")
+    print("| body size | copied (slice below zc_threshold) | zero-copy | plain Lua string | zc / copied | zc notifications saying copied |")
     print("|---:|---:|---:|---:|---:|---:|")
     for size in sorted({int(r["size"]) for r in x}):
         v = {}

@@ -7,13 +7,15 @@
 --   ringline-lua bench/zc_crossover.lua sink PORT
 --
 -- send: listens on PORT (env, 0 = any; the port is printed), waits for one
--- connection and sends it one slice of a region (or, with "plain", a Lua
--- string through the ordinary copy path) again and again for SECONDS, then
+-- connection and sends it a 64-byte head and one slice of a region (a
+-- response, as examples/static_region.lua sends them; with "plain" the body
+-- is a Lua string on the ordinary copy path) again and again for SECONDS, then
 -- prints one line: sends, bytes, the process's CPU seconds (getrusage:
 -- user + system, which on loopback includes the kernel's receive side run
--- in the sender's softirq context) and sends per CPU second. The slice is
--- guarded; zc_threshold decides whether the core sends it with SENDMSG_ZC
--- or copies it into its send slab (the same code path otherwise).
+-- in the sender's softirq context) and sends per CPU second. zc_threshold
+-- decides the body's fate: at or above it the slice is guarded and goes out
+-- with SENDMSG_ZC (the head copied into the same slab entry); below it
+-- nothing is guarded and both parts take the plain copy path.
 --
 -- sink: connects to PORT and discards everything until EOF.
 local ringline = require "ringline"
@@ -53,6 +55,7 @@ ffi.fill(r:ptr(), size, 120)
 local slice = r:slice(0, size)
 local str = slice:string()
 local msg = plain and str or slice
+local head = ("H"):rep(62) .. "\r\n"
 
 local lst
 lst = assert(ringline.listen("127.0.0.1:" .. (os.getenv("PORT") or "0"), function(c)
@@ -61,7 +64,7 @@ lst = assert(ringline.listen("127.0.0.1:" .. (os.getenv("PORT") or "0"), functio
   local c0, t0 = cpu(), ringline.now()
   local n = 0
   repeat
-    for _ = 1, 64 do c:send(msg) end
+    for _ = 1, 64 do c:send(head, msg) end
     n = n + 64
   until ringline.now() - t0 >= seconds
   assert(c:flush())
@@ -70,7 +73,7 @@ lst = assert(ringline.listen("127.0.0.1:" .. (os.getenv("PORT") or "0"), functio
   print(("RESULT size=%d mode=%s sends=%d bytes=%d wall_s=%.3f cpu_s=%.3f sends_per_cpu_s=%.0f "
     .. "gbit_per_cpu_s=%.3f zc_sends=%d zc_copied=%d"):format(size,
     plain and "plain" or (ringline.config("zc_threshold") <= size and "zc" or "copy"),
-    n, n * size, dt, dc, n / dc, n * size * 8 / dc / 1e9,
+    n, n * (size + 64), dt, dc, n / dc, n * (size + 64) * 8 / dc / 1e9,
     m1.zc_sends - m0.zc_sends, m1.zc_copied - m0.zc_copied))
   io.stdout:flush()
 end))
