@@ -702,6 +702,32 @@ describe("in one process (ringline.run)", function()
     assert.are.equal("connection refused", r.refused)
   end)
 
+  it("lets guarded (zero-copy) sends in flight finish during a stop and releases their guards", function()
+    local N = 4 * 1024 * 1024
+    local got, inflight = ringline.run({ timeout = 10 }, function()
+      local reg = ringline.region(N)
+      ffi.fill(reg:ptr(), N, 0x61)
+      local l = assert(ringline.listen("127.0.0.1:0", function(conn)
+        conn:receive("*l")
+        assert(conn:send("head:", reg:slice(0, N)))
+      end))
+      local _, port = l:getsockname()
+      local c = assert(ringline.connect("127.0.0.1", port))
+      assert(c:send("go\n"))
+      local head = assert(c:receive(65536))        -- the rest is still in flight
+      ringline.exit()
+      local rest = assert(c:receive("*a"))
+      local body = head .. rest
+      -- guards come back after the kernel's zero-copy notifications
+      local deadline = ringline.now() + 5
+      while reg:inflight() > 0 and ringline.now() < deadline do ringline.sleep(0.005) end
+      return body, reg:inflight()
+    end)
+    assert.are.equal(5 + N, #got)
+    assert.is_true(got == "head:" .. ("a"):rep(N), "bytes differ")
+    assert.are.equal(0, inflight)
+  end)
+
   it("ends a stop at the drain timeout, resetting what is left, without raising", function()
     local lines = {}
     local old = log.set_sink(function(line) lines[#lines + 1] = line end)
