@@ -26,13 +26,15 @@
 -- SIGINT/SIGTERM reach every worker as RL_MSG_SIGNAL from the host's main
 -- thread (from = the signal number; 0 = a stop that is not a signal:
 -- ringline.exit somewhere, or another worker failed). The worker then
---   1. closes its listeners (no new connections; the kernel hands queued
---      ones to the other workers' sockets or resets them),
+--   1. closes its listeners (no new connections; connections still queued
+--      on a closed socket are reset, or moved to another listener of the
+--      port with net.ipv4.tcp_migrate_req),
 --   2. wakes receives blocked on accepted connections with nil, "closed",
 --      and makes every later one that would wait return that too (conn.lua
 --      checks S.draining), so handlers waiting for the next request end;
 --      outbound connections (ringline.connect) keep working, so a handler
---      can finish what it is doing with an upstream,
+--      can finish what it is doing with an upstream; other modules' servers
+--      do the same in their sched.on_stop hooks (bound UDP sockets),
 --   3. runs pending timers now with premature = true (sched.hooks.ending,
 --      ringline.timer's), and timer.at/every refuse new ones,
 --   4. lets the run end the normal way: when the tasks have returned, queued
