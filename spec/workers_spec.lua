@@ -121,6 +121,23 @@ describe("ringline-lua -w N", function()
     assert.are.equal(0, code, err)
   end)
 
+  it("warns once when several workers listen on port 0 (each would get its own port)", function()
+    local s = script [[
+      local ringline = require "ringline"
+      local l = assert(ringline.listen("127.0.0.1:0", function() end))
+      l:close()
+      l = assert(ringline.listen("127.0.0.1:" .. arg[1], function() end))
+      l:close()
+    ]]
+    local code, _, err = ringline_lua("-w 2 --no-pin " .. s .. " " .. free_port())
+    assert.are.equal(0, code, err)
+    local _, n = err:gsub("listening on port 0 with 2 workers", "")
+    assert.are.equal(1, n, err)
+    code, _, err = ringline_lua(s .. " " .. free_port())
+    assert.are.equal(0, code, err)
+    assert.are.equal("", err)
+  end)
+
   it("-w auto runs one worker per CPU", function()
     local s = script [[
       local ringline = require "ringline"

@@ -61,6 +61,12 @@ function M.listen(S, addr, handler, opts)
   local w = sched.start(S)
   local id = C.rl_listen(w, addr, flags)
   if id < 0 then return nil, errstr(id) end
+  if log.workers > 1 and log.worker_id == 0 and addr:sub(1, 5) ~= "unix:"
+     and (addr == "0" or addr:find(":0$")) then
+    -- each worker's socket gets a port of its own: rarely what was meant
+    log.log(log.WARN, "listening on port 0 with ", log.workers, " workers: each worker gets ",
+      "a different port; give a fixed port to share one")
+  end
   local l = setmetatable({ S = S, id = id, addr = addr, handler = handler,
                            max = max or false, nconns = 0, refused = 0, closed = false }, mt)
   S.listeners[id] = l
