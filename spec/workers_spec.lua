@@ -437,7 +437,7 @@ describe("failures", function()
     local code, _, err = ringline_lua("-w 2 --no-pin " .. s)
     assert.are.equal(1, code)
     assert.matches("ringline-lua: worker 1: " .. s .. ":2: worker one refuses", err, 1, true)
-    assert.not_matches("worker 0:", err, 1, true)
+    assert.not_matches("ringline-lua: worker 0:", err, 1, true)
   end)
 
   it("a script that does not compile is reported once, not once per worker", function()
