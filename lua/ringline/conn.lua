@@ -769,6 +769,13 @@ function methods.close(c, how)
   c.closed = true
   C.rl_conn_close(c.w, c.slot, c.gen, how == "reset" and RESET or 0)
   wake_all(c, "closed")
+  local o = c.owner
+  if o then
+    -- a long-lived task that opens and closes many keeps no trace of them
+    c.owner = false
+    local owned = o.owned
+    if owned then owned[c] = nil end
+  end
   return true
 end
 
