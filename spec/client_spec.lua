@@ -213,6 +213,24 @@ describe("connection ownership", function()
     assert.are.same({ "bye", true, "closed" }, r)
   end)
 
+  it("a long-lived task that opens and closes connections keeps none of them alive", function()
+    local r = run(function()
+      local lst, port = server(function(c) c:receive("*a") end)
+      local weak = setmetatable({}, { __mode = "k" })
+      for _ = 1, 50 do
+        local c = support.connect(port)
+        weak[c] = true
+        c:close()
+      end
+      assert(support.eventually(function() return ringline.metrics().conns_open == 0 end))
+      collectgarbage("collect")
+      collectgarbage("collect")
+      lst:close()
+      return next(weak) == nil
+    end)
+    assert.is_true(r)
+  end)
+
   it("a task that raises resets its connections", function()
     local r = run(function()
       local got = support.event()
