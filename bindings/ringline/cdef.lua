@@ -169,6 +169,8 @@ int rl_conn_shutdown(struct rl_worker *w, uint32_t slot, uint32_t gen);
 int rl_conn_close(struct rl_worker *w, uint32_t slot, uint32_t gen, int how);
 int rl_conn_fd(struct rl_worker *w, uint32_t slot, uint32_t gen);
 int rl_connect(struct rl_worker *w, const char *addr, uint32_t timeout_ms, uint32_t token);
+int rl_connect_from(struct rl_worker *w, const char *addr, const char *bind_addr, uint32_t timeout_ms,
+		    uint32_t token);
 int rl_connect_cancel(struct rl_worker *w, uint32_t token);
 int rl_conn_sendv(struct rl_worker *w, uint32_t slot, uint32_t gen, const struct rl_part *parts, int n);
 int rl_region_new(struct rl_worker *w, size_t size, void **ptr);

@@ -317,6 +317,14 @@ int rl_conn_fd(struct rl_worker *w, uint32_t slot, uint32_t gen);
 /* Outbound TCP/unix connect. addr as for rl_listen (numeric hosts only).
  * Result arrives as RL_EV_CONNECTED carrying token. timeout_ms 0 = none. */
 int rl_connect(struct rl_worker *w, const char *addr, uint32_t timeout_ms, uint32_t token);
+/* rl_connect from a fixed local address: bind_addr ("host:port" numeric,
+ * "[v6]:port", or "unix:/path" for a unix socket; port 0 = any) is bound
+ * before the connect. Bind failures return at once (-EADDRNOTAVAIL,
+ * -EADDRINUSE, -EAFNOSUPPORT for another family, -EINVAL for a name other
+ * than "localhost": names are resolved by the caller, never here) and no
+ * RL_EV_CONNECTED follows. */
+int rl_connect_from(struct rl_worker *w, const char *addr, const char *bind_addr, uint32_t timeout_ms,
+		    uint32_t token);
 /* Abort a connect still in progress: its RL_EV_CONNECTED then carries
  * -ECANCELED (every rl_connect gets exactly one RL_EV_CONNECTED). -ENOENT when
  * no connect with that token is in progress. */

@@ -55,7 +55,38 @@ void rl__connect_fini(struct rl_worker *w)
 	w->nreqs = 0;
 }
 
+/* The local end of an outbound socket, fixed before the connect. Only
+ * numeric addresses: a name would block here (the caller resolves it). */
+static int bind_local(int fd, int family, const char *bind_addr)
+{
+	struct sockaddr_storage bs;
+	socklen_t blen;
+	int rc = rl__parse_addr(bind_addr, 0, &bs, &blen);
+	if (rc)
+		return rc == -EAFNOSUPPORT ? -EINVAL : rc;
+	if (bs.ss_family != family)
+		return -EAFNOSUPPORT;
+	if (family == AF_INET || family == AF_INET6) {
+		/* port 0: take the ephemeral port at connect time, per
+		 * destination, not at bind time from the global pool */
+		int one = 1;
+		uint16_t port = family == AF_INET ? ((struct sockaddr_in *)&bs)->sin_port
+						  : ((struct sockaddr_in6 *)&bs)->sin6_port;
+		if (port == 0)
+			setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof(one));
+	}
+	if (bind(fd, (struct sockaddr *)&bs, blen) < 0)
+		return -errno;
+	return 0;
+}
+
 int rl_connect(struct rl_worker *w, const char *addr, uint32_t timeout_ms, uint32_t token)
+{
+	return rl_connect_from(w, addr, NULL, timeout_ms, token);
+}
+
+int rl_connect_from(struct rl_worker *w, const char *addr, const char *bind_addr, uint32_t timeout_ms,
+		    uint32_t token)
 {
 	struct sockaddr_storage ss;
 	socklen_t len;
@@ -71,6 +102,13 @@ int rl_connect(struct rl_worker *w, const char *addr, uint32_t timeout_ms, uint3
 	if (ss.ss_family != AF_UNIX) {
 		int one = 1;
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	}
+	if (bind_addr) {
+		rc = bind_local(fd, ss.ss_family, bind_addr);
+		if (rc) {
+			close(fd);
+			return rc;
+		}
 	}
 	struct rl_connreq *r = w->reqs[idx];
 	r->addr = ss;
