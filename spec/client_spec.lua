@@ -109,12 +109,45 @@ describe("ringline.connect: address forms", function()
     assert.are.equal(r[2], r[4])
   end)
 
+  it("opts.bind fixes the local address: numeric, with a port, a name; family must match", function()
+    local r = run(function()
+      local lst, port = server(function(c) c:send((c:getpeername()), "\n") end)
+      local out = {}
+      for _, b in ipairs({ "127.0.0.2", "localhost", "127.0.0.3:0" }) do
+        local c, err = ringline.connect("127.0.0.1", port, { bind = b, timeout = 5 })
+        out[#out + 1] = c and c:receive("*l") or err
+        if c then c:close() end
+      end
+      -- a fixed port: the server sees it
+      local fixed, let_go = support.stuck_listener()  -- a free port: bind, then let it go
+      let_go()
+      local c = ringline.connect("127.0.0.1", port, { bind = "127.0.0.1:" .. fixed })
+      if c then
+        local _, lport = c:getsockname()
+        out[#out + 1] = lport == fixed
+        c:close()
+      else
+        out[#out + 1] = "fixed port busy"
+      end
+      for _, b in ipairs({ "192.0.2.1", "127.0.0.1:" .. port, "::1", "no-such-host.invalid" }) do
+        local c2, err = ringline.connect("127.0.0.1", port, { bind = b, timeout = 5 })
+        out[#out + 1] = c2 and "connected" or err
+      end
+      lst:close()
+      return out
+    end)
+    assert.are.same({ "127.0.0.2", "127.0.0.1", "127.0.0.3", true }, { r[1], r[2], r[3], r[4] })
+    assert.are.same({ "cannot assign requested address", "address already in use",
+                      "address family not supported by protocol" }, { r[5], r[6], r[7] })
+    assert.matches("^no%-such%-host%.invalid could not be resolved", r[8])
+  end)
+
   it("raises on misuse", function()
     local r = run(function()
       local out = {}
       for _, args in ipairs({
         { "127.0.0.1", 70000 }, { "127.0.0.1", -1 }, { 1, 80 }, { "", 80 }, { "127.0.0.1", "80" },
-        { "127.0.0.1", 80, { timeout = -1 } }, { "127.0.0.1", 80, 5 }, { "127.0.0.1", 80, { bind = "x" } },
+        { "127.0.0.1", 80, { timeout = -1 } }, { "127.0.0.1", 80, 5 }, { "127.0.0.1", 80, { bind = 5 } },
       }) do
         out[#out + 1] = (pcall(ringline.connect, unpack(args, 1, 3)))
       end

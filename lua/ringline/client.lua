@@ -21,16 +21,17 @@ local conn = require "ringline.conn"
 local errors = require "ringline.errors"
 
 local ffi_string = ffi.string
-local type, tostring, error = type, tostring, error
+local type, tostring, tonumber, error = type, tostring, tonumber, error
 local math_ceil = math.ceil
 local errstr = errors.errstr
 local park, wake = sched.park, sched.wake
 
-local _ = C.rl_resolve, C.rl_connect, C.rl_connect_cancel  -- resolved at load, not in a trace
+local _ = C.rl_resolve, C.rl_connect, C.rl_connect_from, C.rl_connect_cancel  -- resolved at load, not in a trace
 
 local MSG_RESOLVED = 1
 local RESET = 1
 local U32MAX = 0xffffffff
+local EAFNOSUPPORT = 97
 
 local M = {}
 
@@ -110,14 +111,20 @@ local function resolve(S, t, host, family, timeout)
 end
 M.resolve = resolve
 
--- One connect attempt to addr with a linked timeout of ms (0 = none).
--- Returns the connection, or nil, err and whether the call must end there
--- (a timeout or a cancel) rather than try the next address.
-local function attempt(S, t, w, addr, ms)
+-- One connect attempt to addr (from the local address from, if given) with
+-- a linked timeout of ms (0 = none). Returns the connection, or nil, err
+-- and whether the call must end there (a timeout or a cancel) rather than
+-- try the next address.
+local function attempt(S, t, w, addr, from, ms)
   local tok = S.ctok + 1
   if tok > U32MAX then tok = 1 end
   S.ctok = tok
-  local rc = C.rl_connect(w, addr, ms, tok)
+  local rc
+  if from then
+    rc = C.rl_connect_from(w, addr, from, ms, tok)
+  else
+    rc = C.rl_connect(w, addr, ms, tok)
+  end
   if rc < 0 then return nil, errstr(rc), false end
   S.connecting[tok] = t
   t.cres = nil
@@ -144,8 +151,31 @@ local function attempt(S, t, w, addr, ms)
   return conn.new(S, slot, gen)
 end
 
+-- opts.bind -> host, port: "host", "host:port", "[v6]" or "[v6]:port"
+-- (a bare IPv6 address takes no port); port 0 = any.
+local function split_bind(b)
+  local h, p = b:match("^%[(.+)%]:(%d+)$")
+  if not h then h, p = b:match("^([^:]+):(%d+)$") end
+  if not h then return unbracket(b), 0 end
+  p = tonumber(p)
+  if p > 65535 then misuse("ringline.connect: opts.bind: bad port in " .. b, 4) end
+  return h, p
+end
+
+-- The local address to bind for the destination address dest (same
+-- family), from the bind host's addresses; nil and an error if none fits.
+local function bind_for(dest, hosts, port)
+  local v6 = dest:sub(1, 1) == "["
+  for i = 1, #hosts do
+    local h = hosts[i]
+    if (h:find(":", 1, true) ~= nil) == v6 then return join_addr(h, port) end
+  end
+  return nil, errstr(-EAFNOSUPPORT)
+end
+
 -- connect(S, host, port, opts): "unix:/path", IPv4, IPv6 ("::1" or
--- "[::1]") or a name; opts.timeout in seconds for the whole call.
+-- "[::1]") or a name; opts.timeout in seconds for the whole call;
+-- opts.bind the local address (a unix path for unix sockets).
 function M.connect(S, host, port, opts)
   if type(host) ~= "string" or host == "" then misuse("ringline.connect: host must be a string", 3) end
   if opts ~= nil and type(opts) ~= "table" then misuse("ringline.connect: opts must be a table", 3) end
@@ -157,7 +187,10 @@ function M.connect(S, host, port, opts)
   if timeout ~= nil and (type(timeout) ~= "number" or timeout < 0 or timeout ~= timeout) then
     misuse("ringline.connect: opts.timeout must be seconds >= 0", 3)
   end
-  if opts and opts.bind ~= nil then misuse("ringline.connect: opts.bind is not supported yet", 3) end
+  local bind = opts and opts.bind
+  if bind ~= nil and (type(bind) ~= "string" or bind == "") then
+    misuse("ringline.connect: opts.bind must be an address string", 3)
+  end
   if timeout == 0 then timeout = nil end
   local t = sched.current(S, "ringline.connect")
   local w = sched.start(S)
@@ -176,6 +209,24 @@ function M.connect(S, host, port, opts)
       for i = 1, #list do addrs[i] = join_addr(list[i], port) end
     end
   end
+  local bhosts, bport
+  if bind then
+    if unix or bind:sub(1, 5) == "unix:" then
+      bhosts = false
+    else
+      local bh
+      bh, bport = split_bind(bind)
+      if numeric(bh) then
+        bhosts = { bh }
+      else
+        local left = deadline and deadline - C.rl_worker_now(w)
+        if left and left <= 0 then return nil, "timeout" end
+        local list, err = resolve(S, t, bh, 0, left)
+        if not list then return nil, err end
+        bhosts = list
+      end
+    end
+  end
   local err
   for i = 1, #addrs do
     local ms = 0
@@ -184,7 +235,15 @@ function M.connect(S, host, port, opts)
       if left <= 0 then return nil, "timeout" end
       ms = math_ceil(left * 1000)
     end
-    local c, e, final = attempt(S, t, w, addrs[i], ms)
+    local from, c, e, final = nil, nil, nil, nil
+    if bhosts then
+      from, e = bind_for(addrs[i], bhosts, bport)
+    elseif bind then
+      from = bind                       -- unix: the path as given
+    end
+    if from or not bind then
+      c, e, final = attempt(S, t, w, addrs[i], from, ms)
+    end
     if c then
       -- the connecting task owns it: closed when the task ends
       c.owner = t
