@@ -191,6 +191,9 @@ function M.connect(S, host, port, opts)
   if bind ~= nil and (type(bind) ~= "string" or bind == "") then
     misuse("ringline.connect: opts.bind must be an address string", 3)
   end
+  local bunix = bind and (unix or bind:sub(1, 5) == "unix:")
+  local bh, bport
+  if bind and not bunix then bh, bport = split_bind(bind) end
   if timeout == 0 then timeout = nil end
   local t = sched.current(S, "ringline.connect")
   local w = sched.start(S)
@@ -209,22 +212,16 @@ function M.connect(S, host, port, opts)
       for i = 1, #list do addrs[i] = join_addr(list[i], port) end
     end
   end
-  local bhosts, bport
-  if bind then
-    if unix or bind:sub(1, 5) == "unix:" then
-      bhosts = false
+  local bhosts
+  if bh then
+    if numeric(bh) then
+      bhosts = { bh }
     else
-      local bh
-      bh, bport = split_bind(bind)
-      if numeric(bh) then
-        bhosts = { bh }
-      else
-        local left = deadline and deadline - C.rl_worker_now(w)
-        if left and left <= 0 then return nil, "timeout" end
-        local list, err = resolve(S, t, bh, 0, left)
-        if not list then return nil, err end
-        bhosts = list
-      end
+      local left = deadline and deadline - C.rl_worker_now(w)
+      if left and left <= 0 then return nil, "timeout" end
+      local list, err = resolve(S, t, bh, 0, left)
+      if not list then return nil, err end
+      bhosts = list
     end
   end
   local err
