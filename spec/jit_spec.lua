@@ -39,7 +39,10 @@ end
 local function our_aborts(log, files)
   local bad = {}
   for line in log:gmatch("[^\n]+") do
-    if line:find("^%[TRACE%s+%-%-%-") then
+    -- "down-recursion, restarting" is not a failure: the recorder met a
+    -- recursive call (conn:send walking nested arrays) and restarts at once
+    -- as a down-recursive trace; nothing stays interpreted because of it.
+    if line:find("^%[TRACE%s+%-%-%-") and not line:find("down-recursion, restarting", 1, true) then
       local at = line:match(" at ([%w_%-%.]+%.lua):%d+%]$")
       if at and files[at] then bad[#bad + 1] = line end
     end
@@ -128,6 +131,7 @@ describe("JIT", function()
       "[TRACE --- (5/3) conn.lua:109 -- call unroll limit reached at environment.lua:7]",
       "[TRACE --- conn.lua:109 -- NYI: bytecode 72 at other.lua:7]",
       "[TRACE --- (3/1) other.lua:9 -- NYI: FastFunc string.rep at lib.lua:5]",
+      "[TRACE --- conn.lua:496 -- down-recursion, restarting at conn.lua:493]",
     }, "\n")
     local bad = our_aborts(log, files)
     assert.are.equal(2, #bad)
