@@ -12,6 +12,8 @@
 #                       pinned: both share both CPUs
 #            2w-shared  server -w 2 (one worker pinned per CPU), load
 #                       generator as in 1w-shared
+#            2w-nopin   the same with --no-pin: the scheduler may move a
+#                       worker away from a busy load-generator thread
 #          2w-shared vs 1w-shared is what a second worker buys when the
 #          cores are shared; vs 1w-pinned, what it costs to share them.
 # spread   how SO_REUSEPORT spreads connections over 2 workers
@@ -99,6 +101,7 @@ server_args() { # set-up workload -> cpus and host arguments
     1w-pinned) echo "0 -w 1 $RL_ROOT/$ex" ;;
     1w-shared) echo "- -w 1 --no-pin $RL_ROOT/$ex" ;;
     2w-shared) echo "- -w 2 --pin $RL_ROOT/$ex" ;;
+    2w-nopin) echo "- -w 2 --no-pin $RL_ROOT/$ex" ;;
   esac
 }
 
@@ -108,7 +111,7 @@ scaling() {
   for r in $(seq "$RUNS"); do
     for wl_sc in http/c64 http/c64-pipe16 echo/c64-64B; do
       wl=${wl_sc%/*} sc=${wl_sc#*/}
-      for setup in 1w-pinned 1w-shared 2w-shared; do
+      for setup in 1w-pinned 1w-shared 2w-shared 2w-nopin; do
         # shellcheck disable=SC2046
         start $(server_args "$setup" "$wl")
         load "$setup" "$wl" "$sc" 1 >/dev/null      # warm-up
