@@ -9,17 +9,13 @@ local ringline = require "ringline"
 local host = os.getenv("BENCH_HOST") or "127.0.0.1"
 local port = tonumber(os.getenv("PORT") or "8080")
 
--- One task per connection. receiveany hands over whatever arrived (up to
--- 64 KiB) without waiting for more; send queues it and yields only while the
--- peer is slow to read (above the send high watermark), which is the
+-- One task per connection. send_from moves whatever arrived from the
+-- connection's receive buffer into its own send queue (one copy, no Lua
+-- string), waiting only when nothing is buffered; it yields while the peer
+-- is slow to read (above the send high watermark), which is the
 -- backpressure: this connection stops reading until its peer catches up.
 local function echo(conn)
-  while true do
-    local data = conn:receiveany(65536)
-    if not data then return end          -- closed, reset or error
-    local ok = conn:send(data)
-    if not ok then return end
-  end
+  while conn:send_from(conn) do end     -- ends when closed, reset or failed
 end
 
 local addr = (host:find(":", 1, true) and "[" .. host .. "]" or host) .. ":" .. port

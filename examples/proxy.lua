@@ -24,30 +24,25 @@ else
   end
 end
 
--- One direction: whatever arrives on src goes to dst. receiveany hands over
--- what is buffered without waiting for more; send yields while dst's peer
--- is slow to read, and meanwhile src is not read: that is the backpressure.
+-- One direction: whatever arrives on src goes to dst. send_from hands over
+-- what is buffered without waiting for more and yields while dst's peer is
+-- slow to read, and meanwhile src is not read: that is the backpressure.
 -- When src's peer half-closes (EOF: "closed"), dst is half-closed too after
 -- the queued bytes, so the far end sees the same EOF. Any other failure
 -- (a reset, a send error) resets both sides, which also ends the other
 -- direction's pump.
 local function pump(src, dst)
   while true do
-    local data, err = src:receiveany(65536)
-    if not data then
-      if err == "closed" then
+    -- one copy from src's receive buffer into dst's send queue
+    local n, err, side = dst:send_from(src)
+    if not n then
+      if side == "receive" and err == "closed" then
         dst:shutdown("send")
         return true
       end
       src:close("reset")
       dst:close("reset")
       return nil, err
-    end
-    local ok, serr = dst:send(data)
-    if not ok then
-      src:close("reset")
-      dst:close("reset")
-      return nil, serr
     end
   end
 end

@@ -650,6 +650,35 @@ function methods.send_nowait(c, ...)
   return queue(c, ...)
 end
 
+-- dst:send_from(src [, max]): move what src has buffered (waiting for at
+-- least one byte; at most max) into dst's send queue and consume it from
+-- src: one copy, straight from src's receive buffer, and no Lua string -
+-- what an echo or a proxy pump wants. Returns the bytes moved, or nil, err,
+-- side with side "receive" (src ended or failed; err as receive's) or
+-- "send" (dst failed). Yields like send above the high watermark.
+function methods.send_from(c, src, max)
+  if getmetatable(src) ~= mt then misuse("conn:send_from: the source must be a connection", 2) end
+  if max ~= nil and (type(max) ~= "number" or max < 1) then
+    misuse("conn:send_from: bad max " .. tostring(max), 2)
+  end
+  if c.closed then return nil, "closed", "send" end
+  local io = c.io
+  local e = io.serr
+  if e ~= 0 then return nil, errstr(e), "send" end
+  local p, n = methods.view(src, 1)
+  if not p then return nil, n, "receive" end
+  if max and n > max then n = max end
+  local rc = C.rl_conn_send(c.w, c.slot, c.gen, p, n)
+  if rc < 0 then return nil, errstr(rc), "send" end
+  C.rl_conn_consume(src.w, src.slot, src.gen, n)
+  local S = c.S
+  if io.unsent > S.hiwat then
+    local why = wait_send(c, S.lowat, c.send_to)
+    if why then return nil, why, "send" end
+  end
+  return n
+end
+
 -- Flushed but guards are out: park among the writers until a guard
 -- release brings c.guards to 0 (region.conn_idle wakes them).
 local function guard_wait_once(c, t)
