@@ -201,7 +201,7 @@ crossover() {
         local opts=() extra=()
         case $mode in
           copy) opts=(--set zc_threshold=1g) ;;
-          zc) opts=(--set zc_threshold=0) ;;
+          zc) opts=(--set "zc_threshold=$size") ;;   # the body guarded, the head copied
           plain) extra=(plain) ;;
         esac
         wait_quiet

@@ -1,7 +1,7 @@
 -- zc_crossover.lua: what one send of SIZE bytes costs the sender, copied
 -- or zero-copy (bench/large.sh runs it; not part of CI).
 --
---   ringline-lua --set zc_threshold=0  bench/zc_crossover.lua send SIZE SECONDS   (zc)
+--   ringline-lua --set zc_threshold=SIZE bench/zc_crossover.lua send SIZE SECONDS (zc)
 --   ringline-lua --set zc_threshold=1g bench/zc_crossover.lua send SIZE SECONDS   (copy)
 --   ringline-lua bench/zc_crossover.lua send SIZE SECONDS plain                  (string)
 --   ringline-lua bench/zc_crossover.lua sink PORT
@@ -14,8 +14,9 @@
 -- user + system, which on loopback includes the kernel's receive side run
 -- in the sender's softirq context) and sends per CPU second. zc_threshold
 -- decides the body's fate: at or above it the slice is guarded and goes out
--- with SENDMSG_ZC (the head copied into the same slab entry); below it
--- nothing is guarded and both parts take the plain copy path.
+-- with SENDMSG_ZC (the 64-byte head, below it, copied into the same slab
+-- entry); below it nothing is guarded and both parts take the plain copy
+-- path.
 --
 -- sink: connects to PORT and discards everything until EOF.
 local ringline = require "ringline"
