@@ -221,7 +221,7 @@ describe("guarded sends", function()
       idle_metrics()
       assert.are.equal(0, r:inflight())
       assert.is_true(r:free())
-    end, { timeout = 60 })
+    end, { timeout = 60, zc_threshold = 4096 })  -- the sizes straddle this threshold
     local st = all_released_once(S)
     -- per size: the body slice when >= 4096, the 8 KiB string always
     assert.are.equal(#sizes + 6, st.anchored)
@@ -484,7 +484,7 @@ describe("guarded sends", function()
       assert.are.same({ 0, 0 }, out.one)
       assert.are.same({ 0, 0 }, out.four)
       return out.small, out.big, out.plain, thr
-    end)
+    end, { zc_threshold = 4096 })
     assert.are.equal(4096, thr)
     assert.are.same({ 0, 0 }, d_small)
     assert.are.same({ 1, 1 }, d_big)
