@@ -543,7 +543,8 @@ local function queue(c, ...)
       local n, err = send_guarded(c, 4, 1, x)   -- not a tail call: keeps the misuse level
       return n, err
     end
-    return send_part(c, x, 4)
+    local n, err = send_part(c, x, 4)  -- not a tail call: keeps the error level right
+    return n, err
   end
   if nargs == 0 then misuse("conn:send: nothing to send", 3) end
   -- a slice anywhere: the whole send is one rl_conn_sendv (region.lua)
@@ -647,7 +648,8 @@ function methods.send_nowait(c, ...)
   local e = io.serr
   if e ~= 0 then return nil, errstr(e) end
   if io.unsent > c.S.hiwat then return nil, "busy" end
-  return queue(c, ...)
+  local n, err = queue(c, ...)  -- not a tail call: keeps the misuse level
+  return n, err
 end
 
 -- dst:send_from(src [, max]): move what src has buffered (waiting for at
