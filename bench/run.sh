@@ -22,6 +22,8 @@ mkdir -p "$BENCH_DIR"
 rsync -a --exclude out --exclude .deps --exclude build "$SHARED/" "$BENCH_DIR/" 2>/dev/null ||
   cp -r "$SHARED/." "$BENCH_DIR/"
 chmod -R u+w "$BENCH_DIR"
+# the peers' own dependencies (nginx's lua module is unpacked into .deps)
+[ -d "$BENCH_DIR/.deps" ] || bash "$BENCH_DIR/setup.sh" >&2
 
 # Register our peers right after the shared registry (one line per workload).
 python3 - "$BENCH_DIR/run.sh" <<'PY'
