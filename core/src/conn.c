@@ -68,12 +68,7 @@ static void cancel_ud(struct rl_worker *w, struct rl_conn *c, uint64_t target)
 
 static void cancel_op(struct rl_worker *w, struct rl_conn *c, enum rl_op target)
 {
-	struct io_uring_sqe *sqe = rl__sqe(w);
-	if (!sqe)
-		return; /* the op completes on its own or at teardown */
-	io_uring_prep_cancel64(sqe, rl_ud_pack(target, c->slot, c->io.gen), 0);
-	set_ud(sqe, RL_OP_CANCEL, c);
-	op_start(w, c);
+	cancel_ud(w, c, rl_ud_pack(target, c->slot, c->io.gen));
 }
 
 static void starve(struct rl_worker *w, struct rl_conn *c)
@@ -97,7 +92,6 @@ static void recv_arm(struct rl_worker *w, struct rl_conn *c)
 	sqe->buf_group = w->bufs.bgid;
 	set_ud(sqe, RL_OP_RECV, c);
 	c->recv_armed = 1;
-	c->recv_paused = 0;
 	op_start(w, c);
 }
 
@@ -109,10 +103,8 @@ static void recv_update(struct rl_worker *w, struct rl_conn *c)
 	if (want && !c->recv_armed) {
 		recv_arm(w, c);
 	} else if (!want && c->recv_armed && !c->recv_cancel && (full || c->closing)) {
-		if (full && !c->closing) {
-			c->recv_paused = 1;
+		if (full && !c->closing)
 			w->m.recv_pauses++;
-		}
 		c->recv_cancel = 1;
 		cancel_op(w, c, RL_OP_RECV);
 	}

@@ -157,7 +157,6 @@ struct rl_conn {
 	uint32_t next_starved;     /* link in the ENOBUFS re-arm list */
 	uint8_t recv_armed;
 	uint8_t recv_cancel;       /* an ASYNC_CANCEL for the recv is in flight */
-	uint8_t recv_paused;       /* stopped by the window (backpressure) */
 	uint8_t starved;           /* on the re-arm list */
 	uint8_t send_inflight;
 	uint8_t send_cancel;

@@ -119,7 +119,7 @@ int rl_listener_close(struct rl_worker *w, int id)
 	if (!sqe)
 		return -EBUSY;
 	io_uring_prep_cancel64(sqe, rl_ud_pack(RL_OP_ACCEPT, (uint32_t)id, l->gen), 0);
-	io_uring_sqe_set_data64(sqe, rl_ud_pack(RL_OP_LISTEN_CANCEL, (uint32_t)id, l->gen));
+	io_uring_sqe_set_data64(sqe, rl_ud_pack(RL_OP_UNOWNED, (uint32_t)id, l->gen));
 	l->cancel_sent = 1;
 	w->m.ops_inflight++;
 	return 0;
@@ -162,9 +162,10 @@ void rl__listener_on_accept(struct rl_worker *w, struct io_uring_cqe *cqe)
 			/* The kernel gave an index whose slot is still live: a
 			 * broken invariant. Close the file, keep the slot. */
 			struct io_uring_sqe *sqe = rl__sqe(w);
-			if (sqe) {
+			if (sqe) { /* an unowned op: its completion only counts */
 				io_uring_prep_close_direct(sqe, (unsigned)res);
-				io_uring_sqe_set_data64(sqe, rl_ud_pack(RL_OP_CANCEL, 0, 0));
+				io_uring_sqe_set_data64(sqe, rl_ud_pack(RL_OP_UNOWNED, 0, 0));
+				w->m.ops_inflight++;
 			}
 			w->m.stale_cqes++;
 		} else {

@@ -34,7 +34,8 @@ enum rl_op {
 	RL_OP_CONNECT,
 	RL_OP_LINK_TIMEOUT,
 	RL_OP_WAKE,        /* eventfd read for cross-thread wake-ups */
-	RL_OP_LISTEN_CANCEL, /* cancel of a listener's accept; index = listener id */
+	RL_OP_UNOWNED,     /* an op whose completion only counts: a listener's accept
+	                      cancel, the wake read's cancel, a stray accept's close */
 	RL_OP_INBOX,       /* MSG_RING doorbell from another worker (target side),
 	                      or the sender's own completion of it (index 1) */
 	RL_OP_UDP_RECV,    /* multishot RECVMSG; index = UDP socket */

@@ -163,9 +163,6 @@ static void dispatch(struct rl_worker *w, struct io_uring_cqe *cqe)
 	case RL_OP_CANCEL:
 	case RL_OP_SHUTDOWN:
 	case RL_OP_FD_INSTALL:
-		if (cqe->user_data == rl_ud_pack(RL_OP_CANCEL, 0, 0) &&
-		    !rl__conntab_get(&w->conns, 0, 0))
-			break; /* the unowned close of an impossible accept */
 		rl__conn_on_simple(w, cqe);
 		break;
 	case RL_OP_SOCK_INSTALL:
@@ -189,7 +186,7 @@ static void dispatch(struct rl_worker *w, struct io_uring_cqe *cqe)
 	case RL_OP_SEND_SLAB:
 		rl__slab_on_cqe(w, cqe);
 		break;
-	case RL_OP_LISTEN_CANCEL:
+	case RL_OP_UNOWNED:
 		w->m.ops_inflight--;
 		break;
 	case RL_OP_WAKE:
@@ -374,7 +371,7 @@ int rl_worker_destroy(struct rl_worker *w)
 		struct io_uring_sqe *sqe = rl__sqe(w);
 		if (sqe) {
 			io_uring_prep_cancel64(sqe, rl_ud_pack(RL_OP_WAKE, 0, 0), 0);
-			io_uring_sqe_set_data64(sqe, rl_ud_pack(RL_OP_LISTEN_CANCEL, RL_UD_INDEX_MAX, 0));
+			io_uring_sqe_set_data64(sqe, rl_ud_pack(RL_OP_UNOWNED, RL_UD_INDEX_MAX, 0));
 			w->m.ops_inflight++;
 		}
 	}
