@@ -336,8 +336,10 @@ int rl_connect_cancel(struct rl_worker *w, uint32_t token);
  * and alive until RL_EV_GUARD returns their token, which happens exactly
  * once per guarded part, after the send's completion and every zero-copy
  * notification, on success, error, reset, close and teardown alike. Smaller
- * parts are copied. Returns 0 or -errno (then nothing was queued and no
- * guard will be reported). */
+ * parts are copied. Returns 0 or -errno: then nothing was queued and no
+ * guard will be reported, except for -ENOMEM, after which the parts before
+ * the one that failed may be queued (and their guards reported as usual)
+ * and the rest were not taken. */
 int rl_conn_sendv(struct rl_worker *w, uint32_t slot, uint32_t gen, const struct rl_part *parts, int n);
 
 /* -- regions: memory registered with the ring for guarded sends -- */

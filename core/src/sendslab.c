@@ -176,8 +176,6 @@ void rl__slab_on_cqe(struct rl_worker *w, struct io_uring_cqe *cqe)
 
 /* ---- building a scatter-gather send ---- */
 
-static int queue_copy(struct rl_worker *w, struct rl_conn *c, const void *p, size_t len);
-
 static void finish(struct rl_worker *w, struct rl_conn *c, struct rl_slab_entry *e)
 {
 	if (!e)
@@ -240,7 +238,7 @@ int rl_conn_sendv(struct rl_worker *w, uint32_t slot, uint32_t gen, const struct
 				rl__emit(w, RL_EV_GUARD, 0, (uint32_t)p->region, 0, p->token);
 			continue;
 		}
-		if (guarded_kind && zc_ok && p->len >= thr && p->len > 0) {
+		if (guarded_kind && zc_ok && p->len >= thr) {
 			if (!e || e->niov == RL_SLAB_IOVS || e->nguards == RL_SLAB_GUARDS) {
 				finish(w, c, e);
 				e = rl__slab_alloc(&w->slab);
@@ -268,10 +266,12 @@ int rl_conn_sendv(struct rl_worker *w, uint32_t slot, uint32_t gen, const struct
 			finish(w, c, e);
 			e = rl__slab_alloc(&w->slab);
 		}
-		if (e && !e->copy && !(e->copy = rl__chunk_get(&w->pool, w->pool.slot_size)))
+		if (e && !e->copy && !(e->copy = rl__chunk_get(&w->pool, w->pool.slot_size))) {
+			finish(w, c, e); /* what it holds goes out and is released as usual */
 			return -ENOMEM;
+		}
 		if (!e) {
-			int rc = queue_copy(w, c, p->ptr, p->len);
+			int rc = rl_conn_send(w, c->slot, c->io.gen, p->ptr, p->len);
 			if (rc)
 				return rc;
 		} else {
@@ -292,9 +292,4 @@ int rl_conn_sendv(struct rl_worker *w, uint32_t slot, uint32_t gen, const struct
 	}
 	finish(w, c, e);
 	return 0;
-}
-
-static int queue_copy(struct rl_worker *w, struct rl_conn *c, const void *p, size_t len)
-{
-	return rl_conn_send(w, c->slot, c->io.gen, p, len);
 }
