@@ -315,7 +315,6 @@ RL_HIDDEN void rl__udp_on_send(struct rl_worker *w, struct io_uring_cqe *cqe);
 RL_HIDDEN void rl__udp_on_cancel(struct rl_worker *w, struct io_uring_cqe *cqe);
 RL_HIDDEN void rl__udp_close_all(struct rl_worker *w);
 RL_HIDDEN void rl__udp_fini(struct rl_worker *w);
-RL_HIDDEN uint32_t rl__udp_live(const struct rl_worker *w);
 
 /* ---- the resolver thread (resolve.c) ---- */
 struct rl_resolver;
@@ -410,5 +409,8 @@ RL_HIDDEN void rl__connect_fini(struct rl_worker *w);
 /* sockaddr.c: parse "host:port", "[v6]:port", ":port", "port", "unix:/path" */
 RL_HIDDEN int rl__parse_addr(const char *addr, int passive, struct sockaddr_storage *ss,
 			     socklen_t *len);
+/* Address text into host (when hostlen > 0); returns the port, 0 for unix. */
+RL_HIDDEN int rl__format_addr(const struct sockaddr_storage *ss, socklen_t len, char *host,
+			      size_t hostlen);
 
 #endif

@@ -102,6 +102,34 @@ int rl__parse_addr(const char *addr, int passive, struct sockaddr_storage *ss, s
 	return 0;
 }
 
+int rl__format_addr(const struct sockaddr_storage *ss, socklen_t len, char *host, size_t hostlen)
+{
+	if (hostlen)
+		host[0] = 0;
+	switch (ss->ss_family) {
+	case AF_INET: {
+		const struct sockaddr_in *s = (const struct sockaddr_in *)ss;
+		if (hostlen)
+			inet_ntop(AF_INET, &s->sin_addr, host, (socklen_t)hostlen);
+		return ntohs(s->sin_port);
+	}
+	case AF_INET6: {
+		const struct sockaddr_in6 *s = (const struct sockaddr_in6 *)ss;
+		if (hostlen)
+			inet_ntop(AF_INET6, &s->sin6_addr, host, (socklen_t)hostlen);
+		return ntohs(s->sin6_port);
+	}
+	case AF_UNIX: {
+		const struct sockaddr_un *s = (const struct sockaddr_un *)ss;
+		if (hostlen && len > offsetof(struct sockaddr_un, sun_path))
+			snprintf(host, hostlen, "unix:%s", s->sun_path);
+		return 0;
+	}
+	default:
+		return -EAFNOSUPPORT;
+	}
+}
+
 int rl_fd_name(int fd, int peer, char *host, size_t hostlen)
 {
 	struct sockaddr_storage ss;
@@ -110,28 +138,7 @@ int rl_fd_name(int fd, int peer, char *host, size_t hostlen)
 		      : getsockname(fd, (struct sockaddr *)&ss, &len);
 	if (rc < 0)
 		return -errno;
-	if (hostlen)
-		host[0] = 0;
-	switch (ss.ss_family) {
-	case AF_INET: {
-		struct sockaddr_in *s = (struct sockaddr_in *)&ss;
-		inet_ntop(AF_INET, &s->sin_addr, host, (socklen_t)hostlen);
-		return ntohs(s->sin_port);
-	}
-	case AF_INET6: {
-		struct sockaddr_in6 *s = (struct sockaddr_in6 *)&ss;
-		inet_ntop(AF_INET6, &s->sin6_addr, host, (socklen_t)hostlen);
-		return ntohs(s->sin6_port);
-	}
-	case AF_UNIX: {
-		struct sockaddr_un *s = (struct sockaddr_un *)&ss;
-		if (hostlen && len > offsetof(struct sockaddr_un, sun_path))
-			snprintf(host, hostlen, "unix:%s", s->sun_path);
-		return 0;
-	}
-	default:
-		return -EAFNOSUPPORT;
-	}
+	return rl__format_addr(&ss, len, host, hostlen);
 }
 
 int rl_fd_setoption(int fd, int opt, int value)

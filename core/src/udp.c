@@ -10,7 +10,6 @@
  * An id is (generation << 10 | index): a closed socket's id never reaches
  * the next socket in the same place.
  */
-#include <arpa/inet.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -230,24 +229,10 @@ int rl_udp_take(struct rl_worker *w, int id, void *buf, size_t cap, char *host, 
 	u->qlen--;
 	uint32_t n = d->len < cap ? d->len : (uint32_t)cap;
 	memcpy(buf, d->data, n);
+	int port = rl__format_addr(&d->addr, d->alen, host, host ? hostlen : 0);
 	if (meta) {
-		meta[0] = 0;
+		meta[0] = port > 0 ? port : 0;
 		meta[1] = d->trunc || n < d->len;
-	}
-	if (host && hostlen) {
-		host[0] = 0;
-		/* reuse the fd helper's formatting on the stored address */
-		if (d->addr.ss_family == AF_INET) {
-			struct sockaddr_in *sin = (struct sockaddr_in *)&d->addr;
-			inet_ntop(AF_INET, &sin->sin_addr, host, (socklen_t)hostlen);
-			if (meta)
-				meta[0] = ntohs(sin->sin_port);
-		} else if (d->addr.ss_family == AF_INET6) {
-			struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&d->addr;
-			inet_ntop(AF_INET6, &sin6->sin6_addr, host, (socklen_t)hostlen);
-			if (meta)
-				meta[0] = ntohs(sin6->sin6_port);
-		}
 	}
 	free(d);
 	return (int)n;
@@ -381,11 +366,6 @@ void rl__udp_close_all(struct rl_worker *w)
 	for (uint32_t i = 0; i < RL_MAX_UDP; i++)
 		if (w->udp[i].used && !w->udp[i].closing)
 			rl_udp_close(w, make_id(&w->udp[i], i));
-}
-
-uint32_t rl__udp_live(const struct rl_worker *w)
-{
-	return w->udp_live;
 }
 
 void rl__udp_fini(struct rl_worker *w)
