@@ -28,16 +28,11 @@ static int req_alloc(struct rl_worker *w)
 	if (!nr)
 		return -ENOMEM;
 	w->reqs = nr;
-	for (uint32_t i = w->nreqs; i < n; i++) {
-		nr[i] = calloc(1, sizeof(**nr));
-		if (!nr[i]) {
-			w->nreqs = i;
-			return i > 0 && !nr[i - 1]->used ? (int)(i - 1) : -ENOMEM;
-		}
-	}
-	int first = (int)w->nreqs;
-	w->nreqs = n;
-	return first;
+	uint32_t first = w->nreqs, i;
+	for (i = first; i < n && (nr[i] = calloc(1, sizeof(**nr))); i++)
+		;
+	w->nreqs = i; /* keep what could be allocated */
+	return i > first ? (int)first : -ENOMEM;
 }
 
 static void req_free(struct rl_connreq *r)
