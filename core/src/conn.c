@@ -25,16 +25,41 @@
 
 #include "internal.h"
 
-static void op_start(struct rl_worker *w, struct rl_conn *c)
+/* Every SQE of a connection is counted until its completion: a slot is
+ * closed only once nothing of it is left in the kernel. */
+void rl__conn_op_start(struct rl_worker *w, struct rl_conn *c)
 {
 	c->ops++;
 	w->m.ops_inflight++;
 }
 
-static void op_done(struct rl_worker *w, struct rl_conn *c)
+void rl__conn_op_done(struct rl_worker *w, struct rl_conn *c)
 {
 	c->ops--;
 	w->m.ops_inflight--;
+}
+
+struct rl_conn *rl__conn_of_cqe(struct rl_worker *w, const struct io_uring_cqe *cqe)
+{
+	struct rl_conn *c = rl__conntab_get(&w->conns, rl_ud_index(cqe->user_data),
+					    rl_ud_gen(cqe->user_data));
+	if (!c)
+		w->m.stale_cqes++; /* a tripwire: the close ordering makes it impossible */
+	return c;
+}
+
+struct rl_conn *rl__conn_sendable(struct rl_worker *w, uint32_t slot, uint32_t gen, int *err)
+{
+	struct rl_conn *c = rl__conntab_get(&w->conns, slot, gen);
+	if (!c)
+		*err = -ESTALE;
+	else if (c->io.serr)
+		*err = c->io.serr;
+	else if (c->closing || c->shut_pending || c->shut_inflight)
+		*err = -EPIPE;
+	else
+		return c;
+	return NULL;
 }
 
 static void set_ud(struct io_uring_sqe *sqe, enum rl_op op, const struct rl_conn *c)
@@ -63,7 +88,7 @@ static void cancel_ud(struct rl_worker *w, struct rl_conn *c, uint64_t target)
 		return; /* the op completes on its own or at teardown */
 	io_uring_prep_cancel64(sqe, target, 0);
 	set_ud(sqe, RL_OP_CANCEL, c);
-	op_start(w, c);
+	rl__conn_op_start(w, c);
 }
 
 static void cancel_op(struct rl_worker *w, struct rl_conn *c, enum rl_op target)
@@ -92,7 +117,7 @@ static void recv_arm(struct rl_worker *w, struct rl_conn *c)
 	sqe->buf_group = w->bufs.bgid;
 	set_ud(sqe, RL_OP_RECV, c);
 	c->recv_armed = 1;
-	op_start(w, c);
+	rl__conn_op_start(w, c);
 }
 
 static void recv_update(struct rl_worker *w, struct rl_conn *c)
@@ -194,7 +219,7 @@ void rl__conn_on_recv(struct rl_worker *w, struct io_uring_cqe *cqe)
 	if (!(cqe->flags & IORING_CQE_F_MORE)) {
 		c->recv_armed = 0;
 		c->recv_cancel = 0;
-		op_done(w, c);
+		rl__conn_op_done(w, c);
 		if (c->closing)
 			rl__conn_close_step(w, c);
 		else
@@ -205,11 +230,6 @@ void rl__conn_on_recv(struct rl_worker *w, struct io_uring_cqe *cqe)
 }
 
 /* ---- send queue ---- */
-
-void rl__conn_op_start(struct rl_worker *w, struct rl_conn *c)
-{
-	op_start(w, c);
-}
 
 static void send_submit(struct rl_worker *w, struct rl_conn *c)
 {
@@ -229,7 +249,7 @@ static void send_submit(struct rl_worker *w, struct rl_conn *c)
 	sqe->flags |= IOSQE_FIXED_FILE;
 	set_ud(sqe, RL_OP_SEND, c);
 	c->send_inflight = 1;
-	op_start(w, c);
+	rl__conn_op_start(w, c);
 }
 
 static void drop_queue(struct rl_worker *w, struct rl_conn *c)
@@ -258,7 +278,7 @@ static void shutdown_submit(struct rl_worker *w, struct rl_conn *c)
 	sqe->flags |= IOSQE_FIXED_FILE;
 	set_ud(sqe, RL_OP_SHUTDOWN, c);
 	c->shut_inflight = 1;
-	op_start(w, c);
+	rl__conn_op_start(w, c);
 }
 
 void rl__conn_enqueue(struct rl_worker *w, struct rl_conn *c, struct rl_chunk *node)
@@ -279,7 +299,7 @@ void rl__conn_enqueue(struct rl_worker *w, struct rl_conn *c, struct rl_chunk *n
  * removed by the caller): account, then decide what the queue does next. */
 void rl__conn_send_done(struct rl_worker *w, struct rl_conn *c, int res)
 {
-	op_done(w, c);
+	rl__conn_op_done(w, c);
 	c->send_inflight = 0;
 	if (res > 0) {
 		c->io.unsent -= (uint32_t)res;
@@ -303,12 +323,9 @@ void rl__conn_send_done(struct rl_worker *w, struct rl_conn *c, int res)
 
 void rl__conn_on_send(struct rl_worker *w, struct io_uring_cqe *cqe)
 {
-	struct rl_conn *c = rl__conntab_get(&w->conns, rl_ud_index(cqe->user_data),
-					    rl_ud_gen(cqe->user_data));
-	if (!c) {
-		w->m.stale_cqes++;
+	struct rl_conn *c = rl__conn_of_cqe(w, cqe);
+	if (!c)
 		return;
-	}
 	int res = cqe->res;
 	struct rl_chunk *h = c->sq_head;
 	if (res > 0) {
@@ -334,7 +351,7 @@ static void fd_install_submit(struct rl_worker *w, struct rl_conn *c)
 	sqe->flags |= IOSQE_FIXED_FILE;
 	set_ud(sqe, RL_OP_FD_INSTALL, c);
 	c->fd_pending = 1;
-	op_start(w, c);
+	rl__conn_op_start(w, c);
 }
 
 void rl__conn_close_step(struct rl_worker *w, struct rl_conn *c)
@@ -395,7 +412,7 @@ void rl__conn_close_step(struct rl_worker *w, struct rl_conn *c)
 	io_uring_prep_close_direct(sqe, c->slot);
 	set_ud(sqe, RL_OP_CLOSE, c);
 	c->close_submitted = 1;
-	op_start(w, c);
+	rl__conn_op_start(w, c);
 }
 
 int rl__conn_begin_close(struct rl_worker *w, struct rl_conn *c, int how, int32_t reason)
@@ -416,13 +433,10 @@ int rl__conn_begin_close(struct rl_worker *w, struct rl_conn *c, int how, int32_
 
 void rl__conn_on_close(struct rl_worker *w, struct io_uring_cqe *cqe)
 {
-	struct rl_conn *c = rl__conntab_get(&w->conns, rl_ud_index(cqe->user_data),
-					    rl_ud_gen(cqe->user_data));
-	if (!c) {
-		w->m.stale_cqes++;
+	struct rl_conn *c = rl__conn_of_cqe(w, cqe);
+	if (!c)
 		return;
-	}
-	op_done(w, c);
+	rl__conn_op_done(w, c);
 	uint32_t gen = c->io.gen;
 	int silent = c->silent;
 	int32_t reason = c->close_res;
@@ -436,13 +450,10 @@ void rl__conn_on_close(struct rl_worker *w, struct io_uring_cqe *cqe)
 /* Completions that only finish a step: cancel, shutdown, fd install. */
 void rl__conn_on_simple(struct rl_worker *w, struct io_uring_cqe *cqe)
 {
-	struct rl_conn *c = rl__conntab_get(&w->conns, rl_ud_index(cqe->user_data),
-					    rl_ud_gen(cqe->user_data));
-	if (!c) {
-		w->m.stale_cqes++;
+	struct rl_conn *c = rl__conn_of_cqe(w, cqe);
+	if (!c)
 		return;
-	}
-	op_done(w, c);
+	rl__conn_op_done(w, c);
 	switch (rl_ud_op(cqe->user_data)) {
 	case RL_OP_SHUTDOWN:
 		c->shut_inflight = 0;
@@ -506,13 +517,10 @@ int rl_conn_want_recv(struct rl_worker *w, uint32_t slot, uint32_t gen, uint32_t
 
 int rl_conn_send(struct rl_worker *w, uint32_t slot, uint32_t gen, const void *data, size_t len)
 {
-	struct rl_conn *c = rl__conntab_get(&w->conns, slot, gen);
+	int err;
+	struct rl_conn *c = rl__conn_sendable(w, slot, gen, &err);
 	if (!c)
-		return -ESTALE;
-	if (c->io.serr)
-		return c->io.serr;
-	if (c->closing || c->shut_pending || c->shut_inflight)
-		return -EPIPE;
+		return err;
 	if (len > (size_t)(UINT32_MAX - c->io.unsent))
 		return -ENOBUFS;
 	const uint8_t *p = data;

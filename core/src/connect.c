@@ -190,28 +190,22 @@ void rl__connect_on_install(struct rl_worker *w, struct io_uring_cqe *cqe)
 	io_uring_prep_connect(sqe, (int)slot, (struct sockaddr *)&r->addr, r->addrlen);
 	sqe->flags |= IOSQE_FIXED_FILE;
 	io_uring_sqe_set_data64(sqe, rl_ud_pack(RL_OP_CONNECT, slot, c->io.gen));
-	c->ops++;
-	w->m.ops_inflight++;
+	rl__conn_op_start(w, c);
 	if (r->timeout_ms) {
 		sqe->flags |= IOSQE_IO_LINK;
 		struct io_uring_sqe *t = io_uring_get_sqe(&w->ring);
 		io_uring_prep_link_timeout(t, &r->ts, 0);
 		io_uring_sqe_set_data64(t, rl_ud_pack(RL_OP_LINK_TIMEOUT, slot, c->io.gen));
-		c->ops++;
-		w->m.ops_inflight++;
+		rl__conn_op_start(w, c);
 	}
 }
 
 void rl__connect_on_connect(struct rl_worker *w, struct io_uring_cqe *cqe)
 {
-	struct rl_conn *c = rl__conntab_get(&w->conns, rl_ud_index(cqe->user_data),
-					    rl_ud_gen(cqe->user_data));
-	if (!c) {
-		w->m.stale_cqes++;
+	struct rl_conn *c = rl__conn_of_cqe(w, cqe);
+	if (!c)
 		return;
-	}
-	c->ops--;
-	w->m.ops_inflight--;
+	rl__conn_op_done(w, c);
 	if (c->connreq >= 0) {
 		/* the kernel copied the address and timeout at submission */
 		req_free(w->reqs[c->connreq]);
@@ -256,14 +250,10 @@ int rl_connect_cancel(struct rl_worker *w, uint32_t token)
 
 void rl__connect_on_timeout(struct rl_worker *w, struct io_uring_cqe *cqe)
 {
-	struct rl_conn *c = rl__conntab_get(&w->conns, rl_ud_index(cqe->user_data),
-					    rl_ud_gen(cqe->user_data));
-	if (!c) {
-		w->m.stale_cqes++;
+	struct rl_conn *c = rl__conn_of_cqe(w, cqe);
+	if (!c)
 		return;
-	}
-	c->ops--;
-	w->m.ops_inflight--;
+	rl__conn_op_done(w, c);
 	if (c->closing)
 		rl__conn_close_step(w, c);
 }

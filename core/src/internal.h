@@ -389,6 +389,12 @@ RL_HIDDEN void rl__slab_dropped(struct rl_worker *w, struct rl_slab_entry *e);
 /* conn.c helpers the slab path shares */
 RL_HIDDEN void rl__conn_send_done(struct rl_worker *w, struct rl_conn *c, int res);
 RL_HIDDEN void rl__conn_op_start(struct rl_worker *w, struct rl_conn *c);
+RL_HIDDEN void rl__conn_op_done(struct rl_worker *w, struct rl_conn *c);
+/* The live connection a completion belongs to, or NULL (counted as stale). */
+RL_HIDDEN struct rl_conn *rl__conn_of_cqe(struct rl_worker *w, const struct io_uring_cqe *cqe);
+/* The connection if it may queue sends now, else NULL with *err set. */
+RL_HIDDEN struct rl_conn *rl__conn_sendable(struct rl_worker *w, uint32_t slot, uint32_t gen,
+					    int *err);
 RL_HIDDEN void rl__conn_enqueue(struct rl_worker *w, struct rl_conn *c, struct rl_chunk *node);
 
 /* region.c */

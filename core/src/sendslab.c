@@ -202,13 +202,10 @@ static uint32_t copy_room(const struct rl_slab_entry *e)
 int rl_conn_sendv(struct rl_worker *w, uint32_t slot, uint32_t gen, const struct rl_part *parts,
 		  int n)
 {
-	struct rl_conn *c = rl__conntab_get(&w->conns, slot, gen);
+	int err;
+	struct rl_conn *c = rl__conn_sendable(w, slot, gen, &err);
 	if (!c)
-		return -ESTALE;
-	if (c->io.serr)
-		return c->io.serr;
-	if (c->closing || c->shut_pending || c->shut_inflight)
-		return -EPIPE;
+		return err;
 	if (n < 0 || (n > 0 && !parts))
 		return -EINVAL;
 	uint64_t total = 0;
