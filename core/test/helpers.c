@@ -257,6 +257,45 @@ void t_echo(struct rl_worker *w, uint32_t slot, uint32_t gen)
 	}
 }
 
+void t_echo_event(struct t_ctx *t, const struct rl_event *e)
+{
+	switch (e->type) {
+	case RL_EV_ACCEPTED:
+	case RL_EV_RECV:
+		t_echo(t->w, e->slot, e->gen);
+		break;
+	case RL_EV_CLOSED:
+		ASSERT(e->res == 0, "connection closed with %s", rl_strerror(e->res));
+		break;
+	default:
+		FAIL("unexpected event %u", e->type);
+	}
+}
+
+void t_consume_stream(struct rl_worker *w, uint32_t slot, uint32_t gen, uint32_t seed,
+		      uint64_t *recvd)
+{
+	const struct rl_conn_io *io = rl_conn_io(w, slot);
+	for (;;) {
+		if (io->gen != gen)
+			return;
+		if (io->rlen) {
+			long long bad = t_pattern_find_bad(io->rdata, io->rlen, seed, *recvd);
+			ASSERT(bad < 0, "server: stream byte %llu wrong",
+			       (unsigned long long)*recvd + (unsigned long long)bad);
+			*recvd += io->rlen;
+			CHECK_EQ(rl_conn_consume(w, slot, gen, io->rlen), 0);
+		}
+		if (io->reof || io->rerr) {
+			CHECK_EQ(io->rerr, 0);
+			CHECK_EQ(rl_conn_close(w, slot, gen, RL_CLOSE_GRACEFUL), 0);
+			return;
+		}
+		if (CHECK_RC(rl_conn_want_recv(w, slot, gen, 1)) == 0)
+			return;
+	}
+}
+
 /* ---- loopback peers ---- */
 
 void t_set_nonblock(int fd)
@@ -330,6 +369,18 @@ void t_close_reset(int fd)
 	struct linger lg = { .l_onoff = 1, .l_linger = 0 };
 	CHECK(setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg)) == 0);
 	CHECK(close(fd) == 0);
+}
+
+int t_tcp_bound(int backlog)
+{
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	ASSERT(fd >= 0, "socket: %s", strerror(errno));
+	struct sockaddr_in sin = { .sin_family = AF_INET };
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	CHECK(bind(fd, (struct sockaddr *)&sin, sizeof(sin)) == 0);
+	if (backlog >= 0)
+		CHECK(listen(fd, backlog) == 0);
+	return fd;
 }
 
 void t_peer_init(struct t_peer *p, int fd)
@@ -407,4 +458,12 @@ size_t t_peer_pump(struct t_peer *p)
 		}
 	}
 	return moved;
+}
+
+int t_peers_pump(struct t_peer *peers, int n)
+{
+	size_t moved = 0;
+	for (int i = 0; i < n; i++)
+		moved += t_peer_pump(&peers[i]);
+	return moved > 0;
 }

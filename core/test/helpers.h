@@ -123,6 +123,14 @@ void t_check_idle(struct t_ctx *t);
 
 /* echo.c's logic: send back what arrived, close after EOF. */
 void t_echo(struct rl_worker *w, uint32_t slot, uint32_t gen);
+/* An echo server's event handler: t_echo on ACCEPTED and RECV, a CLOSED
+ * must be clean, any other event fails. */
+void t_echo_event(struct t_ctx *t, const struct rl_event *e);
+/* The server end of a peer that writes stream `seed`: consume what arrived
+ * on (slot, gen), checked at stream offset *recvd (advanced), close
+ * gracefully after EOF (a receive error fails), else wait for more. */
+void t_consume_stream(struct rl_worker *w, uint32_t slot, uint32_t gen, uint32_t seed,
+		      uint64_t *recvd);
 
 /* ---- loopback peers (the test process itself is the peer) ---- */
 /* A TCP socket connected to host:port (blocking connect: loopback handshakes
@@ -137,6 +145,10 @@ int t_local_port(int fd);
 size_t t_tcp_wmem_max(void);
 /* SO_LINGER {1, 0} then close: the peer gets an RST. */
 void t_close_reset(int fd);
+/* A TCP socket bound to 127.0.0.1 on a free port, listening with backlog
+ * when backlog >= 0 (backlog 0 plus one queued connection: further SYNs
+ * are dropped; not listening: SYNs are answered with RST). */
+int t_tcp_bound(int backlog);
 
 struct t_peer {
 	int fd;
@@ -159,5 +171,7 @@ void t_peer_init(struct t_peer *p, int fd);
 /* Write what is pending and read what is there, never blocking; returns the
  * bytes moved. Fails the test on a pattern mismatch. */
 size_t t_peer_pump(struct t_peer *p);
+/* t_peer_pump on peers[0..n); returns whether any of them moved bytes. */
+int t_peers_pump(struct t_peer *peers, int n);
 
 #endif

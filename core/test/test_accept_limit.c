@@ -38,10 +38,7 @@ static void on_event(struct t_ctx *t, const struct rl_event *e)
 
 static int pump(struct t_ctx *t)
 {
-	size_t moved = 0;
-	for (int i = 0; i < npeers; i++)
-		moved += t_peer_pump(&peers[i]);
-	return moved > 0;
+	return t_peers_pump(peers, npeers);
 }
 
 static int want_accepted;

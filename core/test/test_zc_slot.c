@@ -53,11 +53,7 @@ static void on_event(struct t_ctx *t, const struct rl_event *e)
 
 static int pump(struct t_ctx *t)
 {
-	(void)t;
-	size_t moved = 0;
-	for (int i = 0; i < NPEERS; i++)
-		moved += t_peer_pump(&peers[i]);
-	return moved > 0;
+	return t_peers_pump(peers, NPEERS);
 }
 
 static int all_accepted(struct t_ctx *t)
