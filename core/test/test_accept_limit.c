@@ -21,19 +21,8 @@ static int npeers;
 
 static void on_event(struct t_ctx *t, const struct rl_event *e)
 {
-	switch (e->type) {
-	case RL_EV_ACCEPTED:
-	case RL_EV_RECV:
-		t_echo(t->w, e->slot, e->gen);
-		break;
-	case RL_EV_CLOSED:
-		CHECK_EQ(e->res, 0);
-		break;
-	case RL_EV_CONNECTED:
-		break;
-	default:
-		FAIL("unexpected event %u", e->type);
-	}
+	if (e->type != RL_EV_CONNECTED) /* the refused connect: read from the log */
+		t_echo_event(t, e);
 }
 
 static int pump(struct t_ctx *t)

@@ -21,21 +21,12 @@ static int closed;
 
 static void on_event(struct t_ctx *t, const struct rl_event *e)
 {
-	switch (e->type) {
-	case RL_EV_ACCEPTED:
+	if (e->type == RL_EV_ACCEPTED) {
 		CHECK_EQ(e->res, 0);
 		CHECK_EQ(e->data, (uint32_t)t->lid);
-		/* fall through */
-	case RL_EV_RECV:
-		t_echo(t->w, e->slot, e->gen);
-		break;
-	case RL_EV_CLOSED:
-		ASSERT(e->res == 0, "connection closed with %s", rl_strerror(e->res));
-		closed++;
-		break;
-	default:
-		FAIL("unexpected event %u", e->type);
 	}
+	t_echo_event(t, e);
+	closed += e->type == RL_EV_CLOSED;
 }
 
 static int pump(struct t_ctx *t)

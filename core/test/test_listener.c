@@ -18,21 +18,6 @@
 static struct t_peer peers[8];
 static int npeers;
 
-static void on_event(struct t_ctx *t, const struct rl_event *e)
-{
-	switch (e->type) {
-	case RL_EV_ACCEPTED:
-	case RL_EV_RECV:
-		t_echo(t->w, e->slot, e->gen);
-		break;
-	case RL_EV_CLOSED:
-		CHECK_EQ(e->res, 0);
-		break;
-	default:
-		FAIL("unexpected event %u", e->type);
-	}
-}
-
 static int pump(struct t_ctx *t)
 {
 	return t_peers_pump(peers, npeers);
@@ -92,7 +77,7 @@ int main(void)
 {
 	struct t_ctx t;
 	t_init(&t, NULL);
-	t.on_event = on_event;
+	t.on_event = t_echo_event;
 	t.pump = pump;
 
 	/* peers queued on a listener closed before any poll accepted them */

@@ -24,20 +24,9 @@ static int accepted, closed;
 
 static void on_event(struct t_ctx *t, const struct rl_event *e)
 {
-	switch (e->type) {
-	case RL_EV_ACCEPTED:
-		accepted++;
-		/* fall through */
-	case RL_EV_RECV:
-		t_echo(t->w, e->slot, e->gen);
-		break;
-	case RL_EV_CLOSED:
-		ASSERT(e->res == 0, "closed with %s", rl_strerror(e->res));
-		closed++;
-		break;
-	default:
-		FAIL("unexpected event %u", e->type);
-	}
+	accepted += e->type == RL_EV_ACCEPTED;
+	t_echo_event(t, e);
+	closed += e->type == RL_EV_CLOSED;
 }
 
 static int chaos; /* every third peer resets after sending half */
