@@ -94,28 +94,6 @@ static void srv_write(struct t_ctx *t)
 	}
 }
 
-static void srv_read(struct t_ctx *t)
-{
-	for (;;) {
-		if (io->gen != s_gen)
-			return;
-		if (io->rlen) {
-			long long bad = t_pattern_find_bad(io->rdata, io->rlen, SEED_IN, s_recvd);
-			ASSERT(bad < 0, "server: stream byte %llu wrong",
-			       (unsigned long long)s_recvd + (unsigned long long)bad);
-			s_recvd += io->rlen;
-			CHECK_EQ(rl_conn_consume(t->w, s_slot, s_gen, io->rlen), 0);
-		}
-		if (io->reof || io->rerr) {
-			CHECK_EQ(io->rerr, 0);
-			CHECK_EQ(rl_conn_close(t->w, s_slot, s_gen, RL_CLOSE_GRACEFUL), 0);
-			return;
-		}
-		if (CHECK_RC(rl_conn_want_recv(t->w, s_slot, s_gen, 1)) == 0)
-			return;
-	}
-}
-
 static void on_event(struct t_ctx *t, const struct rl_event *e)
 {
 	note_gauges(t);
@@ -148,7 +126,7 @@ static void on_event(struct t_ctx *t, const struct rl_event *e)
 	case RL_EV_RECV:
 		CHECK_EQ(phase, 2);
 		if (s_consuming)
-			srv_read(t);
+			t_consume_stream(t->w, s_slot, s_gen, SEED_IN, &s_recvd);
 		break;
 	case RL_EV_CLOSED:
 		CHECK_EQ(e->res, 0);
@@ -302,7 +280,7 @@ static void slow_consumer(struct t_ctx *t)
 
 	/* consuming as it arrives; every byte in order */
 	s_consuming = 1;
-	srv_read(t);
+	t_consume_stream(t->w, s_slot, s_gen, SEED_IN, &s_recvd);
 	T_WAIT(t, all_received_and_closed, 30);
 	CHECK_EQ(peer.outoff, RECV_TOTAL);
 	CHECK_EQ(rl_worker_metrics(t->w)->bytes_in, RECV_TOTAL);

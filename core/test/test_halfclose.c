@@ -23,27 +23,6 @@ static size_t out_len;
 static uint8_t *out;
 static uint64_t s_recvd;
 
-static void srv_read(struct t_ctx *t)
-{
-	const struct rl_conn_io *io = rl_conn_io(t->w, s_slot);
-	for (;;) {
-		if (io->rlen) {
-			long long bad = t_pattern_find_bad(io->rdata, io->rlen, SEED_IN, s_recvd);
-			ASSERT(bad < 0, "server: byte %llu wrong",
-			       (unsigned long long)s_recvd + (unsigned long long)bad);
-			s_recvd += io->rlen;
-			CHECK_EQ(rl_conn_consume(t->w, s_slot, s_gen, io->rlen), 0);
-		}
-		if (io->reof || io->rerr) {
-			CHECK_EQ(io->rerr, 0);
-			CHECK_EQ(rl_conn_close(t->w, s_slot, s_gen, RL_CLOSE_GRACEFUL), 0);
-			return;
-		}
-		if (CHECK_RC(rl_conn_want_recv(t->w, s_slot, s_gen, 1)) == 0)
-			return;
-	}
-}
-
 static void on_event(struct t_ctx *t, const struct rl_event *e)
 {
 	switch (e->type) {
@@ -57,10 +36,10 @@ static void on_event(struct t_ctx *t, const struct rl_event *e)
 		CHECK_EQ(rl_conn_send(t->w, s_slot, s_gen, "x", 1), -EPIPE);
 		CHECK_EQ(rl_conn_shutdown(t->w, s_slot, s_gen), 0);
 		CHECK_EQ(rl_conn_io(t->w, s_slot)->state, RL_CONN_OPEN);
-		srv_read(t);
+		t_consume_stream(t->w, s_slot, s_gen, SEED_IN, &s_recvd);
 		break;
 	case RL_EV_RECV:
-		srv_read(t);
+		t_consume_stream(t->w, s_slot, s_gen, SEED_IN, &s_recvd);
 		break;
 	case RL_EV_CLOSED:
 		CHECK_EQ(e->res, 0);
