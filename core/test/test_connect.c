@@ -11,13 +11,10 @@
  *    dropped): -ETIMEDOUT;
  *  - to a unix socket listener.
  */
-#include <arpa/inet.h>
 #include <errno.h>
-#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include "helpers.h"
@@ -123,11 +120,7 @@ static void exchange(struct t_ctx *t, const char *addr, uint32_t timeout_ms, uin
 static void refused(struct t_ctx *t)
 {
 	/* a bound socket that does not listen answers SYNs with RST */
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	CHECK(fd >= 0);
-	struct sockaddr_in sin = { .sin_family = AF_INET };
-	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	CHECK(bind(fd, (struct sockaddr *)&sin, sizeof(sin)) == 0);
+	int fd = t_tcp_bound(-1);
 	char addr[64];
 	snprintf(addr, sizeof(addr), "127.0.0.1:%d", t_local_port(fd));
 	uint64_t open_before = rl_worker_metrics(t->w)->conns_open;
@@ -153,12 +146,7 @@ static void timeout_on_full_backlog(struct t_ctx *t)
 {
 	/* backlog 0: one queued connection fills the accept queue, and Linux
 	 * drops further SYNs (no RST), so a connect can only time out */
-	int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	CHECK(lfd >= 0);
-	struct sockaddr_in sin = { .sin_family = AF_INET };
-	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	CHECK(bind(lfd, (struct sockaddr *)&sin, sizeof(sin)) == 0);
-	CHECK(listen(lfd, 0) == 0);
+	int lfd = t_tcp_bound(0);
 	int port = t_local_port(lfd);
 	int filler = t_tcp_connect("127.0.0.1", port, 1);
 	char addr[64];

@@ -5,26 +5,11 @@
  * with -ECANCELED, nothing left live, a clean teardown.
  */
 #include <errno.h>
-#include <netinet/in.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include "helpers.h"
-
-/* A listener that never accepts and whose queue holds one connection. */
-static int stuck_listener(int *port)
-{
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-	CHECK_EQ(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
-	CHECK_EQ(listen(fd, 0), 0);
-	socklen_t l = sizeof(a);
-	getsockname(fd, (struct sockaddr *)&a, &l);
-	*port = ntohs(a.sin_port);
-	return fd;
-}
 
 static uint32_t first_slot, first_gen;
 
@@ -59,8 +44,9 @@ static void drain(struct rl_worker *w)
 
 int main(void)
 {
-	int port;
-	int lfd = stuck_listener(&port);
+	/* a listener that never accepts and whose queue holds one connection */
+	int lfd = t_tcp_bound(0);
+	int port = t_local_port(lfd);
 	char addr[64], msg[256];
 	snprintf(addr, sizeof(addr), "127.0.0.1:%d", port);
 	struct rl_worker *w;

@@ -11,12 +11,9 @@
  *    by rl_connect);
  *  - teardown is clean.
  */
-#include <arpa/inet.h>
 #include <errno.h>
-#include <netinet/in.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include "helpers.h"
@@ -109,10 +106,7 @@ static void refused_bind(struct t_ctx *t, const char *to, const char *bind_addr,
 /* A free loopback port (bound, then released). */
 static int free_port(void)
 {
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	struct sockaddr_in sin = { .sin_family = AF_INET };
-	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	CHECK(bind(fd, (struct sockaddr *)&sin, sizeof(sin)) == 0);
+	int fd = t_tcp_bound(-1);
 	int port = t_local_port(fd);
 	close(fd);
 	return port;

@@ -7,16 +7,13 @@
  * a teardown with connects that can never finish is prompt; argument checks
  * of the poll, listener and connection calls.
  */
-#include <arpa/inet.h>
 #include <errno.h>
-#include <netinet/in.h>
 #include <pthread.h>
 #include <semaphore.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include "helpers.h"
@@ -209,12 +206,7 @@ static void test_destroy_pending_connect(void)
 {
 	struct t_ctx t;
 	t_init(&t, NULL);
-	int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	CHECK(lfd >= 0);
-	struct sockaddr_in sin = { .sin_family = AF_INET };
-	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	CHECK(bind(lfd, (struct sockaddr *)&sin, sizeof(sin)) == 0);
-	CHECK(listen(lfd, 0) == 0);
+	int lfd = t_tcp_bound(0);
 	int filler = t_tcp_connect("127.0.0.1", t_local_port(lfd), 1);
 	char addr[64];
 	snprintf(addr, sizeof(addr), "127.0.0.1:%d", t_local_port(lfd));
