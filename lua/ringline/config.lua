@@ -1,0 +1,94 @@
+-- ringline.config: a run's configuration and the C worker made from it.
+--
+-- S.cfg (made by sched's new_state) mirrors the core's struct rl_config;
+-- configure() applies keys to it all or nothing (the core checks each key
+-- and then the whole), plus the Lua-level keys of LUA_KEYS kept on S. The
+-- C worker is created from it on first use (start), so ringline.configure
+-- works until the first call that needs the worker (listen, connect, sleep,
+-- now, metrics).
+local ffi = require "ffi"
+local C = require "ringline.lib"
+local errors = require "ringline.errors"
+
+local type, error, tostring = type, error, tostring
+local errstr = errors.errstr
+local ffi_string, ffi_new = ffi.string, ffi.new
+
+local M = {}
+
+local NEVS = 256          -- events per poll; the array is allocated once per worker
+local MSGLEN = 256        -- the core's error message buffer (S.msg)
+M.NEVS, M.MSGLEN = NEVS, MSGLEN
+
+-- Hooks installed by other modules at load time, as sched.hooks (they
+-- require ringline.sched). started(S, w) runs in start below; sched runs the
+-- others: accepted(S, slot, gen, data) and ending(S) in the loop,
+-- stopping(S, w) and destroyed(S, rc) in teardown. started / stopping: the
+-- C worker was created / is about to be destroyed (ringline.worker
+-- registers it with the host in between).
+local hooks = { accepted = nil, ending = nil, started = nil, stopping = nil }
+M.hooks = hooks
+
+-- Lua-level configuration keys (not in struct rl_config).
+local LUA_KEYS = { line_max = { 1, 2 ^ 31 - 1,
+  "longest line or receiveuntil part buffered before \"too long\"" } }
+M.LUA_KEYS = LUA_KEYS
+
+-- Apply a table of configuration keys to S (all or nothing). lvl: the error level.
+local function configure(S, t, lvl, skip)
+  lvl = lvl + 1
+  local tmp = ffi_new("struct rl_config")
+  ffi.copy(tmp, S.cfg, ffi.sizeof(tmp))
+  local line_max = S.line_max
+  for k, v in pairs(t) do
+    if not (skip and skip[k]) then
+      if type(k) ~= "string" then
+        error("ringline.configure: keys must be strings, got " .. type(k), lvl)
+      end
+      if type(v) ~= "number" or v ~= v or v % 1 ~= 0 then
+        error("ringline.configure: " .. k .. ": expected an integer, got " .. tostring(v), lvl)
+      end
+      local lk = LUA_KEYS[k]
+      if lk then
+        if v < lk[1] or v > lk[2] then
+          error(("ringline.configure: %s: %s is out of range (%d..%d)"):format(k, tostring(v),
+            lk[1], lk[2]), lvl)
+        end
+        line_max = v
+      else
+        local rc = C.rl_config_set(tmp, k, v, S.msg, MSGLEN)
+        if rc < 0 then error("ringline.configure: " .. ffi_string(S.msg), lvl) end
+      end
+    end
+  end
+  local rc = C.rl_config_validate(tmp, S.msg, MSGLEN)
+  if rc < 0 then error("ringline.configure: " .. ffi_string(S.msg), lvl) end
+  ffi.copy(S.cfg, tmp, ffi.sizeof(tmp))
+  S.line_max = line_max
+end
+M.configure = configure
+
+-- Create the C worker on first use, so configure() works until the first I/O.
+local function start(S)
+  local w = S.w
+  if w then return w end
+  if S.dead then error("ringline: the worker of this run is gone", 3) end
+  local pw = ffi_new("struct rl_worker *[1]")
+  ffi.fill(S.msg, MSGLEN)
+  local rc = C.rl_worker_new(S.cfg, pw, S.msg, MSGLEN)
+  if rc < 0 then
+    local m = ffi_string(S.msg)
+    error("ringline: cannot create the worker: " .. (m ~= "" and m or errstr(rc)), 3)
+  end
+  w = pw[0]
+  S.w = w
+  S.evs = ffi_new("struct rl_event[?]", NEVS)
+  S.hiwat = S.cfg.send_high_watermark
+  S.lowat = S.cfg.send_low_watermark
+  local h = hooks.started
+  if h then h(S, w) end
+  return w
+end
+M.start = start
+
+return M

@@ -1,0 +1,462 @@
+-- ringline.task: tasks, the ready queue, parking and waking, the timer a
+-- task waits with, and ringline.coroutine. ringline.sched's top comment
+-- describes the model; its loop resumes the tasks queued here.
+--
+-- The yield sentinel
+-- ------------------
+-- Every scheduler yield passes SENTINEL, a value no user code can see. A user
+-- coroutine made with ringline.coroutine.wrap/resume that yields SENTINEL
+-- (because something inside it blocked) passes it on outward and hands the
+-- wake-up back in, so user generators inside handlers cannot swallow the
+-- scheduler's resumptions. A blocking call from inside a plain coroutine is
+-- detected (S.cur_co) and raised as misuse instead of corrupting the task.
+-- Parking, resuming and ringline.coroutine all live here so that SENTINEL
+-- stays private to this file.
+--
+-- State
+-- -----
+-- The module keeps only `cur`, the S of the run in progress on this thread,
+-- which ringline.sched's run sets on entry and restores on exit.
+local bit = require "bit"
+local C = require "ringline.lib"
+local errors = require "ringline.errors"
+local log = require "ringline.log"
+local config = require "ringline.config"
+
+local co_create, co_resume, co_yield = coroutine.create, coroutine.resume, coroutine.yield
+local co_status, co_running = coroutine.status, coroutine.running
+local band = bit.band
+local select, type, error, tostring, setmetatable = select, type, error, tostring, setmetatable
+local unpack = unpack or table.unpack
+local errstr = errors.errstr
+local traceback = debug.traceback
+local start = config.start
+
+local M = {}
+
+-- Task states.
+local READY, RUNNING, PARKED, DEAD = 1, 2, 3, 4
+M.READY, M.RUNNING, M.PARKED, M.DEAD = READY, RUNNING, PARKED, DEAD
+
+local SENTINEL = setmetatable({}, { __name = "ringline.yield",
+  __tostring = function() return "ringline.yield" end })
+
+local cur = nil           -- the worker state of the run in progress
+
+------------------------------------------------------------------------
+-- Ready queue: an array ring indexed by ever-growing head/tail counters.
+------------------------------------------------------------------------
+
+local function rq_grow(S)
+  local old, mask = S.rq, S.rq_mask
+  local n = S.rq_tail - S.rq_head
+  local new = {}
+  for i = 0, n - 1 do new[i] = old[band(S.rq_head + i, mask)] end
+  S.rq, S.rq_mask, S.rq_head, S.rq_tail = new, mask * 2 + 1, 0, n
+end
+
+local function push(S, t)
+  local tail = S.rq_tail
+  if tail - S.rq_head > S.rq_mask then
+    rq_grow(S)
+    tail = S.rq_tail
+  end
+  S.rq[band(tail, S.rq_mask)] = t
+  S.rq_tail = tail + 1
+end
+
+-- Queue a parked task with a reason (nil = re-check). A task already queued
+-- keeps its first non-nil reason, so "timeout" or "canceled" is never lost.
+local function wake(S, t, why)
+  local st = t.st
+  if st == PARKED then
+    t.st = READY
+    t.r1 = why
+    push(S, t)
+  elseif st == READY and why ~= nil and t.r1 == nil then
+    t.r1 = why
+  end
+end
+M.wake = wake
+
+------------------------------------------------------------------------
+-- Parking
+------------------------------------------------------------------------
+
+-- The running task, or a misuse error naming the API call.
+local function current(S, what)
+  local t = S and S.current
+  if not t then
+    error("ringline: " .. what .. " must be called from a ringline task", 3)
+  end
+  return t
+end
+M.current = current
+
+-- Park the running task until something wakes it; returns the reason.
+local function park(S, t)
+  if co_running() ~= S.cur_co then
+    error("ringline: blocking call inside a coroutine not made by ringline.coroutine", 3)
+  end
+  if t.cpend then
+    -- canceled while running or queued: this blocking call ends at once
+    t.cpend = false
+    return "canceled"
+  end
+  t.st = PARKED
+  local why = co_yield(SENTINEL)
+  if why == "canceled" then t.cpend = false end
+  return why
+end
+M.park = park
+
+-- Yield to the other ready tasks (sleep(0)).
+local function yield_now(S, t)
+  if co_running() ~= S.cur_co then
+    error("ringline: blocking call inside a coroutine not made by ringline.coroutine", 3)
+  end
+  if t.cpend then
+    t.cpend = false
+    return "canceled"
+  end
+  t.st = READY
+  t.r1 = nil
+  push(S, t)
+  return (co_yield(SENTINEL))
+end
+M.yield_now = yield_now
+
+------------------------------------------------------------------------
+-- Timers. A task holds at most one: a deadline for the call it is in
+-- (why = "timeout") or the timer it sleeps on (why = false). The token
+-- guards against a fired id being reused before its event is dispatched.
+------------------------------------------------------------------------
+
+local function timer_arm(S, t, delay, why)
+  local tok = S.tok + 1
+  if tok > 0xffffffff then tok = 1 end
+  S.tok = tok
+  if delay < 0 then delay = 0 end
+  local id = C.rl_timer_add(S.w or start(S), delay, tok)
+  if id < 0 then return nil, errstr(id) end
+  S.timers[id] = t
+  t.tmr, t.ttok, t.twhy = id, tok, why
+  return id
+end
+M.timer_arm = timer_arm
+
+local function timer_disarm(S, t)
+  local id = t.tmr
+  if id then
+    t.tmr = nil
+    if S.timers[id] == t then S.timers[id] = nil end
+    C.rl_timer_cancel(S.w, id)
+  end
+end
+M.timer_disarm = timer_disarm
+
+------------------------------------------------------------------------
+-- Tasks
+------------------------------------------------------------------------
+
+local Task = {}
+local Task_mt = { __index = Task, __name = "ringline.task" }
+M.Task_mt = Task_mt
+
+local function pack(...) return { n = select("#", ...), ... } end
+
+-- The body of spawned tasks (and the main task): keeps the results for join.
+local function spawn_body(t, fn, ...)
+  t.res = pack(fn(...))
+end
+
+local function new_task(S, co)
+  S.ntasks = S.ntasks + 1
+  local t = setmetatable({ S = S, co = co, st = READY, r1 = nil, args = nil, cpend = false,
+                        conn = nil, tmr = nil, ttok = 0, twhy = false,
+                        joiners = nil, res = nil, err = nil, failed = false }, Task_mt)
+  S.live[t] = true
+  return t
+end
+
+-- A task running fn(...); results kept for join.
+local function spawn(S, fn, ...)
+  local t = new_task(S, co_create(spawn_body))
+  t.args = pack(t, fn, ...)
+  push(S, t)
+  return t
+end
+M.spawn = spawn
+
+-- A connection handler task: the coroutine is the handler itself, its only
+-- argument the connection (passed as the first resume value), its results
+-- dropped. No closure or argument table per connection.
+local function spawn_handler(S, handler, conn)
+  local t = new_task(S, co_create(handler))
+  t.r1 = conn
+  t.conn = conn
+  conn.owner = t
+  push(S, t)
+  return t
+end
+M.spawn_handler = spawn_handler
+
+local function errvalue_string(err)
+  if type(err) == "table" and err.message ~= nil then return tostring(err.message) end
+  return tostring(err)
+end
+
+local function report(S, t, err)
+  local tb = traceback(t.co, errvalue_string(err))
+  local h = S.on_error
+  if h then
+    local ok, e2 = pcall(h, err, tb, t)
+    if ok then return end
+    log.log(log.ERR, "on_error handler failed: ", tostring(e2), "\noriginal error: ", tb)
+  else
+    log.log(log.ERR, "task error: ", tb)
+  end
+end
+
+-- Connections a task owns (t.owned: opened by ringline.connect in it, or
+-- given to it with conn:setowner) close when it ends, reset if it raised.
+-- Those among its return values are handed on instead: unowned until a
+-- task collects the results with join or wait, which then owns them.
+local function release_owned(t, ok)
+  local owned = t.owned
+  t.owned = nil
+  local r = ok and t.res
+  if r then
+    for i = 1, r.n do
+      local c = r[i]
+      if type(c) == "table" and owned[c] and c.owner == t then
+        owned[c] = nil
+        c.owner = false
+        c.heir_of = t
+      end
+    end
+  end
+  for c in pairs(owned) do
+    if c.owner == t then
+      c.owner = false
+      if not c.closed then c:close(not ok and "reset" or nil) end
+    end
+  end
+end
+
+-- The results of finished task t for the task me that collects them (join,
+-- wait): connections t returned become me's.
+local function collect(me, t)
+  if t.failed then return false, t.err end
+  local r = t.res
+  if not r then return true end
+  for i = 1, r.n do
+    local c = r[i]
+    if type(c) == "table" and c.heir_of == t then
+      c.heir_of = false
+      if not c.closed then
+        c.owner = me
+        local owned = me.owned
+        if not owned then owned = {}; me.owned = owned end
+        owned[c] = true
+      end
+    end
+  end
+  return true, unpack(r, 1, r.n)
+end
+M.collect = collect
+
+local function finish(S, t, ok, err)
+  t.st = DEAD
+  S.ntasks = S.ntasks - 1
+  S.live[t] = nil
+  timer_disarm(S, t)
+  if not ok then
+    t.failed, t.err = true, err
+    if t == S.main then
+      S.abort = "error"
+    else
+      report(S, t, err)
+    end
+  end
+  local c = t.conn
+  if c and not c.closed then
+    c:close(not ok and "reset" or nil)
+  end
+  if t.owned then release_owned(t, ok) end
+  local js = t.joiners
+  if js then
+    t.joiners = nil
+    for i = 1, #js do wake(S, js[i], nil) end
+  end
+end
+
+local function resume_task(S, t)
+  local co = t.co
+  S.current, S.cur_co = t, co
+  t.st = RUNNING
+  local ok, a
+  local args = t.args
+  if args then
+    t.args = nil
+    ok, a = co_resume(co, unpack(args, 1, args.n))
+  else
+    local why = t.r1
+    t.r1 = nil
+    ok, a = co_resume(co, why)
+  end
+  S.current, S.cur_co = nil, nil
+  if ok then
+    if a == SENTINEL then return end
+    if co_status(co) ~= "dead" then
+      -- A plain coroutine.yield at the top of a task: a cooperative yield.
+      t.st = READY
+      push(S, t)
+      return
+    end
+    finish(S, t, true)
+  else
+    finish(S, t, false, a)
+  end
+end
+
+-- Take the task at the head of the ready queue.
+local function pop(S)
+  local h = S.rq_head
+  local i = band(h, S.rq_mask)
+  local rq = S.rq
+  local t = rq[i]
+  rq[i] = nil
+  h = h + 1
+  if h == S.rq_tail then
+    S.rq_head, S.rq_tail = 0, 0
+  else
+    S.rq_head = h
+  end
+  return t
+end
+
+function Task.join(t, timeout)
+  local S = t.S
+  local me = current(S, "task:join")
+  if me == t then error("ringline: a task cannot join itself", 2) end
+  if timeout ~= nil and type(timeout) ~= "number" then
+    error("ringline: task:join: timeout must be a number of seconds", 2)
+  end
+  if t.st ~= DEAD then
+    local js = t.joiners
+    if not js then js = {}; t.joiners = js end
+    js[#js + 1] = me
+    if timeout then
+      local id, err = timer_arm(S, me, timeout, "timeout")
+      if not id then return nil, err end
+    end
+    local why
+    repeat
+      why = park(S, me)
+    until why or t.st == DEAD
+    timer_disarm(S, me)
+    if why then
+      js = t.joiners
+      if js then
+        for i = #js, 1, -1 do
+          if js[i] == me then table.remove(js, i) break end
+        end
+      end
+      return nil, why
+    end
+  end
+  return collect(me, t)
+end
+
+-- The task's current blocking call (or its next one, if it is running or
+-- queued) returns nil, "canceled". Returns false for a finished task.
+function Task.cancel(t)
+  local st = t.st
+  if st == DEAD then return false end
+  if st == PARKED then
+    wake(t.S, t, "canceled")
+  else
+    t.cpend = true
+  end
+  return true
+end
+
+function Task.status(t)
+  local st = t.st
+  return st == DEAD and "dead" or st == RUNNING and "running" or st == READY and "ready" or "parked"
+end
+
+------------------------------------------------------------------------
+-- ringline.coroutine: user coroutines that let scheduler yields through.
+------------------------------------------------------------------------
+
+local ucoro = {}
+M.coroutine = ucoro
+
+local resume_pass
+
+-- After a resume of user coroutine co: SENTINEL means a blocking call inside
+-- it parked the task; pass the yield outward and feed the wake-up back in.
+local function after_resume(co, prev, ok, a, ...)
+  local S = cur
+  if ok and a == SENTINEL then
+    if S then S.cur_co = prev end
+    local why = co_yield(SENTINEL)
+    return resume_pass(co, prev, why)
+  end
+  if S then S.cur_co = prev end
+  return ok, a, ...
+end
+
+resume_pass = function(co, prev, ...)
+  local S = cur
+  if S then S.cur_co = co end
+  return after_resume(co, prev, co_resume(co, ...))
+end
+
+function ucoro.resume(co, ...)
+  local S = cur
+  return resume_pass(co, S and S.cur_co, ...)
+end
+
+local function wrap_result(ok, ...)
+  if not ok then error((...), 0) end
+  return ...
+end
+
+function ucoro.wrap(fn)
+  local co = co_create(fn)
+  return function(...)
+    return wrap_result(ucoro.resume(co, ...))
+  end
+end
+
+ucoro.create = coroutine.create
+ucoro.yield = coroutine.yield
+ucoro.status = coroutine.status
+ucoro.running = coroutine.running
+ucoro.isyieldable = coroutine.isyieldable
+
+------------------------------------------------------------------------
+-- The run in progress
+------------------------------------------------------------------------
+
+-- The worker state of the run in progress (nil outside ringline.run).
+function M.state() return cur end
+
+-- ringline.sched's run: S on entry, nil on exit.
+function M.set_state(S) cur = S end
+
+-- The state, or a misuse error for API calls made outside ringline.run.
+function M.need(what)
+  local S = cur
+  if not S then error("ringline: " .. what .. " must be called inside ringline.run", 3) end
+  return S
+end
+
+-- For ringline.sched's loop.
+M.pop, M.resume_task = pop, resume_task
+M.errvalue_string = errvalue_string
+
+return M
