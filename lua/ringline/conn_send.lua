@@ -1,0 +1,304 @@
+-- ringline.conn_send: the writing methods of connections (send,
+-- send_nowait, send_from, flush) and the writers' wait; ringline.conn puts
+-- them in its methods table (install).
+--
+-- Writes copy into the core's send queue (rl_conn_send copies before it
+-- returns, so Lua strings are passed as they are). A writer waits only while
+-- more than the high watermark is unsent, until the low watermark.
+-- Sends with guarded parts (slices of a region) go through ringline.region;
+-- flush also waits until their guards are released.
+local C = require "ringline.lib"
+local sched = require "ringline.sched"
+local errors = require "ringline.errors"
+local region = require "ringline.region"
+local read = require "ringline.conn_read"
+
+local type, select, tostring, error, getmetatable, pairs = type, select, tostring, error, getmetatable, pairs
+local errstr = errors.errstr
+local park, wake = sched.park, sched.wake
+local timer_arm, timer_disarm = sched.timer_arm, sched.timer_disarm
+local has_slice, any_slice, send_guarded = region.has_slice, region.any_slice, region.send
+local view = read.methods.view
+
+local MORE = {}          -- send_check: "more than the threshold is still unsent"
+
+local M = {}
+local methods = {}
+M.methods = methods
+local conn_mt = false    -- ringline.conn's metatable (install): send_from's source has it
+
+local function misuse(msg, lvl)
+  error("ringline: " .. msg, lvl + 1)
+end
+
+local function send_bytes(c, p, n)
+  if n > 0 then
+    local rc = C.rl_conn_send(c.w, c.slot, c.gen, p, n)
+    if rc < 0 then return nil, errstr(rc) end
+  end
+  return n
+end
+
+-- send_part(c, x, lvl): queue one argument; lvl is the misuse error level
+-- that names the caller of send (each nesting adds two frames). Arrays of
+-- up to four elements are unrolled, for the same reason as queue's args.
+local send_part
+
+local function send_elem(c, v, lvl)
+  if type(v) == "string" then return send_bytes(c, v, #v) end
+  return send_part(c, v, lvl + 2)
+end
+
+send_part = function(c, x, lvl)
+  local tx = type(x)
+  if tx == "string" then
+    return send_bytes(c, x, #x)
+  elseif tx == "number" then
+    local s = tostring(x)
+    return send_bytes(c, s, #s)
+  elseif tx == "table" then
+    if lvl > 68 then misuse("conn:send: arrays nested too deep (a cycle?)", lvl) end
+    local n = #x
+    if n == 0 then return 0 end
+    local total, err = send_elem(c, x[1], lvl)
+    if not total or n == 1 then return total, err end
+    local k
+    k, err = send_elem(c, x[2], lvl)
+    if not k then return nil, err end
+    total = total + k
+    if n == 2 then return total end
+    k, err = send_elem(c, x[3], lvl)
+    if not k then return nil, err end
+    total = total + k
+    if n == 3 then return total end
+    k, err = send_elem(c, x[4], lvl)
+    if not k then return nil, err end
+    total = total + k
+    for i = 5, n do
+      k, err = send_elem(c, x[i], lvl)
+      if not k then return nil, err end
+      total = total + k
+    end
+    return total
+  elseif tx == "userdata" and getmetatable(x) == "buffer" then
+    local p, n = x:ref()
+    return send_bytes(c, p, n)
+  end
+  misuse("conn:send: cannot send a " .. tx .. " (strings, numbers, arrays, string.buffers)", lvl)
+end
+
+-- Queue every argument in order; total bytes or nil, err. One, two and
+-- three arguments are unrolled: a loop that runs two or three times per
+-- call would make LuaJIT abort traces ("leaving loop in root trace").
+local function queue(c, ...)
+  local nargs = select("#", ...)
+  if nargs == 1 then
+    local x = ...
+    if type(x) == "string" then return send_bytes(c, x, #x) end
+    if type(x) == "table" and has_slice(x) then
+      local n, err = send_guarded(c, 4, 1, x)   -- not a tail call: keeps the misuse level
+      return n, err
+    end
+    local n, err = send_part(c, x, 4)  -- not a tail call: keeps the error level right
+    return n, err
+  end
+  if nargs == 0 then misuse("conn:send: nothing to send", 3) end
+  -- a slice anywhere: the whole send is one rl_conn_sendv (region.lua)
+  if any_slice(nargs, ...) then
+    local n, err = send_guarded(c, 4, nargs, ...)
+    return n, err
+  end
+  local a, b, x = ...
+  local n1, n2, err
+  if type(a) == "string" then n1, err = send_bytes(c, a, #a) else n1, err = send_part(c, a, 4) end
+  if not n1 then return nil, err end
+  if type(b) == "string" then n2, err = send_bytes(c, b, #b) else n2, err = send_part(c, b, 4) end
+  if not n2 then return nil, err end
+  if nargs == 2 then return n1 + n2 end
+  local total = n1 + n2
+  if nargs == 3 then
+    if type(x) == "string" then n1, err = send_bytes(c, x, #x) else n1, err = send_part(c, x, 4) end
+    if not n1 then return nil, err end
+    return total + n1
+  end
+  for i = 3, nargs do
+    n1, err = send_part(c, (select(i, ...)), 4)
+    if not n1 then return nil, err end
+    total = total + n1
+  end
+  return total
+end
+
+local function remove_writer(c, t)
+  local wq, nw = c.wq, c.nw
+  for i = 1, nw do
+    if wq[i] == t then
+      for j = i, nw - 1 do wq[j] = wq[j + 1] end
+      wq[nw] = nil
+      c.nw = nw - 1
+      return
+    end
+  end
+end
+
+-- nil when unsent <= thresh, MORE while above it, or the error.
+local function send_check(c, io, thresh)
+  if c.closed then return "closed" end
+  local e = io.serr
+  if e ~= 0 then return errstr(e) end
+  if io.unsent <= thresh then return nil end
+  return MORE
+end
+
+local function send_wait_once(c, t, thresh)
+  local rc = C.rl_conn_want_send(c.w, c.slot, c.gen, thresh)
+  if rc < 0 then return errstr(rc) end
+  local wq = c.wq
+  if not wq then wq = {}; c.wq = wq end
+  local nw = c.nw + 1
+  c.nw = nw
+  wq[nw] = t
+  local why = park(c.S, t)
+  if why then remove_writer(c, t) end
+  return why
+end
+
+-- Wait until unsent <= thresh; nil on success, else the reason.
+local function wait_send(c, thresh, timeout)
+  local io = c.io
+  local r = send_check(c, io, thresh)
+  if r ~= MORE then return r end
+  local S = c.S
+  local t = S.current
+  if not t then misuse("conn: a send that must wait needs a ringline task", 4) end
+  if timeout then
+    local id, err = timer_arm(S, t, timeout, "timeout")
+    if not id then return err end
+  end
+  r = send_wait_once(c, t, thresh) or send_check(c, io, thresh)
+  while r == MORE do
+    r = send_wait_once(c, t, thresh) or send_check(c, io, thresh)
+  end
+  if t.tmr then timer_disarm(S, t) end
+  return r
+end
+
+function methods.send(c, ...)
+  if c.closed then return nil, "closed" end
+  local io = c.io
+  local e = io.serr
+  if e ~= 0 then return nil, errstr(e) end
+  local total, err = queue(c, ...)
+  if not total then return nil, err end
+  local S = c.S
+  if io.unsent > S.hiwat then
+    local why = wait_send(c, S.lowat, c.send_to)
+    if why then return nil, why end
+  end
+  return total
+end
+
+function methods.send_nowait(c, ...)
+  if c.closed then return nil, "closed" end
+  local io = c.io
+  local e = io.serr
+  if e ~= 0 then return nil, errstr(e) end
+  if io.unsent > c.S.hiwat then return nil, "busy" end
+  local n, err = queue(c, ...)  -- not a tail call: keeps the misuse level
+  return n, err
+end
+
+-- dst:send_from(src [, max]): move what src has buffered (waiting for at
+-- least one byte; at most max) into dst's send queue and consume it from
+-- src: one copy, straight from src's receive buffer, and no Lua string -
+-- what an echo or a proxy pump wants. Returns the bytes moved, or nil, err,
+-- side with side "receive" (src ended or failed; err as receive's) or
+-- "send" (dst failed). Yields like send above the high watermark.
+function methods.send_from(c, src, max)
+  if getmetatable(src) ~= conn_mt then misuse("conn:send_from: the source must be a connection", 2) end
+  if max ~= nil and (type(max) ~= "number" or max < 1) then
+    misuse("conn:send_from: bad max " .. tostring(max), 2)
+  end
+  if c.closed then return nil, "closed", "send" end
+  local io = c.io
+  local e = io.serr
+  if e ~= 0 then return nil, errstr(e), "send" end
+  local p, n = view(src, 1)
+  if not p then return nil, n, "receive" end
+  if max and n > max then n = max end
+  local rc = C.rl_conn_send(c.w, c.slot, c.gen, p, n)
+  if rc < 0 then return nil, errstr(rc), "send" end
+  C.rl_conn_consume(src.w, src.slot, src.gen, n)
+  local S = c.S
+  if io.unsent > S.hiwat then
+    local why = wait_send(c, S.lowat, c.send_to)
+    if why then return nil, why, "send" end
+  end
+  return n
+end
+
+-- Flushed but guards are out: park among the writers until a guard
+-- release brings c.guards to 0 (region.conn_idle wakes them).
+local function guard_wait_once(c, t)
+  local wq = c.wq
+  if not wq then wq = {}; c.wq = wq end
+  local nw = c.nw + 1
+  c.nw = nw
+  wq[nw] = t
+  local why = park(c.S, t)
+  if why then remove_writer(c, t) end
+  return why
+end
+
+-- Wait, under one deadline, until nothing is unsent and every guard of c
+-- has been released; nil on success, else the reason.
+local function wait_guards(c, timeout)
+  local S = c.S
+  local t = S.current
+  if not t then misuse("conn: a flush that must wait needs a ringline task", 4) end
+  if timeout then
+    local id, err = timer_arm(S, t, timeout, "timeout")
+    if not id then return err end
+  end
+  local io = c.io
+  local why
+  repeat
+    why = send_check(c, io, 0)
+    if why == MORE then
+      why = send_wait_once(c, t, 0) or MORE
+    elseif why == nil and c.guards > 0 then
+      why = guard_wait_once(c, t) or MORE
+    end
+  until why ~= MORE
+  if t.tmr then timer_disarm(S, t) end
+  return why
+end
+
+region.conn_idle = function(c)
+  local S, wq = c.S, c.wq
+  for j = 1, c.nw do
+    local t = wq[j]
+    wq[j] = nil
+    wake(S, t, nil)
+  end
+  c.nw = 0
+end
+
+function methods.flush(c, timeout)
+  if timeout ~= nil and type(timeout) ~= "number" then misuse("conn:flush: timeout must be seconds", 2) end
+  local tmo = timeout or c.send_to
+  local why
+  if c.guards == 0 then why = wait_send(c, 0, tmo) end
+  -- guarded parts out (or queued by another task meanwhile): wait for them too
+  if not why and c.guards > 0 then why = wait_guards(c, tmo) end
+  if why then return nil, why end
+  return true
+end
+
+-- ringline.conn: add these methods to the connection's, whose metatable is mt.
+function M.install(conn_methods, mt)
+  conn_mt = mt
+  for k, f in pairs(methods) do conn_methods[k] = f end
+end
+
+return M
