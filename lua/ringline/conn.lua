@@ -17,6 +17,7 @@ local type, tostring, error, getmetatable = type, tostring, error, getmetatable
 local setmetatable = setmetatable
 local errstr = errors.errstr
 local park, wake = sched.park, sched.wake
+local wake_writers = send.wake_writers
 
 local RESET = 1
 
@@ -92,16 +93,7 @@ local function wake_all(c, why)
     c.rtask = false
     wake(S, t, why)
   end
-  local nw = c.nw
-  if nw > 0 then
-    local wq = c.wq
-    for j = 1, nw do
-      t = wq[j]
-      wq[j] = nil
-      wake(S, t, why)
-    end
-    c.nw = 0
-  end
+  if c.nw > 0 then wake_writers(c, why) end
   local fdw = c.fdw
   if fdw then
     c.fdw = false

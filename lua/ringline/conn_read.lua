@@ -44,18 +44,23 @@ local function misuse(msg, lvl)
   error("ringline: " .. msg, lvl + 1)
 end
 
--- The running task becomes the reader; the deadline (if any) is armed.
-local function begin_read(c, timeout)
+-- Every wait of a connection call starts here (conn_send's too): the
+-- running task, about to wait in a `what` ("receive", "send" or "flush"),
+-- with the call's deadline (timeout: seconds or false) armed; a receiver
+-- also becomes c's reader. nil, err when the timer cannot be armed. lvl:
+-- the misuse error's level, as misuse's.
+local function begin_wait(c, timeout, what, lvl)
   local S = c.S
   local t = S.current
-  if not t then misuse("conn: a receive that must wait needs a ringline task", 3) end
+  if not t then misuse("conn: a " .. what .. " that must wait needs a ringline task", lvl) end
   if timeout then
     local id, err = timer_arm(S, t, timeout, "timeout")
     if not id then return nil, err end
   end
-  c.reading = true
+  if what == "receive" then c.reading = true end
   return t
 end
+M.begin_wait = begin_wait
 
 local function end_read(c, t)
   if t then
@@ -107,7 +112,7 @@ end
 local function recv_n_slow(c, n)
   if n > U32MAX then misuse("conn:receive: size too large", 4) end
   local io = c.io
-  local t, err = begin_read(c, c.read_to)
+  local t, err = begin_wait(c, c.read_to, "receive", 3)
   if not t then return nil, err end
   local why = wait_bytes(c, t, n)
   while not why and io.rlen < n do
@@ -149,7 +154,7 @@ local function scan_line(c, scanned)
 end
 
 local function recv_line_slow(c, scanned)
-  local t, err = begin_read(c, c.read_to)
+  local t, err = begin_wait(c, c.read_to, "receive", 3)
   if not t then return nil, err end
   local why = wait_bytes(c, t, scanned + 1)
   while not why do
@@ -184,7 +189,7 @@ end
 local function recv_all(c)
   local io = c.io
   if io.reof == 0 then
-    local t, err = begin_read(c, c.read_to)
+    local t, err = begin_wait(c, c.read_to, "receive", 3)
     if not t then return nil, err end
     local why = wait_bytes(c, t, all_need(io))
     while not why do
@@ -213,9 +218,11 @@ function methods.receive(c, pat)
   misuse("conn:receive: bad pattern " .. tostring(pat) .. " (\"*l\", \"*a\" or a number)", 2)
 end
 
+-- One whole wait, from begin_wait to end_read, until rlen >= min: nil,
+-- else the reason (nothing consumed).
 local function wait_any(c, min, timeout)
   local io = c.io
-  local t, err = begin_read(c, timeout)
+  local t, err = begin_wait(c, timeout, "receive", 3)
   if not t then return err end
   local why = wait_bytes(c, t, min)
   while not why and io.rlen < min do
@@ -278,34 +285,23 @@ end
 
 -- fn(ptr, len) -> consumed [, result]; 0 (or nil) consumed = need more.
 -- Returns result (or the count consumed when fn gave none), or nil, err.
--- One wait of with_data's slow path: the reader flag and the deadline timer
--- are held only here, so fn, which runs between waits, can raise without
--- leaving anything behind. The deadline stays one for the whole call.
-local function wd_wait(c, need, deadline)
-  local io = c.io
-  local t, err = begin_read(c, deadline and deadline - C.rl_worker_now(c.w))
-  if not t then return err end
-  local why = wait_bytes(c, t, need)
-  while not why and io.rlen < need do
-    why = wait_bytes(c, t, need)
-  end
-  end_read(c, t)
-  return why
-end
-
+-- Each wait of with_data's slow path is one wait_any: the reader flag and
+-- the deadline timer are held only during it, so fn, which runs between
+-- waits, can raise without leaving anything behind. The deadline stays one
+-- for the whole call.
 local function with_data_slow(c, fn, need)
   local io = c.io
   local max = c.S.line_max
   local timeout = c.read_to
   local deadline = timeout and C.rl_worker_now(c.w) + timeout
-  local why = wd_wait(c, need, deadline)
+  local why = wait_any(c, need, deadline and deadline - C.rl_worker_now(c.w))
   while not why do
     local len = io.rlen
     local used, res = fn(io.rdata, len)
     if used ~= nil and used ~= 0 then return used, res end
     need = len + 1
     if len >= max then return nil, "too long" end
-    why = wd_wait(c, need, deadline)
+    why = wait_any(c, need, deadline and deadline - C.rl_worker_now(c.w))
   end
   return nil, why
 end
@@ -422,7 +418,7 @@ function methods.receiveuntil(c, delim, opts)
     end
     local r, a = search(size, 0)
     if r ~= MORE then return r, a end
-    local t, err = begin_read(c, c.read_to)
+    local t, err = begin_wait(c, c.read_to, "receive", 3)
     if not t then return nil, err end
     local scanned = a
     local why = wait_bytes(c, t, io.rlen + 1)

@@ -16,9 +16,9 @@ local read = require "ringline.conn_read"
 local type, select, tostring, error, getmetatable, pairs = type, select, tostring, error, getmetatable, pairs
 local errstr = errors.errstr
 local park, wake = sched.park, sched.wake
-local timer_arm, timer_disarm = sched.timer_arm, sched.timer_disarm
+local timer_disarm = sched.timer_disarm
 local has_slice, any_slice, send_guarded = region.has_slice, region.any_slice, region.send
-local view = read.methods.view
+local view, begin_wait = read.methods.view, read.begin_wait
 
 local MORE = {}          -- send_check: "more than the threshold is still unsent"
 
@@ -150,9 +150,15 @@ local function send_check(c, io, thresh)
   return MORE
 end
 
-local function send_wait_once(c, t, thresh)
-  local rc = C.rl_conn_want_send(c.w, c.slot, c.gen, thresh)
-  if rc < 0 then return errstr(rc) end
+-- Park t among c's writers until it is woken: by RL_EV_SEND, asked for
+-- here when thresh is a number (unsent <= thresh, or a send error), or,
+-- with thresh false, by the release of c's last guard (region.conn_idle).
+-- nil to re-check, else the reason (the writer has then left the list).
+local function park_writer(c, t, thresh)
+  if thresh then
+    local rc = C.rl_conn_want_send(c.w, c.slot, c.gen, thresh)
+    if rc < 0 then return errstr(rc) end
+  end
   local wq = c.wq
   if not wq then wq = {}; c.wq = wq end
   local nw = c.nw + 1
@@ -168,18 +174,13 @@ local function wait_send(c, thresh, timeout)
   local io = c.io
   local r = send_check(c, io, thresh)
   if r ~= MORE then return r end
-  local S = c.S
-  local t = S.current
-  if not t then misuse("conn: a send that must wait needs a ringline task", 4) end
-  if timeout then
-    local id, err = timer_arm(S, t, timeout, "timeout")
-    if not id then return err end
-  end
-  r = send_wait_once(c, t, thresh) or send_check(c, io, thresh)
+  local t, err = begin_wait(c, timeout, "send", 5)
+  if not t then return err end
+  r = park_writer(c, t, thresh) or send_check(c, io, thresh)
   while r == MORE do
-    r = send_wait_once(c, t, thresh) or send_check(c, io, thresh)
+    r = park_writer(c, t, thresh) or send_check(c, io, thresh)
   end
-  if t.tmr then timer_disarm(S, t) end
+  if t.tmr then timer_disarm(c.S, t) end
   return r
 end
 
@@ -237,52 +238,39 @@ function methods.send_from(c, src, max)
   return n
 end
 
--- Flushed but guards are out: park among the writers until a guard
--- release brings c.guards to 0 (region.conn_idle wakes them).
-local function guard_wait_once(c, t)
-  local wq = c.wq
-  if not wq then wq = {}; c.wq = wq end
-  local nw = c.nw + 1
-  c.nw = nw
-  wq[nw] = t
-  local why = park(c.S, t)
-  if why then remove_writer(c, t) end
-  return why
-end
-
 -- Wait, under one deadline, until nothing is unsent and every guard of c
 -- has been released; nil on success, else the reason.
 local function wait_guards(c, timeout)
-  local S = c.S
-  local t = S.current
-  if not t then misuse("conn: a flush that must wait needs a ringline task", 4) end
-  if timeout then
-    local id, err = timer_arm(S, t, timeout, "timeout")
-    if not id then return err end
-  end
+  local t, err = begin_wait(c, timeout, "flush", 5)
+  if not t then return err end
   local io = c.io
   local why
   repeat
     why = send_check(c, io, 0)
     if why == MORE then
-      why = send_wait_once(c, t, 0) or MORE
+      why = park_writer(c, t, 0) or MORE
     elseif why == nil and c.guards > 0 then
-      why = guard_wait_once(c, t) or MORE
+      -- flushed but guards are out: wait until a release brings c.guards to 0
+      why = park_writer(c, t, false) or MORE
     end
   until why ~= MORE
-  if t.tmr then timer_disarm(S, t) end
+  if t.tmr then timer_disarm(c.S, t) end
   return why
 end
 
-region.conn_idle = function(c)
+-- Wake every parked writer and flusher of c with why: when c's last guard
+-- is released (region.conn_idle, why nil) and when c closes (ringline.conn).
+local function wake_writers(c, why)
   local S, wq = c.S, c.wq
   for j = 1, c.nw do
     local t = wq[j]
     wq[j] = nil
-    wake(S, t, nil)
+    wake(S, t, why)
   end
   c.nw = 0
 end
+M.wake_writers = wake_writers
+region.conn_idle = wake_writers
 
 function methods.flush(c, timeout)
   if timeout ~= nil and type(timeout) ~= "number" then misuse("conn:flush: timeout must be seconds", 2) end

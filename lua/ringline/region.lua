@@ -14,7 +14,7 @@
 -- stay alive for them). When no part ends up guarded (a slice below the
 -- threshold) the parts are queued with rl_conn_send instead, in the same
 -- order: the core's plain copy path is much cheaper for small sends. Sends
--- without a slice never come here (conn.lua's fast path is unchanged).
+-- without a slice never come here (conn_send.lua's fast path is unchanged).
 --
 -- Guards and anchors
 -- ------------------
@@ -277,7 +277,7 @@ end
 ------------------------------------------------------------------------
 
 -- Does x (a table) hold a slice, itself or in its (nested) elements? The
--- first four elements are unrolled: conn.lua's fast path calls this for
+-- first four elements are unrolled: conn_send.lua's fast path calls this for
 -- every array argument, and a loop that runs once or twice per call would
 -- make LuaJIT abort the caller's trace.
 local has_slice
@@ -465,7 +465,7 @@ function M.send(c, lvl, nargs, ...)
   return total
 end
 
--- Set by conn.lua: wakes the connection's parked writers and flushers.
+-- Set by conn_send.lua: wakes the connection's parked writers and flushers.
 M.conn_idle = nil
 
 -- RL_EV_GUARD: data = token, slot = region id (or RL_PART_PINNED).

@@ -30,11 +30,12 @@
 --      on a closed socket are reset, or moved to another listener of the
 --      port with net.ipv4.tcp_migrate_req),
 --   2. wakes receives blocked on accepted connections with nil, "closed",
---      and makes every later one that would wait return that too (conn.lua
---      checks S.draining), so handlers waiting for the next request end;
---      outbound connections (ringline.connect) keep working, so a handler
---      can finish what it is doing with an upstream; other modules' servers
---      do the same in their sched.on_stop hooks (bound UDP sockets),
+--      and makes every later one that would wait return that too
+--      (conn_read.lua checks S.draining), so handlers waiting for the next
+--      request end; outbound connections (ringline.connect) keep working,
+--      so a handler can finish what it is doing with an upstream; other
+--      modules' servers do the same in their sched.on_stop hooks (bound UDP
+--      sockets),
 --   3. runs pending timers now with premature = true (sched.hooks.ending,
 --      ringline.timer's), and timer.at/every refuse new ones,
 --   4. lets the run end the normal way: when the tasks have returned, queued
