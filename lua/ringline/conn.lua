@@ -48,6 +48,8 @@ function M.new(S, slot, gen)
   return c
 end
 
+-- receive and the other reads (conn_read.lua), send and the other writes
+-- (conn_send.lua); the rest of the methods follow here.
 read.install(methods)
 send.install(methods, mt)
 
