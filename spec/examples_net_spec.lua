@@ -6,27 +6,12 @@ local root = debug.getinfo(1, "S").source:match("^@(.*)/spec/[^/]+$") or "."
 if root:sub(1, 1) ~= "/" then root = os.getenv("PWD") .. "/" .. root end
 package.path = ("%s/lua/?.lua;%s/lua/?/init.lua;%s/bindings/?.lua;%s/spec/?.lua;"):format(root, root, root, root)
   .. package.path
-local proc = dofile(root .. "/bindings/test/proc.lua")
-local build = os.getenv("RINGLINE_BUILD") or (root .. "/build")
-local host = build .. "/bindings/ringline-lua"
 local ringline = require "ringline"
 local support = require "support"
+local ex = dofile(root .. "/spec/example_host.lua")(root)
+local proc, host, stop_cleanly = ex.proc, ex.host, ex.stop_cleanly
 
--- Starts examples/<name>.lua with env (a string of VAR=value words) on a
--- free port; returns the process and the port it printed.
-local function start(name, env)
-  local srv = proc.spawn(("PORT=0 BENCH_HOST=127.0.0.1 %s %s %s/examples/%s.lua"):format(
-    env or "", proc.quote(host), root, name))
-  local port, seen = srv:expect("listening on [^\n]-127%.0%.0%.1:(%d+)")
-  assert(port, "the example did not start:\n" .. tostring(seen))
-  return srv, tonumber(port)
-end
-
-local function stop_cleanly(srv)
-  local code, out, err = srv:stop("TERM")
-  assert.are.equal(0, code, out .. "\n" .. err)
-  assert.are.equal("", err)
-end
+local function start(name, env) return ex.start(name, env) end
 
 describe("examples/proxy.lua", function()
   it("relays a 16 MiB stream each way at once, and each side's half-close", function()

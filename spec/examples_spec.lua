@@ -5,38 +5,11 @@ local root = debug.getinfo(1, "S").source:match("^@(.*)/spec/[^/]+$") or "."
 if root:sub(1, 1) ~= "/" then root = os.getenv("PWD") .. "/" .. root end
 package.path = ("%s/lua/?.lua;%s/lua/?/init.lua;%s/bindings/?.lua;"):format(root, root, root)
   .. package.path
-local proc = dofile(root .. "/bindings/test/proc.lua")
-local build = os.getenv("RINGLINE_BUILD") or (root .. "/build")
-local host = build .. "/bindings/ringline-lua"
 local ringline = require "ringline"
+local ex = dofile(root .. "/spec/example_host.lua")(root)
+local proc, host, client, stop_cleanly = ex.proc, ex.host, ex.client, ex.stop_cleanly
 
--- Starts examples/<name>.lua; returns the server and the port it listens on.
-local function start(name)
-  local srv = proc.spawn(("PORT=0 BENCH_HOST=127.0.0.1 %s %s/examples/%s.lua"):format(
-    proc.quote(host), root, name))
-  local port, seen = srv:expect("listening on [^\n]-127%.0%.0%.1:(%d+)")
-  assert(port, "the example did not start:\n" .. tostring(seen))
-  local hint = srv:expect("^try: (.*)$")
-  return srv, tonumber(port), hint
-end
-
--- Runs fn(conn, ...) in a ringline loop, connected to the server; the
--- loop's own deadline keeps a wrong answer from hanging the spec.
-local function client(port, fn)
-  return ringline.run({ timeout = 20 }, function()
-    local conn = assert(ringline.connect("127.0.0.1", port, { timeout = 5 }))
-    conn:settimeout(5000)
-    local r = { fn(conn) }
-    conn:close()
-    return unpack(r)
-  end)
-end
-
-local function stop_cleanly(srv)
-  local code, out, err = srv:stop("TERM")
-  assert.are.equal(0, code, out .. "\n" .. err)
-  assert.are.equal("", err)
-end
+local function start(name) return ex.start(name, nil, nil, true) end
 
 describe("examples/echo.lua", function()
   local srv, port, hint

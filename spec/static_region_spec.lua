@@ -7,11 +7,10 @@ local root = debug.getinfo(1, "S").source:match("^@(.*)/spec/[^/]+$") or "."
 if root:sub(1, 1) ~= "/" then root = os.getenv("PWD") .. "/" .. root end
 package.path = ("%s/lua/?.lua;%s/lua/?/init.lua;%s/bindings/?.lua;%s/spec/?.lua;"):format(
   root, root, root, root) .. package.path
-local proc = dofile(root .. "/bindings/test/proc.lua")
-local build = os.getenv("RINGLINE_BUILD") or (root .. "/build")
-local host = build .. "/bindings/ringline-lua"
 local ringline = require "ringline"
 local support = require "support"
+local ex = dofile(root .. "/spec/example_host.lua")(root)
+local proc, host, client, stop_cleanly = ex.proc, ex.host, ex.client, ex.stop_cleanly
 
 -- The test directory: name -> content.
 local FILES = {
@@ -37,14 +36,7 @@ local function make_dir()
   return dir
 end
 
-local function start(env, args)
-  local srv = proc.spawn(("PORT=0 BENCH_HOST=127.0.0.1 %s %s %s/examples/static_region.lua %s"):format(
-    env or "", proc.quote(host), root, args or ""))
-  local port, seen = srv:expect("listening on [^\n]-127%.0%.0%.1:(%d+)")
-  assert(port, "the example did not start:\n" .. tostring(seen))
-  local hint = srv:expect("^try: (.*)$")
-  return srv, tonumber(port), hint
-end
+local function start(env, args) return ex.start("static_region", env, args, true) end
 
 -- One response off conn: status, headers (lower-case names), body.
 local function response(c, is_head)
@@ -60,23 +52,6 @@ local function response(c, is_head)
   local body = ""
   if n and n > 0 and not is_head then body = assert(c:receive(n)) end
   return status, hdr, body
-end
-
--- Runs fn(conn) in a ringline loop, connected to the server.
-local function client(port, fn)
-  return ringline.run({ timeout = 30 }, function()
-    local conn = assert(ringline.connect("127.0.0.1", port, { timeout = 5 }))
-    conn:settimeout(10000)
-    local r = { fn(conn) }
-    conn:close()
-    return unpack(r)
-  end)
-end
-
-local function stop_cleanly(srv)
-  local code, out, err = srv:stop("TERM")
-  assert.are.equal(0, code, out .. "\n" .. err)
-  assert.are.equal("", err)
 end
 
 local names = {}
