@@ -389,6 +389,21 @@ describe("user coroutines inside tasks (the yield sentinel)", function()
     end)
     assert.is_false(r[1])
     assert.matches("coroutine not made by ringline.coroutine", r[2])
+    -- the message names the caller's line, not a line inside ringline
+    assert.matches("^[^\n]*sched_spec%.lua:%d+: ringline:", r[2])
+  end)
+
+  it("a receive blocked inside a plain coroutine names the caller's line", function()
+    local err = support.run(function()
+      local lst, port = support.server(function(c) c:receive("*a") end)
+      local c = support.connect(port)
+      local ok, e = pcall(coroutine.wrap(function() c:receiveany(10) end))
+      c:close()
+      lst:close()
+      assert.is_false(ok)
+      return e
+    end)
+    assert.matches("^[^\n]*sched_spec%.lua:%d+: ringline: blocking call", err)
   end)
 end)
 

@@ -138,7 +138,7 @@ local function conn_fd(c)
   end
   local S = c.S
   local t = S.current
-  if not t then misuse("conn: getting the socket's descriptor needs a ringline task", 4) end
+  if not t then error("ringline: conn: getting the socket's descriptor needs a ringline task", errors.caller_level()) end
   local fdw = c.fdw
   if not fdw then fdw = {}; c.fdw = fdw end
   fdw[#fdw + 1] = t

@@ -47,12 +47,12 @@ end
 -- Every wait of a connection call starts here (conn_send's too): the
 -- running task, about to wait in a `what` ("receive", "send" or "flush"),
 -- with the call's deadline (timeout: seconds or false) armed; a receiver
--- also becomes c's reader. nil, err when the timer cannot be armed. lvl:
--- the misuse error's level, as misuse's.
-local function begin_wait(c, timeout, what, lvl)
+-- also becomes c's reader. nil, err when the timer cannot be armed. A
+-- misuse (no task to park) names the user's line (errors.caller_level).
+local function begin_wait(c, timeout, what)
   local S = c.S
   local t = S.current
-  if not t then misuse("conn: a " .. what .. " that must wait needs a ringline task", lvl) end
+  if not t then error("ringline: conn: a " .. what .. " that must wait needs a ringline task", errors.caller_level()) end
   if timeout then
     local id, err = timer_arm(S, t, timeout, "timeout")
     if not id then return nil, err end
@@ -112,7 +112,7 @@ end
 local function recv_n_slow(c, n)
   if n > U32MAX then misuse("conn:receive: size too large", 4) end
   local io = c.io
-  local t, err = begin_wait(c, c.read_to, "receive", 3)
+  local t, err = begin_wait(c, c.read_to, "receive")
   if not t then return nil, err end
   local why = wait_bytes(c, t, n)
   while not why and io.rlen < n do
@@ -154,7 +154,7 @@ local function scan_line(c, scanned)
 end
 
 local function recv_line_slow(c, scanned)
-  local t, err = begin_wait(c, c.read_to, "receive", 3)
+  local t, err = begin_wait(c, c.read_to, "receive")
   if not t then return nil, err end
   local why = wait_bytes(c, t, scanned + 1)
   while not why do
@@ -189,7 +189,7 @@ end
 local function recv_all(c)
   local io = c.io
   if io.reof == 0 then
-    local t, err = begin_wait(c, c.read_to, "receive", 3)
+    local t, err = begin_wait(c, c.read_to, "receive")
     if not t then return nil, err end
     local why = wait_bytes(c, t, all_need(io))
     while not why do
@@ -222,7 +222,7 @@ end
 -- else the reason (nothing consumed).
 local function wait_any(c, min, timeout)
   local io = c.io
-  local t, err = begin_wait(c, timeout, "receive", 3)
+  local t, err = begin_wait(c, timeout, "receive")
   if not t then return err end
   local why = wait_bytes(c, t, min)
   while not why and io.rlen < min do
@@ -418,7 +418,7 @@ function methods.receiveuntil(c, delim, opts)
     end
     local r, a = search(size, 0)
     if r ~= MORE then return r, a end
-    local t, err = begin_wait(c, c.read_to, "receive", 3)
+    local t, err = begin_wait(c, c.read_to, "receive")
     if not t then return nil, err end
     local scanned = a
     local why = wait_bytes(c, t, io.rlen + 1)

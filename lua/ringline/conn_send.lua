@@ -174,7 +174,7 @@ local function wait_send(c, thresh, timeout)
   local io = c.io
   local r = send_check(c, io, thresh)
   if r ~= MORE then return r end
-  local t, err = begin_wait(c, timeout, "send", 5)
+  local t, err = begin_wait(c, timeout, "send")
   if not t then return err end
   r = park_writer(c, t, thresh) or send_check(c, io, thresh)
   while r == MORE do
@@ -241,7 +241,7 @@ end
 -- Wait, under one deadline, until nothing is unsent and every guard of c
 -- has been released; nil on success, else the reason.
 local function wait_guards(c, timeout)
-  local t, err = begin_wait(c, timeout, "flush", 5)
+  local t, err = begin_wait(c, timeout, "flush")
   if not t then return err end
   local io = c.io
   local why

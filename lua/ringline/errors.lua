@@ -57,4 +57,18 @@ function M.errstr(rc)
   return s
 end
 
+-- The level, for error() in the function calling this, of the nearest
+-- frame outside ringline's own modules: a misuse found deep inside (a wait
+-- with no task to park) then names the user's line, however many of our
+-- frames lie between. Only error paths call it.
+function M.caller_level()
+  local lvl = 3                 -- the caller of the function that asks
+  while true do
+    local info = debug.getinfo(lvl, "S")
+    if not info then return 1 end
+    if not info.source:find("/ringline/[%w_]+%.lua$") then return lvl - 1 end
+    lvl = lvl + 1
+  end
+end
+
 return M

@@ -96,7 +96,7 @@ M.current = current
 -- Park the running task until something wakes it; returns the reason.
 local function park(S, t)
   if co_running() ~= S.cur_co then
-    error("ringline: blocking call inside a coroutine not made by ringline.coroutine", 3)
+    error("ringline: blocking call inside a coroutine not made by ringline.coroutine", errors.caller_level())
   end
   if t.cpend then
     -- canceled while running or queued: this blocking call ends at once
@@ -113,7 +113,7 @@ M.park = park
 -- Yield to the other ready tasks (sleep(0)).
 local function yield_now(S, t)
   if co_running() ~= S.cur_co then
-    error("ringline: blocking call inside a coroutine not made by ringline.coroutine", 3)
+    error("ringline: blocking call inside a coroutine not made by ringline.coroutine", errors.caller_level())
   end
   if t.cpend then
     t.cpend = false

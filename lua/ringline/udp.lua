@@ -197,7 +197,7 @@ end
 -- Wait until a datagram is queued. nil when one is, else the reason.
 local function wait_dgram(u, S)
   local t = S.current
-  if not t then misuse("udp: a receive that must wait needs a ringline task", 4) end
+  if not t then error("ringline: udp: a receive that must wait needs a ringline task", errors.caller_level()) end
   local timeout = u.read_to
   if timeout then
     local id, err = sched.timer_arm(S, t, timeout, "timeout")
