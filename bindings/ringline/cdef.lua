@@ -128,6 +128,8 @@ struct rl_metrics {
 	uint64_t udp_dropped;
 	uint64_t udp_truncated;
 	uint64_t udp_open;
+	uint64_t handoffs;
+	uint64_t handoff_errors;
 };
 enum rl_feature {
 	RL_FEAT_DEFER_TASKRUN = 1,
@@ -160,6 +162,13 @@ int rl_worker_live(const struct rl_worker *w);
 int rl_listen(struct rl_worker *w, const char *addr, uint32_t flags);
 int rl_listener_port(struct rl_worker *w, int id);
 int rl_listener_close(struct rl_worker *w, int id);
+struct rl_handoff;
+int rl_handoff_new(const char *addr, uint32_t flags, uint32_t backlog, struct rl_handoff **out);
+void rl_handoff_free(struct rl_handoff *h);
+int rl_handoff_port(struct rl_handoff *h);
+int rl_handoff_members(struct rl_handoff *h);
+int rl_handoff_accept(struct rl_worker *w, struct rl_handoff *h);
+int rl_listen_handoff(struct rl_worker *w, struct rl_handoff *h);
 const struct rl_conn_io *rl_conn_io(struct rl_worker *w, uint32_t slot);
 int rl_conn_consume(struct rl_worker *w, uint32_t slot, uint32_t gen, uint32_t n);
 int rl_conn_want_recv(struct rl_worker *w, uint32_t slot, uint32_t gen, uint32_t min_bytes);

@@ -84,6 +84,8 @@
 	F(rl_metrics, udp_dropped) \
 	F(rl_metrics, udp_truncated) \
 	F(rl_metrics, udp_open) \
+	F(rl_metrics, handoffs) \
+	F(rl_metrics, handoff_errors) \
 	/* end */
 #define RL_LAYOUT_ENUMS(E) \
 	E(RL_EV_ACCEPTED) \

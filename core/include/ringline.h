@@ -224,6 +224,8 @@ struct rl_metrics {
 	uint64_t udp_dropped;        /* received datagrams dropped: the socket's queue was full */
 	uint64_t udp_truncated;      /* received datagrams larger than udp_buffer_size */
 	uint64_t udp_open;           /* gauge: UDP sockets */
+	uint64_t handoffs;           /* acceptor: connections passed to a member */
+	uint64_t handoff_errors;     /* acceptor: passes a member's ring refused (peer closed) */
 };
 
 /* Kernel features found by the start-up probe (rl_worker_features). */
@@ -294,7 +296,41 @@ int rl_worker_live(const struct rl_worker *w);
 int rl_listen(struct rl_worker *w, const char *addr, uint32_t flags);
 /* The bound port (0 for unix sockets). */
 int rl_listener_port(struct rl_worker *w, int id);
+/* Stops accepting. A hand-off listener (rl_listen_handoff) leaves its
+ * group first: no connection is handed to it after this returns. */
 int rl_listener_close(struct rl_worker *w, int id);
+
+/* -- hand-off: one worker accepts, the others serve --
+ * A hand-off group is one listening socket shared by several workers
+ * without SO_REUSEPORT's hashing: one worker (the acceptor) accepts on it
+ * and passes each accepted connection, round robin, to the group's members
+ * with IORING_OP_MSG_RING (IORING_MSG_SEND_FD, Linux 6.0), straight from its fixed file
+ * table into the member's. A member sees RL_EV_ACCEPTED on its hand-off
+ * listener as if it had accepted the connection itself.
+ *
+ * Threads: rl_handoff_new, rl_listen_handoff and rl_listener_close may be
+ * called from any member's thread while the acceptor runs; the group's lock
+ * is held only at joins, leaves and each hand-off. Lifetime: free the group
+ * after the acceptor's listener is closed and every member has left (or its
+ * worker was destroyed). When the last member leaves, the acceptor closes
+ * its listener by itself at its next poll, so new peers are refused by the
+ * kernel rather than accepted and dropped. */
+struct rl_handoff;
+/* Bind and listen on addr (as rl_listen; flags: RL_LISTEN_*). The group
+ * owns the socket until an acceptor takes it. */
+int rl_handoff_new(const char *addr, uint32_t flags, uint32_t backlog, struct rl_handoff **out);
+void rl_handoff_free(struct rl_handoff *h);
+/* The bound port (0 for unix sockets). */
+int rl_handoff_port(struct rl_handoff *h);
+/* Members currently joined. */
+int rl_handoff_members(struct rl_handoff *h);
+/* w becomes the group's acceptor: multishot accept on its socket, each
+ * connection handed on. Returns w's listener id; -EBUSY if the group has
+ * an acceptor already, -EOPNOTSUPP without MSG_RING. */
+int rl_handoff_accept(struct rl_worker *w, struct rl_handoff *h);
+/* A listener of w with no socket of its own, joined to the group: the
+ * connections the acceptor hands to w arrive on it. Returns its id. */
+int rl_listen_handoff(struct rl_worker *w, struct rl_handoff *h);
 
 /* -- connections -- */
 /* The in-place state of a slot (never NULL for slot < max_connections). */

@@ -224,15 +224,50 @@ RL_HIDDEN int rl__timers_pop_due(struct rl_timers *t, double now, uint32_t *toke
 /* ---- listeners (listener.c) ---- */
 #define RL_MAX_LISTENERS 64
 
+enum rl_listener_kind {
+	RL_LISTENER_LOCAL = 0,   /* accepts and serves its connections */
+	RL_LISTENER_ACCEPTOR,    /* accepts and hands each to a group member */
+	RL_LISTENER_MEMBER,      /* no socket: serves what the acceptor hands it */
+};
+
 struct rl_listener {
-	int fd;
+	int fd;                  /* -1 for a member */
 	int port;
 	uint32_t gen;
+	struct rl_handoff *h;    /* acceptor and member: the group */
+	uint8_t kind;
 	uint8_t used;
 	uint8_t armed;
 	uint8_t closing;
 	uint8_t cancel_sent;
 };
+
+/* socket + bind + listen; returns the descriptor, *port the bound port. */
+RL_HIDDEN int rl__listen_socket(const char *addr, uint32_t flags, uint32_t backlog, int *port);
+/* Take a listener slot for fd (-1 for a member) and arm its accept. On
+ * failure the caller still owns fd. */
+RL_HIDDEN int rl__listener_add(struct rl_worker *w, int fd, int port, int kind,
+			       struct rl_handoff *h);
+/* The listener of slot id if it is used and still has generation gen. */
+RL_HIDDEN struct rl_listener *rl__listener_get(struct rl_worker *w, uint32_t id, uint32_t gen);
+/* A connection the kernel put at fixed index slot for listener id becomes
+ * live (or is closed, when the listener is going away). */
+RL_HIDDEN void rl__listener_adopt(struct rl_worker *w, struct rl_listener *l, uint32_t id,
+				  uint32_t slot);
+RL_HIDDEN void rl__listener_close_slot(struct rl_worker *w, uint32_t slot);
+
+/* ---- hand-off groups (handoff.c) ---- */
+/* Acceptor: pass the connection at fixed index slot to the next member. */
+RL_HIDDEN void rl__handoff_pass(struct rl_worker *w, struct rl_handoff *h, uint32_t slot);
+RL_HIDDEN void rl__handoff_on_pass(struct rl_worker *w, struct io_uring_cqe *cqe);
+/* Member: a connection arrived through MSG_RING. */
+RL_HIDDEN void rl__handoff_on_arrival(struct rl_worker *w, struct io_uring_cqe *cqe);
+/* Member listener closing: no hand-off targets it once this returns. */
+RL_HIDDEN void rl__handoff_leave(struct rl_handoff *h, struct rl_worker *w, int id);
+/* Acceptor listener freed: the group has no acceptor any more. */
+RL_HIDDEN void rl__handoff_acceptor_gone(struct rl_handoff *h);
+/* Acceptor: close listeners whose group has no members left. */
+RL_HIDDEN void rl__handoff_reap(struct rl_worker *w);
 
 /* ---- outbound connect requests (connect.c) ---- */
 struct rl_connreq {
@@ -337,6 +372,7 @@ struct rl_worker {
 	struct rl_bufring ubufs;   /* UDP receive ring (group RL_UDP_BGID), on first use */
 	uint32_t udp_live;
 	struct rl_listener listeners[RL_MAX_LISTENERS];
+	uint32_t acceptors;        /* listeners of kind RL_LISTENER_ACCEPTOR */
 	struct rl_connreq **reqs;
 	uint32_t nreqs;
 	uint32_t starved_head;     /* ENOBUFS re-arm list (slot+1, 0 = end) */

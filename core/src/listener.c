@@ -9,6 +9,10 @@
  * refusal is counted and the accept re-armed. Transient errors re-arm too;
  * errors that mean the socket itself is unusable stop the listener and are
  * reported with RL_EV_LISTENER.
+ *
+ * A listener is one of three kinds: local (accepts and serves), acceptor
+ * (accepts and hands each connection to a hand-off group's member, see
+ * handoff.c) or member (no socket; serves what an acceptor hands it).
  */
 #include <errno.h>
 #include <netinet/tcp.h>
@@ -32,31 +36,28 @@ static void accept_arm(struct rl_worker *w, int id)
 
 static void listener_free(struct rl_worker *w, struct rl_listener *l)
 {
-	close(l->fd);
+	if (l->fd >= 0)
+		close(l->fd);
+	if (l->kind == RL_LISTENER_ACCEPTOR) {
+		rl__handoff_acceptor_gone(l->h);
+		w->acceptors--;
+	}
 	l->fd = -1;
+	l->h = NULL;
+	l->kind = RL_LISTENER_LOCAL;
 	l->used = 0;
 	l->closing = 0;
 	l->cancel_sent = 0;
 	l->gen++;
 }
 
-int rl_listen(struct rl_worker *w, const char *addr, uint32_t flags)
+int rl__listen_socket(const char *addr, uint32_t flags, uint32_t backlog, int *port)
 {
 	struct sockaddr_storage ss;
 	socklen_t len;
 	int rc = rl__parse_addr(addr, 1, &ss, &len);
 	if (rc)
 		return rc;
-	int id = -1;
-	for (int i = 0; i < RL_MAX_LISTENERS; i++) {
-		if (!w->listeners[i].used) {
-			id = i;
-			break;
-		}
-	}
-	if (id < 0)
-		return -EMFILE;
-
 	int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -errno;
@@ -75,26 +76,65 @@ int rl_listen(struct rl_worker *w, const char *addr, uint32_t flags)
 		if (flags & RL_LISTEN_NODELAY) /* accepted sockets inherit it */
 			setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	}
-	if (bind(fd, (struct sockaddr *)&ss, len) < 0 ||
-	    listen(fd, (int)w->cfg.listen_backlog) < 0) {
+	if (bind(fd, (struct sockaddr *)&ss, len) < 0 || listen(fd, (int)backlog) < 0) {
 		rc = -errno;
 		close(fd);
 		return rc;
 	}
+	char host[8];
+	rc = rl_fd_name(fd, 0, host, sizeof(host));
+	*port = rc > 0 ? rc : 0;
+	return fd;
+}
+
+int rl__listener_add(struct rl_worker *w, int fd, int port, int kind, struct rl_handoff *h)
+{
+	int id = -1;
+	for (int i = 0; i < RL_MAX_LISTENERS; i++) {
+		if (!w->listeners[i].used) {
+			id = i;
+			break;
+		}
+	}
+	if (id < 0)
+		return -EMFILE;
 	struct rl_listener *l = &w->listeners[id];
 	l->fd = fd;
+	l->port = port;
+	l->h = h;
+	l->kind = (uint8_t)kind;
 	l->used = 1;
 	l->closing = 0;
 	l->cancel_sent = 0;
-	char host[8];
-	rc = rl_fd_name(fd, 0, host, sizeof(host));
-	l->port = rc > 0 ? rc : 0;
+	if (kind == RL_LISTENER_MEMBER)
+		return id;
+	if (kind == RL_LISTENER_ACCEPTOR)
+		w->acceptors++;
 	accept_arm(w, id);
 	if (!l->armed) {
+		l->fd = -1; /* the caller still owns it */
 		listener_free(w, l);
 		return -EBUSY;
 	}
 	return id;
+}
+
+int rl_listen(struct rl_worker *w, const char *addr, uint32_t flags)
+{
+	int port;
+	int fd = rl__listen_socket(addr, flags, w->cfg.listen_backlog, &port);
+	if (fd < 0)
+		return fd;
+	int id = rl__listener_add(w, fd, port, RL_LISTENER_LOCAL, NULL);
+	if (id < 0)
+		close(fd);
+	return id;
+}
+
+struct rl_listener *rl__listener_get(struct rl_worker *w, uint32_t id, uint32_t gen)
+{
+	struct rl_listener *l = id < RL_MAX_LISTENERS ? &w->listeners[id] : NULL;
+	return l && l->used && l->gen == gen ? l : NULL;
 }
 
 int rl_listener_port(struct rl_worker *w, int id)
@@ -111,6 +151,8 @@ int rl_listener_close(struct rl_worker *w, int id)
 		return -ENOENT;
 	struct rl_listener *l = &w->listeners[id];
 	l->closing = 1;
+	if (l->kind == RL_LISTENER_MEMBER)
+		rl__handoff_leave(l->h, w, id);
 	if (!l->armed) {
 		listener_free(w, l);
 		return 0;
@@ -145,39 +187,54 @@ static int transient(int err)
 	}
 }
 
+void rl__listener_close_slot(struct rl_worker *w, uint32_t slot)
+{
+	struct io_uring_sqe *sqe = rl__sqe(w);
+	if (sqe) { /* an unowned op: its completion only counts */
+		io_uring_prep_close_direct(sqe, slot);
+		io_uring_sqe_set_data64(sqe, rl_ud_pack(RL_OP_UNOWNED, 0, 0));
+		w->m.ops_inflight++;
+	}
+}
+
+void rl__listener_adopt(struct rl_worker *w, struct rl_listener *l, uint32_t id, uint32_t slot)
+{
+	struct rl_conn *c = rl__conntab_open(&w->conns, slot);
+	if (!c) {
+		/* The kernel gave an index whose slot is still live: a broken
+		 * invariant. Close the file, keep the slot. */
+		rl__listener_close_slot(w, slot);
+		w->m.stale_cqes++;
+		return;
+	}
+	w->m.conns_accepted++;
+	rl__conn_start(w, c);
+	if (l->closing || w->destroying) {
+		c->silent = 1;
+		rl__conn_begin_close(w, c, RL_CLOSE_RESET, -ECANCELED);
+	} else {
+		rl__emit(w, RL_EV_ACCEPTED, 0, c->slot, c->io.gen, id);
+	}
+}
+
 void rl__listener_on_accept(struct rl_worker *w, struct io_uring_cqe *cqe)
 {
 	uint32_t id = rl_ud_index(cqe->user_data);
-	struct rl_listener *l = id < RL_MAX_LISTENERS ? &w->listeners[id] : NULL;
+	struct rl_listener *l = rl__listener_get(w, id, rl_ud_gen(cqe->user_data));
 	int more = cqe->flags & IORING_CQE_F_MORE;
 	int res = cqe->res;
 
-	if (!l || !l->used || l->gen != rl_ud_gen(cqe->user_data)) {
+	if (!l) {
 		w->m.stale_cqes++;
 		return;
 	}
 	if (res >= 0) {
-		struct rl_conn *c = rl__conntab_open(&w->conns, (uint32_t)res);
-		if (!c) {
-			/* The kernel gave an index whose slot is still live: a
-			 * broken invariant. Close the file, keep the slot. */
-			struct io_uring_sqe *sqe = rl__sqe(w);
-			if (sqe) { /* an unowned op: its completion only counts */
-				io_uring_prep_close_direct(sqe, (unsigned)res);
-				io_uring_sqe_set_data64(sqe, rl_ud_pack(RL_OP_UNOWNED, 0, 0));
-				w->m.ops_inflight++;
-			}
-			w->m.stale_cqes++;
-		} else {
-			w->m.conns_accepted++;
-			rl__conn_start(w, c);
-			if (l->closing || w->destroying) {
-				c->silent = 1;
-				rl__conn_begin_close(w, c, RL_CLOSE_RESET, -ECANCELED);
-			} else {
-				rl__emit(w, RL_EV_ACCEPTED, 0, c->slot, c->io.gen, id);
-			}
-		}
+		if (l->kind == RL_LISTENER_ACCEPTOR && !l->closing && !w->destroying)
+			rl__handoff_pass(w, l->h, (uint32_t)res);
+		else if (l->kind == RL_LISTENER_ACCEPTOR)
+			rl__listener_close_slot(w, (uint32_t)res);
+		else
+			rl__listener_adopt(w, l, id, (uint32_t)res);
 	} else if (res == -ENFILE) {
 		w->m.conns_refused++;
 	} else if (res != -ECANCELED) {

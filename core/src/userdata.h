@@ -45,6 +45,10 @@ enum rl_op {
 	RL_OP_UDP_CANCEL,  /* cancel of a UDP socket's receive */
 	RL_OP_SEND_SLAB,   /* SENDMSG(_ZC) of a slab entry and its notifications;
 	                      index = entry, gen = the entry's generation */
+	RL_OP_HANDOFF,     /* acceptor: the MSG_RING passing the connection at
+	                      fixed index `index` to a group member */
+	RL_OP_HANDIN,      /* member: a connection arrived; index = listener id,
+	                      gen = its generation, res = the fixed index */
 	RL_OP__COUNT
 };
 

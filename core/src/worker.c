@@ -194,6 +194,13 @@ static void dispatch(struct rl_worker *w, struct io_uring_cqe *cqe)
 		if (!w->destroying && cqe->res != -ECANCELED)
 			wake_arm(w);
 		rl__inbox_ring(w);
+		rl__handoff_reap(w);
+		break;
+	case RL_OP_HANDOFF:
+		rl__handoff_on_pass(w, cqe);
+		break;
+	case RL_OP_HANDIN:
+		rl__handoff_on_arrival(w, cqe);
 		break;
 	case RL_OP_INBOX:
 		if (rl_ud_index(cqe->user_data) == 1) {
