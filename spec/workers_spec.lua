@@ -10,6 +10,7 @@ if root:sub(1, 1) ~= "/" then root = os.getenv("PWD") .. "/" .. root end
 package.path = ("%s/lua/?.lua;%s/lua/?/init.lua;%s/bindings/?.lua;"):format(root, root, root)
   .. package.path
 local proc = dofile(root .. "/bindings/test/proc.lua")
+local support = require "support"
 local build = os.getenv("RINGLINE_BUILD") or (root .. "/build")
 local host = build .. "/bindings/ringline-lua"
 local ringline = require "ringline"
@@ -170,7 +171,8 @@ describe("ringline-lua -w N", function()
       local ffi = require "ffi"
       local H = require "ringline.host"
       assert(H == ffi.C, "ringline.host is not ffi.C in the host")
-      for _, name in ipairs { "rl_host_register", "rl_host_unregister", "rl_host_post", "rl_host_exit" } do
+      for _, name in ipairs { "rl_host_register", "rl_host_unregister", "rl_host_post", "rl_host_exit",
+                              "rl_host_listen_shared" } do
         assert(pcall(function() return H[name] end), name .. " does not resolve")
       end
       io.write("ok")
@@ -180,6 +182,93 @@ describe("ringline-lua -w N", function()
     assert.are.equal("ok", out)
     -- and outside the host there is none
     assert.is_false(require "ringline.host")
+  end)
+end)
+
+-- Connects n times to addr (host:port or unix:/path); each server reply is
+-- the id of the worker that served it. Returns the count per id.
+local function spread(addr, n)
+  return ringline.run({ timeout = 20 }, function()
+    local count = { ["0"] = 0, ["1"] = 0 }
+    local host, port = addr:match("^(.*):(%d+)$")
+    local tasks = {}
+    for i = 1, n do
+      tasks[i] = ringline.spawn(function()
+        local c = assert(ringline.connect(host or addr, tonumber(port), { timeout = 5 }))
+        c:settimeout(5000)
+        local who = assert(c:receive("*a"))
+        c:close()
+        return who
+      end)
+    end
+    for i = 1, n do
+      local ok, who = tasks[i]:join()
+      assert(ok, who)
+      count[who] = count[who] + 1
+    end
+    return count
+  end)
+end
+
+describe("one address shared by the workers (an acceptor thread)", function()
+  local SERVE_ID = [[
+      local ringline = require "ringline"
+      local l = assert(ringline.listen(arg[1], function(conn)
+        conn:send(tostring(ringline.worker_id()))
+      end, arg[2] and { accept = arg[2] } or nil))
+      print(("listening %d %s %s"):format(ringline.worker_id(), l:getsockname()))
+  ]]
+
+  it("--accept acceptor: one socket (port 0 is one port), connections alternate between workers", function()
+    local s = script(SERVE_ID)
+    local srv = spawn("-w 2 --no-pin --accept acceptor " .. s .. " 127.0.0.1:0")
+    local got = expect_n(srv, "^listening (%d) 127%.0%.0%.1 (%d+)$", 2)
+    assert.are.equal(got[1][2], got[2][2])
+    assert.are_not.equal(got[1][1], got[2][1])
+    local served = spread("127.0.0.1:" .. got[1][2], 100)
+    assert.are.same({ ["0"] = 50, ["1"] = 50 }, served)
+    local code, _, err = srv:stop("TERM")
+    assert.are.equal(0, code, err)
+    assert.are.equal("", (err:gsub("[^\n]*pinned[^\n]*\n", "")))
+  end)
+
+  it("listen{accept = \"acceptor\"} shares one address while the default stays reuseport", function()
+    local s = script(SERVE_ID)
+    local srv = spawn("-w 2 --no-pin " .. s .. " 127.0.0.1:0 acceptor")
+    local got = expect_n(srv, "^listening (%d) 127%.0%.0%.1 (%d+)$", 2)
+    assert.are.equal(got[1][2], got[2][2])
+    assert.are.same({ ["0"] = 10, ["1"] = 10 }, spread("127.0.0.1:" .. got[1][2], 20))
+    local code, _, err = srv:stop("TERM")
+    assert.are.equal(0, code, err)
+  end)
+
+  it("a unix socket with several workers is one socket that every worker serves", function()
+    local path = os.tmpname()
+    os.remove(path)
+    local s = script(SERVE_ID)
+    local srv = spawn("-w 2 --no-pin " .. s .. " unix:" .. path)
+    expect_n(srv, "^listening %d " .. path:gsub("%p", "%%%0") .. " 0$", 2)
+    assert.are.same({ ["0"] = 10, ["1"] = 10 }, spread("unix:" .. path, 20))
+    local code, _, err = srv:stop("TERM")
+    assert.are.equal(0, code, err)
+    os.remove(path)
+  end)
+
+  it("reports the bind error of a shared address to every worker's listen", function()
+    local port, release = support.stuck_listener()   -- bound without SO_REUSEPORT
+    local s = script [[
+      local ringline = require "ringline"
+      local ok, err = ringline.listen("127.0.0.1:" .. arg[1], function() end, { accept = "acceptor" })
+      print("shared " .. tostring(ok) .. " " .. tostring(err))
+      local bad, msg = pcall(ringline.listen, "127.0.0.1:0", function() end, { accept = "both" })
+      print("bad accept: " .. tostring(not bad and msg))
+    ]]
+    local code, out, err = ringline_lua("-w 2 --no-pin " .. s .. " " .. port)
+    release()
+    assert.are.equal(0, code, err)
+    local _, n = out:gsub("shared nil address already in use\n", "")
+    assert.are.equal(2, n, out)
+    assert.matches('bad accept: [^\n]*:4: ringline.listen: opts.accept must be "reuseport" or "acceptor"', out)
   end)
 end)
 
@@ -269,8 +358,8 @@ describe("messages between workers", function()
   end)
 end)
 
-describe("signals and the graceful stop", function()
-  it("SIGTERM under load: listeners close, idle readers get closed, replies in flight are delivered, exit 0", function()
+-- SIGTERM under load, with the workers' listeners made as `args` says.
+local function drain_under_load(args)
     local port = free_port()
     local s = script [[
       local ringline = require "ringline"
@@ -291,7 +380,7 @@ describe("signals and the graceful stop", function()
       end))
       print("listening " .. ringline.worker_id())
     ]]
-    local srv = spawn("-w 2 --no-pin " .. s .. " " .. port)
+    local srv = spawn("-w 2 --no-pin " .. args .. " " .. s .. " " .. port)
     expect_n(srv, "^listening %d$", 2)
     local BIG = 8 * 1024 * 1024
     local res = ringline.run({ timeout = 30 }, function()
@@ -339,6 +428,15 @@ describe("signals and the graceful stop", function()
     local code, _, err = srv:wait()
     assert.are.equal(0, code, err)
     assert.are.equal("connection refused", res)
+end
+
+describe("signals and the graceful stop", function()
+  it("SIGTERM under load: listeners close, idle readers get closed, replies in flight are delivered, exit 0", function()
+    drain_under_load("")
+  end)
+
+  it("the same with --accept acceptor: the shared socket closes with the last listener", function()
+    drain_under_load("--accept acceptor")
   end)
 
   it("a second SIGTERM while draining exits 1 at once, saying so", function()
@@ -510,6 +608,11 @@ describe("options", function()
     bad("--workers", "'--workers' needs a value")
   end)
 
+  it("rejects a bad --accept mode with status 2", function()
+    bad("--accept both x.lua", "--accept", "reuseport or acceptor", "'both'")
+    bad("--accept", "'--accept' needs a mode")
+  end)
+
   it("rejects bad drain timeouts with status 2", function()
     bad("--drain-timeout -1 x.lua", "--drain-timeout", "0..86400", "'-1'")
     bad("--drain-timeout soon x.lua", "'soon'")
@@ -532,6 +635,7 @@ describe("options", function()
     local code, out = ringline_lua("--help")
     assert.are.equal(0, code)
     for _, opt in ipairs { "-w N|auto", "(default 1;", "--pin, --no-pin", "--drain-timeout s",
+                           "--accept MODE", "reuseport (default)",
                            "(default 5)", "--set key=value", "SIGHUP", "ringline.exit" } do
       assert.matches(opt, out, 1, true)
     end

@@ -9,6 +9,7 @@
  *   workers.c  worker threads, the registry behind rl_host.h, pinning,
  *              signals and the supervision of the main thread
  *   cpus.c     the pinning order
+ *   acceptor.c the acceptor thread of shared listeners (--accept acceptor)
  */
 #ifndef RL_HOST_INTERNAL_H
 #define RL_HOST_INTERNAL_H
@@ -31,6 +32,7 @@ struct options {
 	int workers;
 	int pin;                 /* -1: default (on when workers == CPUs), 0, 1 */
 	double drain_timeout;    /* seconds */
+	int accept_acceptor;     /* --accept acceptor: listeners share one socket */
 	struct rl_config cfg;   /* where the core validates --set; the worker
 	                         * gets the values via ringline.configure */
 	/* keys given with --set, in order, for hostinfo.config; lua_key: not
@@ -60,9 +62,14 @@ void host_preflight(void);
 /* Runs the script on worker id's VM; its exit status (0 or 1). */
 int host_run_script(lua_State *L, int id);
 
+/* acceptor.c: after every worker has ended, stop the acceptor thread (if
+ * one started) and free the shared sockets. */
+void host_acceptor_stop(void);
+
 /* workers.c */
 enum { LOG_ERR = 4, LOG_WARN = 5, LOG_NOTICE = 6, LOG_INFO = 7, LOG_DEBUG = 8 };
-/* A line in the format of ringline.log, subject to RINGLINE_LOG_LEVEL. */
+/* A line in the format of ringline.log, subject to RINGLINE_LOG_LEVEL;
+ * id -1 is the acceptor thread. */
 __attribute__((format(printf, 3, 4)))
 void host_log(int level, int id, const char *fmt, ...);
 /* The CPUs this process may run on (what -w auto counts and --pin uses). */

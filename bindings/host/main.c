@@ -2,8 +2,8 @@
 /*
  * ringline-lua: the host executable.
  *
- *     ringline-lua [-w N|auto] [--pin|--no-pin] [--drain-timeout s]
- *                  [--set key=value ...] script.lua [args...]
+ *     ringline-lua [-w N|auto] [--pin|--no-pin] [--accept reuseport|acceptor]
+ *                  [--drain-timeout s] [--set key=value ...] script.lua [args...]
  *
  * It runs N worker threads (thread per core). Each has its own LuaJIT VM
  * and runs the script as the main task of its own worker: the script is
@@ -11,7 +11,9 @@
  * require("ringline").run(chunk, ...), the same code busted specs use
  * in-process. Workers share nothing on the hot path: each has its own ring,
  * buffers, connections and Lua tables, and with several workers each
- * listens on its own SO_REUSEPORT socket (the kernel spreads connections).
+ * listens on its own SO_REUSEPORT socket (the kernel spreads connections),
+ * or with --accept acceptor one thread accepts on one socket and hands the
+ * connections round robin to the workers (acceptor.c).
  *
  * The main thread runs no Lua. It parses options, reads the script once,
  * blocks the signals it handles (in every thread, before any starts), starts
@@ -134,6 +136,11 @@ static void print_help(const struct options *o)
 	       "  -w N|auto            worker threads, 1..%d (default 1; auto = one per\n"
 	       "                       CPU this process may use: %d here). With several\n"
 	       "                       workers each listens on its own SO_REUSEPORT socket\n"
+	       "  --accept MODE        how several workers share a listening address:\n"
+	       "                       reuseport (default): a socket per worker, the\n"
+	       "                       kernel hashes each connection to one; acceptor:\n"
+	       "                       one socket, a thread accepts and hands connections\n"
+	       "                       to the workers round robin (unix sockets always)\n"
 	       "  --pin, --no-pin      pin worker i to one CPU, one physical core each\n"
 	       "                       before any SMT sibling (default: on when workers\n"
 	       "                       equals the CPU count and is more than 1)\n"
@@ -327,6 +334,16 @@ static void parse_options(struct options *o, int argc, char **argv)
 			o->pin = 1;
 		} else if (strcmp(a, "--no-pin") == 0) {
 			o->pin = 0;
+		} else if (is_option(a, "--accept")) {
+			const char *v = option_value(argc, argv, &i, "--accept",
+						     "a mode (reuseport or acceptor)");
+
+			if (strcmp(v, "reuseport") == 0)
+				o->accept_acceptor = 0;
+			else if (strcmp(v, "acceptor") == 0)
+				o->accept_acceptor = 1;
+			else
+				bad_option("--accept: expected reuseport or acceptor, got '%s'", v);
 		} else if (is_option(a, "--drain-timeout")) {
 			parse_drain(o, option_value(argc, argv, &i, "--drain-timeout", "seconds"));
 		} else if (is_option(a, "--set")) {

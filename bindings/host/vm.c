@@ -128,7 +128,7 @@ static void preload_hostinfo(lua_State *L, const struct options *o, int id, int 
 	lua_getglobal(L, "package");
 	lua_getfield(L, -1, "preload");
 
-	lua_createtable(L, 0, 9);
+	lua_createtable(L, 0, 10);
 	lua_pushboolean(L, 1);
 	lua_setfield(L, -2, "host");
 	lua_pushinteger(L, id);
@@ -139,6 +139,8 @@ static void preload_hostinfo(lua_State *L, const struct options *o, int id, int 
 	lua_setfield(L, -2, "cpu");            /* the pinned CPU, -1 when not pinned */
 	lua_pushnumber(L, o->drain_timeout);
 	lua_setfield(L, -2, "drain_timeout");
+	lua_pushstring(L, o->accept_acceptor ? "acceptor" : "reuseport");
+	lua_setfield(L, -2, "accept");
 	lua_pushstring(L, RL_VERSION_STRING);
 	lua_setfield(L, -2, "version");
 	/* The numbers the host posts as RL_MSG_SIGNAL `from`, by name. */

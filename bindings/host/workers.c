@@ -90,8 +90,12 @@ void host_log(int level, int id, const char *fmt, ...)
 	if (level > log_threshold())
 		return;
 	strftime(when, sizeof(when), "%Y/%m/%d %H:%M:%S", localtime_r(&now, &tm));
-	n = snprintf(line, sizeof(line), "%s [%s] ringline worker %d: ", when,
-		     names[level - LOG_ERR], id);
+	if (id >= 0)
+		n = snprintf(line, sizeof(line), "%s [%s] ringline worker %d: ", when,
+			     names[level - LOG_ERR], id);
+	else
+		n = snprintf(line, sizeof(line), "%s [%s] ringline acceptor: ", when,
+			     names[level - LOG_ERR]);
 	va_start(ap, fmt);
 	vsnprintf(line + n, sizeof(line) - (size_t)n - 1, fmt, ap);
 	va_end(ap);
@@ -510,6 +514,7 @@ int host_run_workers(void)
 	for (int i = 0; i < opts.workers; i++)
 		if (slots[i].started)
 			pthread_join(slots[i].thread, NULL);
+	host_acceptor_stop();   /* no worker is left to hand connections to */
 	fflush(stdout);
 	return status;
 }

@@ -32,6 +32,7 @@ M.ETIMEDOUT = 110
 M.ECONNREFUSED = 111
 M.ESTALE = 116
 M.EMSGSIZE = 90
+M.EOPNOTSUPP = 95
 M.ECANCELED = 125
 
 -- The fixed strings of the contract.

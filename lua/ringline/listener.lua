@@ -6,6 +6,7 @@
 -- task owns the connection: it is closed (gracefully, after the queued data)
 -- when the handler returns, and reset when it raises.
 local C = require "ringline.lib"
+local H = require "ringline.host"   -- false outside the host
 local sched = require "ringline.sched"
 local conn = require "ringline.conn"
 local errors = require "ringline.errors"
@@ -17,6 +18,14 @@ local conn_new, spawn_handler = conn.new, sched.spawn_handler
 
 local LISTEN_REUSEPORT, LISTEN_NODELAY = 1, 2
 local RESET = 1
+
+-- How several workers share an address: "reuseport" (a socket each) or
+-- "acceptor" (one socket; the host's acceptor thread hands connections to
+-- the workers round robin). The host's --accept sets the default.
+local ACCEPT do
+  local ok, h = pcall(require, "ringline.hostinfo")
+  ACCEPT = ok and type(h) == "table" and h.accept or "reuseport"
+end
 
 local M = {}
 local methods = {}
@@ -53,21 +62,40 @@ function M.listen(S, addr, handler, opts)
   if max ~= nil and (type(max) ~= "number" or max < 0 or max % 1 ~= 0) then
     error("ringline.listen: opts.max_connections must be an integer >= 0", 3)
   end
+  local accept = opts.accept
+  if accept == nil then
+    accept = ACCEPT
+  elseif accept ~= "reuseport" and accept ~= "acceptor" then
+    error("ringline.listen: opts.accept must be \"reuseport\" or \"acceptor\"", 3)
+  end
+  local unix = addr:sub(1, 5) == "unix:"
+  -- SO_REUSEPORT does not apply to unix sockets: a second worker's bind
+  -- would replace the first one's socket file. They always share one.
+  local shared = H and log.workers > 1 and (accept == "acceptor" or unix)
   -- opts.backlog: the backlog is per worker (configure{listen_backlog=}),
   -- fixed when the worker starts; a per-listener value is accepted and ignored.
   local reuseport = opts.reuseport
-  if reuseport == nil then reuseport = log.workers > 1 end
+  if reuseport == nil then reuseport = log.workers > 1 and not shared end
   local flags = (opts.nodelay ~= false and LISTEN_NODELAY or 0) + (reuseport and LISTEN_REUSEPORT or 0)
   local w = sched.start(S)
-  local id = C.rl_listen(w, addr, flags)
+  local id
+  if shared then
+    id = H.rl_host_listen_shared(w, addr, flags)
+    if id == -errors.EOPNOTSUPP then
+      return nil, "the kernel cannot pass connections between workers (IORING_OP_MSG_RING "
+        .. "with IORING_MSG_SEND_FD, Linux 6.0); use --accept reuseport"
+    end
+  else
+    id = C.rl_listen(w, addr, flags)
+  end
   if id < 0 then return nil, errstr(id) end
-  if log.workers > 1 and log.worker_id == 0 and addr:sub(1, 5) ~= "unix:"
+  if log.workers > 1 and log.worker_id == 0 and not shared
      and (addr == "0" or addr:find(":0$")) then
     -- each worker's socket gets a port of its own: rarely what was meant
     log.log(log.WARN, "listening on port 0 with ", log.workers, " workers: each worker gets ",
       "a different port; give a fixed port to share one")
   end
-  local l = setmetatable({ S = S, id = id, addr = addr, handler = handler,
+  local l = setmetatable({ S = S, id = id, addr = addr, handler = handler, shared = shared,
                            max = max or false, nconns = 0, refused = 0, closed = false }, mt)
   S.listeners[id] = l
   S.nlisteners = S.nlisteners + 1

@@ -1,0 +1,179 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * acceptor.c - the acceptor thread: one listening socket per address shared
+ * by all workers, accepted on a ring of its own and handed round robin to
+ * the workers (the core's hand-off groups, core/src/handoff.c).
+ *
+ * Used for --accept acceptor, and always for unix sockets with several
+ * workers (SO_REUSEPORT does not apply to them: a second bind would replace
+ * the first worker's socket file). A worker's ringline.listen joins the
+ * group for its address (creating it, and binding, when it is the first):
+ * the bind error, if any, is the caller's to report. The thread starts with
+ * the first shared listener, runs no Lua, holds nothing but its ring and
+ * accepts; it is stopped after every worker has ended, and the groups are
+ * freed then. When the last worker leaves a group (its listener closed, or
+ * its drain began) the acceptor closes that socket, so the kernel refuses
+ * new peers instead of accepting them into nowhere.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "host.h"
+#include "rl_host.h"
+
+#define MAX_SHARES 64
+
+struct share {
+	char *addr;
+	uint32_t flags;
+	struct rl_handoff *h;
+	int taken;               /* the acceptor called rl_handoff_accept on it */
+};
+
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static struct share shares[MAX_SHARES];
+static int nshares;
+static pthread_t thread;
+static int started, stopping;
+static struct rl_worker *acceptor;   /* while its thread runs */
+
+/* Start accepting on the groups that are new. Lock held. */
+static void take_new(struct rl_worker *w)
+{
+	for (int i = 0; i < nshares; i++) {
+		struct share *s = &shares[i];
+		int id;
+
+		if (s->taken)
+			continue;
+		s->taken = 1;
+		id = rl_handoff_accept(w, s->h);
+		if (id < 0) {
+			host_log(LOG_ERR, -1, "acceptor: cannot accept on %s: %s; stopping",
+				 s->addr, rl_strerror(id));
+			rl_host_exit(1);
+		}
+	}
+}
+
+static void *acceptor_main(void *arg)
+{
+	struct rl_config cfg = opts.cfg;
+	struct rl_event ev[64];
+	struct rl_worker *w;
+	char msg[256] = "";
+	int rc;
+
+	(void)arg;
+	/* It holds a connection only between its accept and its pass; the
+	 * sizes of the workers' data paths are not its business. */
+	cfg.recv_buffers = 1;
+	cfg.send_slots = 1;
+	cfg.send_slab_entries = 1;
+	rc = rl_worker_new(&cfg, &w, msg, sizeof(msg));
+	if (rc < 0) {
+		host_log(LOG_ERR, -1, "acceptor: cannot start: %s; stopping",
+			 msg[0] ? msg : rl_strerror(rc));
+		rl_host_exit(1);
+		return NULL;
+	}
+	pthread_mutex_lock(&lock);
+	acceptor = w;
+	for (;;) {
+		take_new(w);
+		if (stopping)
+			break;
+		pthread_mutex_unlock(&lock);
+		int n = rl_worker_poll(w, ev, 64, -1);
+		for (int i = 0; i < n; i++)
+			if (ev[i].type == RL_EV_LISTENER)
+				host_log(LOG_ERR, -1, "acceptor: a listener stopped: %s",
+					 rl_strerror(ev[i].res));
+		pthread_mutex_lock(&lock);
+	}
+	acceptor = NULL;
+	pthread_mutex_unlock(&lock);
+	rl_worker_destroy(w);
+	return NULL;
+}
+
+RL_HOST_API int rl_host_listen_shared(struct rl_worker *w, const char *addr, uint32_t flags)
+{
+	struct share *s = NULL;
+	int id, rc;
+
+	if (!w || !addr)
+		return -EINVAL;
+	if (!(rl_worker_features(w) & RL_FEAT_MSG_RING))
+		return -EOPNOTSUPP;
+	pthread_mutex_lock(&lock);
+	if (stopping) {
+		pthread_mutex_unlock(&lock);
+		return -ESHUTDOWN;
+	}
+	for (int i = 0; i < nshares; i++)
+		if (shares[i].flags == flags && strcmp(shares[i].addr, addr) == 0)
+			s = &shares[i];           /* the newest one for addr */
+	if (s) {
+		id = rl_listen_handoff(w, s->h);
+		if (id != -ESHUTDOWN)
+			goto out;
+		/* that group emptied and is closing: a new one, a new socket */
+	}
+	if (nshares == MAX_SHARES) {
+		id = -EMFILE;
+		goto out;
+	}
+	s = &shares[nshares];
+	memset(s, 0, sizeof(*s));
+	s->flags = flags;
+	s->addr = strdup(addr);
+	if (!s->addr) {
+		id = -ENOMEM;
+		goto out;
+	}
+	rc = rl_handoff_new(addr, flags, opts.cfg.listen_backlog, &s->h);
+	if (rc < 0) {
+		free(s->addr);
+		id = rc;
+		goto out;
+	}
+	nshares++;
+	id = rl_listen_handoff(w, s->h);
+	if (!started) {
+		rc = pthread_create(&thread, NULL, acceptor_main, NULL);
+		if (rc != 0) {
+			host_log(LOG_ERR, -1, "cannot start the acceptor thread: %s", strerror(rc));
+			if (id >= 0)
+				rl_listener_close(w, id);
+			id = -rc;
+			goto out;
+		}
+		pthread_setname_np(thread, "ringline-accept");
+		started = 1;
+	}
+	if (acceptor)
+		rl_worker_wake(acceptor);
+out:
+	pthread_mutex_unlock(&lock);
+	return id;
+}
+
+void host_acceptor_stop(void)
+{
+	pthread_mutex_lock(&lock);
+	stopping = 1;
+	if (acceptor)
+		rl_worker_wake(acceptor);
+	pthread_mutex_unlock(&lock);
+	if (started)
+		pthread_join(thread, NULL);
+	for (int i = 0; i < nshares; i++) {
+		rl_handoff_free(shares[i].h);
+		free(shares[i].addr);
+	}
+	nshares = 0;
+}
