@@ -1,8 +1,9 @@
 -- lb_hello.lua: HTTP "Hello, World!" (pipelining, keep-alive) that counts,
 -- per worker, the connections it accepted and the requests it answered, to
--- see how SO_REUSEPORT spreads a load over the workers (bench/workers.sh).
+-- see how a load is spread over the workers, by SO_REUSEPORT or by the
+-- acceptor (bench/workers.sh).
 --
---   ringline-lua -w 2 bench/lb_hello.lua        (PORT=18080)
+--   ringline-lua -w 2 [--accept acceptor] bench/lb_hello.lua   (PORT=18080)
 --
 -- SIGUSR1 makes every worker print "lb <worker> <connections> <requests>"
 -- and start counting again. Requests are counted by their head's end
@@ -39,6 +40,10 @@ local function parse(p, len)
   return off, n
 end
 
+-- CLOSE=1: answer the first request, then close (a connection per request:
+-- the accept path under churn).
+local close_after_one = os.getenv("CLOSE") == "1"
+
 local function serve(conn)
   local counted = false     -- a connection counts once it sent a request
   while true do
@@ -53,6 +58,7 @@ local function serve(conn)
     end
     reqs = reqs + n
     if not conn:send(batch[n]) then return end
+    if close_after_one then return end
   end
 end
 

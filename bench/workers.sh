@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # bench/workers.sh: several workers (issue 6). On demand, never in CI.
 #
-#   bench/workers.sh [scaling|spread|all]
+#   bench/workers.sh [scaling|spread|accept|all]
 #
 # scaling  HTTP hello (examples/http_hello.lua) and echo (examples/echo.lua)
 #          with one and two workers. On a 2-CPU machine the load generator
@@ -20,6 +20,15 @@
 #          (bench/lb_hello.lua counts per worker): an even load (64
 #          connections) and an uneven one (4 heavy pipelined connections,
 #          TRIALS fresh trials: the kernel hashes each connection to a worker).
+# accept   SO_REUSEPORT against the acceptor (--accept acceptor), 2 workers
+#          serving bench/lb_hello.lua, the two modes interleaved, each run
+#          with the server's CPU time (all threads, the acceptor's too):
+#            even-c64  64 keep-alive connections (wrk -c64), DURATION s
+#            heavy-c4  4 heavy pipelined connections, 1 s per trial,
+#                      TRIALS/RUNS fresh trials per run
+#            churn     a connection per request: wrk -c64 with
+#                      "Connection: close" against CLOSE=1 (the server
+#                      closes after one answer), DURATION s
 #
 # Knobs: RL_BUILD (default build-rel: cmake -B build-rel
 # -DCMAKE_BUILD_TYPE=Release), DURATION (5), RUNS (3), TRIALS (20),
@@ -171,10 +180,71 @@ spread() {
     sort | tee "$OUT/spread.txt"
 }
 
+accept_row() { # mode load trial counts rps cpu
+  printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$(tr ' ' '\t' <<<"${4% }")" "$5" "$6" |
+    tee -a "$OUT/accept.tsv"
+}
+
+cpu_since() { # ticks -> server CPU-seconds since then
+  awk -v a="$1" -v b="$(cpu_ticks)" -v hz="$hz" 'BEGIN { printf "%.2f", (b - a) / hz }'
+}
+
+accept_modes() {
+  local tsv="$OUT/accept.tsv" r t mode rps c0 cpu c per=$(( (TRIALS + RUNS - 1) / RUNS ))
+  printf 'mode\tload\ttrial\tw0_conns\tw0_reqs\tw1_conns\tw1_reqs\trps\tsrv_cpu_s\n' >"$tsv"
+  for r in $(seq "$RUNS"); do
+    for mode in reuseport acceptor; do
+      start - -w 2 --pin --accept "$mode" "$RL_ROOT/bench/lb_hello.lua"
+      wrk -t2 -c64 -d1s -s "$SHARED/wrk/hello.lua" "http://127.0.0.1:$PORT/" >/dev/null  # warm-up
+      counts >/dev/null
+      c0=$(cpu_ticks)
+      rps=$(wrk -t2 -c64 -d"${DURATION}s" -s "$SHARED/wrk/hello.lua" "http://127.0.0.1:$PORT/" |
+            sed -n 's/^BENCH rps=\([0-9]*\).*/\1/p')
+      cpu=$(cpu_since "$c0")
+      accept_row "$mode" even-c64 "$r" "$(counts)" "$rps" "$cpu"
+      for t in $(seq "$per"); do
+        c0=$(cpu_ticks)
+        rps=$(wrk -t2 -c4 -d1s -s "$SHARED/wrk/pipeline.lua" "http://127.0.0.1:$PORT/" -- 16 |
+              sed -n 's/^BENCH rps=\([0-9]*\).*/\1/p')
+        cpu=$(cpu_since "$c0")
+        accept_row "$mode" heavy-c4 "$(( (r - 1) * per + t ))" "$(counts)" "$rps" "$cpu"
+      done
+      stop
+      CLOSE=1 start - -w 2 --pin --accept "$mode" "$RL_ROOT/bench/lb_hello.lua"
+      wrk -t2 -c64 -d1s -H "Connection: close" -s "$SHARED/wrk/hello.lua" \
+        "http://127.0.0.1:$PORT/" >/dev/null  # warm-up
+      counts >/dev/null
+      c0=$(cpu_ticks)
+      rps=$(wrk -t2 -c64 -d"${DURATION}s" -H "Connection: close" -s "$SHARED/wrk/hello.lua" \
+            "http://127.0.0.1:$PORT/" | sed -n 's/^BENCH rps=\([0-9]*\).*/\1/p')
+      cpu=$(cpu_since "$c0")
+      accept_row "$mode" churn "$r" "$(counts)" "$rps" "$cpu"
+      stop
+    done
+  done
+  echo "== medians per mode and load: rps, server CPU-s, rps per server CPU-s, worker 0's share of requests"
+  awk -F'\t' 'NR > 1 && $2 != "heavy-c4" { k = $1 " " $2; n[k]++; rps[k, n[k]] = $8; cpu[k, n[k]] = $9
+      sh[k, n[k]] = ($5 + $7 > 0 ? $5 / ($5 + $7) : 0) }
+    function med(a, k, c,   i, j, t, v) { for (i = 1; i <= c; i++) v[i] = a[k, i]
+      for (i = 1; i <= c; i++) for (j = i + 1; j <= c; j++) if (v[j] < v[i]) { t = v[i]; v[i] = v[j]; v[j] = t }
+      return v[int((c + 1) / 2)] }
+    END { for (k in n) { r = med(rps, k, n[k]); c = med(cpu, k, n[k])
+      printf "%-20s %9d rps  %5.2f cpu-s  %8.0f rps/cpu-s  w0 share %.2f\n", k, r, c,
+        (c > 0 ? r / c : 0), med(sh, k, n[k]) } }' "$tsv" | sort | tee "$OUT/accept.txt"
+  echo "== heavy-c4: trials by connection split, median rps" | tee -a "$OUT/accept.txt"
+  awk -F'\t' '$2 == "heavy-c4" { a = $4 < $6 ? $4 : $6; b = $4 < $6 ? $6 : $4
+      k = $1 " " a "+" b; n[k]++; v[k, n[k]] = $8 }
+    END { for (k in n) { c = n[k]; for (i = 1; i <= c; i++) w[i] = v[k, i]
+      for (i = 1; i <= c; i++) for (j = i + 1; j <= c; j++) if (w[j] < w[i]) { x = w[i]; w[i] = w[j]; w[j] = x }
+      printf "%-9s split %s: %2d trials, median %d rps\n", substr(k, 1, index(k, " ") - 1),
+        substr(k, index(k, " ") + 1), c, w[int((c + 1) / 2)] } }' "$tsv" | sort | tee -a "$OUT/accept.txt"
+}
+
 case "${1:-all}" in
   scaling) scaling ;;
   spread) spread ;;
-  all) scaling; spread ;;
-  *) echo "usage: $0 [scaling|spread|all]" >&2; exit 2 ;;
+  accept) accept_modes ;;
+  all) scaling; spread; accept_modes ;;
+  *) echo "usage: $0 [scaling|spread|accept|all]" >&2; exit 2 ;;
 esac
 echo "results in $OUT"
