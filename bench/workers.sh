@@ -193,7 +193,8 @@ accept_modes() {
   local tsv="$OUT/accept.tsv" r t mode rps c0 cpu c per=$(( (TRIALS + RUNS - 1) / RUNS ))
   printf 'mode\tload\ttrial\tw0_conns\tw0_reqs\tw1_conns\tw1_reqs\trps\tsrv_cpu_s\n' >"$tsv"
   for r in $(seq "$RUNS"); do
-    for mode in reuseport acceptor; do
+    # the order alternates between runs: neither mode always goes first
+    for mode in $( ((r % 2)) && echo reuseport acceptor || echo acceptor reuseport); do
       start - -w 2 --pin --accept "$mode" "$RL_ROOT/bench/lb_hello.lua"
       wrk -t2 -c64 -d1s -s "$SHARED/wrk/hello.lua" "http://127.0.0.1:$PORT/" >/dev/null  # warm-up
       counts >/dev/null
@@ -222,15 +223,15 @@ accept_modes() {
       stop
     done
   done
-  echo "== medians per mode and load: rps, server CPU-s, rps per server CPU-s, worker 0's share of requests"
-  awk -F'\t' 'NR > 1 && $2 != "heavy-c4" { k = $1 " " $2; n[k]++; rps[k, n[k]] = $8; cpu[k, n[k]] = $9
+  echo "== medians per mode and load: rps, server CPU-s, requests per server CPU-s, worker 0's share of requests"
+  awk -F'\t' -v d="$DURATION" 'NR > 1 && $2 != "heavy-c4" { k = $1 " " $2; n[k]++; rps[k, n[k]] = $8; cpu[k, n[k]] = $9
       sh[k, n[k]] = ($5 + $7 > 0 ? $5 / ($5 + $7) : 0) }
     function med(a, k, c,   i, j, t, v) { for (i = 1; i <= c; i++) v[i] = a[k, i]
       for (i = 1; i <= c; i++) for (j = i + 1; j <= c; j++) if (v[j] < v[i]) { t = v[i]; v[i] = v[j]; v[j] = t }
       return v[int((c + 1) / 2)] }
     END { for (k in n) { r = med(rps, k, n[k]); c = med(cpu, k, n[k])
-      printf "%-20s %9d rps  %5.2f cpu-s  %8.0f rps/cpu-s  w0 share %.2f\n", k, r, c,
-        (c > 0 ? r / c : 0), med(sh, k, n[k]) } }' "$tsv" | sort | tee "$OUT/accept.txt"
+      printf "%-20s %9d rps  %5.2f cpu-s  %8.0f req/cpu-s  w0 share %.2f\n", k, r, c,
+        (c > 0 ? r * d / c : 0), med(sh, k, n[k]) } }' "$tsv" | sort | tee "$OUT/accept.txt"
   echo "== heavy-c4: trials by connection split, median rps" | tee -a "$OUT/accept.txt"
   awk -F'\t' '$2 == "heavy-c4" { a = $4 < $6 ? $4 : $6; b = $4 < $6 ? $6 : $4
       k = $1 " " a "+" b; n[k]++; v[k, n[k]] = $8 }
