@@ -242,6 +242,26 @@ describe("one address shared by the workers (an acceptor thread)", function()
     assert.are.equal(0, code, err)
   end)
 
+  it("a worker can close its shared listener and listen again on the address", function()
+    local port = free_port()
+    local s = script [[
+      local ringline = require "ringline"
+      local addr = "127.0.0.1:" .. arg[1]
+      local function serve(conn) conn:send(tostring(ringline.worker_id())) end
+      local l = assert(ringline.listen(addr, serve))
+      if ringline.worker_id() == 1 then
+        assert(l:close())
+        l = assert(ringline.listen(addr, serve))
+      end
+      print("listening " .. ringline.worker_id())
+    ]]
+    local srv = spawn("-w 2 --no-pin --accept acceptor " .. s .. " " .. port)
+    expect_n(srv, "^listening %d$", 2)
+    assert.are.same({ ["0"] = 10, ["1"] = 10 }, spread("127.0.0.1:" .. port, 20))
+    local code, _, err = srv:stop("TERM")
+    assert.are.equal(0, code, err)
+  end)
+
   it("a unix socket with several workers is one socket that every worker serves", function()
     local path = os.tmpname()
     os.remove(path)

@@ -51,7 +51,8 @@ static void take_new(struct rl_worker *w)
 			continue;
 		s->taken = 1;
 		id = rl_handoff_accept(w, s->h);
-		if (id < 0) {
+		/* -ESHUTDOWN: its workers all left before it got here */
+		if (id < 0 && id != -ESHUTDOWN) {
 			host_log(LOG_ERR, -1, "acceptor: cannot accept on %s: %s; stopping",
 				 s->addr, rl_strerror(id));
 			rl_host_exit(1);

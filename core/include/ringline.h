@@ -313,8 +313,9 @@ int rl_listener_close(struct rl_worker *w, int id);
  * is held only at joins, leaves and each hand-off. Lifetime: free the group
  * after the acceptor's listener is closed and every member has left (or its
  * worker was destroyed). When the last member leaves, the acceptor closes
- * its listener by itself at its next poll, so new peers are refused by the
- * kernel rather than accepted and dropped. */
+ * its listener by itself at its next poll (unless a member joined again by
+ * then), so new peers are refused by the kernel rather than accepted and
+ * dropped; joins fail with -ESHUTDOWN from then on. */
 struct rl_handoff;
 /* Bind and listen on addr (as rl_listen; flags: RL_LISTEN_*). The group
  * owns the socket until an acceptor takes it. */
@@ -326,7 +327,8 @@ int rl_handoff_port(struct rl_handoff *h);
 int rl_handoff_members(struct rl_handoff *h);
 /* w becomes the group's acceptor: multishot accept on its socket, each
  * connection handed on. Returns w's listener id; -EBUSY if the group has
- * an acceptor already, -EOPNOTSUPP without MSG_RING. */
+ * an acceptor already, -ESHUTDOWN if it has no members (its socket is then
+ * closed), -EOPNOTSUPP without MSG_RING. */
 int rl_handoff_accept(struct rl_worker *w, struct rl_handoff *h);
 /* A listener of w with no socket of its own, joined to the group: the
  * connections the acceptor hands to w arrive on it. Returns its id. */

@@ -38,7 +38,7 @@ struct rl_handoff {
 	pthread_mutex_t lock;
 	int fd;            /* the listening socket until an acceptor takes it */
 	int port;
-	int ended;         /* it had members and has none now: no new ones */
+	int closed;        /* its socket is closed (or closing): no new members */
 	struct rl_worker *acceptor;
 	struct rl_member *m;
 	uint32_t n;
@@ -109,6 +109,13 @@ int rl_handoff_accept(struct rl_worker *w, struct rl_handoff *h)
 		pthread_mutex_unlock(&h->lock);
 		return -EBUSY;
 	}
+	if (!h->n) { /* everybody left before anyone accepted: nothing to serve */
+		close(fd);
+		h->fd = -1;
+		h->closed = 1;
+		pthread_mutex_unlock(&h->lock);
+		return -ESHUTDOWN;
+	}
 	h->fd = -1;
 	h->acceptor = w;
 	pthread_mutex_unlock(&h->lock);
@@ -132,8 +139,8 @@ int rl_listen_handoff(struct rl_worker *w, struct rl_handoff *h)
 		return id;
 	int rc = 0;
 	pthread_mutex_lock(&h->lock);
-	if (h->ended) {
-		rc = -ESHUTDOWN; /* its acceptor is closing the socket */
+	if (h->closed) {
+		rc = -ESHUTDOWN; /* its socket is closed or closing */
 	} else if (h->n == h->cap) {
 		uint32_t cap = h->cap ? h->cap * 2 : 8;
 		struct rl_member *m = realloc(h->m, cap * sizeof(*m));
@@ -176,11 +183,9 @@ void rl__handoff_leave(struct rl_handoff *h, struct rl_worker *w, int id)
 			h->next = 0;
 		break;
 	}
-	if (h->n == 0 && !h->ended) {
-		h->ended = 1;
-		if (h->acceptor) /* it closes its listener at its next poll */
-			rl_worker_wake(h->acceptor);
-	}
+	if (h->n == 0 && h->acceptor) /* it closes its socket at its next poll,
+					 unless somebody joined again by then */
+		rl_worker_wake(h->acceptor);
 	pthread_mutex_unlock(&h->lock);
 }
 
@@ -200,9 +205,11 @@ void rl__handoff_reap(struct rl_worker *w)
 		if (!l->used || l->closing || l->kind != RL_LISTENER_ACCEPTOR)
 			continue;
 		pthread_mutex_lock(&l->h->lock);
-		int ended = l->h->ended;
+		int empty = l->h->n == 0;
+		if (empty)
+			l->h->closed = 1;
 		pthread_mutex_unlock(&l->h->lock);
-		if (ended)
+		if (empty)
 			rl_listener_close(w, i);
 	}
 }

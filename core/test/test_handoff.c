@@ -6,8 +6,9 @@
  * after its member left is closed by the member, and the acceptor closes its
  * socket once the group is empty (new peers are refused by the kernel); a
  * member whose connection table is full makes the pass fail and the peer is
- * closed, not lost; a unix socket works the same; joins and creation fail
- * cleanly. Every worker ends idle and destroys without a leak.
+ * closed, not lost; a member that leaves and joins again before the
+ * acceptor notices keeps the socket open; a unix socket works the same;
+ * joins and creation fail cleanly. Every worker ends idle and destroys without a leak.
  *
  * All workers run on this one thread, so the kernel installs each file in
  * the member's table directly; the host's specs cover the cross-thread path.
@@ -261,6 +262,41 @@ static void member_full(void)
 	rl_handoff_free(h);
 }
 
+/* The last member leaves and joins again before the acceptor polls: the
+ * socket stays open and serves. A group whose members all left before
+ * anyone accepted on it closes its socket instead of being taken. */
+static void rejoin(void)
+{
+	struct rl_handoff *h;
+	CHECK_RC(rl_handoff_new("127.0.0.1:0", RL_LISTEN_NODELAY, 64, &h));
+	int port = rl_handoff_port(h);
+	mem[0].lid = CHECK_RC(rl_listen_handoff(mem[0].w, h));
+	acc.lid = CHECK_RC(rl_handoff_accept(acc.w, h));
+	t_step(&acc, 0);
+	CHECK_RC(rl_listener_close(mem[0].w, mem[0].lid));
+	CHECK_EQ(rl_handoff_members(h), 0);
+	mem[0].lid = CHECK_RC(rl_listen_handoff(mem[0].w, h));
+	int before = naccepted(&mem[0]);
+	echo_round(port, NULL, 2);
+	CHECK_EQ(naccepted(&mem[0]) - before, 2);
+	CHECK_EQ(rl_listener_port(acc.w, acc.lid), port);
+	CHECK_RC(rl_listener_close(mem[0].w, mem[0].lid));
+	mem[0].lid = -1;
+	T_WAIT(&acc, acceptor_closed, 10);
+	acc.lid = -1;
+	T_WAIT(&acc, quiet_all, 10);
+	rl_handoff_free(h);
+
+	CHECK_RC(rl_handoff_new("127.0.0.1:0", 0, 64, &h));
+	port = rl_handoff_port(h);
+	int lid = CHECK_RC(rl_listen_handoff(mem[1].w, h));
+	CHECK_RC(rl_listener_close(mem[1].w, lid));
+	CHECK_EQ(rl_handoff_accept(acc.w, h), -ESHUTDOWN);
+	check_refused(port);
+	CHECK_EQ(rl_listen_handoff(mem[1].w, h), -ESHUTDOWN);
+	rl_handoff_free(h);
+}
+
 /* The same over a unix socket (one socket file for every worker). */
 static void unix_socket(void)
 {
@@ -331,6 +367,7 @@ int main(void)
 	bad_input();
 	round_robin_and_leave();
 	member_full();
+	rejoin();
 	unix_socket();
 	for (int i = 0; i < NMEM; i++)
 		mem[i].pump = NULL;

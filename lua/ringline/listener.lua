@@ -74,8 +74,11 @@ function M.listen(S, addr, handler, opts)
   local shared = H and log.workers > 1 and (accept == "acceptor" or unix)
   -- opts.backlog: the backlog is per worker (configure{listen_backlog=}),
   -- fixed when the worker starts; a per-listener value is accepted and ignored.
+  -- (a shared socket sets it too: a worker listening again on the address
+  -- right after the last one closed it binds while the acceptor is still
+  -- closing the old socket)
   local reuseport = opts.reuseport
-  if reuseport == nil then reuseport = log.workers > 1 and not shared end
+  if reuseport == nil then reuseport = log.workers > 1 end
   local flags = (opts.nodelay ~= false and LISTEN_NODELAY or 0) + (reuseport and LISTEN_REUSEPORT or 0)
   local w = sched.start(S)
   local id
