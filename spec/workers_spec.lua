@@ -701,6 +701,28 @@ describe("pinning", function()
     end
   end)
 
+  it("the acceptor thread keeps every CPU, whichever pinned worker starts it", function()
+    local a = script [[
+      local ffi = require "ffi"
+      pcall(ffi.cdef, "int getpid(void);")
+      local ringline = require "ringline"
+      local l = assert(ringline.listen("127.0.0.1:0", function() end, { accept = "acceptor" }))
+      if ringline.worker_id() == 0 then
+        local p = io.popen(("for t in /proc/%d/task/*; do echo \"$(cat $t/comm) "
+          .. "$(grep Cpus_allowed_list $t/status | cut -f2)\"; done"):format(ffi.C.getpid()))
+        io.write(p:read("*a"))
+        p:close()
+      end
+      l:close()
+    ]]
+    local _, all = proc.run("grep Cpus_allowed_list /proc/self/status")
+    all = all:match("Cpus_allowed_list:%s*(%S+)")
+    local code, out, err = ringline_lua("-w 2 --pin " .. a)
+    assert.are.equal(0, code, err)
+    assert.matches("ringline%-w0 %d", out)
+    assert.matches("\nringline%-accept " .. all:gsub("%p", "%%%0") .. "\n", "\n" .. out)
+  end)
+
   it("--no-pin leaves the workers on every CPU and reports nothing", function()
     local _, all = proc.run("grep Cpus_allowed_list /proc/self/status")
     all = all:match("Cpus_allowed_list:%s*(%S+)")

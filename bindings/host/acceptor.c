@@ -101,6 +101,24 @@ static void *acceptor_main(void *arg)
 	return NULL;
 }
 
+/* Forget groups that closed and that nobody uses any more (a worker that
+ * listens on an address again after every worker closed it makes a new
+ * one). Lock held. */
+static void reclaim(void)
+{
+	int n = 0;
+
+	for (int i = 0; i < nshares; i++) {
+		if (shares[i].taken && rl_handoff_finished(shares[i].h) == 1) {
+			rl_handoff_free(shares[i].h);
+			free(shares[i].addr);
+		} else {
+			shares[n++] = shares[i];
+		}
+	}
+	nshares = n;
+}
+
 RL_HOST_API int rl_host_listen_shared(struct rl_worker *w, const char *addr, uint32_t flags)
 {
 	struct share *s = NULL;
@@ -124,6 +142,7 @@ RL_HOST_API int rl_host_listen_shared(struct rl_worker *w, const char *addr, uin
 			goto out;
 		/* that group emptied and is closing: a new one, a new socket */
 	}
+	reclaim();
 	if (nshares == MAX_SHARES) {
 		id = -EMFILE;
 		goto out;
@@ -145,7 +164,13 @@ RL_HOST_API int rl_host_listen_shared(struct rl_worker *w, const char *addr, uin
 	nshares++;
 	id = rl_listen_handoff(w, s->h);
 	if (!started) {
-		rc = pthread_create(&thread, NULL, acceptor_main, NULL);
+		pthread_attr_t attr;
+
+		/* not on the CPU of the (maybe pinned) worker starting it */
+		pthread_attr_init(&attr);
+		pthread_attr_setaffinity_np(&attr, sizeof(host_process_cpus), &host_process_cpus);
+		rc = pthread_create(&thread, &attr, acceptor_main, NULL);
+		pthread_attr_destroy(&attr);
 		if (rc != 0) {
 			host_log(LOG_ERR, -1, "cannot start the acceptor thread: %s", strerror(rc));
 			if (id >= 0)

@@ -74,6 +74,9 @@ __attribute__((format(printf, 3, 4)))
 void host_log(int level, int id, const char *fmt, ...);
 /* The CPUs this process may run on (what -w auto counts and --pin uses). */
 int host_allowed_cpus(cpu_set_t *set);
+/* Those CPUs as they were before any worker was pinned: a thread started
+ * from a pinned worker (the acceptor) gets this mask, not the worker's. */
+extern cpu_set_t host_process_cpus;
 /* Blocks the handled signals, starts the workers, supervises them until
  * all have ended; returns the process's exit status. */
 int host_run_workers(void);

@@ -41,7 +41,8 @@ RL_HOST_API int rl_host_post(int to, uint32_t from, uint32_t kind, const void *d
  * to the workers that listen on the same addr and flags (RL_LISTEN_*).
  * Returns w's listener id (close it with rl_listener_close), or -errno: the
  * bind's error for the first worker on addr, -EOPNOTSUPP when the kernel
- * cannot pass descriptors between rings (MSG_RING, Linux 6.0). */
+ * cannot pass descriptors between rings (MSG_RING SEND_FD reporting the
+ * allocated index: Linux 6.3). */
 RL_HOST_API int rl_host_listen_shared(struct rl_worker *w, const char *addr, uint32_t flags);
 /* ringline.exit(code): stop every worker gracefully, then exit with code
  * (the first request's code wins). Returns 0. */

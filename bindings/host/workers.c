@@ -38,6 +38,8 @@
  * in Lua code that never yields, and the process stops without it. */
 #define STOP_GRACE 5.0
 
+cpu_set_t host_process_cpus;
+
 /* The CPUs this process may run on (what -w auto counts and --pin uses). */
 int host_allowed_cpus(cpu_set_t *set)
 {
@@ -483,6 +485,7 @@ int host_run_workers(void)
 		fprintf(stderr, "%s: out of memory\n", progname);
 		return 1;
 	}
+	host_allowed_cpus(&host_process_cpus);
 	plan_pinning();
 	for (int i = 0; i < opts.workers; i++) {
 		int rc = pthread_create(&slots[i].thread, NULL, worker_main, &slots[i]);

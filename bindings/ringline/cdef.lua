@@ -167,6 +167,7 @@ int rl_handoff_new(const char *addr, uint32_t flags, uint32_t backlog, struct rl
 void rl_handoff_free(struct rl_handoff *h);
 int rl_handoff_port(struct rl_handoff *h);
 int rl_handoff_members(struct rl_handoff *h);
+int rl_handoff_finished(struct rl_handoff *h);
 int rl_handoff_accept(struct rl_worker *w, struct rl_handoff *h);
 int rl_listen_handoff(struct rl_worker *w, struct rl_handoff *h);
 const struct rl_conn_io *rl_conn_io(struct rl_worker *w, uint32_t slot);

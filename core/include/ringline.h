@@ -304,9 +304,16 @@ int rl_listener_close(struct rl_worker *w, int id);
  * A hand-off group is one listening socket shared by several workers
  * without SO_REUSEPORT's hashing: one worker (the acceptor) accepts on it
  * and passes each accepted connection, round robin, to the group's members
- * with IORING_OP_MSG_RING (IORING_MSG_SEND_FD, Linux 6.0), straight from its fixed file
- * table into the member's. A member sees RL_EV_ACCEPTED on its hand-off
- * listener as if it had accepted the connection itself.
+ * with IORING_OP_MSG_RING (IORING_MSG_SEND_FD), straight from its fixed
+ * file table into the member's. A member sees RL_EV_ACCEPTED on its
+ * hand-off listener as if it had accepted the connection itself. If a
+ * member cannot take one (its table is full) the next one is tried. If the
+ * acceptor's socket fails for good, every member's listener stops with
+ * RL_EV_LISTENER.
+ *
+ * Kernel: the target must learn the index the kernel allocated in its
+ * table, which Linux reports since 6.3 (6.2.y); rl_handoff_new probes it
+ * once per process and returns -EOPNOTSUPP where it is missing.
  *
  * Threads: rl_handoff_new, rl_listen_handoff and rl_listener_close may be
  * called from any member's thread while the acceptor runs; the group's lock
@@ -318,13 +325,17 @@ int rl_listener_close(struct rl_worker *w, int id);
  * dropped; joins fail with -ESHUTDOWN from then on. */
 struct rl_handoff;
 /* Bind and listen on addr (as rl_listen; flags: RL_LISTEN_*). The group
- * owns the socket until an acceptor takes it. */
+ * owns the socket until an acceptor takes it. -EOPNOTSUPP: the kernel
+ * cannot hand off (see above). */
 int rl_handoff_new(const char *addr, uint32_t flags, uint32_t backlog, struct rl_handoff **out);
 void rl_handoff_free(struct rl_handoff *h);
 /* The bound port (0 for unix sockets). */
 int rl_handoff_port(struct rl_handoff *h);
 /* Members currently joined. */
 int rl_handoff_members(struct rl_handoff *h);
+/* 1 once the group is closed and neither an acceptor nor a member uses it
+ * any more (it may be freed now, from any thread), else 0. */
+int rl_handoff_finished(struct rl_handoff *h);
 /* w becomes the group's acceptor: multishot accept on its socket, each
  * connection handed on. Returns w's listener id; -EBUSY if the group has
  * an acceptor already, -ESHUTDOWN if it has no members (its socket is then

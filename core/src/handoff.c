@@ -6,10 +6,10 @@
  * The pass is one IORING_OP_MSG_RING with IORING_MSG_SEND_FD: the kernel
  * takes the file from the acceptor's fixed table and installs it in the
  * member's at an index it allocates (the member's connection slot), then
- * posts the member a completion carrying that index. A close of the
- * acceptor's own index is hard-linked behind the pass, so it runs after the
- * kernel holds the file whether the pass worked or not, and the acceptor
- * keeps no state per pass.
+ * posts the member a completion carrying that index. When the pass
+ * completes the acceptor closes its own index; when it failed (the member's
+ * table is full, its thread is gone) the next member is tried first, so a
+ * connection is refused only when no member could take it.
  *
  * The only cross-thread state is the member list, under the group's lock.
  * A member's ring is named by our own dup of its descriptor, and each pass
@@ -23,6 +23,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -39,6 +40,7 @@ struct rl_handoff {
 	int fd;            /* the listening socket until an acceptor takes it */
 	int port;
 	int closed;        /* its socket is closed (or closing): no new members */
+	int err;           /* why the acceptor stopped, for the members left */
 	struct rl_worker *acceptor;
 	struct rl_member *m;
 	uint32_t n;
@@ -46,10 +48,57 @@ struct rl_handoff {
 	uint32_t next;     /* round-robin cursor */
 };
 
+static void prep_send_fd(struct io_uring_sqe *sqe, int ring_fd, uint32_t slot, uint64_t tag);
+
+/*
+ * Does this kernel pass fixed files between rings the way hand-off needs?
+ * The MSG_RING opcode alone does not say: IORING_MSG_SEND_FD came in 6.0,
+ * and until 6.3 (and in 6.1 kernels without the backport) the target's
+ * completion does not carry the index the kernel allocated. So try it once
+ * on two scratch rings, the target's index 0 taken: it must report 1.
+ */
+static int send_fd_ok;
+static pthread_once_t send_fd_once = PTHREAD_ONCE_INIT;
+
+static void probe_send_fd(void)
+{
+	struct io_uring a, b;
+	struct io_uring_cqe *cqe;
+	int sv[2] = { -1, -1 };
+	const uint64_t tag = 0x5e4dfdULL;
+
+	if (io_uring_queue_init(4, &a, 0) < 0)
+		return;
+	if (io_uring_queue_init(4, &b, 0) < 0) {
+		io_uring_queue_exit(&a);
+		return;
+	}
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0 ||
+	    io_uring_register_files_sparse(&a, 1) < 0 || io_uring_register_files_sparse(&b, 2) < 0 ||
+	    io_uring_register_files_update(&a, 0, &sv[0], 1) != 1 ||
+	    io_uring_register_files_update(&b, 0, &sv[1], 1) != 1)
+		goto out;
+	struct io_uring_sqe *sqe = io_uring_get_sqe(&a);
+	prep_send_fd(sqe, b.ring_fd, 0, tag);
+	if (io_uring_submit_and_wait(&a, 1) < 1 || io_uring_peek_cqe(&a, &cqe) < 0 || cqe->res < 0)
+		goto out;
+	send_fd_ok = io_uring_peek_cqe(&b, &cqe) == 0 && cqe->user_data == tag && cqe->res == 1;
+out:
+	if (sv[0] >= 0) {
+		close(sv[0]);
+		close(sv[1]);
+	}
+	io_uring_queue_exit(&b);
+	io_uring_queue_exit(&a);
+}
+
 int rl_handoff_new(const char *addr, uint32_t flags, uint32_t backlog, struct rl_handoff **out)
 {
 	if (!addr || !out || backlog == 0)
 		return -EINVAL;
+	pthread_once(&send_fd_once, probe_send_fd);
+	if (!send_fd_ok)
+		return -EOPNOTSUPP;
 	struct rl_handoff *h = calloc(1, sizeof(*h));
 	if (!h)
 		return -ENOMEM;
@@ -95,6 +144,16 @@ int rl_handoff_members(struct rl_handoff *h)
 	int n = (int)h->n;
 	pthread_mutex_unlock(&h->lock);
 	return n;
+}
+
+int rl_handoff_finished(struct rl_handoff *h)
+{
+	if (!h)
+		return -EINVAL;
+	pthread_mutex_lock(&h->lock);
+	int done = h->closed && !h->acceptor && h->n == 0;
+	pthread_mutex_unlock(&h->lock);
+	return done;
 }
 
 int rl_handoff_accept(struct rl_worker *w, struct rl_handoff *h)
@@ -189,28 +248,42 @@ void rl__handoff_leave(struct rl_handoff *h, struct rl_worker *w, int id)
 	pthread_mutex_unlock(&h->lock);
 }
 
-void rl__handoff_acceptor_gone(struct rl_handoff *h)
+void rl__handoff_acceptor_gone(struct rl_handoff *h, int err)
 {
 	pthread_mutex_lock(&h->lock);
 	h->acceptor = NULL;
+	h->closed = 1;
+	h->err = err;
+	/* members left only if its socket failed: they hear it at their next poll */
+	for (uint32_t i = 0; i < h->n; i++)
+		rl_worker_wake(h->m[i].w);
 	pthread_mutex_unlock(&h->lock);
 }
 
 void rl__handoff_reap(struct rl_worker *w)
 {
-	if (!w->acceptors)
+	if (!w->acceptors && !w->members)
 		return;
 	for (int i = 0; i < RL_MAX_LISTENERS; i++) {
 		struct rl_listener *l = &w->listeners[i];
-		if (!l->used || l->closing || l->kind != RL_LISTENER_ACCEPTOR)
+		if (!l->used || l->closing || l->kind == RL_LISTENER_LOCAL)
 			continue;
 		pthread_mutex_lock(&l->h->lock);
-		int empty = l->h->n == 0;
-		if (empty)
-			l->h->closed = 1;
+		int stop, err = 0;
+		if (l->kind == RL_LISTENER_ACCEPTOR) {
+			stop = l->h->n == 0; /* still empty: nobody rejoined */
+			if (stop)
+				l->h->closed = 1;
+		} else {
+			stop = l->h->closed && !l->h->acceptor;
+			err = l->h->err ? l->h->err : -ECONNABORTED;
+		}
 		pthread_mutex_unlock(&l->h->lock);
-		if (empty)
-			rl_listener_close(w, i);
+		if (!stop)
+			continue;
+		if (l->kind == RL_LISTENER_MEMBER) /* its acceptor's socket failed */
+			rl__emit(w, RL_EV_LISTENER, err, (uint32_t)i, l->gen, 0);
+		rl_listener_close(w, i);
 	}
 }
 
@@ -227,53 +300,81 @@ static void prep_send_fd(struct io_uring_sqe *sqe, int ring_fd, uint32_t slot, u
 	sqe->msg_ring_flags = 0;
 }
 
-void rl__handoff_pass(struct rl_worker *w, struct rl_handoff *h, uint32_t slot)
+/* The pass's user_data: index = our fixed index; gen = the attempt (8
+ * bits), the member tried first (10), the acceptor listener's id (6) and
+ * the low 8 bits of its generation. A retry tries the member after the
+ * one that failed: the round-robin cursor may have moved since. */
+static uint32_t pass_gen(uint32_t attempt, uint32_t first, uint32_t lid, uint32_t lgen)
 {
-	/* The pass and the close linked behind it go in one submission: an SQ
-	 * flush between them would split the link. */
-	if (io_uring_sq_space_left(&w->ring) < 2)
-		rl__submit(w);
-	struct io_uring_sqe *pass = rl__sqe(w);
-	struct io_uring_sqe *close_sqe = pass ? rl__sqe(w) : NULL;
-	if (!close_sqe) { /* the kernel refuses submissions: close it if we can */
-		if (pass) {
-			io_uring_prep_close_direct(pass, slot);
-			io_uring_sqe_set_data64(pass, rl_ud_pack(RL_OP_UNOWNED, 0, 0));
-			w->m.ops_inflight++;
-		}
+	return (attempt & 0xff) | (first & 0x3ff) << 8 | (lid & 0x3f) << 18 | (lgen & 0xff) << 24;
+}
+
+static void pass(struct rl_worker *w, uint32_t lid, uint32_t slot, uint32_t attempt, uint32_t first)
+{
+	struct rl_listener *l = &w->listeners[lid];
+	struct rl_handoff *h = l->h;
+	struct io_uring_sqe *sqe = rl__sqe(w);
+	if (!sqe) { /* the kernel refuses submissions: nothing else can be done */
 		w->m.handoff_errors++;
 		return;
 	}
-	io_uring_prep_close_direct(close_sqe, slot);
-	io_uring_sqe_set_data64(close_sqe, rl_ud_pack(RL_OP_UNOWNED, 0, 0));
-	w->m.ops_inflight += 2;
-
+	w->m.ops_inflight++;
 	pthread_mutex_lock(&h->lock);
-	if (!h->n) { /* nobody to serve it: the close alone refuses the peer */
+	if (attempt >= h->n || attempt > 0xff) { /* nobody (else) can take it */
 		pthread_mutex_unlock(&h->lock);
-		io_uring_prep_nop(pass);
-		io_uring_sqe_set_data64(pass, rl_ud_pack(RL_OP_UNOWNED, 0, 0));
+		io_uring_prep_close_direct(sqe, slot);
+		io_uring_sqe_set_data64(sqe, rl_ud_pack(RL_OP_UNOWNED, 0, 0));
 		w->m.conns_refused++;
 		return;
 	}
-	if (h->next >= h->n)
-		h->next = 0;
-	struct rl_member *m = &h->m[h->next++];
-	prep_send_fd(pass, m->ring_fd, slot, m->tag);
-	pass->flags |= IOSQE_IO_HARDLINK;
-	io_uring_sqe_set_data64(pass, rl_ud_pack(RL_OP_HANDOFF, slot, 0));
-	/* now, while m->ring_fd surely names the member's ring */
+	if (attempt == 0) {
+		if (h->next >= h->n)
+			h->next = 0;
+		first = h->next++;
+	}
+	struct rl_member *m = &h->m[(first + attempt) % h->n];
+	prep_send_fd(sqe, m->ring_fd, slot, m->tag);
+	io_uring_sqe_set_data64(sqe, rl_ud_pack(RL_OP_HANDOFF, slot,
+						pass_gen(attempt, first, lid, l->gen)));
+	/* Now, while m->ring_fd surely names the member's ring. Ours is the
+	 * last SQE: if the kernel did not take it, it must not go out after
+	 * the lock is released (the member may leave and its dup be reused),
+	 * so it becomes the close of our index. */
 	rl__submit(w);
+	if (io_uring_sq_ready(&w->ring) > 0) {
+		io_uring_prep_close_direct(sqe, slot);
+		io_uring_sqe_set_data64(sqe, rl_ud_pack(RL_OP_UNOWNED, 0, 0));
+		w->m.handoff_errors++;
+	}
 	pthread_mutex_unlock(&h->lock);
+}
+
+void rl__handoff_pass(struct rl_worker *w, uint32_t lid, uint32_t slot)
+{
+	pass(w, lid, slot, 0, 0);
 }
 
 void rl__handoff_on_pass(struct rl_worker *w, struct io_uring_cqe *cqe)
 {
+	uint32_t slot = rl_ud_index(cqe->user_data), gen = rl_ud_gen(cqe->user_data);
+	uint32_t attempt = gen & 0xff, first = (gen >> 8) & 0x3ff, lid = (gen >> 18) & 0x3f;
 	w->m.ops_inflight--;
-	if (cqe->res >= 0)
+	if (cqe->res >= 0) {
 		w->m.handoffs++;
-	else
-		w->m.handoff_errors++; /* the linked close still closes it */
+		rl__listener_close_slot(w, slot);
+		return;
+	}
+	w->m.handoff_errors++;
+	struct rl_listener *l = &w->listeners[lid];
+	/* -EOVERFLOW: the member has the file but was not told; never pass
+	 * it twice. Otherwise (its table full, its thread gone) try the next. */
+	if (cqe->res != -EOVERFLOW && l->used && !l->closing && !w->destroying &&
+	    l->kind == RL_LISTENER_ACCEPTOR && (l->gen & 0xff) == gen >> 24) {
+		pass(w, lid, slot, attempt + 1, first);
+		return;
+	}
+	rl__listener_close_slot(w, slot);
+	w->m.conns_refused++;
 }
 
 void rl__handoff_on_arrival(struct rl_worker *w, struct io_uring_cqe *cqe)

@@ -257,16 +257,19 @@ RL_HIDDEN void rl__listener_adopt(struct rl_worker *w, struct rl_listener *l, ui
 RL_HIDDEN void rl__listener_close_slot(struct rl_worker *w, uint32_t slot);
 
 /* ---- hand-off groups (handoff.c) ---- */
-/* Acceptor: pass the connection at fixed index slot to the next member. */
-RL_HIDDEN void rl__handoff_pass(struct rl_worker *w, struct rl_handoff *h, uint32_t slot);
+/* Acceptor listener lid: pass the connection at fixed index slot to the
+ * next member (to the ones after it if that fails). */
+RL_HIDDEN void rl__handoff_pass(struct rl_worker *w, uint32_t lid, uint32_t slot);
 RL_HIDDEN void rl__handoff_on_pass(struct rl_worker *w, struct io_uring_cqe *cqe);
 /* Member: a connection arrived through MSG_RING. */
 RL_HIDDEN void rl__handoff_on_arrival(struct rl_worker *w, struct io_uring_cqe *cqe);
 /* Member listener closing: no hand-off targets it once this returns. */
 RL_HIDDEN void rl__handoff_leave(struct rl_handoff *h, struct rl_worker *w, int id);
-/* Acceptor listener freed: the group has no acceptor any more. */
-RL_HIDDEN void rl__handoff_acceptor_gone(struct rl_handoff *h);
-/* Acceptor: close listeners whose group has no members left. */
+/* Acceptor listener freed (err: its accept failed for good, else 0): the
+ * group is closed; members still in it stop at their next poll. */
+RL_HIDDEN void rl__handoff_acceptor_gone(struct rl_handoff *h, int err);
+/* On a wake-up: an acceptor closes listeners whose group has no members
+ * left; a member stops listeners whose acceptor failed (RL_EV_LISTENER). */
 RL_HIDDEN void rl__handoff_reap(struct rl_worker *w);
 
 /* ---- outbound connect requests (connect.c) ---- */
@@ -373,6 +376,7 @@ struct rl_worker {
 	uint32_t udp_live;
 	struct rl_listener listeners[RL_MAX_LISTENERS];
 	uint32_t acceptors;        /* listeners of kind RL_LISTENER_ACCEPTOR */
+	uint32_t members;          /* listeners of kind RL_LISTENER_MEMBER */
 	struct rl_connreq **reqs;
 	uint32_t nreqs;
 	uint32_t starved_head;     /* ENOBUFS re-arm list (slot+1, 0 = end) */

@@ -34,13 +34,15 @@ static void accept_arm(struct rl_worker *w, int id)
 	w->m.ops_inflight++;
 }
 
-static void listener_free(struct rl_worker *w, struct rl_listener *l)
+static void listener_free(struct rl_worker *w, struct rl_listener *l, int err)
 {
 	if (l->fd >= 0)
 		close(l->fd);
 	if (l->kind == RL_LISTENER_ACCEPTOR) {
-		rl__handoff_acceptor_gone(l->h);
+		rl__handoff_acceptor_gone(l->h, err);
 		w->acceptors--;
+	} else if (l->kind == RL_LISTENER_MEMBER) {
+		w->members--;
 	}
 	l->fd = -1;
 	l->h = NULL;
@@ -106,14 +108,16 @@ int rl__listener_add(struct rl_worker *w, int fd, int port, int kind, struct rl_
 	l->used = 1;
 	l->closing = 0;
 	l->cancel_sent = 0;
-	if (kind == RL_LISTENER_MEMBER)
+	if (kind == RL_LISTENER_MEMBER) {
+		w->members++;
 		return id;
+	}
 	if (kind == RL_LISTENER_ACCEPTOR)
 		w->acceptors++;
 	accept_arm(w, id);
 	if (!l->armed) {
 		l->fd = -1; /* the caller still owns it */
-		listener_free(w, l);
+		listener_free(w, l, 0);
 		return -EBUSY;
 	}
 	return id;
@@ -154,7 +158,7 @@ int rl_listener_close(struct rl_worker *w, int id)
 	if (l->kind == RL_LISTENER_MEMBER)
 		rl__handoff_leave(l->h, w, id);
 	if (!l->armed) {
-		listener_free(w, l);
+		listener_free(w, l, 0);
 		return 0;
 	}
 	struct io_uring_sqe *sqe = rl__sqe(w);
@@ -230,7 +234,7 @@ void rl__listener_on_accept(struct rl_worker *w, struct io_uring_cqe *cqe)
 	}
 	if (res >= 0) {
 		if (l->kind == RL_LISTENER_ACCEPTOR && !l->closing && !w->destroying)
-			rl__handoff_pass(w, l->h, (uint32_t)res);
+			rl__handoff_pass(w, id, (uint32_t)res);
 		else if (l->kind == RL_LISTENER_ACCEPTOR)
 			rl__listener_close_slot(w, (uint32_t)res);
 		else
@@ -245,11 +249,11 @@ void rl__listener_on_accept(struct rl_worker *w, struct io_uring_cqe *cqe)
 	l->armed = 0;
 	w->m.ops_inflight--;
 	if (l->closing) {
-		listener_free(w, l);
+		listener_free(w, l, 0);
 	} else if (res >= 0 || transient(res)) {
 		accept_arm(w, (int)id);
 	} else {
 		rl__emit(w, RL_EV_LISTENER, res, id, l->gen, 0);
-		listener_free(w, l);
+		listener_free(w, l, res);
 	}
 }

@@ -5,9 +5,10 @@
  * by the acceptor; a member that left gets no more; a pass that arrives
  * after its member left is closed by the member, and the acceptor closes its
  * socket once the group is empty (new peers are refused by the kernel); a
- * member whose connection table is full makes the pass fail and the peer is
- * closed, not lost; a member that leaves and joins again before the
- * acceptor notices keeps the socket open; a unix socket works the same;
+ * member whose connection table is full makes the pass fail, and the
+ * connection goes to the next member, or is closed when there is none; a member that leaves and joins again before the
+ * acceptor notices keeps the socket open; when the acceptor's socket fails
+ * every member is told; a unix socket works the same;
  * joins and creation fail cleanly. Every worker ends idle and destroys without a leak.
  *
  * All workers run on this one thread, so the kernel installs each file in
@@ -51,6 +52,13 @@ static int peers_ended(struct t_ctx *t)
 	return 1;
 }
 
+/* Members echo; a stopped listener is only logged (acceptor_fails checks it). */
+static void member_event(struct t_ctx *t, const struct rl_event *e)
+{
+	if (e->type != RL_EV_LISTENER)
+		t_echo_event(t, e);
+}
+
 static int naccepted(struct t_ctx *t)
 {
 	return t_count(t, RL_EV_ACCEPTED, T_ANY, T_ANY);
@@ -89,7 +97,7 @@ static void echo_round(int port, const char *path, int n)
 	last = npeers;
 	T_WAIT(&acc, peers_ended, 10);
 	for (int i = first; i < last; i++) {
-		CHECK_EQ(peers[i].err, 0);
+		ASSERT(peers[i].err == 0, "peer %d of %d..%d: %s", i, first, last, strerror(peers[i].err));
 		CHECK_EQ(peers[i].inlen, strlen(text[i]));
 		CHECK(memcmp(in[i], text[i], peers[i].inlen) == 0);
 	}
@@ -142,7 +150,9 @@ static void round_robin_and_leave(void)
 		CHECK_EQ(rl_listener_port(mem[i].w, mem[i].lid), port);
 	}
 	CHECK_EQ(rl_handoff_members(h), NMEM);
+	CHECK_EQ(rl_handoff_finished(h), 0);
 	acc.lid = CHECK_RC(rl_handoff_accept(acc.w, h));
+	CHECK_EQ(rl_handoff_finished(h), 0);
 	CHECK_EQ(rl_handoff_accept(acc.w, h), -EBUSY);
 	CHECK_EQ(rl_handoff_accept(mem[0].w, h), -EBUSY);
 
@@ -201,6 +211,7 @@ static void round_robin_and_leave(void)
 	CHECK_EQ(rl_listen_handoff(mem[1].w, h), -ESHUTDOWN);
 	CHECK_EQ(rl_worker_live(mem[1].w), live);
 	T_WAIT(&acc, quiet_all, 10);
+	CHECK_EQ(rl_handoff_finished(h), 1);
 	rl_handoff_free(h);
 }
 
@@ -244,6 +255,19 @@ static void member_full(void)
 	T_WAIT(&acc, pass_failed, 10);
 	CHECK_EQ(rl_worker_metrics(small.w)->conns_accepted, 2);
 	CHECK_EQ(rl_worker_metrics(acc.w)->handoffs, 17);
+	CHECK_EQ(rl_worker_metrics(acc.w)->conns_refused, 1);
+
+	/* with a second member, what the full one cannot take goes there */
+	mem[0].lid = CHECK_RC(rl_listen_handoff(mem[0].w, h));
+	int before = naccepted(&mem[0]);
+	echo_round(port, NULL, 4);
+	CHECK_EQ(naccepted(&mem[0]) - before, 4);
+	CHECK_EQ(rl_worker_metrics(small.w)->conns_accepted, 2);
+	CHECK_GE(rl_worker_metrics(acc.w)->handoff_errors, 2);
+	CHECK_EQ(rl_worker_metrics(acc.w)->handoffs, 21);
+	CHECK_EQ(rl_worker_metrics(acc.w)->conns_refused, 1);
+	CHECK_RC(rl_listener_close(mem[0].w, mem[0].lid));
+	mem[0].lid = -1;
 
 	for (size_t i = 0; i < small.nlog; i++)
 		if (small.log[i].type == RL_EV_ACCEPTED)
@@ -297,6 +321,61 @@ static void rejoin(void)
 	rl_handoff_free(h);
 }
 
+/* The listening socket bound to port, found among our descriptors. */
+static int listening_fd(int port)
+{
+	for (int fd = 3; fd < 4096; fd++) {
+		struct sockaddr_in sin;
+		socklen_t len = sizeof(sin);
+		int on = 0;
+		socklen_t olen = sizeof(on);
+		if (getsockname(fd, (struct sockaddr *)&sin, &len) == 0 && sin.sin_family == AF_INET &&
+		    ntohs(sin.sin_port) == port &&
+		    getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &on, &olen) == 0 && on)
+			return fd;
+	}
+	FAIL("no listening socket on port %d", port);
+}
+
+static int members_told(struct t_ctx *t)
+{
+	(void)t;
+	for (int i = 0; i < NMEM; i++)
+		if (!t_last(&mem[i], RL_EV_LISTENER, mem[i].lid, T_ANY))
+			return 0;
+	return 1;
+}
+
+/* The acceptor's socket fails for good: every member hears it
+ * (RL_EV_LISTENER) and its listener is gone; the group takes no joins. */
+static void acceptor_fails(void)
+{
+	struct rl_handoff *h;
+	CHECK_RC(rl_handoff_new("127.0.0.1:0", 0, 64, &h));
+	int port = rl_handoff_port(h);
+	for (int i = 0; i < NMEM; i++)
+		mem[i].lid = CHECK_RC(rl_listen_handoff(mem[i].w, h));
+	acc.lid = CHECK_RC(rl_handoff_accept(acc.w, h));
+	t_step(&acc, 0);
+	/* what shutdown(2) does to a listening socket: accept fails with EINVAL */
+	CHECK_EQ(shutdown(listening_fd(port), SHUT_RD), 0);
+	T_WAIT(&acc, members_told, 10);
+	const struct rl_event *e = t_last(&acc, RL_EV_LISTENER, acc.lid, T_ANY);
+	CHECK(e != NULL);
+	CHECK_LT(e->res, 0);
+	for (int i = 0; i < NMEM; i++) {
+		CHECK_EQ(t_last(&mem[i], RL_EV_LISTENER, mem[i].lid, T_ANY)->res, e->res);
+		CHECK_EQ(rl_listener_port(mem[i].w, mem[i].lid), -ENOENT);
+		mem[i].lid = -1;
+	}
+	CHECK_EQ(rl_listener_port(acc.w, acc.lid), -ENOENT);
+	acc.lid = -1;
+	CHECK_EQ(rl_handoff_members(h), 0);
+	CHECK_EQ(rl_listen_handoff(mem[0].w, h), -ESHUTDOWN);
+	T_WAIT(&acc, quiet_all, 10);
+	rl_handoff_free(h);
+}
+
 /* The same over a unix socket (one socket file for every worker). */
 static void unix_socket(void)
 {
@@ -341,6 +420,7 @@ static void bad_input(void)
 	CHECK_EQ(rl_handoff_accept(acc.w, NULL), -EINVAL);
 	CHECK_EQ(rl_listen_handoff(acc.w, NULL), -EINVAL);
 	CHECK_EQ(rl_handoff_members(NULL), -EINVAL);
+	CHECK_EQ(rl_handoff_finished(NULL), -EINVAL);
 	rl_handoff_free(NULL);
 	/* a group nobody accepts on closes its socket when freed */
 	CHECK_RC(rl_handoff_new("127.0.0.1:0", 0, 64, &h));
@@ -360,7 +440,7 @@ int main(void)
 	}
 	for (int i = 0; i < NMEM; i++) {
 		t_init(&mem[i], NULL);
-		mem[i].on_event = t_echo_event;
+		mem[i].on_event = member_event;
 		mem[i].pump = pump_all;
 		world[nworld++] = &mem[i];
 	}
@@ -368,6 +448,7 @@ int main(void)
 	round_robin_and_leave();
 	member_full();
 	rejoin();
+	acceptor_fails();
 	unix_socket();
 	for (int i = 0; i < NMEM; i++)
 		mem[i].pump = NULL;

@@ -86,7 +86,9 @@ function M.listen(S, addr, handler, opts)
     id = H.rl_host_listen_shared(w, addr, flags)
     if id == -errors.EOPNOTSUPP then
       return nil, "the kernel cannot pass connections between workers (IORING_OP_MSG_RING "
-        .. "with IORING_MSG_SEND_FD, Linux 6.0); use --accept reuseport"
+        .. "with IORING_MSG_SEND_FD reporting the slot, Linux 6.3); "
+        .. (unix and "listen on a TCP address, or run one worker (-w 1)"
+                  or "use --accept reuseport")
     end
   else
     id = C.rl_listen(w, addr, flags)
