@@ -422,9 +422,29 @@ static void bad_input(void)
 	CHECK_EQ(rl_handoff_members(NULL), -EINVAL);
 	CHECK_EQ(rl_handoff_finished(NULL), -EINVAL);
 	rl_handoff_free(NULL);
+	/* a full listener table: neither side takes a slot, the group keeps
+	 * its socket (a peer still queues on it) and frees it after */
+	CHECK_RC(rl_handoff_new("127.0.0.1:0", 0, 64, &h));
+	int lids[64], n = 0, lid;
+	while ((lid = rl_listen(acc.w, "127.0.0.1:0", 0)) >= 0)
+		lids[n++] = lid;
+	CHECK_EQ(lid, -EMFILE);
+	CHECK_EQ(rl_listen_handoff(acc.w, h), -EMFILE);
+	CHECK_EQ(rl_handoff_members(h), 0);
+	int m0 = CHECK_RC(rl_listen_handoff(mem[0].w, h));
+	CHECK_EQ(rl_handoff_accept(acc.w, h), -EMFILE);
+	int queued = t_tcp_connect("127.0.0.1", rl_handoff_port(h), 0);
+	close(queued);
+	for (int i = 0; i < n; i++)
+		CHECK_RC(rl_listener_close(acc.w, lids[i]));
+	CHECK_RC(rl_listener_close(mem[0].w, m0));
+	int port = rl_handoff_port(h);
+	rl_handoff_free(h);
+	check_refused(port);
+	T_WAIT(&acc, quiet_all, 10);
 	/* a group nobody accepts on closes its socket when freed */
 	CHECK_RC(rl_handoff_new("127.0.0.1:0", 0, 64, &h));
-	int port = rl_handoff_port(h);
+	port = rl_handoff_port(h);
 	rl_handoff_free(h);
 	check_refused(port);
 }
