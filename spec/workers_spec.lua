@@ -609,6 +609,34 @@ describe("failures", function()
   end)
 end)
 
+describe("processes a script starts", function()
+  it("get an empty signal mask and default dispositions: SIGTERM ends them", function()
+    local s = script [[
+      local p = io.popen("grep -E '^Sig(Blk|Ign)' /proc/self/status")
+      io.write(p:read("*a"))
+      assert(p:close())
+      -- a child that SIGTERM must end; status 143 = 128 + SIGTERM
+      print("execute " .. os.execute("kill -TERM $$; sleep 5"))
+      local w = assert(io.popen("cat > /dev/null", "w"))
+      assert(w:write("x"))
+      assert(w:close())
+    ]]
+    local code, out, err = ringline_lua("-w 2 --no-pin " .. s)
+    assert.are.equal(0, code, err)
+    local blk, ign = {}, {}
+    for mask in out:gmatch("SigBlk:%s*(%x+)") do blk[#blk + 1] = tonumber(mask, 16) end
+    for mask in out:gmatch("SigIgn:%s*(%x+)") do ign[#ign + 1] = tonumber(mask:sub(-8), 16) end
+    assert.are.same({ 0, 0 }, blk)
+    for _, m in ipairs(ign) do   -- SIGPIPE (13), SIGINT (2), SIGTERM (15), SIGHUP (1)
+      for _, sig in ipairs { 1, 2, 13, 15 } do
+        assert.are.equal(0, bit.band(m, bit.lshift(1, sig - 1)), "signal " .. sig .. " ignored")
+      end
+    end
+    local _, n = out:gsub("execute 15\n", "")
+    assert.are.equal(2, n, out)   -- os.execute gives the wait status: killed by 15
+  end)
+end)
+
 describe("options", function()
   local function bad(args, ...)
     local code, out, err = ringline_lua(args)

@@ -10,6 +10,8 @@
  *              signals and the supervision of the main thread
  *   cpus.c     the pinning order
  *   acceptor.c the acceptor thread of shared listeners (--accept acceptor)
+ *   spawn.c    system/popen/pclose for os.execute and io.popen: children
+ *              with an empty signal mask and default dispositions
  */
 #ifndef RL_HOST_INTERNAL_H
 #define RL_HOST_INTERNAL_H
