@@ -74,6 +74,31 @@ local id = ringline.worker_id()
 if id == 0 then print("pid " .. ffi.C.getpid()) end
 ]]
 
+-- Connects n times to addr (host:port or unix:/path); each server reply is
+-- the id of the worker that served it. Returns the count per id.
+local function spread(addr, n)
+  return ringline.run({ timeout = 20 }, function()
+    local count = { ["0"] = 0, ["1"] = 0 }
+    local host, port = addr:match("^(.*):(%d+)$")
+    local tasks = {}
+    for i = 1, n do
+      tasks[i] = ringline.spawn(function()
+        local c = assert(ringline.connect(host or addr, tonumber(port), { timeout = 5 }))
+        c:settimeout(5000)
+        local who = assert(c:receive("*a"))
+        c:close()
+        return who
+      end)
+    end
+    for i = 1, n do
+      local ok, who = tasks[i]:join()
+      assert(ok, who)
+      count[who] = count[who] + 1
+    end
+    return count
+  end)
+end
+
 teardown(function()
   for _, p in ipairs(tmpfiles) do os.remove(p) end
 end)
@@ -96,25 +121,7 @@ describe("ringline-lua -w N", function()
       seen[caps[1]] = true
     end
     assert.are.same({ ["0"] = true, ["1"] = true }, seen)
-    local served = ringline.run({ timeout = 20 }, function()
-      local count = { ["0"] = 0, ["1"] = 0 }
-      local tasks = {}
-      for i = 1, 100 do
-        tasks[i] = ringline.spawn(function()
-          local c = assert(ringline.connect("127.0.0.1", port, { timeout = 5 }))
-          c:settimeout(5000)
-          local who = assert(c:receive("*a"))
-          c:close()
-          return who
-        end)
-      end
-      for i = 1, 100 do
-        local ok, who = tasks[i]:join()
-        assert(ok, who)
-        count[who] = count[who] + 1
-      end
-      return count
-    end)
+    local served = spread("127.0.0.1:" .. port, 100)
     assert.are.equal(100, served["0"] + served["1"])
     assert.is_true(served["0"] > 0 and served["1"] > 0,
       ("worker 0 served %d, worker 1 served %d"):format(served["0"], served["1"]))
@@ -184,31 +191,6 @@ describe("ringline-lua -w N", function()
     assert.is_false(require "ringline.host")
   end)
 end)
-
--- Connects n times to addr (host:port or unix:/path); each server reply is
--- the id of the worker that served it. Returns the count per id.
-local function spread(addr, n)
-  return ringline.run({ timeout = 20 }, function()
-    local count = { ["0"] = 0, ["1"] = 0 }
-    local host, port = addr:match("^(.*):(%d+)$")
-    local tasks = {}
-    for i = 1, n do
-      tasks[i] = ringline.spawn(function()
-        local c = assert(ringline.connect(host or addr, tonumber(port), { timeout = 5 }))
-        c:settimeout(5000)
-        local who = assert(c:receive("*a"))
-        c:close()
-        return who
-      end)
-    end
-    for i = 1, n do
-      local ok, who = tasks[i]:join()
-      assert(ok, who)
-      count[who] = count[who] + 1
-    end
-    return count
-  end)
-end
 
 describe("one address shared by the workers (an acceptor thread)", function()
   local SERVE_ID = [[
