@@ -116,7 +116,12 @@ int rl__listener_add(struct rl_worker *w, int fd, int port, int kind, struct rl_
 		w->acceptors++;
 	accept_arm(w, id);
 	if (!l->armed) {
-		l->fd = -1; /* the caller still owns it */
+		if (kind == RL_LISTENER_ACCEPTOR)
+			w->acceptors--;
+		/* the caller still owns fd, and a group stays as it was */
+		l->fd = -1;
+		l->kind = RL_LISTENER_LOCAL;
+		l->h = NULL;
 		listener_free(w, l, 0);
 		return -EBUSY;
 	}
