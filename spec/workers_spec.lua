@@ -617,6 +617,21 @@ describe("processes a script starts", function()
     local _, n = out:gsub("execute 15\n", "")
     assert.are.equal(2, n, out)   -- os.execute gives the wait status: killed by 15
   end)
+
+  it("keep a signal ignored when the host itself started with it ignored (nohup)", function()
+    local s = script [[
+      local p = io.popen("grep -E '^SigIgn' /proc/self/status")
+      io.write(p:read("*a"))
+      p:close()
+      print("mode rw: " .. tostring(io.popen("true", "rw")))
+    ]]
+    local code, out, err = proc.run("trap '' HUP; exec " .. proc.quote(host) .. " " .. s)
+    assert.are.equal(0, code, err)
+    local ign = tonumber(out:match("SigIgn:%s*(%x+)"):sub(-8), 16)
+    assert.are.equal(1, bit.band(ign, 1), "SIGHUP not ignored: " .. out)        -- kept
+    assert.are.equal(0, bit.band(ign, bit.lshift(1, 14)), "SIGTERM ignored")   -- default
+    assert.matches("mode rw: nil\n", out, 1, true)
+  end)
 end)
 
 describe("options", function()

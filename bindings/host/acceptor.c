@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "host.h"
 #include "rl_host.h"
@@ -101,6 +102,26 @@ static void *acceptor_main(void *arg)
 	return NULL;
 }
 
+/* Start the acceptor thread. Lock held. */
+static int start_locked(void)
+{
+	pthread_attr_t attr;
+	int rc;
+
+	/* not on the CPU of the (maybe pinned) worker starting it */
+	pthread_attr_init(&attr);
+	pthread_attr_setaffinity_np(&attr, sizeof(host_process_cpus), &host_process_cpus);
+	rc = pthread_create(&thread, &attr, acceptor_main, NULL);
+	pthread_attr_destroy(&attr);
+	if (rc != 0) {
+		host_log(LOG_ERR, -1, "cannot start the acceptor thread: %s", strerror(rc));
+		return -rc;
+	}
+	pthread_setname_np(thread, "ringline-accept");
+	started = 1;
+	return 0;
+}
+
 /* Forget groups that closed and that nobody uses any more (a worker that
  * listens on an address again after every worker closed it makes a new
  * one). Lock held. */
@@ -133,6 +154,12 @@ RL_HOST_API int rl_host_listen_shared(struct rl_worker *w, const char *addr, uin
 		pthread_mutex_unlock(&lock);
 		return -ESHUTDOWN;
 	}
+	/* the thread first: no group is ever left without one to accept on it */
+	rc = started ? 0 : start_locked();
+	if (rc) {
+		pthread_mutex_unlock(&lock);
+		return rc;
+	}
 	for (int i = 0; i < nshares; i++)
 		if (shares[i].flags == flags && strcmp(shares[i].addr, addr) == 0)
 			s = &shares[i];           /* the newest one for addr */
@@ -163,24 +190,6 @@ RL_HOST_API int rl_host_listen_shared(struct rl_worker *w, const char *addr, uin
 	}
 	nshares++;
 	id = rl_listen_handoff(w, s->h);
-	if (!started) {
-		pthread_attr_t attr;
-
-		/* not on the CPU of the (maybe pinned) worker starting it */
-		pthread_attr_init(&attr);
-		pthread_attr_setaffinity_np(&attr, sizeof(host_process_cpus), &host_process_cpus);
-		rc = pthread_create(&thread, &attr, acceptor_main, NULL);
-		pthread_attr_destroy(&attr);
-		if (rc != 0) {
-			host_log(LOG_ERR, -1, "cannot start the acceptor thread: %s", strerror(rc));
-			if (id >= 0)
-				rl_listener_close(w, id);
-			id = -rc;
-			goto out;
-		}
-		pthread_setname_np(thread, "ringline-accept");
-		started = 1;
-	}
 	if (acceptor)
 		rl_worker_wake(acceptor);
 out:
@@ -195,8 +204,18 @@ void host_acceptor_stop(void)
 	if (acceptor)
 		rl_worker_wake(acceptor);
 	pthread_mutex_unlock(&lock);
-	if (started)
-		pthread_join(thread, NULL);
+	if (started) {
+		/* bounded: it only has to close its sockets; a thread that does
+		 * not end is left behind, with the groups it may still use */
+		struct timespec until;
+
+		clock_gettime(CLOCK_REALTIME, &until);
+		until.tv_sec += 5;
+		if (pthread_timedjoin_np(thread, NULL, &until) != 0) {
+			host_log(LOG_ERR, -1, "the acceptor thread did not stop; exiting without it");
+			return;
+		}
+	}
 	for (int i = 0; i < nshares; i++) {
 		rl_handoff_free(shares[i].h);
 		free(shares[i].addr);

@@ -68,6 +68,10 @@ int host_run_script(lua_State *L, int id);
  * one started) and free the shared sockets. */
 void host_acceptor_stop(void);
 
+/* spawn.c: note which signals were ignored when the host started (call
+ * before changing any disposition); children get those back. */
+void host_spawn_init(void);
+
 /* workers.c */
 enum { LOG_ERR = 4, LOG_WARN = 5, LOG_NOTICE = 6, LOG_INFO = 7, LOG_DEBUG = 8 };
 /* A line in the format of ringline.log, subject to RINGLINE_LOG_LEVEL;

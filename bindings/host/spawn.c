@@ -8,8 +8,9 @@
  * SIGPIPE. A blocked mask and ignored dispositions survive exec, so a
  * process started with libc's own system or popen would not die of SIGTERM
  * or of a closed pipe. These versions start the child with posix_spawn,
- * an empty signal mask and default dispositions; otherwise they behave like
- * libc's. The executable exports them (-rdynamic), so LuaJIT, a shared
+ * an empty signal mask and the dispositions the host itself was started
+ * with (a signal ignored then, under nohup say, stays ignored); otherwise
+ * they behave like libc's. The executable exports them (-rdynamic), so LuaJIT, a shared
  * library, binds to them instead of libc's.
  */
 #include <errno.h>
@@ -23,9 +24,26 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "host.h"
+
 #define SPAWN_API __attribute__((visibility("default")))
 
 extern char **environ;
+
+/* The signals the host changes, and those of them ignored when it started. */
+static const int changed[] = { SIGINT, SIGTERM, SIGHUP, SIGUSR1, SIGUSR2, SIGPIPE };
+static sigset_t ignored_at_start;
+
+void host_spawn_init(void)
+{
+	sigemptyset(&ignored_at_start);
+	for (size_t i = 0; i < sizeof(changed) / sizeof(changed[0]); i++) {
+		struct sigaction sa;
+
+		if (sigaction(changed[i], NULL, &sa) == 0 && sa.sa_handler == SIG_IGN)
+			sigaddset(&ignored_at_start, changed[i]);
+	}
+}
 
 static int spawn_shell(pid_t *pid, const char *cmd, posix_spawn_file_actions_t *fa)
 {
@@ -36,13 +54,9 @@ static int spawn_shell(pid_t *pid, const char *cmd, posix_spawn_file_actions_t *
 
 	sigemptyset(&none);
 	sigemptyset(&dfl);
-	sigaddset(&dfl, SIGINT);
-	sigaddset(&dfl, SIGTERM);
-	sigaddset(&dfl, SIGHUP);
-	sigaddset(&dfl, SIGUSR1);
-	sigaddset(&dfl, SIGUSR2);
-	sigaddset(&dfl, SIGPIPE);
-	sigaddset(&dfl, SIGQUIT);
+	for (size_t i = 0; i < sizeof(changed) / sizeof(changed[0]); i++)
+		if (!sigismember(&ignored_at_start, changed[i]))
+			sigaddset(&dfl, changed[i]);
 	posix_spawnattr_init(&attr);
 	posix_spawnattr_setsigmask(&attr, &none);
 	posix_spawnattr_setsigdefault(&attr, &dfl);
@@ -95,7 +109,9 @@ SPAWN_API FILE *popen(const char *cmd, const char *mode)
 	pid_t pid;
 	FILE *fp;
 
-	if (!cmd || !mode || (mode[0] != 'r' && mode[0] != 'w')) {
+	/* "r" or "w", and "e" (close-on-exec, which ours always is) */
+	if (!cmd || !mode || (mode[0] != 'r' && mode[0] != 'w') ||
+	    (mode[1] && (mode[1] != 'e' || mode[2]))) {
 		errno = EINVAL;
 		return NULL;
 	}
@@ -153,7 +169,8 @@ SPAWN_API int pclose(FILE *fp)
 		}
 	}
 	pthread_mutex_unlock(&children_lock);
-	if (!c) {
+	if (!c) { /* not ours: closed all the same, as libc does */
+		fclose(fp);
 		errno = ECHILD;
 		return -1;
 	}

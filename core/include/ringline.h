@@ -339,10 +339,13 @@ int rl_handoff_finished(struct rl_handoff *h);
 /* w becomes the group's acceptor: multishot accept on its socket, each
  * connection handed on. Returns w's listener id; -EBUSY if the group has
  * an acceptor already, -ESHUTDOWN if it has no members (its socket is then
- * closed), -EOPNOTSUPP without MSG_RING. */
+ * closed), -EINVAL if w is a member (a ring cannot pass a file to itself),
+ * -EOPNOTSUPP without MSG_RING. */
 int rl_handoff_accept(struct rl_worker *w, struct rl_handoff *h);
 /* A listener of w with no socket of its own, joined to the group: the
- * connections the acceptor hands to w arrive on it. Returns its id. */
+ * connections the acceptor hands to w arrive on it. Returns its id;
+ * -ESHUTDOWN once the group's socket is closed, -EINVAL if w is the
+ * group's acceptor. */
 int rl_listen_handoff(struct rl_worker *w, struct rl_handoff *h);
 
 /* -- connections -- */

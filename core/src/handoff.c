@@ -168,6 +168,12 @@ int rl_handoff_accept(struct rl_worker *w, struct rl_handoff *h)
 		pthread_mutex_unlock(&h->lock);
 		return -EBUSY;
 	}
+	for (uint32_t i = 0; i < h->n; i++) {
+		if (h->m[i].w == w) { /* the kernel does not pass a file to its own ring */
+			pthread_mutex_unlock(&h->lock);
+			return -EINVAL;
+		}
+	}
 	if (!h->n) { /* everybody left before anyone accepted: nothing to serve */
 		close(fd);
 		h->fd = -1;
@@ -198,7 +204,9 @@ int rl_listen_handoff(struct rl_worker *w, struct rl_handoff *h)
 		return id;
 	int rc = 0;
 	pthread_mutex_lock(&h->lock);
-	if (h->closed) {
+	if (h->acceptor == w) {
+		rc = -EINVAL; /* the kernel does not pass a file to its own ring */
+	} else if (h->closed) {
 		rc = -ESHUTDOWN; /* its socket is closed or closing */
 	} else if (h->n == h->cap) {
 		uint32_t cap = h->cap ? h->cap * 2 : 8;
@@ -225,6 +233,7 @@ int rl_listen_handoff(struct rl_worker *w, struct rl_handoff *h)
 	if (rc) {
 		w->listeners[id].kind = RL_LISTENER_LOCAL; /* not a member: nothing to leave */
 		w->listeners[id].h = NULL;
+		w->members--;
 		rl_listener_close(w, id);
 	}
 	return rc ? rc : id;
@@ -345,6 +354,7 @@ static void pass(struct rl_worker *w, uint32_t lid, uint32_t slot, uint32_t atte
 		io_uring_prep_close_direct(sqe, slot);
 		io_uring_sqe_set_data64(sqe, rl_ud_pack(RL_OP_UNOWNED, 0, 0));
 		w->m.handoff_errors++;
+		w->m.conns_refused++;
 	}
 	pthread_mutex_unlock(&h->lock);
 }

@@ -418,6 +418,21 @@ static void bad_input(void)
 	CHECK(h == NULL);
 	close(bound);
 	CHECK_EQ(rl_handoff_accept(acc.w, NULL), -EINVAL);
+	/* one ring cannot be both: the kernel does not pass a file to itself */
+	CHECK_RC(rl_handoff_new("127.0.0.1:0", 0, 64, &h));
+	int self = CHECK_RC(rl_listen_handoff(acc.w, h));
+	CHECK_EQ(rl_handoff_accept(acc.w, h), -EINVAL);
+	CHECK_RC(rl_listener_close(acc.w, self));
+	self = CHECK_RC(rl_listen_handoff(mem[0].w, h));
+	int alid = CHECK_RC(rl_handoff_accept(acc.w, h));
+	int live = rl_worker_live(acc.w);
+	CHECK_EQ(rl_listen_handoff(acc.w, h), -EINVAL);
+	CHECK_EQ(rl_worker_live(acc.w), live);
+	CHECK_RC(rl_listener_close(mem[0].w, self));
+	CHECK_RC(rl_listener_close(acc.w, alid));
+	T_WAIT(&acc, quiet_all, 10);
+	rl_handoff_free(h);
+	h = NULL;
 	CHECK_EQ(rl_listen_handoff(acc.w, NULL), -EINVAL);
 	CHECK_EQ(rl_handoff_members(NULL), -EINVAL);
 	CHECK_EQ(rl_handoff_finished(NULL), -EINVAL);
