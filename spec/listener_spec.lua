@@ -57,6 +57,51 @@ describe("ringline.listen", function()
     assert.are.same({ false, false, false, false }, { r[5], r[6], r[7], r[8] })
   end)
 
+  it("a listener whose socket fails is dropped; an event for an earlier one with its id is not", function()
+    local ffi = require "ffi"
+    local sched = require "ringline.sched"
+    pcall(ffi.cdef, [[
+      int ringline_spec_shutdown(int fd, int how) __asm__("shutdown");
+      struct ringline_spec_sin2 { uint16_t family; uint16_t port; uint32_t addr; uint8_t zero[8]; };
+      int ringline_spec_getsockname2(int fd, struct ringline_spec_sin2 *a, uint32_t *len) __asm__("getsockname");
+    ]])
+    -- our listening socket on port, among the process's descriptors
+    local function fd_of(port)
+      local sin, len = ffi.new("struct ringline_spec_sin2"), ffi.new("uint32_t[1]")
+      for fd = 3, 4096 do
+        len[0] = 16
+        if ffi.C.ringline_spec_getsockname2(fd, sin, len) == 0 and sin.family == 2
+           and bit.rshift(bit.bswap(sin.port), 16) == port then
+          return fd
+        end
+      end
+    end
+    local r = run(function()
+      local old, port = server(function() end)
+      -- a listening socket shut down for reading fails its accept for good
+      assert(ffi.C.ringline_spec_shutdown(assert(fd_of(port)), 0) == 0)
+      assert(support.eventually(function() return old.closed end))
+      local again = { old:close() }
+      -- a new listener takes the freed id; a late event for the old one
+      -- (same id, the old generation) must leave it alone
+      local new, nport = server(function(c) c:send("still here") end)
+      assert(new.id == old.id and new.gen ~= old.gen)
+      sched.handlers[8](sched.state(), { slot = old.id, gen = old.gen, res = -22 })
+      local c = connect(nport)
+      local reply = c:receive("*a")
+      c:close()
+      local open = not new.closed
+      sched.handlers[8](sched.state(), { slot = new.id, gen = new.gen, res = -22 })
+      -- that one was made up: the core's listener is still there
+      require("ringline.lib").rl_listener_close(sched.state().w, new.id)
+      return { again, reply, open, new.closed }
+    end)
+    assert.are.same({ nil, "closed" }, r[1])
+    assert.are.equal("still here", r[2])
+    assert.is_true(r[3])
+    assert.is_true(r[4])
+  end)
+
   it("close stops accepting: a new connect is refused", function()
     local a, b = run(function()
       local lst, port = server(function() end)

@@ -161,6 +161,7 @@ double rl_worker_now(const struct rl_worker *w);
 int rl_worker_live(const struct rl_worker *w);
 int rl_listen(struct rl_worker *w, const char *addr, uint32_t flags);
 int rl_listener_port(struct rl_worker *w, int id);
+int rl_listener_gen(struct rl_worker *w, int id, uint32_t *gen);
 int rl_listener_close(struct rl_worker *w, int id);
 struct rl_handoff;
 int rl_handoff_new(const char *addr, uint32_t flags, uint32_t backlog, struct rl_handoff **out);

@@ -296,6 +296,10 @@ int rl_worker_live(const struct rl_worker *w);
 int rl_listen(struct rl_worker *w, const char *addr, uint32_t flags);
 /* The bound port (0 for unix sockets). */
 int rl_listener_port(struct rl_worker *w, int id);
+/* The generation of listener id into *gen (RL_EV_LISTENER carries it: an
+ * event for an earlier listener with the same id has another one).
+ * Returns 0, or -ENOENT for an id not in use. */
+int rl_listener_gen(struct rl_worker *w, int id, uint32_t *gen);
 /* Stops accepting. A hand-off listener (rl_listen_handoff) leaves its
  * group first: no connection is handed to it after this returns. */
 int rl_listener_close(struct rl_worker *w, int id);

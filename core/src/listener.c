@@ -153,6 +153,14 @@ int rl_listener_port(struct rl_worker *w, int id)
 	return w->listeners[id].port;
 }
 
+int rl_listener_gen(struct rl_worker *w, int id, uint32_t *gen)
+{
+	if (id < 0 || id >= RL_MAX_LISTENERS || !w->listeners[id].used || !gen)
+		return -ENOENT;
+	*gen = w->listeners[id].gen;
+	return 0;
+}
+
 int rl_listener_close(struct rl_worker *w, int id)
 {
 	if (id < 0 || id >= RL_MAX_LISTENERS || !w->listeners[id].used ||

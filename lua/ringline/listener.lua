@@ -12,12 +12,15 @@ local conn = require "ringline.conn"
 local errors = require "ringline.errors"
 local log = require "ringline.log"
 
+local ffi = require "ffi"
+
 local type, tostring, error, setmetatable = type, tostring, error, setmetatable
 local errstr = errors.errstr
 local conn_new, spawn_handler = conn.new, sched.spawn_handler
 
 local LISTEN_REUSEPORT, LISTEN_NODELAY = 1, 2
 local RESET = 1
+local EV_LISTENER = 8
 
 -- How several workers share an address: "reuseport" (a socket each) or
 -- "acceptor" (one socket; the host's acceptor thread hands connections to
@@ -94,13 +97,16 @@ function M.listen(S, addr, handler, opts)
     id = C.rl_listen(w, addr, flags)
   end
   if id < 0 then return nil, errstr(id) end
+  local gen = ffi.new("uint32_t[1]")
+  C.rl_listener_gen(w, id, gen)
   if log.workers > 1 and log.worker_id == 0 and not shared
      and (addr == "0" or addr:find(":0$")) then
     -- each worker's socket gets a port of its own: rarely what was meant
     log.log(log.WARN, "listening on port 0 with ", log.workers, " workers: each worker gets ",
       "a different port; give a fixed port to share one")
   end
-  local l = setmetatable({ S = S, id = id, addr = addr, handler = handler, shared = shared,
+  local l = setmetatable({ S = S, id = id, gen = gen[0], addr = addr, handler = handler,
+                           shared = shared,
                            max = max or false, nconns = 0, refused = 0, closed = false }, mt)
   S.listeners[id] = l
   S.nlisteners = S.nlisteners + 1
@@ -136,6 +142,17 @@ end
 
 -- Connections this listener accepted that are not yet closed.
 function methods.connections(l) return l.nconns end
+
+-- The core stopped a listener for good (its socket failed, or the acceptor
+-- of a shared one did) and freed its id. An event for an earlier listener
+-- whose id a newer one has taken since carries the earlier generation.
+sched.on_event(EV_LISTENER, function(S, ev)
+  local l = S.listeners[ev.slot]
+  if l and l.gen == ev.gen then
+    log.log(log.WARN, "listener ", tostring(l.addr), " stopped: ", errstr(ev.res))
+    l:_drop()
+  end
+end)
 
 sched.hooks.accepted = function(S, slot, gen, lid)
   local l = S.listeners[lid]

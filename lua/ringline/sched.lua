@@ -71,7 +71,7 @@ end
 
 -- Event types (enum rl_event_type).
 local EV_ACCEPTED, EV_RECV, EV_SEND, EV_CLOSED = 1, 2, 3, 4
-local EV_CONNECTED, EV_TIMER, EV_FD, EV_LISTENER = 5, 6, 7, 8
+local EV_CONNECTED, EV_TIMER, EV_FD = 5, 6, 7
 
 -- Tasks (ringline.task).
 M.READY, M.RUNNING, M.PARKED, M.DEAD = task.READY, task.RUNNING, task.PARKED, task.DEAD
@@ -229,12 +229,6 @@ local function dispatch_one(S, ev)
           c.fdw = false
           for j = 1, #fdw do wake(S, fdw[j], nil) end
         end
-      end
-    elseif ty == EV_LISTENER then
-      local l = S.listeners[ev.slot]
-      if l then
-        log.log(log.WARN, "listener ", tostring(l.addr), " stopped: ", errstr(ev.res))
-        l:_drop()
       end
     else
       -- events of the other modules (guards, UDP, inbox messages)
