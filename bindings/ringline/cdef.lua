@@ -62,7 +62,7 @@ struct rl_event {
 	uint32_t slot;
 	uint32_t gen;
 	uint32_t data;
-	uint32_t pad;
+	uint32_t aux;
 };
 struct rl_conn_io {
 	const uint8_t *rdata;

@@ -39,7 +39,7 @@
 	F(rl_event, slot) \
 	F(rl_event, gen) \
 	F(rl_event, data) \
-	F(rl_event, pad) \
+	F(rl_event, aux) \
 	S(rl_conn_io) \
 	F(rl_conn_io, rdata) \
 	F(rl_conn_io, rlen) \

@@ -112,7 +112,7 @@ struct rl_config_key {
 
 /* What happened. `slot`/`gen` name a connection unless said otherwise. */
 enum rl_event_type {
-	RL_EV_ACCEPTED = 1,  /* new inbound connection; data = listener id */
+	RL_EV_ACCEPTED = 1,  /* new inbound connection; data = listener id, aux = its generation */
 	RL_EV_RECV = 2,      /* want_recv satisfied: enough bytes, EOF or error */
 	RL_EV_SEND = 3,      /* want_send satisfied: unsent <= threshold, or send error */
 	RL_EV_CLOSED = 4,    /* slot freed; res = 0 or the -errno that ended it */
@@ -148,7 +148,9 @@ struct rl_event {
 	uint32_t slot;
 	uint32_t gen;
 	uint32_t data;
-	uint32_t pad;
+	uint32_t aux;   /* RL_EV_ACCEPTED: the listener's generation (an event
+	                   left from an earlier listener with the same id has
+	                   another); 0 otherwise */
 };
 
 /* The state of one connection slot, kept current by the core and read in

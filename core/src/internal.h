@@ -410,6 +410,8 @@ RL_HIDDEN double rl__clock_now(void);
 /* worker.c */
 RL_HIDDEN void rl__emit(struct rl_worker *w, uint32_t type, int32_t res, uint32_t slot, uint32_t gen,
 			uint32_t data);
+RL_HIDDEN void rl__emit_aux(struct rl_worker *w, uint32_t type, int32_t res, uint32_t slot,
+			    uint32_t gen, uint32_t data, uint32_t aux);
 
 /* conn.c */
 RL_HIDDEN void rl__conn_start(struct rl_worker *w, struct rl_conn *c);

@@ -230,7 +230,7 @@ void rl__listener_adopt(struct rl_worker *w, struct rl_listener *l, uint32_t id,
 		c->silent = 1;
 		rl__conn_begin_close(w, c, RL_CLOSE_RESET, -ECANCELED);
 	} else {
-		rl__emit(w, RL_EV_ACCEPTED, 0, c->slot, c->io.gen, id);
+		rl__emit_aux(w, RL_EV_ACCEPTED, 0, c->slot, c->io.gen, id, l->gen);
 	}
 }
 

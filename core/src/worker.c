@@ -17,7 +17,14 @@
 void rl__emit(struct rl_worker *w, uint32_t type, int32_t res, uint32_t slot, uint32_t gen,
 	      uint32_t data)
 {
-	struct rl_event e = { .type = type, .res = res, .slot = slot, .gen = gen, .data = data };
+	rl__emit_aux(w, type, res, slot, gen, data, 0);
+}
+
+void rl__emit_aux(struct rl_worker *w, uint32_t type, int32_t res, uint32_t slot, uint32_t gen,
+		  uint32_t data, uint32_t aux)
+{
+	struct rl_event e = { .type = type, .res = res, .slot = slot, .gen = gen, .data = data,
+			      .aux = aux };
 	if (w->ev && w->nev < w->maxev) {
 		w->ev[w->nev++] = e;
 		return;

@@ -160,7 +160,11 @@ static void round_robin_and_leave(void)
 	echo_round(port, NULL, 10);
 	for (int i = 0; i < NMEM; i++) {
 		CHECK_EQ(naccepted(&mem[i]), 5);
-		CHECK_EQ(t_last(&mem[i], RL_EV_ACCEPTED, T_ANY, T_ANY)->data, mem[i].lid);
+		const struct rl_event *e = t_last(&mem[i], RL_EV_ACCEPTED, T_ANY, T_ANY);
+		uint32_t lgen = 0;
+		CHECK_EQ(e->data, mem[i].lid);
+		CHECK_RC(rl_listener_gen(mem[i].w, mem[i].lid, &lgen));
+		CHECK_EQ(e->aux, lgen);
 		CHECK_EQ(rl_worker_metrics(mem[i].w)->conns_accepted, 5);
 	}
 	T_WAIT(&acc, quiet_all, 10);
@@ -436,6 +440,10 @@ static void bad_input(void)
 	CHECK_EQ(rl_listen_handoff(acc.w, NULL), -EINVAL);
 	CHECK_EQ(rl_handoff_members(NULL), -EINVAL);
 	CHECK_EQ(rl_handoff_finished(NULL), -EINVAL);
+	uint32_t g = 7;
+	CHECK_EQ(rl_listener_gen(acc.w, 63, &g), -ENOENT);
+	CHECK_EQ(rl_listener_gen(acc.w, -1, &g), -ENOENT);
+	CHECK_EQ(g, 7);
 	rl_handoff_free(NULL);
 	/* a full listener table: neither side takes a slot, the group keeps
 	 * its socket (a peer still queues on it) and frees it after */

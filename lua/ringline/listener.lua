@@ -154,8 +154,10 @@ sched.on_event(EV_LISTENER, function(S, ev)
   end
 end)
 
-sched.hooks.accepted = function(S, slot, gen, lid)
+sched.hooks.accepted = function(S, slot, gen, lid, lgen)
   local l = S.listeners[lid]
+  -- another generation: accepted by an earlier listener that had this id
+  if l and l.gen ~= lgen then l = nil end
   if not l or l.closed or (l.max and l.nconns >= l.max) then
     -- Over the listener's cap (or already closed): refuse at once.
     C.rl_conn_close(S.w, slot, gen, RESET)

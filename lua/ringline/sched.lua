@@ -195,7 +195,7 @@ local function dispatch_one(S, ev)
         if fire then fire(S, t) else wake(S, t, t.twhy or nil) end
       end
     elseif ty == EV_ACCEPTED then
-      hooks.accepted(S, ev.slot, ev.gen, ev.data)
+      hooks.accepted(S, ev.slot, ev.gen, ev.data, ev.aux)
     elseif ty == EV_CLOSED then
       local slot = ev.slot
       local c = conns[slot]
