@@ -6,7 +6,8 @@
 --
 -- Exit status 0 when the server answered 200 (the body is on stdout), 1
 -- otherwise (the reason on stderr). HOST may be a name (resolved without
--- blocking the loop), an IPv4 or IPv6 address.
+-- blocking the loop), an IPv4 or IPv6 address. The body may come with a
+-- Content-Length, chunked, or until the server closes.
 local ringline = require "ringline"
 
 local host, port, path = arg[1], tonumber(arg[2]), arg[3] or "/"
@@ -45,10 +46,36 @@ while true do
     if name == "transfer-encoding" then chunked = value:lower() ~= "identity" end
   end
 end
-if chunked then fail("body", "chunked transfer encoding is not supported by this example") end
+-- Chunked: lines "<hex size>[;extensions]", each followed by that many
+-- bytes and CRLF, until a size of 0; then trailer lines up to an empty one.
+local MAX_CHUNK = 1024 * 1024 * 1024
+local function receive_chunked()
+  local parts = {}
+  while true do
+    local line, lerr = conn:receive("*l")
+    if not line then return nil, lerr end
+    local hex = line:match("^(%x+)%s*;?")
+    local size = hex and #hex <= 8 and tonumber(hex, 16)
+    if not size or size > MAX_CHUNK then return nil, "bad chunk size line: " .. line end
+    if size == 0 then
+      repeat
+        line, lerr = conn:receive("*l")
+        if not line then return nil, lerr end
+      until line == ""
+      return table.concat(parts)
+    end
+    local data, derr = conn:receive(size)
+    if not data then return nil, derr end
+    parts[#parts + 1] = data
+    line, lerr = conn:receive("*l")
+    if line ~= "" then return nil, lerr or "chunk data not followed by CRLF" end
+  end
+end
 
 local body, berr
-if length then
+if chunked then
+  body, berr = receive_chunked()
+elseif length then
   body, berr = conn:receive(length)
 else
   body, berr = conn:receive("*a")      -- until the server closes

@@ -116,6 +116,35 @@ describe("examples/http_client.lua", function()
     assert.are.same({ 0, "Hello, World!\n" }, { code2, out2 })
   end)
 
+  it("reads a chunked body; a bad chunk size exits 1 naming it", function()
+    -- the server runs in this process while the client runs in its own
+    local function serve_one(response)
+      return ringline.run({ timeout = 20 }, function()
+        local done = ringline.semaphore(0)
+        local lst = assert(ringline.listen("127.0.0.1:0", function(c)
+          repeat local line = c:receive("*l") until line == "" or not line
+          c:send(response)
+          done:post()
+        end))
+        local _, port = lst:getsockname()
+        local client = proc.spawn(("%s %s/examples/http_client.lua 127.0.0.1 %d /"):format(
+          proc.quote(host), root, port), 20)
+        assert(done:wait(15))
+        lst:close()
+        return client
+      end)
+    end
+    local good = serve_one("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+      .. "5\r\nHello\r\n8;ext=1\r\n, World!\r\n0\r\nX-Trailer: 1\r\n\r\n")
+    local code, out, err = good:wait()
+    assert.are.equal(0, code, err)
+    assert.are.equal("Hello, World!", out:match("^[^\n]*"))   -- (wait() adds an exit= line)
+    local bad = serve_one("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n")
+    code, out, err = bad:wait()
+    assert.are.equal(1, code)
+    assert.matches("bad chunk size line: zz", err, 1, true)
+  end)
+
   it("exits 1 naming the reason when the server is not there, 1 without arguments", function()
     local lst_port = ringline.run(function()
       local lst, p = support.server(function() end)
