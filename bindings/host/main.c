@@ -136,6 +136,7 @@ static void print_help(const struct options *o)
 	       "  -w N|auto            worker threads, 1..%d (default 1; auto = one per\n"
 	       "                       CPU this process may use: %d here). With several\n"
 	       "                       workers each listens on its own SO_REUSEPORT socket\n"
+	       "                       unless --accept acceptor\n"
 	       "  --accept MODE        how several workers share a listening address:\n"
 	       "                       reuseport (default): a socket per worker, the\n"
 	       "                       kernel hashes each connection to one; acceptor:\n"
