@@ -28,8 +28,8 @@ local function script(text)
   return path
 end
 
-local function ringline_lua(args)
-  return proc.run(proc.quote(host) .. " " .. args)
+local function ringline_lua(args, env)
+  return proc.run((env and env .. " " or "") .. proc.quote(host) .. " " .. args)
 end
 
 local function spawn(args)
@@ -254,6 +254,40 @@ describe("one address shared by the workers (an acceptor thread)", function()
     local code, _, err = srv:stop("TERM")
     assert.are.equal(0, code, err)
     os.remove(path)
+  end)
+
+  it("on a kernel that cannot pass connections, listen says why and what to do", function()
+    local s = script [[
+      local ringline = require "ringline"
+      local ok, err = ringline.listen("127.0.0.1:0", function() end, { accept = "acceptor" })
+      print(tostring(ok) .. " " .. tostring(err))
+      ok, err = ringline.listen("unix:" .. arg[1], function() end)
+      print(tostring(ok) .. " " .. tostring(err))
+      -- messages between workers still work (an eventfd instead of MSG_RING)
+      if ringline.worker_id() == 0 then
+        local got = ringline.semaphore(0)
+        ringline.worker.on_message(function(from, msg) if msg == "pong" then got:post() end end)
+        assert(ringline.worker.post(1, "ping"))
+        assert(got:wait(10))
+        print("messages ok")
+        ringline.worker.broadcast("bye")
+      else
+        local bye = ringline.semaphore(0)
+        ringline.worker.on_message(function(from, msg)
+          if msg == "ping" then ringline.worker.post(from, "pong") else bye:post() end
+        end)
+        assert(bye:wait(10))
+      end
+    ]]
+    local path = os.tmpname()
+    os.remove(path)
+    local code, out, err = ringline_lua("-w 2 --no-pin " .. s .. " " .. path, "RINGLINE_DISABLE_FEATURES=msg_ring")
+    assert.are.equal(0, code, err)
+    local _, n = out:gsub("nil the kernel cannot pass connections between workers %([^)]*%); use %-%-accept reuseport\n", "")
+    assert.are.equal(2, n, out)
+    _, n = out:gsub("nil the kernel cannot pass connections between workers %([^)]*%); listen on a TCP address, or run one worker %(%-w 1%)\n", "")
+    assert.are.equal(2, n, out)
+    assert.matches("messages ok", out, 1, true)
   end)
 
   it("reports the bind error of a shared address to every worker's listen", function()

@@ -67,6 +67,8 @@ static void probe_send_fd(void)
 	int sv[2] = { -1, -1 };
 	const uint64_t tag = 0x5e4dfdULL;
 
+	if (rl__disabled_features() & RL_FEAT_MSG_RING)
+		return;
 	if (io_uring_queue_init(4, &a, 0) < 0)
 		return;
 	if (io_uring_queue_init(4, &b, 0) < 0) {

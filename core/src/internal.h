@@ -401,6 +401,8 @@ struct rl_worker {
 
 /* ring.c */
 RL_HIDDEN int rl__ring_setup(struct rl_worker *w, char *msg, size_t msglen);
+/* RL_FEAT_* bits RINGLINE_DISABLE_FEATURES says to act as if missing. */
+RL_HIDDEN uint32_t rl__disabled_features(void);
 /* An SQE, flushing the SQ to the kernel when it is full. NULL only if the
  * kernel refuses submissions (then the caller reports -EBUSY). */
 RL_HIDDEN struct io_uring_sqe *rl__sqe(struct rl_worker *w);

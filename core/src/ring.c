@@ -5,9 +5,15 @@
  * Setup asks for the best flags first (SINGLE_ISSUER + DEFER_TASKRUN: task
  * work runs only when this thread waits, no IPIs) and falls back step by step
  * on kernels that refuse them, so an older 6.x kernel still runs.
+ *
+ * RINGLINE_DISABLE_FEATURES makes the worker act as if the kernel lacked
+ * some of what it probes (a comma-separated list of defer_taskrun,
+ * single_issuer, sendmsg_zc, fd_install, msg_ring, or "all"): the tests run
+ * the fallbacks with it, and it reproduces an older kernel's behaviour.
  */
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -18,6 +24,33 @@ double rl__clock_now(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+uint32_t rl__disabled_features(void)
+{
+	static const struct {
+		const char *name;
+		uint32_t feat;
+	} names[] = {
+		{ "defer_taskrun", RL_FEAT_DEFER_TASKRUN }, { "single_issuer", RL_FEAT_SINGLE_ISSUER },
+		{ "sendmsg_zc", RL_FEAT_SENDMSG_ZC },       { "fd_install", RL_FEAT_FD_INSTALL },
+		{ "msg_ring", RL_FEAT_MSG_RING },
+	};
+	const char *env = getenv("RINGLINE_DISABLE_FEATURES");
+	uint32_t off = 0;
+
+	if (!env)
+		return 0;
+	for (const char *p = env; *p;) {
+		size_t n = strcspn(p, ",");
+		if (n == 3 && strncmp(p, "all", 3) == 0)
+			off = ~0u;
+		for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+			if (strlen(names[i].name) == n && strncmp(p, names[i].name, n) == 0)
+				off |= names[i].feat;
+		p += n + (p[n] == ',');
+	}
+	return off;
 }
 
 static const struct {
@@ -47,8 +80,11 @@ static const struct {
 int rl__ring_setup(struct rl_worker *w, char *msg, size_t msglen)
 {
 	int rc = -EINVAL;
+	uint32_t off = rl__disabled_features();
 	for (size_t i = 0; i < sizeof(setups) / sizeof(setups[0]); i++) {
 		struct io_uring_params p;
+		if (setups[i].feats & off)
+			continue;
 		memset(&p, 0, sizeof(p));
 		p.flags = setups[i].flags | IORING_SETUP_CQSIZE | IORING_SETUP_SUBMIT_ALL;
 		p.cq_entries = w->cfg.sq_entries * 4;
@@ -95,6 +131,7 @@ int rl__ring_setup(struct rl_worker *w, char *msg, size_t msglen)
 	if (probe->last_op >= RL_IORING_OP_FIXED_FD_INSTALL &&
 	    io_uring_opcode_supported(probe, RL_IORING_OP_FIXED_FD_INSTALL))
 		w->features |= RL_FEAT_FD_INSTALL;
+	w->features &= ~off;
 	io_uring_free_probe(probe);
 	return 0;
 }

@@ -1,0 +1,202 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * test_fallbacks - the worker on a kernel without what it probes for
+ * (RINGLINE_DISABLE_FEATURES=all: no DEFER_TASKRUN, SINGLE_ISSUER,
+ * SENDMSG_ZC, FIXED_FD_INSTALL or MSG_RING): it still serves. A ring without
+ * the setup flags echoes; an inbound reset degrades to a close that frees
+ * the slot; a guarded send goes out copied and its guard is released; a
+ * post with the sender's ring as doorbell falls back to the eventfd; a
+ * hand-off group cannot be made and says so. The list is parsed by name.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "helpers.h"
+
+static struct t_peer peer;
+static int pump(struct t_ctx *t)
+{
+	(void)t;
+	return t_peers_pump(&peer, 1);
+}
+
+static int peer_ended(struct t_ctx *t)
+{
+	(void)t;
+	return peer.eof || peer.err;
+}
+
+static int nclosed;
+static int closed(struct t_ctx *t)
+{
+	return t_count(t, RL_EV_CLOSED, T_ANY, T_ANY) == nclosed;
+}
+
+static int guard_back(struct t_ctx *t)
+{
+	return t_count(t, RL_EV_GUARD, T_ANY, T_ANY) == 1;
+}
+
+static int got_message(struct t_ctx *t)
+{
+	return t_count(t, RL_EV_MESSAGE, T_ANY, T_ANY) > 0;
+}
+
+static void quiet(struct t_ctx *t, const struct rl_event *e)
+{
+	(void)t;
+	(void)e;
+}
+
+/* One accepted connection of the fixture, as (slot, gen). */
+static const struct rl_event *accept_one(struct t_ctx *t)
+{
+	int before = t_count(t, RL_EV_ACCEPTED, T_ANY, T_ANY);
+	t_peer_init(&peer, t_tcp_connect("127.0.0.1", t->port, 1));
+	while (t_count(t, RL_EV_ACCEPTED, T_ANY, T_ANY) == before)
+		t_step(t, 10);
+	return t_last(t, RL_EV_ACCEPTED, T_ANY, T_ANY);
+}
+
+static void echo(void)
+{
+	struct t_ctx t;
+	t_init(&t, NULL);
+	CHECK_EQ(rl_worker_features(t.w), 0);
+	t.on_event = t_echo_event;
+	t.pump = pump;
+	t_listen(&t, NULL);
+	static uint8_t in[64];
+	t_peer_init(&peer, t_tcp_connect("127.0.0.1", t.port, 1));
+	peer.out = (const uint8_t *)"no flags, no probes\n";
+	peer.outlen = strlen((const char *)peer.out);
+	peer.in = in;
+	peer.incap = sizeof(in);
+	peer.shut_wr = 1;
+	T_WAIT(&t, peer_ended, 10);
+	CHECK_EQ(peer.err, 0);
+	CHECK_EQ(peer.inlen, peer.outlen);
+	CHECK(memcmp(in, peer.out, peer.outlen) == 0);
+	close(peer.fd);
+	peer.fd = -1;
+	t_finish(&t);
+}
+
+static void reset_and_guard(void)
+{
+	struct t_ctx t;
+	struct rl_config cfg;
+	t_config_small(&cfg);
+	cfg.zc_threshold = 1024;
+	t_init(&t, &cfg);
+	t.on_event = quiet;
+	t.pump = pump;
+	t_listen(&t, NULL);
+
+	/* a reset without a plain descriptor for SO_LINGER: still closes */
+	const struct rl_event *a = accept_one(&t);
+	nclosed = 1;
+	CHECK_RC(rl_conn_close(t.w, a->slot, a->gen, RL_CLOSE_RESET));
+	T_WAIT(&t, closed, 10);
+	T_WAIT(&t, peer_ended, 10);
+	/* a FIN, not an RST: SO_LINGER needed the descriptor we could not get */
+	CHECK(peer.eof);
+	CHECK_EQ(peer.err, 0);
+	close(peer.fd);
+
+	/* a guarded part over zc_threshold: copied, released once */
+	static uint8_t body[8192];
+	t_pattern(body, sizeof(body), 5, 0);
+	a = accept_one(&t);
+	peer.in = NULL;
+	peer.check_in = 1;
+	peer.in_seed = 5;
+	struct rl_part part = { .ptr = body, .len = sizeof(body), .region = RL_PART_PINNED,
+				.token = 77 };
+	CHECK_RC(rl_conn_sendv(t.w, a->slot, a->gen, &part, 1));
+	T_WAIT(&t, guard_back, 10);
+	CHECK_EQ(t_last(&t, RL_EV_GUARD, T_ANY, T_ANY)->data, 77);
+	CHECK_EQ(rl_worker_metrics(t.w)->zc_sends, 0);
+	nclosed = 2;
+	CHECK_RC(rl_conn_close(t.w, a->slot, a->gen, RL_CLOSE_GRACEFUL));
+	T_WAIT(&t, closed, 10);
+	T_WAIT(&t, peer_ended, 10);
+	CHECK_EQ(peer.err, 0);
+	CHECK_EQ(peer.inlen, sizeof(body));
+	close(peer.fd);
+	peer.fd = -1;
+	t_finish(&t);
+}
+
+static void post_and_handoff(void)
+{
+	struct t_ctx a, b;
+	t_init(&a, NULL);
+	t_init(&b, NULL);
+	/* "via b" would be a MSG_RING from b's ring; without it, the eventfd */
+	uint64_t before = rl_worker_metrics(b.w)->ops_inflight;
+	CHECK_RC(rl_worker_post(a.w, 1, RL_MSG_USER, "hi", 2, b.w));
+	CHECK_EQ(rl_worker_metrics(b.w)->ops_inflight, before); /* nothing on b's ring */
+	T_WAIT(&a, got_message, 10);
+	char buf[8];
+	uint32_t from = 0, kind = 0;
+	CHECK_EQ(rl_worker_take_message(a.w, buf, sizeof(buf), &from, &kind), 2);
+	CHECK(memcmp(buf, "hi", 2) == 0);
+	CHECK_EQ(from, 1);
+	CHECK_EQ(kind, RL_MSG_USER);
+
+	struct rl_handoff *h = NULL;
+	CHECK_EQ(rl_handoff_new("127.0.0.1:0", 0, 16, &h), -EOPNOTSUPP);
+	CHECK(h == NULL);
+	t_finish(&a);
+	t_finish(&b);
+}
+
+/* The list is parsed by name; unknown names are ignored. */
+static void by_name(void)
+{
+	struct rl_worker *w;
+	char msg[256];
+	setenv("RINGLINE_DISABLE_FEATURES", "sendmsg_zc,bogus,fd_install", 1);
+	CHECK_RC(rl_worker_new(NULL, &w, msg, sizeof(msg)));
+	uint32_t f = rl_worker_features(w);
+	CHECK_EQ(f & (RL_FEAT_SENDMSG_ZC | RL_FEAT_FD_INSTALL), 0);
+	CHECK(f & RL_FEAT_MSG_RING);
+	CHECK(f & RL_FEAT_DEFER_TASKRUN);
+	CHECK_EQ(rl_worker_destroy(w), 0);
+	setenv("RINGLINE_DISABLE_FEATURES", "defer_taskrun", 1);
+	CHECK_RC(rl_worker_new(NULL, &w, msg, sizeof(msg)));
+	f = rl_worker_features(w);
+	CHECK_EQ(f & RL_FEAT_DEFER_TASKRUN, 0);
+	CHECK(f & RL_FEAT_SINGLE_ISSUER);
+	CHECK(f & RL_FEAT_COOP_TASKRUN);
+	CHECK_EQ(rl_worker_destroy(w), 0);
+}
+
+int main(void)
+{
+	/* what this kernel has, to compare with */
+	struct rl_worker *w;
+	char msg[256];
+	unsetenv("RINGLINE_DISABLE_FEATURES");
+	if (rl_worker_new(NULL, &w, msg, sizeof(msg)) < 0) {
+		fprintf(stderr, "skip: no io_uring: %s\n", msg);
+		return T_SKIP;
+	}
+	uint32_t all = rl_worker_features(w);
+	CHECK_EQ(rl_worker_destroy(w), 0);
+	if (!(all & RL_FEAT_DEFER_TASKRUN) || !(all & RL_FEAT_MSG_RING)) {
+		fprintf(stderr, "skip: this kernel lacks the features to take away\n");
+		return T_SKIP;
+	}
+	by_name();
+	setenv("RINGLINE_DISABLE_FEATURES", "all", 1);
+	echo();
+	reset_and_guard();
+	post_and_handoff();
+	printf("fallbacks: ok\n");
+	return 0;
+}
