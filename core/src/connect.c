@@ -7,6 +7,10 @@
  * with FILES_UPDATE at an index the kernel allocates (the kernel stays the
  * only allocator of indexes, so accepts and connects never collide), then
  * connected with CONNECT, optionally linked to a LINK_TIMEOUT.
+ *
+ * The same install serves inbound connections accepted as plain
+ * descriptors (on kernels without FIXED_FD_INSTALL, see listener.c): the
+ * request then names its listener, and the install ends in an accept.
  */
 #include <errno.h>
 #include <netinet/tcp.h>
@@ -123,6 +127,7 @@ int rl_connect_from(struct rl_worker *w, const char *addr, const char *bind_addr
 	r->used = 1;
 	r->cancel = 0;
 	r->slot = -1;
+	r->listener = -1;
 	io_uring_prep_files_update(sqe, r->fds, 1, (int)IORING_FILE_INDEX_ALLOC);
 	io_uring_sqe_set_data64(sqe, rl_ud_pack(RL_OP_SOCK_INSTALL, (uint32_t)idx, r->gen));
 	w->m.ops_inflight++;
@@ -132,6 +137,47 @@ int rl_connect_from(struct rl_worker *w, const char *addr, const char *bind_addr
 static void fail(struct rl_worker *w, uint32_t token, int res)
 {
 	rl__emit(w, RL_EV_CONNECTED, res, 0, 0, token);
+}
+
+void rl__install_inbound(struct rl_worker *w, uint32_t lid, uint32_t lgen, int fd)
+{
+	int idx = req_alloc(w);
+	struct io_uring_sqe *sqe = idx >= 0 ? rl__sqe(w) : NULL;
+	if (!sqe) {
+		close(fd);
+		w->m.conns_refused++;
+		return;
+	}
+	struct rl_connreq *r = w->reqs[idx];
+	r->rawfd = fd;
+	r->fds[0] = fd;
+	r->used = 1;
+	r->cancel = 0;
+	r->slot = -1;
+	r->listener = (int32_t)lid;
+	r->lgen = lgen;
+	r->token = 0;
+	io_uring_prep_files_update(sqe, r->fds, 1, (int)IORING_FILE_INDEX_ALLOC);
+	io_uring_sqe_set_data64(sqe, rl_ud_pack(RL_OP_SOCK_INSTALL, (uint32_t)idx, r->gen));
+	w->m.ops_inflight++;
+}
+
+/* An inbound install completed: the connection is accepted, or refused when
+ * the table is full or its listener went away meanwhile. */
+static void inbound_installed(struct rl_worker *w, struct rl_connreq *r, int res)
+{
+	int fd = r->rawfd;
+	uint32_t lid = (uint32_t)r->listener, slot = (uint32_t)r->fds[0];
+	struct rl_listener *l = rl__listener_get(w, lid, r->lgen);
+	req_free(r);
+	if (res < 0 || !l) {
+		if (res >= 0)
+			rl__listener_close_slot(w, slot);
+		close(fd);
+		w->m.conns_refused++;
+		return;
+	}
+	rl__listener_adopt(w, l, lid, slot, fd);
 }
 
 void rl__connect_on_install(struct rl_worker *w, struct io_uring_cqe *cqe)
@@ -144,6 +190,10 @@ void rl__connect_on_install(struct rl_worker *w, struct io_uring_cqe *cqe)
 	}
 	struct rl_connreq *r = w->reqs[idx];
 	uint32_t token = r->token;
+	if (r->listener >= 0) {
+		inbound_installed(w, r, cqe->res);
+		return;
+	}
 	if (cqe->res < 0) {
 		close(r->rawfd);
 		req_free(r);

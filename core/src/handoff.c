@@ -403,5 +403,5 @@ void rl__handoff_on_arrival(struct rl_worker *w, struct io_uring_cqe *cqe)
 		w->m.conns_refused++;
 		return;
 	}
-	rl__listener_adopt(w, l, id, (uint32_t)cqe->res);
+	rl__listener_adopt(w, l, id, (uint32_t)cqe->res, -1);
 }

@@ -251,9 +251,10 @@ RL_HIDDEN int rl__listener_add(struct rl_worker *w, int fd, int port, int kind,
 /* The listener of slot id if it is used and still has generation gen. */
 RL_HIDDEN struct rl_listener *rl__listener_get(struct rl_worker *w, uint32_t id, uint32_t gen);
 /* A connection the kernel put at fixed index slot for listener id becomes
- * live (or is closed, when the listener is going away). */
+ * live (or is closed, when the listener is going away); rawfd: its plain
+ * descriptor when it has one (then the connection owns it), else -1. */
 RL_HIDDEN void rl__listener_adopt(struct rl_worker *w, struct rl_listener *l, uint32_t id,
-				  uint32_t slot);
+				  uint32_t slot, int rawfd);
 RL_HIDDEN void rl__listener_close_slot(struct rl_worker *w, uint32_t slot);
 
 /* ---- hand-off groups (handoff.c) ---- */
@@ -284,6 +285,8 @@ struct rl_connreq {
 	uint32_t gen;
 	uint32_t pending;       /* CQEs still to come for this request */
 	int32_t slot;           /* the connection once installed, else -1 */
+	int32_t listener;       /* inbound (see rl__install_inbound): its listener, else -1 */
+	uint32_t lgen;          /* and that listener's generation */
 	uint8_t used;
 	uint8_t cancel;         /* canceled before the install completed */
 };
@@ -452,6 +455,10 @@ RL_HIDDEN void rl__listeners_close_all(struct rl_worker *w);
 
 /* connect.c */
 RL_HIDDEN void rl__connect_on_install(struct rl_worker *w, struct io_uring_cqe *cqe);
+/* Without FIXED_FD_INSTALL an inbound connection is accepted as a plain
+ * descriptor (which it keeps, for names, options and SO_LINGER) and
+ * installed into the fixed table like an outbound socket. */
+RL_HIDDEN void rl__install_inbound(struct rl_worker *w, uint32_t lid, uint32_t lgen, int fd);
 RL_HIDDEN void rl__connect_on_connect(struct rl_worker *w, struct io_uring_cqe *cqe);
 RL_HIDDEN void rl__connect_on_timeout(struct rl_worker *w, struct io_uring_cqe *cqe);
 RL_HIDDEN void rl__connect_fini(struct rl_worker *w);

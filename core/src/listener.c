@@ -22,13 +22,26 @@
 
 #include "internal.h"
 
+/* Accepted sockets go straight into the fixed table, except on a kernel
+ * without FIXED_FD_INSTALL (6.8): there a plain descriptor is the only way
+ * to a connection's names, options and SO_LINGER, so a local listener takes
+ * plain descriptors and installs each one (rl__install_inbound). An
+ * acceptor's connections must be fixed files to be passed on. */
+static int accepts_plain(const struct rl_worker *w, const struct rl_listener *l)
+{
+	return l->kind == RL_LISTENER_LOCAL && !(w->features & RL_FEAT_FD_INSTALL);
+}
+
 static void accept_arm(struct rl_worker *w, int id)
 {
 	struct rl_listener *l = &w->listeners[id];
 	struct io_uring_sqe *sqe = rl__sqe(w);
 	if (!sqe)
 		return;
-	io_uring_prep_multishot_accept_direct(sqe, l->fd, NULL, NULL, 0);
+	if (accepts_plain(w, l))
+		io_uring_prep_multishot_accept(sqe, l->fd, NULL, NULL, SOCK_CLOEXEC);
+	else
+		io_uring_prep_multishot_accept_direct(sqe, l->fd, NULL, NULL, 0);
 	io_uring_sqe_set_data64(sqe, rl_ud_pack(RL_OP_ACCEPT, (uint32_t)id, l->gen));
 	l->armed = 1;
 	w->m.ops_inflight++;
@@ -214,16 +227,20 @@ void rl__listener_close_slot(struct rl_worker *w, uint32_t slot)
 	}
 }
 
-void rl__listener_adopt(struct rl_worker *w, struct rl_listener *l, uint32_t id, uint32_t slot)
+void rl__listener_adopt(struct rl_worker *w, struct rl_listener *l, uint32_t id, uint32_t slot,
+			int rawfd)
 {
 	struct rl_conn *c = rl__conntab_open(&w->conns, slot);
 	if (!c) {
 		/* The kernel gave an index whose slot is still live: a broken
 		 * invariant. Close the file, keep the slot. */
 		rl__listener_close_slot(w, slot);
+		if (rawfd >= 0)
+			close(rawfd);
 		w->m.stale_cqes++;
 		return;
 	}
+	c->rawfd = rawfd;
 	w->m.conns_accepted++;
 	rl__conn_start(w, c);
 	if (l->closing || w->destroying) {
@@ -246,12 +263,16 @@ void rl__listener_on_accept(struct rl_worker *w, struct io_uring_cqe *cqe)
 		return;
 	}
 	if (res >= 0) {
-		if (l->kind == RL_LISTENER_ACCEPTOR && !l->closing && !w->destroying)
+		if (accepts_plain(w, l) && !l->closing && !w->destroying)
+			rl__install_inbound(w, id, l->gen, res);
+		else if (accepts_plain(w, l))
+			close(res);
+		else if (l->kind == RL_LISTENER_ACCEPTOR && !l->closing && !w->destroying)
 			rl__handoff_pass(w, id, (uint32_t)res);
 		else if (l->kind == RL_LISTENER_ACCEPTOR)
 			rl__listener_close_slot(w, (uint32_t)res);
 		else
-			rl__listener_adopt(w, l, id, (uint32_t)res);
+			rl__listener_adopt(w, l, id, (uint32_t)res, -1);
 	} else if (res == -ENFILE) {
 		w->m.conns_refused++;
 	} else if (res != -ECANCELED) {

@@ -3,8 +3,9 @@
  * test_fallbacks - the worker on a kernel without what it probes for
  * (RINGLINE_DISABLE_FEATURES=all: no DEFER_TASKRUN, SINGLE_ISSUER,
  * SENDMSG_ZC, FIXED_FD_INSTALL or MSG_RING): it still serves. A ring without
- * the setup flags echoes; an inbound reset degrades to a close that frees
- * the slot; a guarded send goes out copied and its guard is released; a
+ * the setup flags echoes; an inbound connection, accepted as a plain
+ * descriptor and installed, has its names at once and resets with an RST;
+ * a guarded send goes out copied and its guard is released; a
  * post with the sender's ring as doorbell falls back to the eventfd; a
  * hand-off group cannot be made and says so. The list is parsed by name.
  */
@@ -96,15 +97,19 @@ static void reset_and_guard(void)
 	t.pump = pump;
 	t_listen(&t, NULL);
 
-	/* a reset without a plain descriptor for SO_LINGER: still closes */
+	/* accepted as a plain descriptor: the peer's name without a wait, and
+	 * a reset that is an RST (SO_LINGER on that descriptor) */
 	const struct rl_event *a = accept_one(&t);
+	int fd = CHECK_RC(rl_conn_fd(t.w, a->slot, a->gen));
+	char host[64];
+	CHECK_EQ(rl_fd_name(fd, 1, host, sizeof(host)), t_local_port(peer.fd));
+	CHECK(strcmp(host, "127.0.0.1") == 0);
+	CHECK_EQ(rl_worker_metrics(t.w)->conns_accepted, 1);
 	nclosed = 1;
 	CHECK_RC(rl_conn_close(t.w, a->slot, a->gen, RL_CLOSE_RESET));
 	T_WAIT(&t, closed, 10);
 	T_WAIT(&t, peer_ended, 10);
-	/* a FIN, not an RST: SO_LINGER needed the descriptor we could not get */
-	CHECK(peer.eof);
-	CHECK_EQ(peer.err, 0);
+	CHECK_EQ(peer.err, ECONNRESET);
 	close(peer.fd);
 
 	/* a guarded part over zc_threshold: copied, released once */

@@ -178,15 +178,14 @@ static void phase_d_reset(struct t_ctx *t, int before_submit)
 	T_WAIT(t, closed_and_released, 10);
 	check_guards_idle(t);
 	region_free(t, &r);
-	if (rl_worker_features(t->w) & RL_FEAT_FD_INSTALL) {
-		/* what arrived is a prefix of the stream (pattern-checked),
-		 * then the reset */
-		c.peer.no_read = 0;
-		T_WAIT(t, peer_failed, 10);
-		ASSERT(c.peer.err == ECONNRESET, "peer read: %s, eof %d after %zu bytes",
-		       strerror(c.peer.err), c.peer.eof, c.peer.inlen);
-		CHECK_LT(c.peer.inlen, c.queued);
-	}
+	/* what arrived is a prefix of the stream (pattern-checked), then the
+	 * reset (SO_LINGER on the descriptor FIXED_FD_INSTALL made, or on the
+	 * plain one the connection was accepted as without it) */
+	c.peer.no_read = 0;
+	T_WAIT(t, peer_failed, 10);
+	ASSERT(c.peer.err == ECONNRESET, "peer read: %s, eof %d after %zu bytes",
+	       strerror(c.peer.err), c.peer.eof, c.peer.inlen);
+	CHECK_LT(c.peer.inlen, c.queued);
 	close(c.peer.fd);
 	cur = NULL;
 	t_check_idle(t);
