@@ -8,7 +8,8 @@
  *
  * RINGLINE_DISABLE_FEATURES makes the worker act as if the kernel lacked
  * some of what it probes (a comma-separated list of defer_taskrun,
- * single_issuer, sendmsg_zc, fd_install, msg_ring, or "all"): the tests run
+ * single_issuer, sendmsg_zc, zc_report_usage, fd_install, msg_ring, or
+ * "all"): the tests run
  * the fallbacks with it, and it reproduces an older kernel's behaviour.
  */
 #include <errno.h>
@@ -34,7 +35,7 @@ uint32_t rl__disabled_features(void)
 	} names[] = {
 		{ "defer_taskrun", RL_FEAT_DEFER_TASKRUN }, { "single_issuer", RL_FEAT_SINGLE_ISSUER },
 		{ "sendmsg_zc", RL_FEAT_SENDMSG_ZC },       { "fd_install", RL_FEAT_FD_INSTALL },
-		{ "msg_ring", RL_FEAT_MSG_RING },
+		{ "msg_ring", RL_FEAT_MSG_RING },           { "zc_report_usage", RL_FEAT_ZC_REPORT_USAGE },
 	};
 	const char *env = getenv("RINGLINE_DISABLE_FEATURES");
 	uint32_t off = 0;
@@ -64,6 +65,42 @@ static const struct {
 	{ IORING_SETUP_COOP_TASKRUN, RL_FEAT_COOP_TASKRUN },
 	{ 0, 0 },
 };
+
+/*
+ * SENDMSG_ZC came in 6.1 but IORING_SEND_ZC_REPORT_USAGE only in 6.2, and
+ * 6.1 fails every send that asks for it with -EINVAL. The opcode probe
+ * cannot tell, so ask once on the fresh ring: a send on descriptor -1 that
+ * fails with -EBADF got past the flag check; -EINVAL did not.
+ */
+static int zc_report_usage_ok(struct rl_worker *w)
+{
+	struct msghdr m;
+	struct io_uring_sqe *sqe = io_uring_get_sqe(&w->ring);
+	struct io_uring_cqe *cqe;
+	int res = -EINVAL, more = 0;
+
+	if (!sqe)
+		return 0;
+	memset(&m, 0, sizeof(m));
+	io_uring_prep_sendmsg_zc(sqe, -1, &m, 0);
+	sqe->ioprio |= RL_IORING_SEND_ZC_REPORT_USAGE;
+	io_uring_sqe_set_data64(sqe, 1);
+	if (io_uring_submit_and_wait(&w->ring, 1) < 1)
+		return 0;
+	/* the result, then the notification it promised with F_MORE */
+	do {
+		if (io_uring_wait_cqe(&w->ring, &cqe) < 0)
+			return 0;
+		if (!(cqe->flags & IORING_CQE_F_NOTIF)) {
+			res = cqe->res;
+			more = cqe->flags & IORING_CQE_F_MORE;
+		} else {
+			more = 0;
+		}
+		io_uring_cqe_seen(&w->ring, cqe);
+	} while (more);
+	return res != -EINVAL;
+}
 
 /* Operations the worker cannot run without, with the kernel that added them. */
 static const struct {
@@ -131,8 +168,10 @@ int rl__ring_setup(struct rl_worker *w, char *msg, size_t msglen)
 	if (probe->last_op >= RL_IORING_OP_FIXED_FD_INSTALL &&
 	    io_uring_opcode_supported(probe, RL_IORING_OP_FIXED_FD_INSTALL))
 		w->features |= RL_FEAT_FD_INSTALL;
-	w->features &= ~off;
 	io_uring_free_probe(probe);
+	if ((w->features & RL_FEAT_SENDMSG_ZC) && zc_report_usage_ok(w))
+		w->features |= RL_FEAT_ZC_REPORT_USAGE;
+	w->features &= ~off;
 	return 0;
 }
 

@@ -121,7 +121,8 @@ void rl__slab_submit(struct rl_worker *w, struct rl_conn *c, struct rl_slab_entr
 	e->msg.msg_iovlen = (size_t)(e->niov - e->iov_first);
 	if (e->zc) {
 		io_uring_prep_sendmsg_zc(sqe, (int)c->slot, &e->msg, MSG_NOSIGNAL);
-		sqe->ioprio |= RL_IORING_SEND_ZC_REPORT_USAGE;
+		if (w->features & RL_FEAT_ZC_REPORT_USAGE)
+			sqe->ioprio |= RL_IORING_SEND_ZC_REPORT_USAGE;
 		w->m.zc_sends++;
 	} else {
 		io_uring_prep_sendmsg(sqe, (int)c->slot, &e->msg, MSG_NOSIGNAL | MSG_WAITALL);
