@@ -282,7 +282,7 @@ int rl_connect_cancel(struct rl_worker *w, uint32_t token)
 {
 	for (uint32_t i = 0; i < w->nreqs; i++) {
 		struct rl_connreq *r = w->reqs[i];
-		if (!r->used || r->token != token || r->cancel)
+		if (!r->used || r->listener >= 0 || r->token != token || r->cancel)
 			continue;
 		if (r->slot < 0) {
 			r->cancel = 1; /* finished when the install completes */

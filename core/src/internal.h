@@ -256,6 +256,8 @@ RL_HIDDEN struct rl_listener *rl__listener_get(struct rl_worker *w, uint32_t id,
 RL_HIDDEN void rl__listener_adopt(struct rl_worker *w, struct rl_listener *l, uint32_t id,
 				  uint32_t slot, int rawfd);
 RL_HIDDEN void rl__listener_close_slot(struct rl_worker *w, uint32_t slot);
+/* A connection closed: arm plain listeners that ran out of descriptors. */
+RL_HIDDEN void rl__listeners_fd_freed(struct rl_worker *w);
 
 /* ---- hand-off groups (handoff.c) ---- */
 /* Acceptor listener lid: pass the connection at fixed index slot to the
@@ -384,6 +386,9 @@ struct rl_worker {
 	uint32_t nreqs;
 	uint32_t starved_head;     /* ENOBUFS re-arm list (slot+1, 0 = end) */
 	int wake_fd;
+	int spare_fd;              /* /dev/null held in reserve (plain accepts, listener.c) */
+	int accept_starved;        /* a plain listener waits for a descriptor to be freed */
+	uint32_t nofile_share;     /* what it added to the process's RLIMIT_NOFILE want */
 	uint64_t wake_buf;
 	int wake_armed;
 	struct rl_inbox inbox;

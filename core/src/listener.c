@@ -15,7 +15,9 @@
  * handoff.c) or member (no socket; serves what an acceptor hands it).
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -251,6 +253,44 @@ void rl__listener_adopt(struct rl_worker *w, struct rl_listener *l, uint32_t id,
 	}
 }
 
+/*
+ * A plain accept out of descriptors (EMFILE/ENFILE) fails before it takes
+ * the peer off the queue, so an accept armed again would fail again at once:
+ * a spin. Refuse the first queued peer with the descriptor kept in reserve
+ * (close it, accept, close that, take it back), as nginx and libev do.
+ * Returns whether the queue moved (or is empty): then arming again is safe.
+ */
+static int refuse_queued(struct rl_worker *w, struct rl_listener *l)
+{
+	struct pollfd pf = { .fd = l->fd, .events = POLLIN };
+	if (poll(&pf, 1, 0) != 1)
+		return 1; /* nothing queued: an armed accept waits */
+	if (w->spare_fd < 0)
+		return 0;
+	close(w->spare_fd);
+	int fd = accept4(l->fd, NULL, NULL, SOCK_CLOEXEC);
+	w->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	close(fd);
+	w->m.conns_refused++;
+	return 1;
+}
+
+/* Arm again the plain listeners that stopped for want of a descriptor
+ * (called when a connection closed: one is free now). */
+void rl__listeners_fd_freed(struct rl_worker *w)
+{
+	if (!w->accept_starved)
+		return;
+	w->accept_starved = 0;
+	for (int i = 0; i < RL_MAX_LISTENERS; i++) {
+		struct rl_listener *l = &w->listeners[i];
+		if (l->used && !l->armed && !l->closing && l->kind == RL_LISTENER_LOCAL)
+			accept_arm(w, i);
+	}
+}
+
 void rl__listener_on_accept(struct rl_worker *w, struct io_uring_cqe *cqe)
 {
 	uint32_t id = rl_ud_index(cqe->user_data);
@@ -273,8 +313,8 @@ void rl__listener_on_accept(struct rl_worker *w, struct io_uring_cqe *cqe)
 			rl__listener_close_slot(w, (uint32_t)res);
 		else
 			rl__listener_adopt(w, l, id, (uint32_t)res, -1);
-	} else if (res == -ENFILE) {
-		w->m.conns_refused++;
+	} else if (res == -ENFILE && !accepts_plain(w, l)) {
+		w->m.conns_refused++; /* the table is full: the kernel refused the peer */
 	} else if (res != -ECANCELED) {
 		w->m.accept_errors++;
 	}
@@ -284,6 +324,9 @@ void rl__listener_on_accept(struct rl_worker *w, struct io_uring_cqe *cqe)
 	w->m.ops_inflight--;
 	if (l->closing) {
 		listener_free(w, l, 0);
+	} else if (accepts_plain(w, l) && (res == -EMFILE || res == -ENFILE) &&
+		   !refuse_queued(w, l)) {
+		w->accept_starved = 1; /* armed again when a connection closes */
 	} else if (res >= 0 || transient(res)) {
 		accept_arm(w, (int)id);
 	} else {

@@ -5,6 +5,7 @@
  * freeing anything. It dispatches completions and implements no resource.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,17 +55,40 @@ static void wake_arm(struct rl_worker *w)
 	w->wake_armed = 1;
 }
 
-static int raise_nofile(uint32_t need)
+/* What the workers of this process want of RLIMIT_NOFILE together: where
+ * inbound connections hold a plain descriptor (no FIXED_FD_INSTALL) they
+ * all count against the one process limit. */
+static uint64_t nofile_wanted;
+
+/* need: what this worker cannot start without (its file table is checked
+ * against the limit); want: its share of the process's descriptors. The
+ * limit is raised to the sum of the shares as far as the hard limit lets. */
+static int raise_nofile(uint32_t need, uint32_t want)
 {
 	struct rlimit rl;
 	if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
 		return -errno;
-	if (rl.rlim_cur >= need)
-		return 0;
 	if (rl.rlim_max < need)
 		return -EMFILE;
-	rl.rlim_cur = need;
-	return setrlimit(RLIMIT_NOFILE, &rl) < 0 ? -errno : 0;
+	uint64_t total = __atomic_add_fetch(&nofile_wanted, want, __ATOMIC_RELAXED);
+	rlim_t to = total > need ? (rlim_t)total : need;
+	if (to > rl.rlim_max)
+		to = rl.rlim_max;
+	if (rl.rlim_cur >= to)
+		return 0;
+	rl.rlim_cur = to;
+	if (setrlimit(RLIMIT_NOFILE, &rl) < 0) {
+		int rc = -errno;
+		__atomic_sub_fetch(&nofile_wanted, want, __ATOMIC_RELAXED);
+		return rc;
+	}
+	return 0;
+}
+
+static void drop_nofile_share(struct rl_worker *w)
+{
+	__atomic_sub_fetch(&nofile_wanted, w->nofile_share, __ATOMIC_RELAXED);
+	w->nofile_share = 0;
 }
 
 int rl_worker_new(const struct rl_config *cfg, struct rl_worker **out, char *msg, size_t msglen)
@@ -80,11 +104,14 @@ int rl_worker_new(const struct rl_config *cfg, struct rl_worker **out, char *msg
 	if (rc)
 		goto fail;
 	w->wake_fd = -1;
+	w->spare_fd = -1;
 	for (int i = 0; i < RL_MAX_LISTENERS; i++)
 		w->listeners[i].fd = -1;
 
 	/* The kernel checks a file table registration against RLIMIT_NOFILE. */
-	rc = raise_nofile(w->cfg.max_connections + 64);
+	rc = raise_nofile(w->cfg.max_connections + 64, w->cfg.max_connections + 64);
+	if (rc == 0)
+		w->nofile_share = w->cfg.max_connections + 64;
 	if (rc) {
 		if (msg)
 			snprintf(msg, msglen,
@@ -95,6 +122,10 @@ int rl_worker_new(const struct rl_config *cfg, struct rl_worker **out, char *msg
 	rc = rl__ring_setup(w, msg, msglen);
 	if (rc)
 		goto fail;
+	/* inbound connections take plain descriptors (listener.c): one kept in
+	 * reserve lets a listener refuse a peer when there is none left */
+	if (!(w->features & RL_FEAT_FD_INSTALL))
+		w->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	rc = io_uring_register_files_sparse(&w->ring, w->cfg.max_connections);
 	if (rc) {
 		if (msg)
@@ -146,6 +177,9 @@ fail:
 	}
 	if (w->wake_fd >= 0)
 		close(w->wake_fd);
+	if (w->spare_fd >= 0)
+		close(w->spare_fd);
+	drop_nofile_share(w);
 	if (w->inbox_ok)
 		rl__inbox_fini(&w->inbox);
 	free(w);
@@ -417,6 +451,9 @@ int rl_worker_destroy(struct rl_worker *w)
 	rl__connect_fini(w);
 	free(w->pending_ev);
 	close(w->wake_fd);
+	if (w->spare_fd >= 0)
+		close(w->spare_fd);
+	drop_nofile_share(w);
 	rl__inbox_fini(&w->inbox);
 	free(w);
 	return live ? -EBUSY : 0;

@@ -8,12 +8,18 @@
  * a guarded send goes out copied and its guard is released; a
  * post with the sender's ring as doorbell falls back to the eventfd; a
  * hand-off group cannot be made and says so. Zero-copy sends work without
- * the copy report (6.1). The list is parsed by name.
+ * the copy report (6.1). Out of descriptors, a plain accept refuses the
+ * peer instead of spinning. The list is parsed by name.
  */
+#include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "helpers.h"
@@ -194,6 +200,137 @@ static void post_and_handoff(void)
 	t_finish(&b);
 }
 
+/* Out of descriptors, a plain accept fails with EMFILE and leaves the
+ * peer queued: the listener refuses it with its reserve descriptor instead
+ * of failing again and again (a spin), and serves once there are some. */
+static int peer_done(struct t_ctx *t)
+{
+	(void)t;
+	return peer.eof || peer.err;
+}
+
+static void out_of_descriptors(void)
+{
+	struct t_ctx t;
+	struct rlimit saved, low;
+	setenv("RINGLINE_DISABLE_FEATURES", "fd_install", 1);
+	t_init(&t, NULL);
+	t.on_event = t_echo_event;
+	t.pump = pump;
+
+	/* the peer's socket first; then nothing left to accept with (the
+	 * kernel reads the limit when the accept is armed: listen after) */
+	int pfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	CHECK(pfd >= 0);
+	CHECK_EQ(getrlimit(RLIMIT_NOFILE, &saved), 0);
+	int fill[256], n = 0;
+	low = saved;
+	low.rlim_cur = 0;
+	for (int fd = 0; fd < 4096; fd++)
+		if (fcntl(fd, F_GETFD) >= 0)
+			low.rlim_cur = (rlim_t)fd + 1;
+	low.rlim_cur += 8;
+	CHECK_EQ(setrlimit(RLIMIT_NOFILE, &low), 0);
+	int fd;
+	while (n < 256 && (fd = open("/dev/null", O_RDONLY | O_CLOEXEC)) >= 0)
+		fill[n++] = fd;
+	CHECK_EQ(errno, EMFILE);
+	close(fill[--n]); /* the listening socket's */
+	t_listen(&t, NULL);
+	t_step(&t, 0);
+
+	struct sockaddr_in sin = { .sin_family = AF_INET, .sin_port = htons((uint16_t)t.port) };
+	sin.sin_addr.s_addr = htonl(0x7f000001);
+	CHECK_EQ(connect(pfd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+	t_set_nonblock(pfd);
+	t_peer_init(&peer, pfd);
+	T_WAIT(&t, peer_done, 10);
+	const struct rl_metrics *m = rl_worker_metrics(t.w);
+	CHECK_EQ(m->conns_refused, 1);
+	CHECK_EQ(m->conns_accepted, 0);
+	/* no spin: a while of polling adds no failed accepts */
+	uint64_t errs = m->accept_errors;
+	for (int i = 0; i < 20; i++)
+		t_step(&t, 5);
+	CHECK_LE(m->accept_errors, errs + 1);
+	close(pfd);
+
+	/* descriptors again: the next peer is served */
+	while (n > 0)
+		close(fill[--n]);
+	CHECK_EQ(setrlimit(RLIMIT_NOFILE, &saved), 0);
+	static uint8_t in[16];
+	t_peer_init(&peer, t_tcp_connect("127.0.0.1", t.port, 1));
+	peer.out = (const uint8_t *)"again\n";
+	peer.outlen = 6;
+	peer.in = in;
+	peer.incap = sizeof(in);
+	peer.shut_wr = 1;
+	T_WAIT(&t, peer_done, 10);
+	CHECK_EQ(peer.err, 0);
+	CHECK_EQ(peer.inlen, 6);
+	close(peer.fd);
+	peer.fd = -1;
+	t_finish(&t);
+}
+
+/* Inbound installs share the outbound requests' pool: a cancel of connect
+ * token 0 must not find one (inbound requests carry token 0). */
+static void cancel_is_outbound_only(void)
+{
+	struct t_ctx t;
+	setenv("RINGLINE_DISABLE_FEATURES", "fd_install", 1);
+	t_init(&t, NULL);
+	t.on_event = quiet;
+	t.pump = pump;
+	t_listen(&t, NULL);
+	int live = rl_worker_live(t.w);
+	t_peer_init(&peer, t_tcp_connect("127.0.0.1", t.port, 1));
+	/* the accept completed and its install is queued (it goes out with
+	 * the next poll's submission): an inbound request is live */
+	while (rl_worker_live(t.w) == live)
+		t_step(&t, 1);
+	CHECK_EQ(t_count(&t, RL_EV_ACCEPTED, T_ANY, T_ANY), 0);
+	CHECK_EQ(rl_connect_cancel(t.w, 0), -ENOENT);
+	while (!t_count(&t, RL_EV_ACCEPTED, T_ANY, T_ANY))
+		t_step(&t, 1);
+	const struct rl_event *a = t_last(&t, RL_EV_ACCEPTED, T_ANY, T_ANY);
+	CHECK_RC(rl_conn_close(t.w, a->slot, a->gen, RL_CLOSE_RESET));
+	nclosed = 1;
+	T_WAIT(&t, closed, 10);
+	close(peer.fd);
+	peer.fd = -1;
+	t_finish(&t);
+}
+
+/* Each worker's connections count against the one process's descriptor
+ * limit (plain accepts): the soft limit covers all workers together. */
+static void nofile_for_all(void)
+{
+	struct rl_config cfg;
+	struct rlimit rl;
+	struct rl_worker *a, *b;
+	char msg[256];
+	t_config_small(&cfg);
+	cfg.max_connections = 3000;
+	struct rlimit saved;
+	CHECK_EQ(getrlimit(RLIMIT_NOFILE, &saved), 0);
+	/* the machine's hard limit must leave room for the sum (20000 here) */
+	CHECK_GE(saved.rlim_max, 2 * (3000 + 64));
+	rl = saved;
+	rl.rlim_cur = 1024;
+	CHECK_EQ(setrlimit(RLIMIT_NOFILE, &rl), 0);
+	CHECK_RC(rl_worker_new(&cfg, &a, msg, sizeof(msg)));
+	CHECK_EQ(getrlimit(RLIMIT_NOFILE, &rl), 0);
+	CHECK_GE(rl.rlim_cur, 3000 + 64);
+	CHECK_RC(rl_worker_new(&cfg, &b, msg, sizeof(msg)));
+	CHECK_EQ(getrlimit(RLIMIT_NOFILE, &rl), 0);
+	CHECK_GE(rl.rlim_cur, 2 * (3000 + 64));
+	CHECK_EQ(rl_worker_destroy(a), 0);
+	CHECK_EQ(rl_worker_destroy(b), 0);
+	CHECK_EQ(setrlimit(RLIMIT_NOFILE, &saved), 0);
+}
+
 /* The list is parsed by name; unknown names are ignored. */
 static void by_name(void)
 {
@@ -232,6 +369,9 @@ int main(void)
 		return T_SKIP;
 	}
 	by_name();
+	nofile_for_all();
+	out_of_descriptors();
+	cancel_is_outbound_only();
 	zc_without_usage("zc_report_usage", 0);
 	zc_without_usage("", 1);
 	setenv("RINGLINE_DISABLE_FEATURES", "all", 1);
