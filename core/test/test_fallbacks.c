@@ -203,12 +203,6 @@ static void post_and_handoff(void)
 /* Out of descriptors, a plain accept fails with EMFILE and leaves the
  * peer queued: the listener refuses it with its reserve descriptor instead
  * of failing again and again (a spin), and serves once there are some. */
-static int peer_done(struct t_ctx *t)
-{
-	(void)t;
-	return peer.eof || peer.err;
-}
-
 static void out_of_descriptors(void)
 {
 	struct t_ctx t;
@@ -244,7 +238,7 @@ static void out_of_descriptors(void)
 	CHECK_EQ(connect(pfd, (struct sockaddr *)&sin, sizeof(sin)), 0);
 	t_set_nonblock(pfd);
 	t_peer_init(&peer, pfd);
-	T_WAIT(&t, peer_done, 10);
+	T_WAIT(&t, peer_ended, 10);
 	const struct rl_metrics *m = rl_worker_metrics(t.w);
 	CHECK_EQ(m->conns_refused, 1);
 	CHECK_EQ(m->conns_accepted, 0);
@@ -266,7 +260,7 @@ static void out_of_descriptors(void)
 	peer.in = in;
 	peer.incap = sizeof(in);
 	peer.shut_wr = 1;
-	T_WAIT(&t, peer_done, 10);
+	T_WAIT(&t, peer_ended, 10);
 	CHECK_EQ(peer.err, 0);
 	CHECK_EQ(peer.inlen, 6);
 	close(peer.fd);
