@@ -48,7 +48,18 @@ struct rl_handoff {
 	uint32_t next;     /* round-robin cursor */
 };
 
-static void prep_send_fd(struct io_uring_sqe *sqe, int ring_fd, uint32_t slot, uint64_t tag);
+/* liburing 2.3 has no helper for IORING_MSG_SEND_FD; this is the SQE the
+ * kernel (6.0+) reads: addr = the command, addr3 = our fixed index,
+ * file_index = where to put it in the target (ALLOC: the kernel picks),
+ * off = the user_data of the target's completion. */
+static void prep_send_fd(struct io_uring_sqe *sqe, int ring_fd, uint32_t slot, uint64_t tag)
+{
+	io_uring_prep_rw(IORING_OP_MSG_RING, sqe, ring_fd, (void *)(uintptr_t)IORING_MSG_SEND_FD, 0,
+			 tag);
+	sqe->addr3 = slot;
+	sqe->file_index = IORING_FILE_INDEX_ALLOC;
+	sqe->msg_ring_flags = 0;
+}
 
 /*
  * Does this kernel pass fixed files between rings the way hand-off needs?
@@ -298,18 +309,6 @@ void rl__handoff_reap(struct rl_worker *w)
 	}
 }
 
-/* liburing 2.3 has no helper for IORING_MSG_SEND_FD; this is the SQE the
- * kernel (6.0+) reads: addr = the command, addr3 = our fixed index,
- * file_index = where to put it in the target (ALLOC: the kernel picks),
- * off = the user_data of the target's completion. */
-static void prep_send_fd(struct io_uring_sqe *sqe, int ring_fd, uint32_t slot, uint64_t tag)
-{
-	io_uring_prep_rw(IORING_OP_MSG_RING, sqe, ring_fd, (void *)(uintptr_t)IORING_MSG_SEND_FD, 0,
-			 tag);
-	sqe->addr3 = slot;
-	sqe->file_index = IORING_FILE_INDEX_ALLOC;
-	sqe->msg_ring_flags = 0;
-}
 
 /* The pass's user_data: index = our fixed index; gen = the attempt (8
  * bits), the member tried first (10), the acceptor listener's id (6) and
