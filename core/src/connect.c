@@ -214,8 +214,10 @@ void rl__connect_on_install(struct rl_worker *w, struct io_uring_cqe *cqe)
 	c->token = token;
 	c->connreq = (int32_t)idx;
 	r->slot = (int32_t)slot;
-	if (r->cancel) {
-		/* canceled while the socket was being installed */
+	if (r->cancel || w->destroying) {
+		/* canceled (or the worker torn down) while the socket was being
+		 * installed: teardown resets only connections that exist, so one
+		 * made now must not go on to connect */
 		c->connecting = 0;
 		c->connreq = -1;
 		c->silent = 1;
@@ -228,8 +230,10 @@ void rl__connect_on_install(struct rl_worker *w, struct io_uring_cqe *cqe)
 	/* CONNECT and its LINK_TIMEOUT must reach the kernel together. */
 	if (io_uring_sq_space_left(&w->ring) < 2)
 		rl__submit(w);
-	struct io_uring_sqe *sqe = rl__sqe(w);
-	if (!sqe) {
+	struct io_uring_sqe *sqe = io_uring_sq_space_left(&w->ring) >= 2 ? io_uring_get_sqe(&w->ring)
+									  : NULL;
+	if (!sqe) { /* the kernel refuses submissions */
+		c->connecting = 0;
 		c->silent = 1;
 		req_free(r);
 		c->connreq = -1;

@@ -2,7 +2,8 @@
 /*
  * test_connect_cancel.c - rl_connect_cancel aborts a connect at either stage
  * (socket install, or CONNECT in the kernel): exactly one RL_EV_CONNECTED
- * with -ECANCELED, nothing left live, a clean teardown.
+ * with -ECANCELED, nothing left live, a clean teardown; a worker destroyed
+ * while a connect's socket is being installed does not wait for it.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -75,6 +76,16 @@ int main(void)
 
 	/* 3. nothing to cancel */
 	CHECK_EQ(rl_connect_cancel(w, 99), -ENOENT);
+
+	/* 4. a worker torn down with a connect still being installed: the
+	 * install must not go on to a CONNECT that teardown would wait out
+	 * (the queue is still full: it would never answer) */
+	struct rl_worker *w2;
+	CHECK_EQ(rl_worker_new(NULL, &w2, msg, sizeof(msg)), 0);
+	CHECK_EQ(rl_connect(w2, addr, 0, 4), 0);
+	double t0 = t_now();
+	CHECK_EQ(rl_worker_destroy(w2), -EBUSY); /* the caller left it live */
+	ASSERT(t_now() - t0 < 5, "teardown took %.1f s", t_now() - t0);
 
 	CHECK_EQ(rl_conn_close(w, first_slot, first_gen, RL_CLOSE_RESET), 0);
 	drain(w);
