@@ -359,8 +359,12 @@ local function teardown(S, normal)
   end
   local h = hooks.stopping
   if h then h(S, w) end
+  -- whatever the script still holds reads as closed from now on (a normal
+  -- end closed these already; a raise, a timeout or the drain's deadline
+  -- did not)
   for _, c in pairs(S.conns) do c.closed = true end
   for _, l in pairs(S.listeners) do l.closed = true end
+  if S.udps then for _, u in pairs(S.udps) do u.closed = true end end
   S.dead = true
   S.w = nil
   local rc = C.rl_worker_destroy(w)
