@@ -241,10 +241,11 @@ end
 -- Wait, under one deadline, until nothing is unsent and every guard of c
 -- has been released; nil on success, else the reason.
 local function wait_guards(c, timeout)
+  local io = c.io
+  local why = send_check(c, io, 0)
+  if why ~= MORE and (why or c.guards == 0) then return why end -- done (or failed) already
   local t, err = begin_wait(c, timeout, "flush")
   if not t then return err end
-  local io = c.io
-  local why
   repeat
     why = send_check(c, io, 0)
     if why == MORE then
@@ -274,11 +275,7 @@ region.conn_idle = wake_writers
 
 function methods.flush(c, timeout)
   if timeout ~= nil and type(timeout) ~= "number" then misuse("conn:flush: timeout must be seconds", 2) end
-  local tmo = timeout or c.send_to
-  local why
-  if c.guards == 0 then why = wait_send(c, 0, tmo) end
-  -- guarded parts out (or queued by another task meanwhile): wait for them too
-  if not why and c.guards > 0 then why = wait_guards(c, tmo) end
+  local why = wait_guards(c, timeout or c.send_to)
   if why then return nil, why end
   return true
 end
