@@ -37,11 +37,11 @@ function M.new(S, slot, gen)
   -- shape never changes on the hot paths.
   local c = setmetatable({
     S = S, w = w, slot = slot, gen = gen, io = C.rl_conn_io(w, slot),
-    closed = false, freed = false, reading = false, rtask = false,
+    closed = false, reading = false, rtask = false,
     wq = false, nw = 0,
     guards = 0,          -- its guarded send parts not yet released (region.lua)
     fd = false, fdpending = false, fdw = false, fderr = false,
-    read_to = false, send_to = false, connect_to = false,
+    read_to = false, send_to = false,
     listener = false, owner = false, heir_of = false,
   }, mt)
   S.conns[slot] = c
@@ -71,11 +71,13 @@ end
 
 function methods.settimeout(c, t)
   local s = ms(t, "conn:settimeout")
-  c.connect_to, c.send_to, c.read_to = s, s, s
+  c.send_to, c.read_to = s, s
 end
 
+-- connect_ms is checked and has no effect: a connection object exists only
+-- once connected (ringline.connect takes opts.timeout).
 function methods.settimeouts(c, connect_ms, send_ms, read_ms)
-  c.connect_to = ms(connect_ms, "conn:settimeouts")
+  ms(connect_ms, "conn:settimeouts")
   c.send_to = ms(send_ms, "conn:settimeouts")
   c.read_to = ms(read_ms, "conn:settimeouts")
 end

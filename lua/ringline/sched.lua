@@ -202,7 +202,6 @@ local function dispatch_one(S, ev)
       if c and c.gen == ev.gen then
         conns[slot] = nil
         c.closed = true
-        c.freed = true
         local l = c.listener
         if l then l.nconns = l.nconns - 1 end
       end

@@ -344,13 +344,13 @@ function Task.join(t, timeout)
     error("ringline: task:join: timeout must be a number of seconds", 2)
   end
   if t.st ~= DEAD then
-    local js = t.joiners
-    if not js then js = {}; t.joiners = js end
-    js[#js + 1] = me
-    if timeout then
+    if timeout then -- first: a timer that cannot be armed leaves nothing behind
       local id, err = timer_arm(S, me, timeout, "timeout")
       if not id then return nil, err end
     end
+    local js = t.joiners
+    if not js then js = {}; t.joiners = js end
+    js[#js + 1] = me
     local why
     repeat
       why = park(S, me)
