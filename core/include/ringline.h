@@ -197,7 +197,8 @@ struct rl_metrics {
 	uint64_t conns_accepted;
 	uint64_t conns_connected;
 	uint64_t conns_closed;
-	uint64_t conns_refused;      /* accepts dropped over max_connections */
+	uint64_t conns_refused;      /* peers refused: the connection table full, no hand-off
+	                                member could take one, or out of descriptors */
 	uint64_t bytes_in;
 	uint64_t bytes_out;
 	uint64_t send_slots_used;    /* gauge */
@@ -289,7 +290,9 @@ struct rl_metrics *rl_worker_metrics(struct rl_worker *w);
 uint32_t rl_worker_features(const struct rl_worker *w);
 /* Monotonic loop time in seconds, cached at the last poll. */
 double rl_worker_now(const struct rl_worker *w);
-/* Connections, listeners, timers or operations still alive (0 = idle). */
+/* Connections, listeners, timers, UDP sockets and pending connects or
+ * socket installs still alive (0 = idle; operations in flight are in
+ * rl_worker_metrics()->ops_inflight). */
 int rl_worker_live(const struct rl_worker *w);
 
 /* -- listeners -- */

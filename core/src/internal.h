@@ -239,7 +239,6 @@ struct rl_listener {
 	uint8_t used;
 	uint8_t armed;
 	uint8_t closing;
-	uint8_t cancel_sent;
 };
 
 /* socket + bind + listen; returns the descriptor, *port the bound port. */
@@ -345,7 +344,6 @@ struct rl_udp {
 	uint32_t sends;              /* sends in flight */
 	uint32_t gen;
 	int fd;
-	int family;
 	uint8_t used;
 	uint8_t armed;
 	uint8_t cancel_sent;

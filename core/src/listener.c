@@ -64,7 +64,6 @@ static void listener_free(struct rl_worker *w, struct rl_listener *l, int err)
 	l->kind = RL_LISTENER_LOCAL;
 	l->used = 0;
 	l->closing = 0;
-	l->cancel_sent = 0;
 	l->gen++;
 }
 
@@ -122,7 +121,6 @@ int rl__listener_add(struct rl_worker *w, int fd, int port, int kind, struct rl_
 	l->kind = (uint8_t)kind;
 	l->used = 1;
 	l->closing = 0;
-	l->cancel_sent = 0;
 	if (kind == RL_LISTENER_MEMBER) {
 		w->members++;
 		return id;
@@ -194,7 +192,6 @@ int rl_listener_close(struct rl_worker *w, int id)
 		return -EBUSY;
 	io_uring_prep_cancel64(sqe, rl_ud_pack(RL_OP_ACCEPT, (uint32_t)id, l->gen), 0);
 	io_uring_sqe_set_data64(sqe, rl_ud_pack(RL_OP_UNOWNED, (uint32_t)id, l->gen));
-	l->cancel_sent = 1;
 	w->m.ops_inflight++;
 	return 0;
 }

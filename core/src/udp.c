@@ -130,7 +130,6 @@ int rl_udp_open(struct rl_worker *w, const char *bind_addr)
 	}
 	struct rl_udp *u = &w->udp[idx];
 	u->fd = fd;
-	u->family = ss.ss_family;
 	u->used = 1;
 	u->rmsg.msg_namelen = sizeof(struct sockaddr_storage);
 	w->udp_live++;

@@ -293,7 +293,8 @@ static int reap(struct rl_worker *w)
 		struct io_uring_cqe *cqe;
 		unsigned head, n = 0;
 		io_uring_for_each_cqe(&w->ring, head, cqe) {
-			/* every completion raises at most one event */
+			/* the caller's array is full: the rest waits in the CQ
+			 * (events beyond it from one completion are queued) */
 			if (w->nev >= w->maxev)
 				break;
 			dispatch(w, cqe);
