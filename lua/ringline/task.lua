@@ -93,16 +93,22 @@ local function current(S, what)
 end
 M.current = current
 
--- Park the running task until something wakes it; returns the reason.
-local function park(S, t)
+-- Before the running task gives way: misuse raises; "canceled" when it was
+-- canceled while running or queued (this blocking call ends at once).
+local function may_yield(S, t)
   if co_running() ~= S.cur_co then
     error("ringline: blocking call inside a coroutine not made by ringline.coroutine", errors.caller_level())
   end
   if t.cpend then
-    -- canceled while running or queued: this blocking call ends at once
     t.cpend = false
     return "canceled"
   end
+end
+
+-- Park the running task until something wakes it; returns the reason.
+local function park(S, t)
+  local c = may_yield(S, t)
+  if c then return c end
   t.st = PARKED
   local why = co_yield(SENTINEL)
   if why == "canceled" then t.cpend = false end
@@ -112,13 +118,8 @@ M.park = park
 
 -- Yield to the other ready tasks (sleep(0)).
 local function yield_now(S, t)
-  if co_running() ~= S.cur_co then
-    error("ringline: blocking call inside a coroutine not made by ringline.coroutine", errors.caller_level())
-  end
-  if t.cpend then
-    t.cpend = false
-    return "canceled"
-  end
+  local c = may_yield(S, t)
+  if c then return c end
   t.st = READY
   t.r1 = nil
   push(S, t)

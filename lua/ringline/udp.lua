@@ -144,16 +144,25 @@ function methods.bind(u, host, port)
   return true
 end
 
--- Fix the peer: send() goes there and only its datagrams are received.
-function methods.setpeername(u, host, port)
+-- The numeric address of host:port for a client socket, the socket made
+-- (on the wildcard address) if it has none yet; or nil, err. A name is
+-- resolved meanwhile: the socket may have been closed by then.
+local function client_address(u, host, port, what)
   if u.closed then return nil, "closed" end
-  local addr, fam = address(u, host, port, "udp:setpeername")
+  local addr, fam = address(u, host, port, what)
   if not addr then return nil, fam end
   if u.closed then return nil, "closed" end
   if not u.id then
     local ok, err = open(u, wildcard(fam), fam)
     if not ok then return nil, err end
   end
+  return addr
+end
+
+-- Fix the peer: send() goes there and only its datagrams are received.
+function methods.setpeername(u, host, port)
+  local addr, err = client_address(u, host, port, "udp:setpeername")
+  if not addr then return nil, err end
   local rc = C.rl_udp_connect(u.S.w, u.id, addr)
   if rc < 0 then return nil, errstr(rc) end
   u.peer = addr
@@ -181,14 +190,8 @@ end
 -- One datagram to host:port (the socket is made if it has none yet).
 function methods.sendto(u, host, port, data)
   local s = payload(data, "udp:sendto")
-  if u.closed then return nil, "closed" end
-  local addr, fam = address(u, host, port, "udp:sendto")
-  if not addr then return nil, fam end
-  if u.closed then return nil, "closed" end
-  if not u.id then
-    local ok, err = open(u, wildcard(fam), fam)
-    if not ok then return nil, err end
-  end
+  local addr, err = client_address(u, host, port, "udp:sendto")
+  if not addr then return nil, err end
   local rc = C.rl_udp_sendto(u.S.w, u.id, addr, s, #s)
   if rc < 0 then return nil, errstr(rc) end
   return true
