@@ -188,8 +188,10 @@ int rl_listener_close(struct rl_worker *w, int id)
 		return 0;
 	}
 	struct io_uring_sqe *sqe = rl__sqe(w);
-	if (!sqe)
+	if (!sqe) { /* not closing after all: a later close (or teardown) tries again */
+		l->closing = 0;
 		return -EBUSY;
+	}
 	io_uring_prep_cancel64(sqe, rl_ud_pack(RL_OP_ACCEPT, (uint32_t)id, l->gen), 0);
 	io_uring_sqe_set_data64(sqe, rl_ud_pack(RL_OP_UNOWNED, (uint32_t)id, l->gen));
 	w->m.ops_inflight++;

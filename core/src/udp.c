@@ -362,9 +362,13 @@ void rl__udp_close_all(struct rl_worker *w)
 {
 	if (!w->udp)
 		return;
-	for (uint32_t i = 0; i < RL_MAX_UDP; i++)
-		if (w->udp[i].used && !w->udp[i].closing)
-			rl_udp_close(w, make_id(&w->udp[i], i));
+	for (uint32_t i = 0; i < RL_MAX_UDP; i++) {
+		struct rl_udp *u = &w->udp[i];
+		if (u->used && u->closing && u->armed && !u->cancel_sent)
+			u->closing = 0; /* its close got no SQE for the cancel: again */
+		if (u->used && !u->closing)
+			rl_udp_close(w, make_id(u, i));
+	}
 }
 
 void rl__udp_fini(struct rl_worker *w)
