@@ -365,7 +365,8 @@ int rl_conn_consume(struct rl_worker *w, uint32_t slot, uint32_t gen, uint32_t n
 /* Ask for one RL_EV_RECV once rlen >= min_bytes, or EOF, or an error. */
 int rl_conn_want_recv(struct rl_worker *w, uint32_t slot, uint32_t gen, uint32_t min_bytes);
 /* Queue bytes (copied before return). Returns 0 or -errno (-EPIPE after the
- * send side ended, -ESTALE for a dead connection). */
+ * send side ended, -ESTALE for a dead connection). On -ENOMEM a prefix may
+ * have been queued, and is sent: io->unsent grew by its length. */
 int rl_conn_send(struct rl_worker *w, uint32_t slot, uint32_t gen, const void *data, size_t len);
 /* Ask for one RL_EV_SEND once unsent <= threshold (0 = fully flushed). */
 int rl_conn_want_send(struct rl_worker *w, uint32_t slot, uint32_t gen, uint32_t threshold);

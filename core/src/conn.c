@@ -526,12 +526,15 @@ int rl_conn_send(struct rl_worker *w, uint32_t slot, uint32_t gen, const void *d
 		return -ENOBUFS;
 	const uint8_t *p = data;
 	size_t left = len;
+	int rc = 0;
 	while (left) {
 		struct rl_chunk *t = c->sq_tail;
 		if (!t || t->len == t->cap || t->zc) {
 			t = rl__chunk_get(&w->pool, left);
-			if (!t)
-				return -ENOMEM;
+			if (!t) {
+				rc = -ENOMEM; /* what was copied goes out all the same */
+				break;
+			}
 			if (c->sq_tail)
 				c->sq_tail->next = t;
 			else
@@ -551,7 +554,7 @@ int rl_conn_send(struct rl_worker *w, uint32_t slot, uint32_t gen, const void *d
 	}
 	if (!c->send_inflight && !c->connecting && c->sq_head)
 		send_submit(w, c);
-	return 0;
+	return rc;
 }
 
 int rl_conn_want_send(struct rl_worker *w, uint32_t slot, uint32_t gen, uint32_t threshold)
