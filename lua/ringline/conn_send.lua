@@ -238,23 +238,37 @@ function methods.send_from(c, src, max)
   return n
 end
 
+local GUARDS = {}        -- flush_check: "all sent, but guards are still out"
+
+-- nil when nothing is unsent and no guard of c is out; MORE or GUARDS
+-- while something is; or the error.
+local function flush_check(c, io)
+  local why = send_check(c, io, 0)
+  if why == nil and c.guards > 0 then return GUARDS end
+  return why
+end
+
+-- Park for what flush_check said is missing (a send completion for MORE,
+-- the release of c's last guard for GUARDS), then check again.
+local function flush_step(c, t, io, missing)
+  return park_writer(c, t, missing == MORE and 0 or false) or flush_check(c, io)
+end
+
 -- Wait, under one deadline, until nothing is unsent and every guard of c
 -- has been released; nil on success, else the reason.
 local function wait_guards(c, timeout)
   local io = c.io
-  local why = send_check(c, io, 0)
-  if why ~= MORE and (why or c.guards == 0) then return why end -- done (or failed) already
+  local why = flush_check(c, io)
+  if why ~= MORE and why ~= GUARDS then return why end -- done (or failed) already
   local t, err = begin_wait(c, timeout, "flush")
   if not t then return err end
-  repeat
-    why = send_check(c, io, 0)
-    if why == MORE then
-      why = park_writer(c, t, 0) or MORE
-    elseif why == nil and c.guards > 0 then
-      -- flushed but guards are out: wait until a release brings c.guards to 0
-      why = park_writer(c, t, false) or MORE
-    end
-  until why ~= MORE
+  -- The first wait is outside the loop (as in wait_send): one wake-up is
+  -- the common case, and a loop entered for it would be left after one
+  -- turn, which the JIT cannot compile ("leaving loop in root trace").
+  why = flush_step(c, t, io, why)
+  while why == MORE or why == GUARDS do
+    why = flush_step(c, t, io, why)
+  end
   if t.tmr then timer_disarm(c.S, t) end
   return why
 end
