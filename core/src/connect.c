@@ -20,11 +20,11 @@
 
 #include "internal.h"
 
-static int req_alloc(struct rl_worker *w)
+/* Requests are allocated once and reused; the free ones' indexes are kept
+ * on a stack, so taking one costs the same however many are in flight.
+ * Records never move: the kernel reads their fds, addr and ts. */
+static int req_grow(struct rl_worker *w)
 {
-	for (uint32_t i = 0; i < w->nreqs; i++)
-		if (!w->reqs[i]->used)
-			return (int)i;
 	uint32_t n = w->nreqs ? w->nreqs * 2 : 16;
 	if (n > RL_UD_INDEX_MAX)
 		return -ENOSPC;
@@ -32,17 +32,45 @@ static int req_alloc(struct rl_worker *w)
 	if (!nr)
 		return -ENOMEM;
 	w->reqs = nr;
-	uint32_t first = w->nreqs, i;
-	for (i = first; i < n && (nr[i] = calloc(1, sizeof(**nr))); i++)
-		;
+	uint32_t *nf = realloc(w->reqfree, n * sizeof(*nf));
+	if (!nf)
+		return -ENOMEM;
+	w->reqfree = nf;
+	uint32_t i;
+	for (i = w->nreqs; i < n && (nr[i] = calloc(1, sizeof(**nr))); i++) {
+		nr[i]->idx = i;
+		nf[w->nreqfree++] = i;
+	}
 	w->nreqs = i; /* keep what could be allocated */
-	return i > first ? (int)first : -ENOMEM;
+	return w->nreqfree ? 0 : -ENOMEM;
 }
 
-static void req_free(struct rl_connreq *r)
+/* A free request, marked used and reset; its index, or a negative errno. */
+static int req_alloc(struct rl_worker *w)
 {
+	if (!w->nreqfree) {
+		int rc = req_grow(w);
+		if (rc)
+			return rc;
+	}
+	struct rl_connreq *r = w->reqs[w->reqfree[--w->nreqfree]];
+	r->used = 1;
+	r->cancel = 0;
+	r->slot = -1;
+	r->listener = -1;
+	r->token = 0;
+	w->reqs_used++;
+	return (int)r->idx;
+}
+
+static void req_free(struct rl_worker *w, struct rl_connreq *r)
+{
+	if (!r->used) /* already free: a second push would hand it out twice */
+		return;
 	r->used = 0;
 	r->gen++;
+	w->reqfree[w->nreqfree++] = r->idx;
+	w->reqs_used--;
 }
 
 void rl__connect_fini(struct rl_worker *w)
@@ -50,8 +78,10 @@ void rl__connect_fini(struct rl_worker *w)
 	for (uint32_t i = 0; i < w->nreqs; i++)
 		free(w->reqs[i]);
 	free(w->reqs);
+	free(w->reqfree);
 	w->reqs = NULL;
-	w->nreqs = 0;
+	w->reqfree = NULL;
+	w->nreqs = w->nreqfree = w->reqs_used = 0;
 }
 
 /* The local end of an outbound socket, fixed before the connect. Only
@@ -95,9 +125,13 @@ int rl_connect_from(struct rl_worker *w, const char *addr, const char *bind_addr
 	int idx = req_alloc(w);
 	if (idx < 0)
 		return idx;
+	struct rl_connreq *r = w->reqs[idx];
 	int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return -errno;
+	if (fd < 0) {
+		rc = -errno;
+		req_free(w, r);
+		return rc;
+	}
 	if (ss.ss_family != AF_UNIX) {
 		int one = 1;
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
@@ -106,10 +140,10 @@ int rl_connect_from(struct rl_worker *w, const char *addr, const char *bind_addr
 		rc = bind_local(fd, ss.ss_family, bind_addr);
 		if (rc) {
 			close(fd);
+			req_free(w, r);
 			return rc;
 		}
 	}
-	struct rl_connreq *r = w->reqs[idx];
 	r->addr = ss;
 	r->addrlen = len;
 	r->rawfd = fd;
@@ -122,12 +156,9 @@ int rl_connect_from(struct rl_worker *w, const char *addr, const char *bind_addr
 	struct io_uring_sqe *sqe = rl__sqe(w);
 	if (!sqe) {
 		close(fd);
+		req_free(w, r);
 		return -EBUSY;
 	}
-	r->used = 1;
-	r->cancel = 0;
-	r->slot = -1;
-	r->listener = -1;
 	io_uring_prep_files_update(sqe, r->fds, 1, (int)IORING_FILE_INDEX_ALLOC);
 	io_uring_sqe_set_data64(sqe, rl_ud_pack(RL_OP_SOCK_INSTALL, (uint32_t)idx, r->gen));
 	w->m.ops_inflight++;
@@ -144,6 +175,8 @@ void rl__install_inbound(struct rl_worker *w, uint32_t lid, uint32_t lgen, int f
 	int idx = req_alloc(w);
 	struct io_uring_sqe *sqe = idx >= 0 ? rl__sqe(w) : NULL;
 	if (!sqe) {
+		if (idx >= 0)
+			req_free(w, w->reqs[idx]);
 		close(fd);
 		w->m.conns_refused++;
 		return;
@@ -151,12 +184,8 @@ void rl__install_inbound(struct rl_worker *w, uint32_t lid, uint32_t lgen, int f
 	struct rl_connreq *r = w->reqs[idx];
 	r->rawfd = fd;
 	r->fds[0] = fd;
-	r->used = 1;
-	r->cancel = 0;
-	r->slot = -1;
 	r->listener = (int32_t)lid;
 	r->lgen = lgen;
-	r->token = 0;
 	io_uring_prep_files_update(sqe, r->fds, 1, (int)IORING_FILE_INDEX_ALLOC);
 	io_uring_sqe_set_data64(sqe, rl_ud_pack(RL_OP_SOCK_INSTALL, (uint32_t)idx, r->gen));
 	w->m.ops_inflight++;
@@ -169,7 +198,7 @@ static void inbound_installed(struct rl_worker *w, struct rl_connreq *r, int res
 	int fd = r->rawfd;
 	uint32_t lid = (uint32_t)r->listener, slot = (uint32_t)r->fds[0];
 	struct rl_listener *l = rl__listener_get(w, lid, r->lgen);
-	req_free(r);
+	req_free(w, r);
 	if (res < 0 || !l) {
 		if (res >= 0)
 			rl__listener_close_slot(w, slot);
@@ -196,7 +225,7 @@ void rl__connect_on_install(struct rl_worker *w, struct io_uring_cqe *cqe)
 	}
 	if (cqe->res < 0) {
 		close(r->rawfd);
-		req_free(r);
+		req_free(w, r);
 		fail(w, token, cqe->res == -ENFILE ? -EMFILE : cqe->res);
 		return;
 	}
@@ -204,7 +233,7 @@ void rl__connect_on_install(struct rl_worker *w, struct io_uring_cqe *cqe)
 	struct rl_conn *c = rl__conntab_open(&w->conns, slot);
 	if (!c) {
 		close(r->rawfd);
-		req_free(r);
+		req_free(w, r);
 		w->m.stale_cqes++;
 		fail(w, token, -EBADSLT);
 		return;
@@ -221,7 +250,7 @@ void rl__connect_on_install(struct rl_worker *w, struct io_uring_cqe *cqe)
 		c->connecting = 0;
 		c->connreq = -1;
 		c->silent = 1;
-		req_free(r);
+		req_free(w, r);
 		fail(w, token, -ECANCELED);
 		rl__conn_begin_close(w, c, RL_CLOSE_RESET, -ECANCELED);
 		return;
@@ -235,7 +264,7 @@ void rl__connect_on_install(struct rl_worker *w, struct io_uring_cqe *cqe)
 	if (!sqe) { /* the kernel refuses submissions */
 		c->connecting = 0;
 		c->silent = 1;
-		req_free(r);
+		req_free(w, r);
 		c->connreq = -1;
 		fail(w, token, -EBUSY);
 		rl__conn_begin_close(w, c, RL_CLOSE_GRACEFUL, -EBUSY);
@@ -262,7 +291,7 @@ void rl__connect_on_connect(struct rl_worker *w, struct io_uring_cqe *cqe)
 	rl__conn_op_done(w, c);
 	if (c->connreq >= 0) {
 		/* the kernel copied the address and timeout at submission */
-		req_free(w->reqs[c->connreq]);
+		req_free(w, w->reqs[c->connreq]);
 		c->connreq = -1;
 	}
 	c->connecting = 0;

@@ -288,6 +288,7 @@ struct rl_connreq {
 	int32_t slot;           /* the connection once installed, else -1 */
 	int32_t listener;       /* inbound (see rl__install_inbound): its listener, else -1 */
 	uint32_t lgen;          /* and that listener's generation */
+	uint32_t idx;           /* its place in w->reqs, fixed */
 	uint8_t used;
 	uint8_t cancel;         /* canceled before the install completed */
 };
@@ -380,8 +381,11 @@ struct rl_worker {
 	struct rl_listener listeners[RL_MAX_LISTENERS];
 	uint32_t acceptors;        /* listeners of kind RL_LISTENER_ACCEPTOR */
 	uint32_t members;          /* listeners of kind RL_LISTENER_MEMBER */
-	struct rl_connreq **reqs;
+	struct rl_connreq **reqs;  /* connect/install requests (connect.c) */
 	uint32_t nreqs;
+	uint32_t *reqfree;         /* indexes of the free ones, a stack */
+	uint32_t nreqfree;
+	uint32_t reqs_used;
 	uint32_t starved_head;     /* ENOBUFS re-arm list (slot+1, 0 = end) */
 	int wake_fd;
 	int spare_fd;              /* /dev/null held in reserve (plain accepts, listener.c) */

@@ -381,9 +381,7 @@ int rl_worker_live(const struct rl_worker *w)
 	int n = (int)w->conns.open + (int)w->timers.nheap;
 	for (int i = 0; i < RL_MAX_LISTENERS; i++)
 		n += w->listeners[i].used;
-	for (uint32_t i = 0; i < w->nreqs; i++)
-		n += w->reqs[i]->used;
-	return n + (int)w->udp_live;
+	return n + (int)w->reqs_used + (int)w->udp_live;
 }
 
 int rl_timer_add(struct rl_worker *w, double delay, uint32_t token)

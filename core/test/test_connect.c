@@ -9,7 +9,9 @@
  *    timeout's completion is accounted (ops_inflight back to idle);
  *  - with timeout_ms to a listener whose accept queue is full (its SYNs are
  *    dropped): -ETIMEDOUT;
- *  - to a unix socket listener.
+ *  - to a unix socket listener;
+ *  - many at once (more than the first allocation of requests), twice:
+ *    every token answered exactly once, nothing left live.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -142,6 +144,47 @@ static void refused(struct t_ctx *t)
 	t_check_idle(t);
 }
 
+/* Requests are taken from a free stack that grows (16, 32, 64, ...): NMANY
+ * in flight at once make it grow, and a second round must reuse them. */
+#define NMANY 50
+
+static int want_many;
+static int many_answered(struct t_ctx *t)
+{
+	int n = 0;
+	for (size_t i = 0; i < t->nlog; i++)
+		n += t->log[i].type == RL_EV_CONNECTED && t->log[i].data >= 1000;
+	return n == want_many;
+}
+
+static void many_at_once(struct t_ctx *t)
+{
+	int fd = t_tcp_bound(-1);
+	char addr[64];
+	snprintf(addr, sizeof(addr), "127.0.0.1:%d", t_local_port(fd));
+	static int seen[2 * NMANY];
+	for (int round = 0; round < 2; round++) {
+		for (int i = 0; i < NMANY; i++)
+			CHECK_EQ(rl_connect(t->w, addr, 0, (uint32_t)(1000 + round * NMANY + i)), 0);
+		CHECK_EQ(rl_worker_live(t->w), 1 + NMANY);
+		want_many = (round + 1) * NMANY;
+		T_WAIT(t, many_answered, 10);
+		T_WAIT(t, ops_idle, 10);
+	}
+	for (size_t i = 0; i < t->nlog; i++) {
+		const struct rl_event *e = &t->log[i];
+		if (e->type != RL_EV_CONNECTED || e->data < 1000)
+			continue;
+		CHECK_EQ(e->res, -ECONNREFUSED);
+		CHECK_LT(e->data - 1000, 2 * NMANY);
+		seen[e->data - 1000]++;
+	}
+	for (int i = 0; i < 2 * NMANY; i++)
+		ASSERT(seen[i] == 1, "token %d answered %d times", 1000 + i, seen[i]);
+	close(fd);
+	t_check_idle(t);
+}
+
 static void timeout_on_full_backlog(struct t_ctx *t)
 {
 	/* backlog 0: one queued connection fills the accept queue, and Linux
@@ -187,6 +230,7 @@ int main(void)
 	t_check_idle(&t);
 
 	refused(&t);
+	many_at_once(&t);
 
 	/* a timeout that does not fire: its completion is still reaped */
 	exchange(&t, addr, 5000, 43, t.lid);
