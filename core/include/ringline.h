@@ -240,6 +240,7 @@ enum rl_feature {
 	RL_FEAT_FD_INSTALL = 16,   /* IORING_OP_FIXED_FD_INSTALL (6.8) */
 	RL_FEAT_MSG_RING = 32,
 	RL_FEAT_ZC_REPORT_USAGE = 64, /* notifications say when the kernel copied (6.2) */
+	RL_FEAT_SENDTO = 128,      /* SEND takes a destination address (6.1): UDP sendto */
 };
 
 /* -- configuration -- */

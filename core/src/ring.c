@@ -36,6 +36,7 @@ uint32_t rl__disabled_features(void)
 		{ "defer_taskrun", RL_FEAT_DEFER_TASKRUN }, { "single_issuer", RL_FEAT_SINGLE_ISSUER },
 		{ "sendmsg_zc", RL_FEAT_SENDMSG_ZC },       { "fd_install", RL_FEAT_FD_INSTALL },
 		{ "msg_ring", RL_FEAT_MSG_RING },           { "zc_report_usage", RL_FEAT_ZC_REPORT_USAGE },
+		{ "sendto", RL_FEAT_SENDTO },
 	};
 	const char *env = getenv("RINGLINE_DISABLE_FEATURES");
 	uint32_t off = 0;
@@ -67,27 +68,21 @@ static const struct {
 };
 
 /*
- * SENDMSG_ZC came in 6.1 but IORING_SEND_ZC_REPORT_USAGE only in 6.2, and
- * 6.1 fails every send that asks for it with -EINVAL. The opcode probe
- * cannot tell, so ask once on the fresh ring: a send on descriptor -1 that
- * fails with -EBADF got past the flag check; -EINVAL did not.
+ * Some features are arguments the opcode probe cannot see: the kernel
+ * either accepts them or fails the request with -EINVAL while preparing
+ * it. So ask once on the fresh ring, on descriptor -1: a request that fails
+ * with -EBADF got past preparation; -EINVAL did not. The SQE is prepared by
+ * the caller; nonzero when the kernel accepted it.
  */
-static int zc_report_usage_ok(struct rl_worker *w)
+static int accepts(struct rl_worker *w, struct io_uring_sqe *sqe)
 {
-	struct msghdr m;
-	struct io_uring_sqe *sqe = io_uring_get_sqe(&w->ring);
 	struct io_uring_cqe *cqe;
 	int res = -EINVAL, more = 0;
 
-	if (!sqe)
-		return 0;
-	memset(&m, 0, sizeof(m));
-	io_uring_prep_sendmsg_zc(sqe, -1, &m, 0);
-	sqe->ioprio |= RL_IORING_SEND_ZC_REPORT_USAGE;
 	io_uring_sqe_set_data64(sqe, 1);
 	if (io_uring_submit_and_wait(&w->ring, 1) < 1)
 		return 0;
-	/* the result, then the notification it promised with F_MORE */
+	/* the result, then any notification it promised with F_MORE */
 	do {
 		if (io_uring_wait_cqe(&w->ring, &cqe) < 0)
 			return 0;
@@ -100,6 +95,37 @@ static int zc_report_usage_ok(struct rl_worker *w)
 		io_uring_cqe_seen(&w->ring, cqe);
 	} while (more);
 	return res != -EINVAL;
+}
+
+/* SENDMSG_ZC came in 6.1 but IORING_SEND_ZC_REPORT_USAGE only in 6.2, and
+ * 6.1 fails every send that asks for it. */
+static int zc_report_usage_ok(struct rl_worker *w)
+{
+	struct msghdr m;
+	struct io_uring_sqe *sqe = io_uring_get_sqe(&w->ring);
+
+	if (!sqe)
+		return 0;
+	memset(&m, 0, sizeof(m));
+	io_uring_prep_sendmsg_zc(sqe, -1, &m, 0);
+	sqe->ioprio |= RL_IORING_SEND_ZC_REPORT_USAGE;
+	return accepts(w, sqe);
+}
+
+/* SEND with a destination address (sendto) came in 6.1; before, a SEND
+ * with addr2 set fails. */
+static int sendto_ok(struct rl_worker *w)
+{
+	struct sockaddr_in sin;
+	struct io_uring_sqe *sqe = io_uring_get_sqe(&w->ring);
+
+	if (!sqe)
+		return 0;
+	memset(&sin, 0, sizeof(sin));
+	sin.sin_family = AF_INET;
+	io_uring_prep_send(sqe, -1, NULL, 0, 0);
+	rl__sqe_set_dest(sqe, (const struct sockaddr *)&sin, sizeof(sin));
+	return accepts(w, sqe);
 }
 
 /* Operations the worker cannot run without, with the kernel that added them. */
@@ -171,6 +197,8 @@ int rl__ring_setup(struct rl_worker *w, char *msg, size_t msglen)
 	io_uring_free_probe(probe);
 	if ((w->features & RL_FEAT_SENDMSG_ZC) && zc_report_usage_ok(w))
 		w->features |= RL_FEAT_ZC_REPORT_USAGE;
+	if (sendto_ok(w))
+		w->features |= RL_FEAT_SENDTO;
 	w->features &= ~off;
 	return 0;
 }

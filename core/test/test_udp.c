@@ -3,10 +3,13 @@
  * test_udp.c - UDP sockets: datagrams arrive whole and in order with the
  * sender's address, truncation is reported (kernel buffer and caller cap),
  * a full queue drops and counts, connected sockets send without an address,
- * a closed id is dead, and teardown is clean.
+ * a closed id is dead, and teardown is clean. All of it twice: with SEND
+ * taking the destination (RL_FEAT_SENDTO, 6.1), and as on a kernel without
+ * that, where sends to an address take a SENDMSG.
  */
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "helpers.h"
@@ -36,16 +39,13 @@ static char addr_of(struct rl_worker *w, int id, char *buf, size_t len)
 	return 0;
 }
 
-int main(void)
+static void exchanges(struct rl_config *cfg, const char *off, int has_sendto)
 {
-	struct rl_config cfg;
-	rl_config_init(&cfg);
-	cfg.max_connections = 64;
-	cfg.udp_buffer_size = 2048;
-	cfg.udp_queue = 8;
 	struct rl_worker *w;
 	char msg[256];
-	CHECK_EQ(rl_worker_new(&cfg, &w, msg, sizeof(msg)), 0);
+	setenv("RINGLINE_DISABLE_FEATURES", off, 1);
+	CHECK_EQ(rl_worker_new(cfg, &w, msg, sizeof(msg)), 0);
+	CHECK_EQ((rl_worker_features(w) & RL_FEAT_SENDTO) != 0, has_sendto);
 
 	int srv = rl_udp_open(w, "127.0.0.1:0");
 	int cli = rl_udp_open(w, "127.0.0.1:0");
@@ -153,6 +153,20 @@ int main(void)
 	}
 	CHECK_EQ(rl_worker_metrics(w)->udp_open, 0u);
 	CHECK_EQ(rl_worker_destroy(w), 0);
+}
+
+int main(void)
+{
+	struct rl_config cfg;
+	rl_config_init(&cfg);
+	cfg.max_connections = 64;
+	cfg.udp_buffer_size = 2048;
+	cfg.udp_queue = 8;
+	struct rl_worker *w;
+	char msg[256];
+	exchanges(&cfg, "", 1);
+	exchanges(&cfg, "sendto", 0);
+	unsetenv("RINGLINE_DISABLE_FEATURES");
 
 	/* 7. teardown with a socket still open: cleaned up, reported as -EBUSY */
 	CHECK_EQ(rl_worker_new(&cfg, &w, msg, sizeof(msg)), 0);
