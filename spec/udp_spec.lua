@@ -234,6 +234,26 @@ describe("ringline.udp", function()
                       { nil, "socket busy reading" } }, r)
   end)
 
+  it("an IPv6 address for an IPv4 socket fails at once; a send the kernel refuses is counted", function()
+    local r = run(function()
+      local u = bound()
+      local bad = { u:sendto("::1", 9, "x") }
+      -- a broadcast without SO_BROADCAST: queued, then refused (EACCES)
+      local errs0, out0 = ringline.metrics().udp_send_errors, ringline.metrics().udp_out
+      local queued = u:sendto("255.255.255.255", 9, "x")
+      local counted = support.eventually(function()
+        return ringline.metrics().udp_send_errors == errs0 + 1
+      end)
+      local sent = ringline.metrics().udp_out - out0
+      u:close()
+      return { bad = bad, queued = queued, counted = counted, sent = sent }
+    end)
+    assert.are.same({ nil, "address family not supported by protocol" }, r.bad)
+    assert.is_true(r.queued)
+    assert.is_true(r.counted)
+    assert.are.equal(0, r.sent)
+  end)
+
   it("raises on misuse", function()
     local r = run(function()
       local u = ringline.udp()

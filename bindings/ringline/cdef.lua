@@ -130,6 +130,7 @@ struct rl_metrics {
 	uint64_t udp_open;
 	uint64_t handoffs;
 	uint64_t handoff_errors;
+	uint64_t udp_send_errors;
 };
 enum rl_feature {
 	RL_FEAT_DEFER_TASKRUN = 1,

@@ -86,6 +86,7 @@
 	F(rl_metrics, udp_open) \
 	F(rl_metrics, handoffs) \
 	F(rl_metrics, handoff_errors) \
+	F(rl_metrics, udp_send_errors) \
 	/* end */
 #define RL_LAYOUT_ENUMS(E) \
 	E(RL_EV_ACCEPTED) \

@@ -229,6 +229,9 @@ struct rl_metrics {
 	uint64_t udp_open;           /* gauge: UDP sockets */
 	uint64_t handoffs;           /* acceptor: connections passed to a member */
 	uint64_t handoff_errors;     /* acceptor: passes a member's ring refused (peer closed) */
+	uint64_t udp_send_errors;    /* datagrams the kernel refused to send (e.g. EACCES: a
+				      * broadcast without SO_BROADCAST); sends never wait, so
+				      * the caller was told only that it was queued */
 };
 
 /* Kernel features found by the start-up probe (rl_worker_features). */
@@ -423,7 +426,9 @@ int rl_udp_open(struct rl_worker *w, const char *bind_addr);
 /* Fix the default destination (connect(2)); only its datagrams are received. */
 int rl_udp_connect(struct rl_worker *w, int id, const char *addr);
 /* Send one datagram (copied) to addr, or to the connected peer when addr is
- * NULL. Returns 0 or -errno. */
+ * NULL. Returns 0 once it is queued, or -errno (-EAFNOSUPPORT: an IPv6
+ * address for an IPv4 socket). A datagram the kernel then refuses is lost
+ * and counted in udp_send_errors. */
 int rl_udp_sendto(struct rl_worker *w, int id, const char *addr, const void *data, size_t len);
 /* Ask for one RL_EV_UDP once a datagram is queued; 1 if one already is. */
 int rl_udp_want(struct rl_worker *w, int id);

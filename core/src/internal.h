@@ -345,6 +345,7 @@ struct rl_udp {
 	uint32_t sends;              /* sends in flight */
 	uint32_t gen;
 	int fd;
+	sa_family_t family;          /* of the bound address */
 	uint8_t used;
 	uint8_t armed;
 	uint8_t cancel_sent;

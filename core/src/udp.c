@@ -132,6 +132,7 @@ int rl_udp_open(struct rl_worker *w, const char *bind_addr)
 	}
 	struct rl_udp *u = &w->udp[idx];
 	u->fd = fd;
+	u->family = ss.ss_family;
 	u->used = 1;
 	u->rmsg.msg_namelen = sizeof(struct sockaddr_storage);
 	w->udp_live++;
@@ -177,6 +178,8 @@ int rl_udp_sendto(struct rl_worker *w, int id, const char *addr, const void *dat
 	if (addr) {
 		socklen_t alen;
 		int rc = rl__parse_addr(addr, 0, &s->addr, &alen);
+		if (rc == 0 && s->addr.ss_family == AF_INET6 && u->family == AF_INET)
+			rc = -EAFNOSUPPORT; /* the kernel's answer, but now, not lost */
 		if (rc) {
 			free(s);
 			return rc;
@@ -353,6 +356,8 @@ void rl__udp_on_send(struct rl_worker *w, struct io_uring_cqe *cqe)
 	uint32_t gen = s->gen;
 	if (cqe->res >= 0)
 		w->m.udp_out++;
+	else
+		w->m.udp_send_errors++; /* the datagram is lost, as UDP allows */
 	free(s);
 	if (u && u->used && u->gen == gen) {
 		u->sends--;

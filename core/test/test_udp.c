@@ -3,7 +3,8 @@
  * test_udp.c - UDP sockets: datagrams arrive whole and in order with the
  * sender's address, truncation is reported (kernel buffer and caller cap),
  * a full queue drops and counts, connected sockets send without an address,
- * a closed id is dead, and teardown is clean. All of it twice: with SEND
+ * an IPv6 destination for an IPv4 socket is refused at once and a send the
+ * kernel refuses is counted, a closed id is dead, and teardown is clean. All of it twice: with SEND
  * taking the destination (RL_FEAT_SENDTO, 6.1), and as on a kernel without
  * that, where sends to an address take a SENDMSG.
  */
@@ -127,7 +128,22 @@ static void exchanges(struct rl_config *cfg, const char *off, int has_sendto)
 	CHECK_EQ(rl_udp_take(w, srv, in, sizeof(in), host, sizeof(host), meta), 2);
 	CHECK_EQ(meta[0], rl_udp_port(w, cli));
 
-	/* 5. bad input */
+	/* 5. bad input: an IPv6 destination for an IPv4 socket is refused at
+	 * once, nothing queued; a datagram the kernel refuses later (a
+	 * broadcast without SO_BROADCAST: EACCES) is counted, not sent */
+	uint64_t live0 = (uint64_t)rl_worker_live(w), ops0 = rl_worker_metrics(w)->ops_inflight;
+	CHECK_EQ(rl_udp_sendto(w, cli, "[::1]:9", "x", 1), -EAFNOSUPPORT);
+	CHECK_EQ((uint64_t)rl_worker_live(w), live0);
+	CHECK_EQ(rl_worker_metrics(w)->ops_inflight, ops0);
+	uint64_t out0 = rl_worker_metrics(w)->udp_out;
+	CHECK_EQ(rl_udp_sendto(w, srv, "255.255.255.255:9", "x", 1), 0);
+	deadline = t_now() + 10;
+	while (rl_worker_metrics(w)->udp_send_errors == 0) {
+		CHECK(t_now() < deadline);
+		rl_worker_poll(w, ev, 64, 20);
+	}
+	CHECK_EQ(rl_worker_metrics(w)->udp_send_errors, 1u);
+	CHECK_EQ(rl_worker_metrics(w)->udp_out, out0);
 	CHECK_EQ(rl_udp_open(w, "unix:/tmp/x"), -EAFNOSUPPORT);
 	CHECK_EQ(rl_udp_open(w, "not an address"), -EINVAL);
 	CHECK_EQ(rl_udp_sendto(w, cli, NULL, out, 70000), -EMSGSIZE);
