@@ -25,9 +25,9 @@
 # /proc/PID/stat) sampled around it, then SIGTERM.
 #
 # What it reports, per size and peer, medians over the runs:
-#   dgrams/s         echoes received per second: on this 2-CPU VM often
-#                    bounded by the load generator, whose CPU does as many
-#                    syscalls as the server's
+#   dgrams/s         echoes received per second; bounded by the server
+#                    when its cpu-s is close to DURATION (so far always, at
+#                    the default window), else by the load generator
 #   dgrams/cpu-s     echoes per server CPU-second: the column to read, the
 #                    cost per datagram of each server
 #   lost/late/errors summed over the runs: unanswered within 200 ms, answered
@@ -94,7 +94,12 @@ cc -O2 -Wall -o "$OUT/c_udp" "$RL_ROOT/bench/udp_peers/c_udp.c"
   echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //') x $(nproc)"
   echo "commit: $(git -C "$RL_ROOT" rev-parse --short HEAD 2>/dev/null || echo -)$(git -C "$RL_ROOT" diff --quiet HEAD 2>/dev/null || echo ' (working tree differs)')"
   echo "host: $("$HOST" --version) ($RL_BUILD)"
-  [ -n "$RL_BUILD_B" ] && echo "host B: $("$RL_BUILD_B/bindings/ringline-lua" --version) ($RL_BUILD_B)"
+  if [ -n "$RL_BUILD_B" ]; then
+    # the source tree build B was configured from, and its commit
+    src_b=$(sed -n 's/^CMAKE_HOME_DIRECTORY:INTERNAL=//p' "$RL_BUILD_B/CMakeCache.txt" 2>/dev/null)
+    echo "host B: $("$RL_BUILD_B/bindings/ringline-lua" --version) ($RL_BUILD_B)"
+    echo "commit B: $(git -C "${src_b:-/nonexistent}" rev-parse --short HEAD 2>/dev/null || echo -) (${src_b:-?})"
+  fi
   [ -n "$LUV" ] && echo "luv: $("$LUV" -e 'print(require("luv").version_string())') under $LUV"
   command -v node >/dev/null && echo "node: $(node --version)"
   echo "cc: $(cc --version | head -n 1)"
@@ -152,7 +157,7 @@ cpu_ticks() { # utime + stime of the whole server process, in clock ticks
 hz=$(getconf CLK_TCK)
 
 client() { # size seconds: the client's result line
-  taskset -c 1 "$OUT/udp_client" -H "$BENCH_HOST" -p "$PORT" -s "$1" -c "$SOCKETS" -w "$WINDOW" -d "$2"
+  taskset -c 1 "$OUT/udp_client" -H "$BENCH_HOST" -p "$PORT" -s "$1" -c "$SOCKETS" -w "$WINDOW" -d "$2" -t 200
 }
 field() { # name line -> value
   sed -n "s/.*\<$1=\([0-9.]*\).*/\1/p" <<<"$2"

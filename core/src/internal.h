@@ -417,14 +417,6 @@ RL_HIDDEN uint32_t rl__disabled_features(void);
 /* An SQE, flushing the SQ to the kernel when it is full. NULL only if the
  * kernel refuses submissions (then the caller reports -EBUSY). */
 RL_HIDDEN struct io_uring_sqe *rl__sqe(struct rl_worker *w);
-/* A SEND's destination address (sendto; RL_FEAT_SENDTO): liburing 2.3 has
- * no helper. The kernel reads addr2 and addr_len. */
-static inline void rl__sqe_set_dest(struct io_uring_sqe *sqe, const struct sockaddr *sa,
-				    socklen_t len)
-{
-	sqe->addr2 = (uint64_t)(uintptr_t)sa;
-	sqe->addr_len = (uint16_t)len;
-}
 RL_HIDDEN int rl__submit(struct rl_worker *w);
 RL_HIDDEN double rl__clock_now(void);
 

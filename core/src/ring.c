@@ -8,8 +8,8 @@
  *
  * RINGLINE_DISABLE_FEATURES makes the worker act as if the kernel lacked
  * some of what it probes (a comma-separated list of defer_taskrun,
- * single_issuer, sendmsg_zc, zc_report_usage, fd_install, msg_ring, or
- * "all"): the tests run
+ * single_issuer, sendmsg_zc, zc_report_usage, fd_install, msg_ring, sendto,
+ * or "all"): the tests run
  * the fallbacks with it, and it reproduces an older kernel's behaviour.
  */
 #include <errno.h>
@@ -71,8 +71,9 @@ static const struct {
  * Some features are arguments the opcode probe cannot see: the kernel
  * either accepts them or fails the request with -EINVAL while preparing
  * it. So ask once on the fresh ring, on descriptor -1: a request that fails
- * with -EBADF got past preparation; -EINVAL did not. The SQE is prepared by
- * the caller; nonzero when the kernel accepted it.
+ * with -EBADF got past preparation (anything else, -EINVAL above all, is
+ * taken as a refusal). The SQE is prepared by the caller; nonzero when the
+ * kernel accepted it.
  */
 static int accepts(struct rl_worker *w, struct io_uring_sqe *sqe)
 {
@@ -94,7 +95,7 @@ static int accepts(struct rl_worker *w, struct io_uring_sqe *sqe)
 		}
 		io_uring_cqe_seen(&w->ring, cqe);
 	} while (more);
-	return res != -EINVAL;
+	return res == -EBADF;
 }
 
 /* SENDMSG_ZC came in 6.1 but IORING_SEND_ZC_REPORT_USAGE only in 6.2, and
@@ -124,7 +125,7 @@ static int sendto_ok(struct rl_worker *w)
 	memset(&sin, 0, sizeof(sin));
 	sin.sin_family = AF_INET;
 	io_uring_prep_send(sqe, -1, NULL, 0, 0);
-	rl__sqe_set_dest(sqe, (const struct sockaddr *)&sin, sizeof(sin));
+	io_uring_prep_send_set_addr(sqe, (const struct sockaddr *)&sin, sizeof(sin));
 	return accepts(w, sqe);
 }
 

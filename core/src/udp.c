@@ -207,7 +207,7 @@ int rl_udp_sendto(struct rl_worker *w, int id, const char *addr, const void *dat
 		io_uring_prep_send(sqe, u->fd, s->data, len, MSG_NOSIGNAL);
 	} else if (w->features & RL_FEAT_SENDTO) {
 		io_uring_prep_send(sqe, u->fd, s->data, len, MSG_NOSIGNAL);
-		rl__sqe_set_dest(sqe, (struct sockaddr *)&s->addr, s->msg.msg_namelen);
+		io_uring_prep_send_set_addr(sqe, (struct sockaddr *)&s->addr, (uint16_t)s->msg.msg_namelen);
 	} else {
 		io_uring_prep_sendmsg(sqe, u->fd, &s->msg, MSG_NOSIGNAL);
 	}
