@@ -179,7 +179,7 @@ int rl_udp_sendto(struct rl_worker *w, int id, const char *addr, const void *dat
 		socklen_t alen;
 		int rc = rl__parse_addr(addr, 0, &s->addr, &alen);
 		if (rc == 0 && s->addr.ss_family == AF_INET6 && u->family == AF_INET)
-			rc = -EAFNOSUPPORT; /* the kernel's answer, but now, not lost */
+			rc = -EAFNOSUPPORT; /* what the kernel would answer, said now, not lost */
 		if (rc) {
 			free(s);
 			return rc;
@@ -207,7 +207,8 @@ int rl_udp_sendto(struct rl_worker *w, int id, const char *addr, const void *dat
 		io_uring_prep_send(sqe, u->fd, s->data, len, MSG_NOSIGNAL);
 	} else if (w->features & RL_FEAT_SENDTO) {
 		io_uring_prep_send(sqe, u->fd, s->data, len, MSG_NOSIGNAL);
-		io_uring_prep_send_set_addr(sqe, (struct sockaddr *)&s->addr, (uint16_t)s->msg.msg_namelen);
+		io_uring_prep_send_set_addr(sqe, (struct sockaddr *)&s->addr,
+					    (uint16_t)s->msg.msg_namelen);
 	} else {
 		io_uring_prep_sendmsg(sqe, u->fd, &s->msg, MSG_NOSIGNAL);
 	}
