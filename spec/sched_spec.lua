@@ -405,6 +405,35 @@ describe("user coroutines inside tasks (the yield sentinel)", function()
     end)
     assert.matches("^[^\n]*sched_spec%.lua:%d+: ringline: blocking call", err)
   end)
+
+  it("a wait refused inside a plain coroutine leaves no reader, timer or joiner behind", function()
+    local r = support.run(function()
+      local lst, port = support.server(function(c)
+        if c:receive(2) then c:send("hello") end
+        c:receive("*a")
+      end)
+      local c = support.connect(port)
+      c:settimeout(50)                         -- a deadline the refused wait would have armed
+      local out = { pcall(coroutine.wrap(function() return c:receiveany(10) end)) }
+      local t = ringline.spawn(function() ringline.sleep(0.15) end)
+      out[3] = t
+      local ok, err = pcall(coroutine.wrap(function() return t:join() end))
+      out[4], out[5] = ok, err
+      c:settimeout(0)
+      out[6] = { t:join() }                    -- a stale 50 ms timer would end it with "timeout"
+      c:send("go")
+      out[7] = { c:receive(5) }                -- not "socket busy reading"
+      c:close()
+      lst:close()
+      return out
+    end)
+    assert.is_false(r[1])
+    assert.matches("blocking call", r[2])
+    assert.is_false(r[4])
+    assert.matches("blocking call", r[5])
+    assert.are.same({ true }, r[6])
+    assert.are.same({ "hello" }, r[7])
+  end)
 end)
 
 describe("ringline.configure", function()

@@ -139,8 +139,7 @@ local function conn_fd(c)
     c.fdpending = true
   end
   local S = c.S
-  local t = S.current
-  if not t then error("ringline: conn: getting the socket's descriptor needs a ringline task", errors.caller_level()) end
+  local t = sched.waiter(S, "conn: getting the socket's descriptor needs a ringline task")
   local fdw = c.fdw
   if not fdw then fdw = {}; c.fdw = fdw end
   fdw[#fdw + 1] = t

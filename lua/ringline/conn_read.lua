@@ -21,7 +21,7 @@ local ffi_string = ffi.string
 local type, tostring, tonumber, error, pairs = type, tostring, tonumber, error, pairs
 local math_floor = math.floor
 local errstr = errors.errstr
-local park = sched.park
+local park, waiter = sched.park, sched.waiter
 local timer_arm, timer_disarm = sched.timer_arm, sched.timer_disarm
 
 -- libc helpers under private names (asm labels), so these declarations can
@@ -48,11 +48,11 @@ end
 -- running task, about to wait in a `what` ("receive", "send" or "flush"),
 -- with the call's deadline (timeout: seconds or false) armed; a receiver
 -- also becomes c's reader. nil, err when the timer cannot be armed. A
--- misuse (no task to park) names the user's line (errors.caller_level).
+-- misuse (no task, or a coroutine ringline did not make) raises before
+-- anything is registered, naming the user's line.
 local function begin_wait(c, timeout, what)
   local S = c.S
-  local t = S.current
-  if not t then error("ringline: conn: a " .. what .. " that must wait needs a ringline task", errors.caller_level()) end
+  local t = waiter(S, "conn: a " .. what .. " that must wait needs a ringline task")
   if timeout then
     local id, err = timer_arm(S, t, timeout, "timeout")
     if not id then return nil, err end

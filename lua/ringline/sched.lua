@@ -76,7 +76,8 @@ local EV_CONNECTED, EV_TIMER, EV_FD = 5, 6, 7
 -- Tasks (ringline.task).
 M.READY, M.RUNNING, M.PARKED, M.DEAD = task.READY, task.RUNNING, task.PARKED, task.DEAD
 M.Task_mt = task.Task_mt
-M.wake, M.park, M.current, M.yield_now = wake, task.park, task.current, task.yield_now
+M.wake, M.park, M.current, M.waiter, M.yield_now = wake, task.park, task.current, task.waiter,
+  task.yield_now
 M.timer_arm, M.timer_disarm = task.timer_arm, task.timer_disarm
 M.spawn, M.spawn_handler, M.collect = spawn, task.spawn_handler, task.collect
 M.coroutine = task.coroutine

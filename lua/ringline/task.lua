@@ -83,22 +83,41 @@ M.wake = wake
 -- Parking
 ------------------------------------------------------------------------
 
--- The running task, or a misuse error naming the API call.
+-- A blocking call from a coroutine ringline did not make cannot park the
+-- task: it raises, naming the user's line. Calls check this before they
+-- register anything for their wait (a timer, a reader, a joiner), so a
+-- misuse leaves nothing behind.
+local function check_yieldable(S)
+  if co_running() ~= S.cur_co then
+    error("ringline: blocking call inside a coroutine not made by ringline.coroutine", errors.caller_level())
+  end
+end
+
+-- The running task of a blocking API call, or a misuse error naming it.
 local function current(S, what)
   local t = S and S.current
   if not t then
     error("ringline: " .. what .. " must be called from a ringline task", 3)
   end
+  check_yieldable(S)
   return t
 end
 M.current = current
 
+-- The same for a call that only sometimes waits, checked when it is about
+-- to: `msg` says what needs a task.
+local function waiter(S, msg)
+  local t = S.current
+  if not t then error("ringline: " .. msg, errors.caller_level()) end
+  check_yieldable(S)
+  return t
+end
+M.waiter = waiter
+
 -- Before the running task gives way: misuse raises; "canceled" when it was
 -- canceled while running or queued (this blocking call ends at once).
 local function may_yield(S, t)
-  if co_running() ~= S.cur_co then
-    error("ringline: blocking call inside a coroutine not made by ringline.coroutine", errors.caller_level())
-  end
+  check_yieldable(S)
   if t.cpend then
     t.cpend = false
     return "canceled"

@@ -199,8 +199,7 @@ end
 
 -- Wait until a datagram is queued. nil when one is, else the reason.
 local function wait_dgram(u, S)
-  local t = S.current
-  if not t then error("ringline: udp: a receive that must wait needs a ringline task", errors.caller_level()) end
+  local t = sched.waiter(S, "udp: a receive that must wait needs a ringline task")
   local timeout = u.read_to
   if timeout then
     local id, err = sched.timer_arm(S, t, timeout, "timeout")
