@@ -138,6 +138,22 @@ describe("tasks", function()
     assert.are.same({ nil, "timeout", true, "late" }, r)
   end)
 
+  it("join: a task that ended wins over a timeout firing in the same batch", function()
+    local r = ringline.run(function()
+      local late, got = 0, 0
+      for _ = 1, 20 do
+        local t = ringline.spawn(function() ringline.sleep(0.02); return "v" end)
+        ringline.sleep(0)
+        local ok, v = t:join(0.02)               -- its deadline is the task's, give or take
+        if ok == nil and t:status() == "dead" then late = late + 1 end
+        if ok and v == "v" then got = got + 1 end
+      end
+      return { late = late, got = got }
+    end)
+    assert.are.equal(0, r.late)                 -- never "timeout" for a task that ended
+    assert.is_true(r.got > 0)
+  end)
+
   it("several tasks can join one", function()
     local r = ringline.run(function()
       local t = ringline.spawn(function() ringline.sleep(0.01); return 1 end)

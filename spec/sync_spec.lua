@@ -53,6 +53,29 @@ describe("ringline.wait", function()
     assert.are.same({ { true, nil, "canceled" }, { true, "a" }, true }, r)
   end)
 
+  it("a task that ended wins over a cancel that came in the same batch", function()
+    local r = ringline.run(function()
+      local lost, got = 0, 0
+      for _ = 1, 20 do
+        local holder = {}
+        -- the canceler's timer is armed first, so it fires first in a batch
+        local canceler = ringline.spawn(function() ringline.sleep(0.02); holder.me:cancel() end)
+        local a = ringline.spawn(function() ringline.sleep(0.02); return "v" end)
+        holder.me = ringline.spawn(function()
+          local ok, res = ringline.wait(a)
+          return ok, res, a:status() == "dead"
+        end)
+        local _, ok, res, a_dead = holder.me:join()
+        canceler:join()
+        if ok == nil and a_dead then lost = lost + 1 end
+        if ok and res == "v" then got = got + 1 end
+      end
+      return { lost = lost, got = got }
+    end)
+    assert.are.equal(0, r.lost)                 -- never "canceled" for a task that had ended
+    assert.is_true(r.got > 0)
+  end)
+
   it("raises on misuse", function()
     local r = run(function()
       local me = ringline.current()

@@ -18,6 +18,7 @@ local park, wake, current, need = sched.park, sched.wake, sched.current, sched.n
 local timer_arm, timer_disarm = sched.timer_arm, sched.timer_disarm
 local PARKED, READY, DEAD = sched.PARKED, sched.READY, sched.DEAD
 local Task_mt = sched.Task_mt
+local remove_joiner = sched.remove_joiner
 
 local M = {}
 
@@ -110,15 +111,6 @@ end
 -- ringline.wait
 ------------------------------------------------------------------------
 
-local function remove_joiner(t, me)
-  local js = t.joiners
-  if js then
-    for i = #js, 1, -1 do
-      if js[i] == me then table.remove(js, i) break end
-    end
-  end
-end
-
 -- ok, res... = wait(t1, t2, ...): the results of the first task to finish
 -- (as join gives them: true, results, or false, err), or nil, "canceled".
 function M.wait(...)
@@ -150,7 +142,7 @@ function M.wait(...)
     end
   until why or done
   for i = 1, n do remove_joiner(ts[i], me) end
-  if why then return nil, why end
+  if why and not done then return nil, why end -- a task that ended wins, as in join
   return sched.collect(me, done)
 end
 

@@ -356,6 +356,17 @@ local function pop(S)
   return t
 end
 
+-- Take me out of t's joiners (a join or wait that ended otherwise).
+local function remove_joiner(t, me)
+  local js = t.joiners
+  if js then
+    for i = #js, 1, -1 do
+      if js[i] == me then table.remove(js, i) break end
+    end
+  end
+end
+M.remove_joiner = remove_joiner
+
 function Task.join(t, timeout)
   local S = t.S
   local me = current(S, "task:join")
@@ -376,13 +387,11 @@ function Task.join(t, timeout)
       why = park(S, me)
     until why or t.st == DEAD
     timer_disarm(S, me)
-    if why then
-      js = t.joiners
-      if js then
-        for i = #js, 1, -1 do
-          if js[i] == me then table.remove(js, i) break end
-        end
-      end
+    -- A task that ended wins over a reason that came in the same batch (a
+    -- timeout firing): its results (and connections it hands on) are not
+    -- lost.
+    if why and t.st ~= DEAD then
+      remove_joiner(t, me)
       return nil, why
     end
   end
