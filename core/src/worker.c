@@ -63,31 +63,45 @@ static uint64_t nofile_wanted;
 /* need: what this worker cannot start without (its file table is checked
  * against the limit); want: its share of the process's descriptors. The
  * limit is raised to the sum of the shares as far as the hard limit lets. */
+static pthread_mutex_t nofile_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* Under a lock: workers start on their own threads at once, and two
+ * read-add-set sequences interleaved could leave the lower sum in force. */
 static int raise_nofile(uint32_t need, uint32_t want)
 {
 	struct rlimit rl;
-	if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
-		return -errno;
-	if (rl.rlim_max < need)
-		return -EMFILE;
-	uint64_t total = __atomic_add_fetch(&nofile_wanted, want, __ATOMIC_RELAXED);
+	int rc = 0;
+	pthread_mutex_lock(&nofile_lock);
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0) {
+		rc = -errno;
+		goto out;
+	}
+	if (rl.rlim_max < need) {
+		rc = -EMFILE;
+		goto out;
+	}
+	uint64_t total = nofile_wanted + want;
 	rlim_t to = total > need ? (rlim_t)total : need;
 	if (to > rl.rlim_max)
 		to = rl.rlim_max;
-	if (rl.rlim_cur >= to)
-		return 0;
-	rl.rlim_cur = to;
-	if (setrlimit(RLIMIT_NOFILE, &rl) < 0) {
-		int rc = -errno;
-		__atomic_sub_fetch(&nofile_wanted, want, __ATOMIC_RELAXED);
-		return rc;
+	if (rl.rlim_cur < to) {
+		rl.rlim_cur = to;
+		if (setrlimit(RLIMIT_NOFILE, &rl) < 0) {
+			rc = -errno;
+			goto out;
+		}
 	}
-	return 0;
+	nofile_wanted = total;
+out:
+	pthread_mutex_unlock(&nofile_lock);
+	return rc;
 }
 
 static void drop_nofile_share(struct rl_worker *w)
 {
-	__atomic_sub_fetch(&nofile_wanted, w->nofile_share, __ATOMIC_RELAXED);
+	pthread_mutex_lock(&nofile_lock);
+	nofile_wanted -= w->nofile_share;
+	pthread_mutex_unlock(&nofile_lock);
 	w->nofile_share = 0;
 }
 
@@ -381,7 +395,7 @@ int rl_worker_live(const struct rl_worker *w)
 	int n = (int)w->conns.open + (int)w->timers.nheap;
 	for (int i = 0; i < RL_MAX_LISTENERS; i++)
 		n += w->listeners[i].used;
-	return n + (int)w->reqs_used + (int)w->udp_live;
+	return n + (int)(w->nreqs - w->nreqfree) + (int)w->udp_live;
 }
 
 int rl_timer_add(struct rl_worker *w, double delay, uint32_t token)
