@@ -228,7 +228,8 @@ struct rl_metrics {
 	uint64_t udp_truncated;      /* received datagrams larger than udp_buffer_size */
 	uint64_t udp_open;           /* gauge: UDP sockets */
 	uint64_t handoffs;           /* acceptor: connections passed to a member */
-	uint64_t handoff_errors;     /* acceptor: passes a member's ring refused (peer closed) */
+	uint64_t handoff_errors;     /* acceptor: passes that failed (a member's table full, its
+				      * ring gone, no SQE); most are retried on the next member */
 	uint64_t udp_send_errors;    /* datagrams the kernel refused to send (e.g. EACCES: a
 				      * broadcast without SO_BROADCAST); sends never wait, so
 				      * the caller was told only that it was queued */
@@ -336,7 +337,9 @@ int rl_listener_close(struct rl_worker *w, int id);
  * worker was destroyed). When the last member leaves, the acceptor closes
  * its listener by itself at its next poll (unless a member joined again by
  * then), so new peers are refused by the kernel rather than accepted and
- * dropped; joins fail with -ESHUTDOWN from then on. */
+ * dropped; joins fail with -ESHUTDOWN from then on. When the acceptor's
+ * listener ends otherwise (closed, its socket failed, its worker destroyed),
+ * each member's listener ends with an RL_EV_LISTENER carrying why. */
 struct rl_handoff;
 /* Bind and listen on addr (as rl_listen; flags: RL_LISTEN_*). The group
  * owns the socket until an acceptor takes it. -EOPNOTSUPP: the kernel
@@ -352,8 +355,8 @@ int rl_handoff_members(struct rl_handoff *h);
 int rl_handoff_finished(struct rl_handoff *h);
 /* w becomes the group's acceptor: multishot accept on its socket, each
  * connection handed on. Returns w's listener id; -EBUSY if the group has
- * an acceptor already, -ESHUTDOWN if it has no members (its socket is then
- * closed), -EINVAL if w is a member (a ring cannot pass a file to itself),
+ * an acceptor already or its socket is closed, -ESHUTDOWN if it has no
+ * members (its socket is then closed), -EINVAL if w is a member (a ring cannot pass a file to itself),
  * -EOPNOTSUPP without MSG_RING. */
 int rl_handoff_accept(struct rl_worker *w, struct rl_handoff *h);
 /* A listener of w with no socket of its own, joined to the group: the

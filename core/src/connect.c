@@ -59,7 +59,6 @@ static int req_alloc(struct rl_worker *w)
 	r->slot = -1;
 	r->listener = -1;
 	r->token = 0;
-	w->reqs_used++;
 	return (int)r->idx;
 }
 
@@ -70,7 +69,6 @@ static void req_free(struct rl_worker *w, struct rl_connreq *r)
 	r->used = 0;
 	r->gen++;
 	w->reqfree[w->nreqfree++] = r->idx;
-	w->reqs_used--;
 }
 
 void rl__connect_fini(struct rl_worker *w)
@@ -81,7 +79,7 @@ void rl__connect_fini(struct rl_worker *w)
 	free(w->reqfree);
 	w->reqs = NULL;
 	w->reqfree = NULL;
-	w->nreqs = w->nreqfree = w->reqs_used = 0;
+	w->nreqs = w->nreqfree = 0;
 }
 
 /* The local end of an outbound socket, fixed before the connect. Only

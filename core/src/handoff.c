@@ -276,7 +276,8 @@ void rl__handoff_acceptor_gone(struct rl_handoff *h, int err)
 	h->acceptor = NULL;
 	h->closed = 1;
 	h->err = err;
-	/* members left only if its socket failed: they hear it at their next poll */
+	/* members left (its listener closed, its socket failed, its worker
+	 * destroyed): they hear it at their next poll */
 	for (uint32_t i = 0; i < h->n; i++)
 		rl_worker_wake(h->m[i].w);
 	pthread_mutex_unlock(&h->lock);
@@ -303,7 +304,7 @@ void rl__handoff_reap(struct rl_worker *w)
 		pthread_mutex_unlock(&l->h->lock);
 		if (!stop)
 			continue;
-		if (l->kind == RL_LISTENER_MEMBER) /* its acceptor's socket failed */
+		if (l->kind == RL_LISTENER_MEMBER) /* its acceptor's listener ended */
 			rl__emit(w, RL_EV_LISTENER, err, (uint32_t)i, l->gen, 0);
 		rl_listener_close(w, i);
 	}
@@ -328,12 +329,10 @@ static void pass(struct rl_worker *w, uint32_t lid, uint32_t slot, uint32_t atte
 		w->m.handoff_errors++;
 		return;
 	}
-	w->m.ops_inflight++;
 	pthread_mutex_lock(&h->lock);
 	if (attempt >= h->n || attempt > 0xff) { /* nobody (else) can take it */
 		pthread_mutex_unlock(&h->lock);
-		io_uring_prep_close_direct(sqe, slot);
-		io_uring_sqe_set_data64(sqe, rl_ud_pack(RL_OP_UNOWNED, 0, 0));
+		rl__prep_close_slot(w, sqe, slot);
 		w->m.conns_refused++;
 		return;
 	}
@@ -352,10 +351,11 @@ static void pass(struct rl_worker *w, uint32_t lid, uint32_t slot, uint32_t atte
 	 * so it becomes the close of our index. */
 	rl__submit(w);
 	if (io_uring_sq_ready(&w->ring) > 0) {
-		io_uring_prep_close_direct(sqe, slot);
-		io_uring_sqe_set_data64(sqe, rl_ud_pack(RL_OP_UNOWNED, 0, 0));
+		rl__prep_close_slot(w, sqe, slot);
 		w->m.handoff_errors++;
 		w->m.conns_refused++;
+	} else {
+		w->m.ops_inflight++;
 	}
 	pthread_mutex_unlock(&h->lock);
 }

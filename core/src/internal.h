@@ -255,6 +255,8 @@ RL_HIDDEN struct rl_listener *rl__listener_get(struct rl_worker *w, uint32_t id,
 RL_HIDDEN void rl__listener_adopt(struct rl_worker *w, struct rl_listener *l, uint32_t id,
 				  uint32_t slot, int rawfd);
 RL_HIDDEN void rl__listener_close_slot(struct rl_worker *w, uint32_t slot);
+/* sqe becomes the close of fixed index slot, an unowned op. */
+RL_HIDDEN void rl__prep_close_slot(struct rl_worker *w, struct io_uring_sqe *sqe, uint32_t slot);
 /* A connection closed: arm plain listeners that ran out of descriptors. */
 RL_HIDDEN void rl__listeners_fd_freed(struct rl_worker *w);
 
@@ -385,8 +387,7 @@ struct rl_worker {
 	struct rl_connreq **reqs;  /* connect/install requests (connect.c) */
 	uint32_t nreqs;
 	uint32_t *reqfree;         /* indexes of the free ones, a stack */
-	uint32_t nreqfree;
-	uint32_t reqs_used;
+	uint32_t nreqfree;         /* in use: nreqs - nreqfree */
 	uint32_t starved_head;     /* ENOBUFS re-arm list (slot+1, 0 = end) */
 	int wake_fd;
 	int spare_fd;              /* /dev/null held in reserve (plain accepts, listener.c) */

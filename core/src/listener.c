@@ -97,8 +97,7 @@ int rl__listen_socket(const char *addr, uint32_t flags, uint32_t backlog, int *p
 		close(fd);
 		return rc;
 	}
-	char host[8];
-	rc = rl_fd_name(fd, 0, host, sizeof(host));
+	rc = rl_fd_name(fd, 0, NULL, 0);
 	*port = rc > 0 ? rc : 0;
 	return fd;
 }
@@ -188,7 +187,8 @@ int rl_listener_close(struct rl_worker *w, int id)
 		return 0;
 	}
 	struct io_uring_sqe *sqe = rl__sqe(w);
-	if (!sqe) { /* not closing after all: a later close (or teardown) tries again */
+	if (!sqe) { /* not closing after all: a later close tries again (teardown
+		     * tries once, then waits out its bound) */
 		l->closing = 0;
 		return -EBUSY;
 	}
@@ -218,14 +218,18 @@ static int transient(int err)
 	}
 }
 
+void rl__prep_close_slot(struct rl_worker *w, struct io_uring_sqe *sqe, uint32_t slot)
+{
+	io_uring_prep_close_direct(sqe, slot);
+	io_uring_sqe_set_data64(sqe, rl_ud_pack(RL_OP_UNOWNED, 0, 0)); /* its completion only counts */
+	w->m.ops_inflight++;
+}
+
 void rl__listener_close_slot(struct rl_worker *w, uint32_t slot)
 {
 	struct io_uring_sqe *sqe = rl__sqe(w);
-	if (sqe) { /* an unowned op: its completion only counts */
-		io_uring_prep_close_direct(sqe, slot);
-		io_uring_sqe_set_data64(sqe, rl_ud_pack(RL_OP_UNOWNED, 0, 0));
-		w->m.ops_inflight++;
-	}
+	if (sqe)
+		rl__prep_close_slot(w, sqe, slot);
 }
 
 void rl__listener_adopt(struct rl_worker *w, struct rl_listener *l, uint32_t id, uint32_t slot,

@@ -160,8 +160,7 @@ int rl_udp_port(struct rl_worker *w, int id)
 	struct rl_udp *u = lookup(w, id);
 	if (!u)
 		return -ENOENT;
-	char host[64];
-	return rl_fd_name(u->fd, 0, host, sizeof(host));
+	return rl_fd_name(u->fd, 0, NULL, 0);
 }
 
 int rl_udp_sendto(struct rl_worker *w, int id, const char *addr, const void *data, size_t len)

@@ -309,7 +309,7 @@ static void nofile_for_all(void)
 	cfg.max_connections = 3000;
 	struct rlimit saved;
 	CHECK_EQ(getrlimit(RLIMIT_NOFILE, &saved), 0);
-	/* the machine's hard limit must leave room for the sum (20000 here) */
+	/* the machine's hard limit must leave room for the sum (6128 here) */
 	CHECK_GE(saved.rlim_max, 2 * (3000 + 64));
 	rl = saved;
 	rl.rlim_cur = 1024;

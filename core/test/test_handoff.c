@@ -174,8 +174,8 @@ static void round_robin_and_leave(void)
 	CHECK_EQ(am->conns_accepted, 0);
 	CHECK_EQ(am->conns_open, 0);
 	CHECK_EQ(naccepted(&acc), 0);
-	/* only the multishot accept is in flight: every pass's linked close
-	 * of the acceptor's own index completed */
+	/* only the multishot accept is in flight: the close of the acceptor's
+	 * own index after each pass completed */
 	CHECK_EQ(am->ops_inflight, 1);
 
 	/* member 1 leaves: the next 4 all go to member 0 */
