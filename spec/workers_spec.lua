@@ -247,13 +247,40 @@ describe("one address shared by the workers (an acceptor thread)", function()
   it("a unix socket with several workers is one socket that every worker serves", function()
     local path = os.tmpname()
     os.remove(path)
-    local s = script(SERVE_ID)
+    -- worker 1 asks for other options: still the one socket (a second
+    -- would replace the first one's file)
+    local s = script [[
+      local ringline = require "ringline"
+      local l = assert(ringline.listen(arg[1], function(conn)
+        conn:send(tostring(ringline.worker_id()))
+      end, ringline.worker_id() == 1 and { nodelay = false } or nil))
+      print(("listening %d %s %s"):format(ringline.worker_id(), l:getsockname()))
+    ]]
     local srv = spawn("-w 2 --no-pin " .. s .. " unix:" .. path)
     expect_n(srv, "^listening %d " .. path:gsub("%p", "%%%0") .. " 0$", 2)
     assert.are.same({ ["0"] = 10, ["1"] = 10 }, spread("unix:" .. path, 20))
     local code, _, err = srv:stop("TERM")
     assert.are.equal(0, code, err)
     os.remove(path)
+  end)
+
+  it("the acceptor fits the descriptor limit a script's configure fits (max_connections)", function()
+    local s = script [[
+      local ringline = require "ringline"
+      ringline.configure({ max_connections = 1000 })
+      local l = assert(ringline.listen(arg[1], function(conn)
+        conn:send(tostring(ringline.worker_id()))
+      end, { accept = "acceptor" }))
+      print(("listening %d %s %s"):format(ringline.worker_id(), l:getsockname()))
+    ]]
+    -- 8000 descriptors: enough for two workers of 1000, not for a table of
+    -- the default 16000
+    local srv = proc.spawn("sh -c " .. proc.quote("ulimit -n 8000 && exec " .. proc.quote(host)
+      .. " -w 2 --no-pin " .. s .. " 127.0.0.1:0"), 30)
+    local got = expect_n(srv, "^listening (%d) 127%.0%.0%.1 (%d+)$", 2)
+    assert.are.same({ ["0"] = 5, ["1"] = 5 }, spread("127.0.0.1:" .. got[1][2], 10))
+    local code, _, err = srv:stop("TERM")
+    assert.are.equal(0, code, err)
   end)
 
   it("on a kernel that cannot pass connections, listen says why and what to do", function()

@@ -29,7 +29,6 @@
 
 struct share {
 	char *addr;
-	uint32_t flags;
 	struct rl_handoff *h;
 	int taken;               /* the acceptor called rl_handoff_accept on it */
 };
@@ -54,7 +53,7 @@ static void take_new(struct rl_worker *w)
 		id = rl_handoff_accept(w, s->h);
 		/* -ESHUTDOWN: its workers all left before it got here */
 		if (id < 0 && id != -ESHUTDOWN) {
-			host_log(LOG_ERR, -1, "acceptor: cannot accept on %s: %s; stopping",
+			host_log(LOG_ERR, -1, "cannot accept on %s: %s; stopping",
 				 s->addr, rl_strerror(id));
 			rl_host_exit(1);
 		}
@@ -75,9 +74,14 @@ static void *acceptor_main(void *arg)
 	cfg.recv_buffers = 1;
 	cfg.send_slots = 1;
 	cfg.send_slab_entries = 1;
+	/* Its table holds connections between accept and pass only: the
+	 * workers' max_connections (which a script's configure may have set
+	 * lower, to fit RLIMIT_NOFILE) would only ask for descriptors. */
+	if (cfg.max_connections > 1024)
+		cfg.max_connections = 1024;
 	rc = rl_worker_new(&cfg, &w, msg, sizeof(msg));
 	if (rc < 0) {
-		host_log(LOG_ERR, -1, "acceptor: cannot start: %s; stopping",
+		host_log(LOG_ERR, -1, "cannot start: %s; stopping",
 			 msg[0] ? msg : rl_strerror(rc));
 		rl_host_exit(1);
 		return NULL;
@@ -92,7 +96,7 @@ static void *acceptor_main(void *arg)
 		int n = rl_worker_poll(w, ev, 64, -1);
 		for (int i = 0; i < n; i++)
 			if (ev[i].type == RL_EV_LISTENER)
-				host_log(LOG_ERR, -1, "acceptor: a listener stopped: %s",
+				host_log(LOG_ERR, -1, "a listener stopped: %s",
 					 rl_strerror(ev[i].res));
 		pthread_mutex_lock(&lock);
 	}
@@ -140,7 +144,8 @@ static void reclaim(void)
 	nshares = n;
 }
 
-RL_HOST_API int rl_host_listen_shared(struct rl_worker *w, const char *addr, uint32_t flags)
+RL_HOST_API int rl_host_listen_shared(struct rl_worker *w, const char *addr, uint32_t flags,
+				       uint32_t backlog)
 {
 	struct share *s = NULL;
 	int id, rc;
@@ -160,8 +165,11 @@ RL_HOST_API int rl_host_listen_shared(struct rl_worker *w, const char *addr, uin
 		pthread_mutex_unlock(&lock);
 		return rc;
 	}
+	/* by address alone: a second socket on it would be a second REUSEPORT
+	 * group (TCP) or replace the first one's socket file (unix); the first
+	 * worker's flags hold */
 	for (int i = 0; i < nshares; i++)
-		if (shares[i].flags == flags && strcmp(shares[i].addr, addr) == 0)
+		if (strcmp(shares[i].addr, addr) == 0)
 			s = &shares[i];           /* the newest one for addr */
 	if (s) {
 		id = rl_listen_handoff(w, s->h);
@@ -176,13 +184,12 @@ RL_HOST_API int rl_host_listen_shared(struct rl_worker *w, const char *addr, uin
 	}
 	s = &shares[nshares];
 	memset(s, 0, sizeof(*s));
-	s->flags = flags;
 	s->addr = strdup(addr);
 	if (!s->addr) {
 		id = -ENOMEM;
 		goto out;
 	}
-	rc = rl_handoff_new(addr, flags, opts.cfg.listen_backlog, &s->h);
+	rc = rl_handoff_new(addr, flags, backlog, &s->h);
 	if (rc < 0) {
 		free(s->addr);
 		id = rc;

@@ -38,12 +38,14 @@ RL_HOST_API int rl_host_post(int to, uint32_t from, uint32_t kind, const void *d
 			     struct rl_worker *via);
 /* A listener of w on addr shared with the other workers: one socket for the
  * process, accepted on by the host's acceptor thread and handed round robin
- * to the workers that listen on the same addr and flags (RL_LISTEN_*).
- * Returns w's listener id (close it with rl_listener_close), or -errno: the
- * bind's error for the first worker on addr, -EOPNOTSUPP when the kernel
+ * to the workers that listen on the same addr. The worker that binds it
+ * sets its flags (RL_LISTEN_*) and backlog. Returns w's listener id (close
+ * it with rl_listener_close), or -errno: the bind's error for a worker that
+ * found no group to join (each gets its own), -EOPNOTSUPP when the kernel
  * cannot pass descriptors between rings (MSG_RING SEND_FD reporting the
  * allocated index: Linux 6.3). */
-RL_HOST_API int rl_host_listen_shared(struct rl_worker *w, const char *addr, uint32_t flags);
+RL_HOST_API int rl_host_listen_shared(struct rl_worker *w, const char *addr, uint32_t flags,
+					uint32_t backlog);
 /* ringline.exit(code): stop every worker gracefully, then exit with code
  * (the first request's code wins). Returns 0. */
 RL_HOST_API int rl_host_exit(int code);

@@ -19,7 +19,7 @@ int rl_host_unregister(int id, struct rl_worker *w);
 int rl_host_post(int to, uint32_t from, uint32_t kind, const void *data, size_t len,
                  struct rl_worker *via);
 int rl_host_exit(int code);
-int rl_host_listen_shared(struct rl_worker *w, const char *addr, uint32_t flags);
+int rl_host_listen_shared(struct rl_worker *w, const char *addr, uint32_t flags, uint32_t backlog);
 ]])
 
 local C = ffi.C

@@ -77,16 +77,17 @@ function M.listen(S, addr, handler, opts)
   local shared = H and log.workers > 1 and (accept == "acceptor" or unix)
   -- opts.backlog: the backlog is per worker (configure{listen_backlog=}),
   -- fixed when the worker starts; a per-listener value is accepted and ignored.
-  -- (a shared socket sets it too: a worker listening again on the address
-  -- right after the last one closed it binds while the acceptor is still
-  -- closing the old socket)
+  -- A shared socket takes the backlog of the worker that binds it.
+  -- (a shared socket sets REUSEPORT too: a worker listening again on the
+  -- address right after the last one closed it binds while the acceptor is
+  -- still closing the old socket)
   local reuseport = opts.reuseport
   if reuseport == nil then reuseport = log.workers > 1 end
   local flags = (opts.nodelay ~= false and LISTEN_NODELAY or 0) + (reuseport and LISTEN_REUSEPORT or 0)
   local w = sched.start(S)
   local id
   if shared then
-    id = H.rl_host_listen_shared(w, addr, flags)
+    id = H.rl_host_listen_shared(w, addr, flags, S.cfg.listen_backlog)
     if id == -errors.EOPNOTSUPP then
       return nil, "the kernel cannot pass connections between workers (IORING_OP_MSG_RING "
         .. "with IORING_MSG_SEND_FD reporting the slot, Linux 6.3); "
