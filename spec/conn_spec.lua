@@ -394,13 +394,19 @@ describe("conn:send", function()
       local cyc = {}
       cyc[1] = cyc
       local ok4 = pcall(c.send, c, cyc)
-      return ok1, e1, ok2, ok3, ok4
+      -- nested arrays: still the caller's line, at every depth
+      local line = debug.getinfo(1, "l").currentline
+      local _, e5 = pcall(function() c:send({ { true } }) end)            -- line + 1
+      local _, e6 = pcall(function() c:send("x", { { { true } } }) end)   -- line + 2
+      return ok1, e1, ok2, ok3, ok4, e5, e6, line
     end)
     assert.is_false(cl[1])
     assert.matches("conn_spec.lua:%d+: ringline: conn:send: cannot send a boolean", cl[2])
     assert.is_false(cl[3])
     assert.is_false(cl[4])
     assert.is_false(cl[5])
+    assert.matches("conn_spec.lua:" .. (cl[8] + 1) .. ": ringline: conn:send: cannot send a boolean", cl[6])
+    assert.matches("conn_spec.lua:" .. (cl[8] + 2) .. ": ringline: conn:send: cannot send a boolean", cl[7])
   end)
 
   it('send_nowait says "busy" above the high watermark; flush drains', function()

@@ -46,7 +46,8 @@ local send_part
 
 local function send_elem(c, v, lvl)
   if type(v) == "string" then return send_bytes(c, v, #v) end
-  return send_part(c, v, lvl + 2)
+  local n, err = send_part(c, v, lvl + 2)   -- not a tail call: two frames a level
+  return n, err
 end
 
 send_part = function(c, x, lvl)
@@ -227,8 +228,15 @@ function methods.send_from(c, src, max)
   local p, n = view(src, 1)
   if not p then return nil, n, "receive" end
   if max and n > max then n = max end
+  local before = io.unsent
   local rc = C.rl_conn_send(c.w, c.slot, c.gen, p, n)
-  if rc < 0 then return nil, errstr(rc), "send" end
+  if rc < 0 then
+    -- out of memory after a prefix was queued: it goes out, so it is
+    -- consumed from src (a retry would send it twice)
+    local queued = io.unsent - before
+    if queued > 0 then C.rl_conn_consume(src.w, src.slot, src.gen, queued) end
+    return nil, errstr(rc), "send"
+  end
   C.rl_conn_consume(src.w, src.slot, src.gen, n)
   local S = c.S
   if io.unsent > S.hiwat then
