@@ -197,39 +197,38 @@ function methods.sendto(u, host, port, data)
   return true
 end
 
--- Wait until a datagram is queued. nil when one is, else the reason.
+-- Why u cannot be read from (an error the core reported, closed, or a
+-- server's stop), or nil.
+local function read_error(u, S)
+  local e = u.uerr
+  if e then
+    u.uerr = false
+    return errstr(e)
+  end
+  if u.closed or (S.draining and u.bound) then return "closed" end
+end
+
+-- Wait once for a datagram (the caller takes it, and waits again if none
+-- came): nil when one is queued, else the reason. The core wakes the
+-- reader only when one is queued or on an error, so after a wake-up there
+-- is nothing to ask it.
 local function wait_dgram(u, S)
   local t = sched.waiter(S, "udp: a receive that must wait needs a ringline task")
+  local why = read_error(u, S)
+  if why then return why end
+  local rc = C.rl_udp_want(S.w, u.id)
+  if rc < 0 then return errstr(rc) end
+  if rc == 1 then return nil end
   local timeout = u.read_to
   if timeout then
     local id, err = sched.timer_arm(S, t, timeout, "timeout")
     if not id then return err end
   end
   u.rtask = t
-  local why
-  while true do
-    local e = u.uerr
-    if e then
-      u.uerr = false
-      why = errstr(e)
-      break
-    end
-    if u.closed or (S.draining and u.bound) then
-      why = "closed"
-      break
-    end
-    local rc = C.rl_udp_want(S.w, u.id)
-    if rc < 0 then
-      why = errstr(rc)
-      break
-    end
-    if rc == 1 then break end
-    why = park(S, t)
-    if why then break end
-  end
+  why = park(S, t)
   u.rtask = false
   sched.timer_disarm(S, t)
-  return why
+  return why or read_error(u, S)
 end
 
 local function recv(u, size, what)
