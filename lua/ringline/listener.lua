@@ -129,6 +129,9 @@ function methods.close(l)
   if l.closed then return nil, "closed" end
   local S = l.S
   local rc = C.rl_listener_close(S.w, l.id)
+  -- the core could not cancel its accept (no SQE): it stays open, and a
+  -- close later tries again
+  if rc == -errors.EBUSY then return nil, errstr(rc) end
   l:_drop()
   if rc < 0 and rc ~= -errors.ENOENT then return nil, errstr(rc) end
   return true
