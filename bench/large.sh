@@ -9,7 +9,8 @@
 #      server CPU second (the server's utime+stime from /proc over the run).
 #   2. the zero-copy crossover: bench/zc_crossover.lua sends a 64-byte head
 #      and a body slice of 1..64 KiB again and again, copied (zc_threshold
-#      above the body: the plain copy path) or SENDMSG_ZC (zc_threshold 0),
+#      above the body: the plain copy path) or SENDMSG_ZC (zc_threshold =
+#      the body size: the body guarded, the head copied),
 #      plus the body as a plain Lua string; sends per sender CPU second.
 #   3. memory per in-flight response: SLOW slow readers (tiny receive
 #      buffers, never read) each ask for the 4 MiB file; the server's RSS

@@ -5,7 +5,7 @@
 #
 # scaling  HTTP hello (examples/http_hello.lua) and echo (examples/echo.lua)
 #          with one and two workers. On a 2-CPU machine the load generator
-#          needs CPU too, so three set-ups are compared in the same run:
+#          needs CPU too, so four set-ups are compared in the same run:
 #            1w-pinned  server -w 1 on CPU 0, load generator on CPU 1 (the
 #                       harness's usual set-up: the server has one whole CPU)
 #            1w-shared  server -w 1, load generator with 2 threads, nobody
