@@ -10,8 +10,11 @@
  * or of a closed pipe. These versions start the child with posix_spawn,
  * an empty signal mask and the dispositions the host itself was started
  * with (a signal ignored then, under nohup say, stays ignored); otherwise
- * they behave like libc's. The executable exports them (-rdynamic), so LuaJIT, a shared
- * library, binds to them instead of libc's.
+ * they behave like glibc's (2.33 and later), but for one thing: system
+ * does not ignore SIGINT and SIGQUIT while it waits, since those reach
+ * the host through its signalfd, as a stop request. The executable exports
+ * them (-rdynamic), so LuaJIT, a shared library, binds to them instead of
+ * libc's.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -85,8 +88,9 @@ SPAWN_API int system(const char *cmd)
 		return access("/bin/sh", X_OK) == 0;
 	rc = spawn_shell(&pid, cmd, NULL);
 	if (rc != 0) {
+		/* as glibc (2.33+): the status of a shell that exited with 127 */
 		errno = rc;
-		return -1;
+		return W_EXITCODE(127, 0);
 	}
 	return wait_child(pid);
 }
