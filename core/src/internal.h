@@ -19,6 +19,9 @@
 
 /* Kernel UAPI values newer than liburing 2.3's headers, in one place. */
 #define RL_IORING_OP_FIXED_FD_INSTALL 54
+/* A plain listener out of descriptors tries again after this long when no
+ * connection of its worker closes first. */
+#define RL_ACCEPT_RETRY_S 0.1
 
 /* ---- provided buffer ring (bufring.c) ---- */
 struct rl_bufring {
@@ -391,7 +394,8 @@ struct rl_worker {
 	uint32_t starved_head;     /* ENOBUFS re-arm list (slot+1, 0 = end) */
 	int wake_fd;
 	int spare_fd;              /* /dev/null held in reserve (plain accepts, listener.c) */
-	int accept_starved;        /* a plain listener waits for a descriptor to be freed */
+	double accept_retry_at;    /* a plain listener waits for a descriptor: when to try
+				    * again if no connection of ours closes first (0: none) */
 	uint32_t nofile_share;     /* what it added to the process's RLIMIT_NOFILE want */
 	uint64_t wake_buf;
 	int wake_armed;

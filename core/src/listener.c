@@ -261,32 +261,41 @@ void rl__listener_adopt(struct rl_worker *w, struct rl_listener *l, uint32_t id,
  * the peer off the queue, so an accept armed again would fail again at once:
  * a spin. Refuse the first queued peer with the descriptor kept in reserve
  * (close it, accept, close that, take it back), as nginx and libev do.
- * Returns whether the queue moved (or is empty): then arming again is safe.
+ * The reserve is taken back only after the refused socket is closed: the
+ * accept takes the reserve's own number. Returns whether the queue moved:
+ * then arming again at once is worth it. With nothing queued it is not:
+ * an armed accept takes its descriptor first and fails at once.
  */
 static int refuse_queued(struct rl_worker *w, struct rl_listener *l)
 {
 	struct pollfd pf = { .fd = l->fd, .events = POLLIN };
 	if (poll(&pf, 1, 0) != 1)
-		return 1; /* nothing queued: an armed accept waits */
+		return 0; /* nothing queued */
+	if (w->spare_fd < 0) /* lost to another thread of the process: try again */
+		w->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	if (w->spare_fd < 0)
 		return 0;
 	close(w->spare_fd);
 	int fd = accept4(l->fd, NULL, NULL, SOCK_CLOEXEC);
+	int err = fd < 0 ? errno : 0;
+	if (fd >= 0) {
+		close(fd);
+		w->m.conns_refused++;
+	}
 	w->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return 0;
-	close(fd);
-	w->m.conns_refused++;
-	return 1;
+	/* EAGAIN, ECONNABORTED, ...: the queue moved without us */
+	return fd >= 0 || (err != EMFILE && err != ENFILE);
 }
 
-/* Arm again the plain listeners that stopped for want of a descriptor
- * (called when a connection closed: one is free now). */
+/* Arm again the plain listeners that stopped for want of a descriptor:
+ * when a connection of ours closed (one is free now), and at
+ * accept_retry_at (descriptors are the process's: another thread may have
+ * freed some). */
 void rl__listeners_fd_freed(struct rl_worker *w)
 {
-	if (!w->accept_starved)
+	if (!w->accept_retry_at)
 		return;
-	w->accept_starved = 0;
+	w->accept_retry_at = 0;
 	for (int i = 0; i < RL_MAX_LISTENERS; i++) {
 		struct rl_listener *l = &w->listeners[i];
 		if (l->used && !l->armed && !l->closing && l->kind == RL_LISTENER_LOCAL)
@@ -329,7 +338,8 @@ void rl__listener_on_accept(struct rl_worker *w, struct io_uring_cqe *cqe)
 		listener_free(w, l, 0);
 	} else if (accepts_plain(w, l) && (res == -EMFILE || res == -ENFILE) &&
 		   !refuse_queued(w, l)) {
-		w->accept_starved = 1; /* armed again when a connection closes */
+		/* armed again when a connection closes, or in a while */
+		w->accept_retry_at = rl__clock_now() + RL_ACCEPT_RETRY_S;
 	} else if (res >= 0 || transient(res)) {
 		accept_arm(w, (int)id);
 	} else {

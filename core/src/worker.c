@@ -274,6 +274,8 @@ static void wait_for_completions(struct rl_worker *w, int timeout_ms)
 {
 	double limit = timeout_ms < 0 ? -1.0 : timeout_ms / 1000.0;
 	double next = rl__timers_next(&w->timers);
+	if (w->accept_retry_at > 0 && (next < 0 || w->accept_retry_at < next))
+		next = w->accept_retry_at;
 	if (next >= 0) {
 		double d = next - rl__clock_now();
 		if (d < 0)
@@ -353,6 +355,8 @@ int rl_worker_poll(struct rl_worker *w, struct rl_event *events, int max, int ti
 		rl__conn_rearm_starved(w);
 
 	w->now = rl__clock_now();
+	if (w->accept_retry_at > 0 && w->now >= w->accept_retry_at)
+		rl__listeners_fd_freed(w);
 	uint32_t token;
 	int id;
 	while (w->nev < max && (id = rl__timers_pop_due(&w->timers, w->now, &token)) >= 0)
