@@ -283,6 +283,25 @@ describe("one address shared by the workers (an acceptor thread)", function()
     assert.are.equal(0, code, err)
   end)
 
+  it("an acceptor that cannot start fails the listens that needed it, not the process", function()
+    local s = script [[
+      local ringline = require "ringline"
+      ringline.configure({ max_connections = 100 })
+      local l, err = ringline.listen("127.0.0.1:0", function() end, { accept = "acceptor" })
+      print(("worker %d: %s"):format(ringline.worker_id(), l and "listening" or err))
+      local l2 = assert(ringline.listen("127.0.0.1:0", function() end))   -- reuseport still works
+      l2:close()
+    ]]
+    -- 1000 descriptors, hard: enough for two workers of 100, not for the
+    -- acceptor's table of 1024
+    local code, out, err = proc.run("sh -c " .. proc.quote("ulimit -n 1000 && exec "
+      .. proc.quote(host) .. " -w 2 --no-pin " .. s))
+    assert.are.equal(0, code, err)
+    assert.matches("worker 0: too many open files", out, 1, true)
+    assert.matches("worker 1: too many open files", out, 1, true)
+    assert.matches("cannot start: max_connections", err, 1, true)
+  end)
+
   it("on a kernel that cannot pass connections, listen says why and what to do", function()
     local s = script [[
       local ringline = require "ringline"

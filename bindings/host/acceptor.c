@@ -38,6 +38,11 @@ static struct share shares[MAX_SHARES];
 static int nshares;
 static pthread_t thread;
 static int started, stopping;
+/* The thread's setup result, for the listen that started it (which waits
+ * holding `lock`, so that no other listen sees a group half made). */
+static pthread_mutex_t start_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t start_cond = PTHREAD_COND_INITIALIZER;
+static int start_rc = 1;             /* 1 while it sets up, then 0 or -errno */
 static struct rl_worker *acceptor;   /* while its thread runs */
 
 /* Start accepting on the groups that are new. Lock held. */
@@ -80,12 +85,14 @@ static void *acceptor_main(void *arg)
 	if (cfg.max_connections > 1024)
 		cfg.max_connections = 1024;
 	rc = rl_worker_new(&cfg, &w, msg, sizeof(msg));
-	if (rc < 0) {
-		host_log(LOG_ERR, -1, "cannot start: %s; stopping",
-			 msg[0] ? msg : rl_strerror(rc));
-		rl_host_exit(1);
+	if (rc < 0) /* the listen that started it fails, and says why */
+		host_log(LOG_ERR, -1, "cannot start: %s", msg[0] ? msg : rl_strerror(rc));
+	pthread_mutex_lock(&start_lock);
+	start_rc = rc < 0 ? rc : 0;
+	pthread_cond_signal(&start_cond);
+	pthread_mutex_unlock(&start_lock);
+	if (rc < 0)
 		return NULL;
-	}
 	pthread_mutex_lock(&lock);
 	acceptor = w;
 	for (;;) {
@@ -106,7 +113,8 @@ static void *acceptor_main(void *arg)
 	return NULL;
 }
 
-/* Start the acceptor thread. Lock held. */
+/* Start the acceptor thread and wait for its ring: 0, or why it could
+ * not start (the thread has ended then). Lock held. */
 static int start_locked(void)
 {
 	pthread_attr_t attr;
@@ -115,6 +123,7 @@ static int start_locked(void)
 	/* not on the CPU of the (maybe pinned) worker starting it */
 	pthread_attr_init(&attr);
 	pthread_attr_setaffinity_np(&attr, sizeof(host_process_cpus), &host_process_cpus);
+	start_rc = 1;
 	rc = pthread_create(&thread, &attr, acceptor_main, NULL);
 	pthread_attr_destroy(&attr);
 	if (rc != 0) {
@@ -122,6 +131,15 @@ static int start_locked(void)
 		return -rc;
 	}
 	pthread_setname_np(thread, "ringline-accept");
+	pthread_mutex_lock(&start_lock);
+	while (start_rc == 1)
+		pthread_cond_wait(&start_cond, &start_lock);
+	rc = start_rc;
+	pthread_mutex_unlock(&start_lock);
+	if (rc < 0) {
+		pthread_join(thread, NULL);
+		return rc;
+	}
 	started = 1;
 	return 0;
 }
@@ -159,12 +177,6 @@ RL_HOST_API int rl_host_listen_shared(struct rl_worker *w, const char *addr, uin
 		pthread_mutex_unlock(&lock);
 		return -ESHUTDOWN;
 	}
-	/* the thread first: no group is ever left without one to accept on it */
-	rc = started ? 0 : start_locked();
-	if (rc) {
-		pthread_mutex_unlock(&lock);
-		return rc;
-	}
 	/* by address alone: a second socket on it would be a second REUSEPORT
 	 * group (TCP) or replace the first one's socket file (unix); the first
 	 * worker's flags hold */
@@ -190,6 +202,13 @@ RL_HOST_API int rl_host_listen_shared(struct rl_worker *w, const char *addr, uin
 		goto out;
 	}
 	rc = rl_handoff_new(addr, flags, backlog, &s->h);
+	/* the group first (a kernel that cannot hand off says so there), then
+	 * the thread: no group is ever left without one to accept on it */
+	if (rc == 0 && !started) {
+		rc = start_locked();
+		if (rc < 0)
+			rl_handoff_free(s->h);
+	}
 	if (rc < 0) {
 		free(s->addr);
 		id = rc;
