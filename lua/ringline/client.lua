@@ -242,11 +242,7 @@ function M.connect(S, host, port, opts)
       c, e, final = attempt(S, t, w, addrs[i], from, ms)
     end
     if c then
-      -- the connecting task owns it: closed when the task ends
-      c.owner = t
-      local owned = t.owned
-      if not owned then owned = {}; t.owned = owned end
-      owned[c] = true
+      sched.own(t, c) -- the connecting task's: closed when it ends
       return c
     end
     if final then return nil, e end

@@ -220,12 +220,8 @@ function methods.setowner(c, task)
     end
   end
   c.heir_of = false
-  c.owner = task or false
-  if task then
-    local owned = task.owned
-    if not owned then owned = {}; task.owned = owned end
-    owned[c] = true
-  end
+  c.owner = false
+  if task then sched.own(task, c) end
   return true
 end
 

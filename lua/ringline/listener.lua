@@ -107,7 +107,6 @@ function M.listen(S, addr, handler, opts)
       "a different port; give a fixed port to share one")
   end
   local l = setmetatable({ S = S, id = id, gen = gen[0], addr = addr, handler = handler,
-                           shared = shared,
                            max = max or false, nconns = 0, refused = 0, closed = false }, mt)
   S.listeners[id] = l
   S.nlisteners = S.nlisteners + 1

@@ -80,7 +80,7 @@ M.wake, M.park, M.current, M.waiter, M.yield_now = wake, task.park, task.current
   task.yield_now
 M.timer_arm, M.timer_disarm = task.timer_arm, task.timer_disarm
 M.spawn, M.spawn_handler, M.collect = spawn, task.spawn_handler, task.collect
-M.remove_joiner = task.remove_joiner
+M.remove_joiner, M.own = task.remove_joiner, task.own
 M.coroutine = task.coroutine
 M.errvalue_string = task.errvalue_string
 M.state, M.need = state, task.need

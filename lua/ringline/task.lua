@@ -264,6 +264,15 @@ local function release_owned(t, ok)
   end
 end
 
+-- Task t owns connection c from now on: c is closed when t ends.
+local function own(t, c)
+  c.owner = t
+  local owned = t.owned
+  if not owned then owned = {}; t.owned = owned end
+  owned[c] = true
+end
+M.own = own
+
 -- The results of finished task t for the task me that collects them (join,
 -- wait): connections t returned become me's.
 local function collect(me, t)
@@ -274,12 +283,7 @@ local function collect(me, t)
     local c = r[i]
     if type(c) == "table" and c.heir_of == t then
       c.heir_of = false
-      if not c.closed then
-        c.owner = me
-        local owned = me.owned
-        if not owned then owned = {}; me.owned = owned end
-        owned[c] = true
-      end
+      if not c.closed then own(me, c) end
     end
   end
   return true, unpack(r, 1, r.n)
