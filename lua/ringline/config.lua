@@ -22,7 +22,7 @@ M.NEVS, M.MSGLEN = NEVS, MSGLEN
 
 -- Hooks installed by other modules at load time, as sched.hooks (they
 -- require ringline.sched). started(S, w) runs in start below; sched runs the
--- others: accepted(S, slot, gen, data) and ending(S) in the loop,
+-- others: accepted(S, slot, gen, lid, lgen) and ending(S) in the loop,
 -- stopping(S, w) and destroyed(S, rc) in teardown. started / stopping: the
 -- C worker was created / is about to be destroyed (ringline.worker
 -- registers it with the host in between).

@@ -44,7 +44,8 @@ local function misuse(msg, lvl)
   error("ringline: " .. msg, lvl + 1)
 end
 
--- Every wait of a connection call starts here (conn_send's too): the
+-- Every wait for bytes starts here (conn_send's too; conn:fd waits on its
+-- own): the
 -- running task, about to wait in a `what` ("receive", "send" or "flush"),
 -- with the call's deadline (timeout: seconds or false) armed; a receiver
 -- also becomes c's reader. nil, err when the timer cannot be armed. A

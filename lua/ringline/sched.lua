@@ -305,8 +305,6 @@ local function loop(S)
   end
 end
 
--- After a normal end: close what the script left open, let graceful closes
--- drain (bounded), so destroy finds an idle worker.
 -- Other modules' resources to close at the end of a run (UDP sockets):
 -- fn(S), registered with M.on_drain at their load time.
 local drainers = {}
@@ -319,6 +317,8 @@ local stoppers = {}
 M.stoppers = stoppers
 function M.on_stop(fn) stoppers[#stoppers + 1] = fn end
 
+-- After a normal end: close what the script left open, let graceful closes
+-- drain (bounded), so destroy finds an idle worker.
 local function drain(S, limit)
   local w = S.w
   for _, c in pairs(S.conns) do
