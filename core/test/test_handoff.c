@@ -380,6 +380,54 @@ static void acceptor_fails(void)
 	rl_handoff_free(h);
 }
 
+/* The acceptor's listener closed by its owner while members are joined:
+ * they hear it (RL_EV_LISTENER, -ECONNABORTED), their listeners are gone,
+ * the socket is closed (peers refused) and the group takes no joins. */
+static size_t told_mark[NMEM];
+static const struct rl_event *told_since_mark(int i)
+{
+	for (size_t k = told_mark[i]; k < mem[i].nlog; k++)
+		if (mem[i].log[k].type == RL_EV_LISTENER && (int)mem[i].log[k].slot == mem[i].lid)
+			return &mem[i].log[k];
+	return NULL;
+}
+static int members_told_since_mark(struct t_ctx *t)
+{
+	(void)t;
+	for (int i = 0; i < NMEM; i++)
+		if (!told_since_mark(i))
+			return 0;
+	return 1;
+}
+
+static void acceptor_closed_while_joined(void)
+{
+	struct rl_handoff *h;
+	CHECK_RC(rl_handoff_new("127.0.0.1:0", 0, 64, &h));
+	int port = rl_handoff_port(h);
+	for (int i = 0; i < NMEM; i++)
+		mem[i].lid = CHECK_RC(rl_listen_handoff(mem[i].w, h));
+	acc.lid = CHECK_RC(rl_handoff_accept(acc.w, h));
+	t_step(&acc, 0);
+	echo_round(port, NULL, 2); /* serving */
+	for (int i = 0; i < NMEM; i++)
+		told_mark[i] = mem[i].nlog;
+	CHECK_RC(rl_listener_close(acc.w, acc.lid));
+	T_WAIT(&acc, members_told_since_mark, 10);
+	for (int i = 0; i < NMEM; i++) {
+		CHECK_EQ(told_since_mark(i)->res, -ECONNABORTED);
+		CHECK_EQ(rl_listener_port(mem[i].w, mem[i].lid), -ENOENT);
+		mem[i].lid = -1;
+	}
+	acc.lid = -1;
+	CHECK_EQ(rl_handoff_members(h), 0);
+	CHECK_EQ(rl_listen_handoff(mem[0].w, h), -ESHUTDOWN);
+	T_WAIT(&acc, quiet_all, 10);
+	check_refused(port);
+	CHECK_EQ(rl_handoff_finished(h), 1);
+	rl_handoff_free(h);
+}
+
 /* The same over a unix socket (one socket file for every worker). */
 static void unix_socket(void)
 {
@@ -492,6 +540,7 @@ int main(void)
 	member_full();
 	rejoin();
 	acceptor_fails();
+	acceptor_closed_while_joined();
 	unix_socket();
 	for (int i = 0; i < NMEM; i++)
 		mem[i].pump = NULL;
