@@ -244,6 +244,28 @@ describe("one address shared by the workers (an acceptor thread)", function()
     assert.are.equal(0, code, err)
   end)
 
+  it("every worker closes the address, then listens again: a new socket, served by both", function()
+    local port = free_port()
+    local s = script [[
+      local ringline = require "ringline"
+      local addr = "127.0.0.1:" .. arg[1]
+      local id = ringline.worker_id()
+      local function serve(conn) conn:send(tostring(id)) end
+      local other_closed = ringline.semaphore(0)
+      ringline.worker.on_message(function() other_closed:post() end)
+      assert(assert(ringline.listen(addr, serve)):close())
+      assert(ringline.worker.post(1 - id, "closed"))
+      assert(other_closed:wait(10))           -- the group is empty now
+      assert(ringline.listen(addr, serve))
+      print("listening " .. id)
+    ]]
+    local srv = spawn("-w 2 --no-pin --accept acceptor " .. s .. " " .. port)
+    expect_n(srv, "^listening %d$", 2)
+    assert.are.same({ ["0"] = 10, ["1"] = 10 }, spread("127.0.0.1:" .. port, 20))
+    local code, _, err = srv:stop("TERM")
+    assert.are.equal(0, code, err)
+  end)
+
   it("a unix socket with several workers is one socket that every worker serves", function()
     local path = os.tmpname()
     os.remove(path)
