@@ -29,9 +29,10 @@ M.NEVS, M.MSGLEN = NEVS, MSGLEN
 local hooks = { accepted = nil, ending = nil, started = nil, stopping = nil }
 M.hooks = hooks
 
--- Lua-level configuration keys (not in struct rl_config).
+-- Lua-level configuration keys (not in struct rl_config): min, max, doc,
+-- default.
 local LUA_KEYS = { line_max = { 1, 2 ^ 31 - 1,
-  "longest line or receiveuntil part buffered before \"too long\"" } }
+  "longest line or receiveuntil part buffered before \"too long\"", 1048576 } }
 M.LUA_KEYS = LUA_KEYS
 
 -- Apply a table of configuration keys to S (all or nothing). lvl: the error level.

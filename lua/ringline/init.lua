@@ -57,7 +57,7 @@ function M.config_keys()
                               doc = ffi.string(k.doc) }
   end
   for k, v in pairs(sched.LUA_KEYS) do
-    r[k] = { default = 1048576, min = v[1], max = v[2], pow2 = false, doc = v[3] }
+    r[k] = { default = v[4], min = v[1], max = v[2], pow2 = false, doc = v[3] }
   end
   return r
 end
