@@ -30,17 +30,25 @@ local hooks = { accepted = nil, ending = nil, started = nil, stopping = nil }
 M.hooks = hooks
 
 -- Lua-level configuration keys (not in struct rl_config): min, max, doc,
--- default.
-local LUA_KEYS = { line_max = { 1, 2 ^ 31 - 1,
-  "longest line or receiveuntil part buffered before \"too long\"", 1048576 } }
+-- default. Each is kept on the worker state as S[key]; add a row here and
+-- read S[key] where it applies (--help, --set and ringline.config see it).
+local LUA_KEYS = {
+  line_max = { 1, 2 ^ 31 - 1,
+    "longest line or receiveuntil part buffered before \"too long\"", 1048576 },
+}
 M.LUA_KEYS = LUA_KEYS
+
+-- Set every Lua-level key of S to its default.
+function M.lua_defaults(S)
+  for k, v in pairs(LUA_KEYS) do S[k] = v[4] end
+end
 
 -- Apply a table of configuration keys to S (all or nothing). lvl: the error level.
 local function configure(S, t, lvl, skip)
   lvl = lvl + 1
   local tmp = ffi_new("struct rl_config")
   ffi.copy(tmp, S.cfg, ffi.sizeof(tmp))
-  local line_max = S.line_max
+  local lua_vals = {}
   for k, v in pairs(t) do
     if not (skip and skip[k]) then
       if type(k) ~= "string" then
@@ -55,7 +63,7 @@ local function configure(S, t, lvl, skip)
           error(("ringline.configure: %s: %s is out of range (%d..%d)"):format(k, tostring(v),
             lk[1], lk[2]), lvl)
         end
-        line_max = v
+        lua_vals[k] = v
       else
         local rc = C.rl_config_set(tmp, k, v, S.msg, MSGLEN)
         if rc < 0 then error("ringline.configure: " .. ffi_string(S.msg), lvl) end
@@ -65,7 +73,7 @@ local function configure(S, t, lvl, skip)
   local rc = C.rl_config_validate(tmp, S.msg, MSGLEN)
   if rc < 0 then error("ringline.configure: " .. ffi_string(S.msg), lvl) end
   ffi.copy(S.cfg, tmp, ffi.sizeof(tmp))
-  S.line_max = line_max
+  for k, v in pairs(lua_vals) do S[k] = v end
 end
 M.configure = configure
 

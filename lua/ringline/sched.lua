@@ -106,10 +106,11 @@ local function new_state()
     rq = {}, rq_mask = 255, rq_head = 0, rq_tail = 0,
     ntasks = 0, live = {}, current = nil, cur_co = nil, main = nil,
     on_error = nil, abort = nil, deadline = nil,
-    line_max = config.LUA_KEYS.line_max[4], hiwat = 0, lowat = 0,
+    hiwat = 0, lowat = 0,
     guards_out = 0,       -- guarded send parts not yet released (ringline.region)
   }
   C.rl_config_init(S.cfg)
+  config.lua_defaults(S)
   return S
 end
 
