@@ -443,7 +443,6 @@ void rl__conn_on_close(struct rl_worker *w, struct io_uring_cqe *cqe)
 	rl__accum_free(&c->acc, &w->m.accum_bytes);
 	rl__conntab_free(&w->conns, c);
 	w->m.conns_closed++;
-	rl__listeners_fd_freed(w);
 	if (!silent)
 		rl__emit(w, RL_EV_CLOSED, reason, c->slot, gen, 0);
 }

@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "internal.h"
 
@@ -104,4 +105,12 @@ int rl_worker_take_message(struct rl_worker *w, void *buf, size_t cap, uint32_t 
 	int n = (int)m->len;
 	free(m);
 	return n;
+}
+
+/* The eventfd doorbell: the one way a thread that owns no ring wakes a
+ * worker (the host's signal thread, a resolver thread). */
+int rl_worker_wake(struct rl_worker *w)
+{
+	uint64_t one = 1;
+	return write(w->wake_fd, &one, sizeof(one)) == sizeof(one) ? 0 : -errno;
 }

@@ -15,36 +15,6 @@
 
 #include "internal.h"
 
-void rl__emit(struct rl_worker *w, uint32_t type, int32_t res, uint32_t slot, uint32_t gen,
-	      uint32_t data)
-{
-	rl__emit_aux(w, type, res, slot, gen, data, 0);
-}
-
-void rl__emit_aux(struct rl_worker *w, uint32_t type, int32_t res, uint32_t slot, uint32_t gen,
-		  uint32_t data, uint32_t aux)
-{
-	struct rl_event e = { .type = type, .res = res, .slot = slot, .gen = gen, .data = data,
-			      .aux = aux };
-	if (w->ev && w->nev < w->maxev) {
-		w->ev[w->nev++] = e;
-		return;
-	}
-	/* Outside a poll, or the caller's array is full: keep it for the next
-	 * poll. Events are never dropped. */
-	if (w->npending == w->pending_cap) {
-		uint32_t cap = w->pending_cap ? w->pending_cap * 2 : 64;
-		struct rl_event *p = realloc(w->pending_ev, cap * sizeof(*p));
-		if (!p) {
-			fprintf(stderr, "ringline: out of memory queueing an event\n");
-			abort();
-		}
-		w->pending_ev = p;
-		w->pending_cap = cap;
-	}
-	w->pending_ev[w->npending++] = e;
-}
-
 static void wake_arm(struct rl_worker *w)
 {
 	struct io_uring_sqe *sqe = rl__sqe(w);
@@ -214,6 +184,9 @@ static void dispatch(struct rl_worker *w, struct io_uring_cqe *cqe)
 		break;
 	case RL_OP_CLOSE:
 		rl__conn_on_close(w, cqe);
+		/* A descriptor came free: a listener stopped at the process's
+		 * limit may accept again (its retry timer covers the rest). */
+		rl__listeners_fd_freed(w);
 		break;
 	case RL_OP_CANCEL:
 	case RL_OP_SHUTDOWN:
@@ -365,12 +338,6 @@ int rl_worker_poll(struct rl_worker *w, struct rl_event *events, int max, int ti
 	int n = w->nev;
 	w->ev = NULL;
 	return n;
-}
-
-int rl_worker_wake(struct rl_worker *w)
-{
-	uint64_t one = 1;
-	return write(w->wake_fd, &one, sizeof(one)) == sizeof(one) ? 0 : -errno;
 }
 
 struct rl_metrics *rl_worker_metrics(struct rl_worker *w)
