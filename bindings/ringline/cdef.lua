@@ -32,6 +32,30 @@ struct rl_config_key {
 	uint32_t pow2;
 	const char *doc;
 };
+enum rl_errno {
+	RL_EPERM = 1,
+	RL_ENOENT = 2,
+	RL_EINTR = 4,
+	RL_EBADF = 9,
+	RL_EAGAIN = 11,
+	RL_ENOMEM = 12,
+	RL_EBUSY = 16,
+	RL_EINVAL = 22,
+	RL_EPIPE = 32,
+	RL_EDESTADDRREQ = 89,
+	RL_EMSGSIZE = 90,
+	RL_EOPNOTSUPP = 95,
+	RL_EAFNOSUPPORT = 97,
+	RL_ECONNABORTED = 103,
+	RL_ECONNRESET = 104,
+	RL_ENOBUFS = 105,
+	RL_ENOTCONN = 107,
+	RL_ESHUTDOWN = 108,
+	RL_ETIMEDOUT = 110,
+	RL_ECONNREFUSED = 111,
+	RL_ESTALE = 116,
+	RL_ECANCELED = 125,
+};
 enum rl_event_type {
 	RL_EV_ACCEPTED = 1,
 	RL_EV_RECV = 2,

@@ -110,6 +110,35 @@ struct rl_config_key {
 	const char *doc;
 };
 
+/* The errno values the core returns (negated) that callers test for by
+ * name: Linux's, the same on every architecture ringline runs on, so the
+ * FFI side reads them from here (C.RL_ETIMEDOUT) instead of copying numbers.
+ * event.c checks each against <errno.h> at compile time. */
+enum rl_errno {
+	RL_EPERM = 1,
+	RL_ENOENT = 2,
+	RL_EINTR = 4,
+	RL_EBADF = 9,
+	RL_EAGAIN = 11,
+	RL_ENOMEM = 12,
+	RL_EBUSY = 16,
+	RL_EINVAL = 22,
+	RL_EPIPE = 32,
+	RL_EDESTADDRREQ = 89,
+	RL_EMSGSIZE = 90,
+	RL_EOPNOTSUPP = 95,
+	RL_EAFNOSUPPORT = 97,
+	RL_ECONNABORTED = 103,
+	RL_ECONNRESET = 104,
+	RL_ENOBUFS = 105,
+	RL_ENOTCONN = 107,
+	RL_ESHUTDOWN = 108,
+	RL_ETIMEDOUT = 110,
+	RL_ECONNREFUSED = 111,
+	RL_ESTALE = 116,
+	RL_ECANCELED = 125,
+};
+
 /* What happened. `slot`/`gen` name a connection unless said otherwise. */
 enum rl_event_type {
 	RL_EV_ACCEPTED = 1,  /* new inbound connection; data = listener id, aux = its generation */

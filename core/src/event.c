@@ -6,10 +6,35 @@
  * A leaf: it calls no other file of the core, so resources can report
  * without calling back up into worker.c.
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 
 #include "internal.h"
+
+/* enum rl_errno copies numbers for the FFI: they must be the real ones. */
+_Static_assert(RL_EPERM == EPERM, "RL_EPERM");
+_Static_assert(RL_ENOENT == ENOENT, "RL_ENOENT");
+_Static_assert(RL_EINTR == EINTR, "RL_EINTR");
+_Static_assert(RL_EBADF == EBADF, "RL_EBADF");
+_Static_assert(RL_EAGAIN == EAGAIN, "RL_EAGAIN");
+_Static_assert(RL_ENOMEM == ENOMEM, "RL_ENOMEM");
+_Static_assert(RL_EBUSY == EBUSY, "RL_EBUSY");
+_Static_assert(RL_EINVAL == EINVAL, "RL_EINVAL");
+_Static_assert(RL_EPIPE == EPIPE, "RL_EPIPE");
+_Static_assert(RL_EDESTADDRREQ == EDESTADDRREQ, "RL_EDESTADDRREQ");
+_Static_assert(RL_EMSGSIZE == EMSGSIZE, "RL_EMSGSIZE");
+_Static_assert(RL_EOPNOTSUPP == EOPNOTSUPP, "RL_EOPNOTSUPP");
+_Static_assert(RL_EAFNOSUPPORT == EAFNOSUPPORT, "RL_EAFNOSUPPORT");
+_Static_assert(RL_ECONNABORTED == ECONNABORTED, "RL_ECONNABORTED");
+_Static_assert(RL_ECONNRESET == ECONNRESET, "RL_ECONNRESET");
+_Static_assert(RL_ENOBUFS == ENOBUFS, "RL_ENOBUFS");
+_Static_assert(RL_ENOTCONN == ENOTCONN, "RL_ENOTCONN");
+_Static_assert(RL_ESHUTDOWN == ESHUTDOWN, "RL_ESHUTDOWN");
+_Static_assert(RL_ETIMEDOUT == ETIMEDOUT, "RL_ETIMEDOUT");
+_Static_assert(RL_ECONNREFUSED == ECONNREFUSED, "RL_ECONNREFUSED");
+_Static_assert(RL_ESTALE == ESTALE, "RL_ESTALE");
+_Static_assert(RL_ECANCELED == ECANCELED, "RL_ECANCELED");
 
 void rl__emit(struct rl_worker *w, uint32_t type, int32_t res, uint32_t slot, uint32_t gen,
 	      uint32_t data)

@@ -28,10 +28,10 @@ local park, wake = sched.park, sched.wake
 
 local _ = C.rl_resolve, C.rl_connect, C.rl_connect_from, C.rl_connect_cancel  -- resolved at load, not in a trace
 
-local MSG_RESOLVED = 1
-local RESET = 1
+local MSG_RESOLVED = C.RL_MSG_RESOLVED
+local RESET = C.RL_CLOSE_RESET
 local U32MAX = 0xffffffff
-local EAFNOSUPPORT = 97
+local EAFNOSUPPORT = errors.EAFNOSUPPORT
 
 local M = {}
 

@@ -19,7 +19,7 @@ local errstr = errors.errstr
 local park, wake = sched.park, sched.wake
 local wake_writers = send.wake_writers
 
-local RESET = 1
+local RESET = C.RL_CLOSE_RESET
 
 local M = {}
 local methods = {}

@@ -14,26 +14,13 @@ local string_lower = string.lower
 
 local M = {}
 
--- Linux errno values (the same on every architecture ringline runs on).
-M.EPERM = 1
-M.ENOENT = 2
-M.EINTR = 4
-M.EBADF = 9
-M.EAGAIN = 11
-M.ENOMEM = 12
-M.EBUSY = 16
-M.EINVAL = 22
-M.EPIPE = 32
-M.ECONNABORTED = 103
-M.ECONNRESET = 104
-M.ENOBUFS = 105
-M.ENOTCONN = 107
-M.ETIMEDOUT = 110
-M.ECONNREFUSED = 111
-M.ESTALE = 116
-M.EMSGSIZE = 90
-M.EOPNOTSUPP = 95
-M.ECANCELED = 125
+-- The errno values callers test for, from enum rl_errno of the header
+-- (M.ETIMEDOUT == C.RL_ETIMEDOUT == 110): numbers are never copied here.
+for name in ([[EPERM ENOENT EINTR EBADF EAGAIN ENOMEM EBUSY EINVAL EPIPE EDESTADDRREQ
+    EMSGSIZE EOPNOTSUPP EAFNOSUPPORT ECONNABORTED ECONNRESET ENOBUFS ENOTCONN ESHUTDOWN
+    ETIMEDOUT ECONNREFUSED ESTALE ECANCELED]]):gmatch("%S+") do
+  M[name] = C["RL_" .. name]
+end
 
 -- The fixed strings of the contract.
 local cache = {

@@ -18,9 +18,9 @@ local type, tostring, error, setmetatable = type, tostring, error, setmetatable
 local errstr = errors.errstr
 local conn_new, spawn_handler = conn.new, sched.spawn_handler
 
-local LISTEN_REUSEPORT, LISTEN_NODELAY = 1, 2
-local RESET = 1
-local EV_LISTENER = 8
+local LISTEN_REUSEPORT, LISTEN_NODELAY = C.RL_LISTEN_REUSEPORT, C.RL_LISTEN_NODELAY
+local RESET = C.RL_CLOSE_RESET
+local EV_LISTENER = C.RL_EV_LISTENER
 
 -- How several workers share an address: "reuseport" (a socket each) or
 -- "acceptor" (one socket; the host's acceptor thread hands connections to

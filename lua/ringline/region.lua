@@ -52,9 +52,9 @@ local errstr = errors.errstr
 local _ = C.rl_region_new, C.rl_region_free, C.rl_region_inflight, C.rl_conn_sendv,
   C.rl_worker_features, C.rl_conn_send
 
-local PART_COPY, PART_PINNED = -1, -2
-local EV_GUARD = 9
-local FEAT_SENDMSG_ZC = 8
+local PART_COPY, PART_PINNED = C.RL_PART_COPY, C.RL_PART_PINNED
+local EV_GUARD = C.RL_EV_GUARD
+local FEAT_SENDMSG_ZC = C.RL_FEAT_SENDMSG_ZC
 local PARTS0 = 16                    -- initial parts array (grown by doubling)
 local PART_SIZE = ffi.sizeof("struct rl_part")
 local MAX_DEPTH = 32                 -- nested arrays (deeper: a cycle, refused)

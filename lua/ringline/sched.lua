@@ -69,9 +69,10 @@ for name in ([[rl_config_init rl_config_keys rl_config_set rl_config_validate
   local _ = C[name]
 end
 
--- Event types (enum rl_event_type).
-local EV_ACCEPTED, EV_RECV, EV_SEND, EV_CLOSED = 1, 2, 3, 4
-local EV_CONNECTED, EV_TIMER, EV_FD = 5, 6, 7
+-- Event types (enum rl_event_type): numbers read from the header.
+local EV_ACCEPTED, EV_RECV, EV_SEND, EV_CLOSED = C.RL_EV_ACCEPTED, C.RL_EV_RECV, C.RL_EV_SEND,
+  C.RL_EV_CLOSED
+local EV_CONNECTED, EV_TIMER, EV_FD = C.RL_EV_CONNECTED, C.RL_EV_TIMER, C.RL_EV_FD
 
 -- Tasks (ringline.task).
 M.READY, M.RUNNING, M.PARKED, M.DEAD = task.READY, task.RUNNING, task.PARKED, task.DEAD
@@ -126,7 +127,7 @@ local msg_handlers = {}
 M.msg_handlers = msg_handlers
 function M.on_message(kind, fn) msg_handlers[kind] = fn end
 
-local EV_MESSAGE = 10
+local EV_MESSAGE = C.RL_EV_MESSAGE
 handlers[EV_MESSAGE] = function(S, ev)
   local w = S.w
   local buf, cap = S.msgbuf, S.msgcap

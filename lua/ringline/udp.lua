@@ -33,9 +33,9 @@ local numeric, join_addr, unbracket = client.numeric, client.join_addr, client.u
 local _ = C.rl_udp_open, C.rl_udp_connect, C.rl_udp_sendto, C.rl_udp_want, C.rl_udp_take,
           C.rl_udp_port, C.rl_udp_close   -- resolved at load, not in a trace
 
-local EV_UDP = 11
+local EV_UDP = C.RL_EV_UDP
 local EAGAIN = errors.EAGAIN
-local EDESTADDRREQ = 89
+local EDESTADDRREQ = errors.EDESTADDRREQ
 local MAXDGRAM = 65536    -- the receive size limit (and default): any datagram fits
 local HOSTLEN = 64
 

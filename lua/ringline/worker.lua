@@ -67,7 +67,7 @@ M.ID, M.COUNT = ID, COUNT
 
 -- Message kinds (enum rl_msg_kind).
 local MSG_SIGNAL, MSG_USER = 2, 16
-local ESHUTDOWN = 108
+local ESHUTDOWN = errors.ESHUTDOWN
 
 -- Signal numbers by name: the host's (signal.h), else Linux's.
 local SIGNALS = hostinfo and hostinfo.signals or { HUP = 1, INT = 2, USR1 = 10, USR2 = 12, TERM = 15 }
