@@ -3,6 +3,8 @@
 # C core's own echo server added as peers, in the same run as the others.
 #
 #   bench/run.sh [all|http|echo] [peer...]     e.g. bench/run.sh echo ringline-lua ringline-c c-uring luv
+#   RL_BUILD_B=/path/to/other/build bench/run.sh echo ringline-lua ringline-lua-B   (A/B of two
+#   builds in the same run; each host finds its own lua/ tree)
 #   WORKERS=2 SERVER_CPU=0,1 CLIENT_CPU=0,1 bench/run.sh http ringline-lua   (ringline-lua -w 2;
 #   on a 2-CPU machine the load generator then shares the cores: see bench/workers.sh)
 #
@@ -14,7 +16,13 @@ RL_ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 SHARED="${SHARED:-$RL_ROOT/../shared/bench}"
 BENCH_DIR="${BENCH_DIR:-/tmp/ringline-bench}"
 RL_BUILD="${RL_BUILD:-$RL_ROOT/build}"
-export RL_ROOT RL_BUILD
+RL_BUILD_B="${RL_BUILD_B:-}"
+RL_ROOT_B=""
+if [ -n "$RL_BUILD_B" ]; then
+  [ -x "$RL_BUILD_B/bindings/ringline-lua" ] || { echo "no host in RL_BUILD_B: $RL_BUILD_B" >&2; exit 1; }
+  RL_ROOT_B=$(sed -n 's/^CMAKE_HOME_DIRECTORY:INTERNAL=//p' "$RL_BUILD_B/CMakeCache.txt")
+fi
+export RL_ROOT RL_BUILD RL_BUILD_B RL_ROOT_B
 
 [ -x "$RL_BUILD/bindings/ringline-lua" ] || { echo "build ringline-lua first ($RL_BUILD)" >&2; exit 1; }
 mkdir -p "$BENCH_DIR"
@@ -35,8 +43,11 @@ ours = (
   "peer ringline-lua http     '$RL_BUILD/bindings/ringline-lua -w $WORKERS $RL_ROOT/examples/http_hello.lua'\n"
   "peer ringline-lua echo     '$RL_BUILD/bindings/ringline-lua -w $WORKERS $RL_ROOT/examples/echo.lua'\n"
   "peer ringline-c   echo     '$RL_BUILD/rl_echo'\n"
+  "peer ringline-lua-B http   '$RL_BUILD_B/bindings/ringline-lua -w $WORKERS $RL_ROOT_B/examples/http_hello.lua'\n"
+  "peer ringline-lua-B echo   '$RL_BUILD_B/bindings/ringline-lua -w $WORKERS $RL_ROOT_B/examples/echo.lua'\n"
 )
-if "peer ringline-c " not in s:
+if "peer ringline-lua-B " not in s:
+    s = "\n".join(l for l in s.split("\n") if not l.startswith("peer ringline-"))
     s = s.replace(mark, mark + ours)
 open(p, "w").write(s)
 PY
