@@ -22,7 +22,7 @@ for name in ([[EPERM ENOENT EINTR EBADF EAGAIN ENOMEM EBUSY EINVAL EPIPE EDESTAD
   M[name] = C["RL_" .. name]
 end
 
--- The fixed strings of the contract.
+-- The fixed strings of the API (docs/api.md, Conventions).
 local cache = {
   [M.ETIMEDOUT] = "timeout",
   [M.ECANCELED] = "canceled",

@@ -1,4 +1,4 @@
--- ringline: the public Lua API (see docs/LUA_API.md for the contract).
+-- ringline: the public Lua API (docs/api.md is its reference).
 --
 --   local ringline = require "ringline"
 --   ringline.run(function()

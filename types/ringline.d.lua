@@ -1,0 +1,614 @@
+---@meta ringline
+-- LuaCATS definitions of the ringline Lua API for lua-language-server:
+-- completion and type checks for scripts. Never loaded at run time (the
+-- implementation is lua/ringline/). docs/api.md is the reference this
+-- follows; spec/api_doc_spec.lua checks that both name every exported
+-- function and method, and no other.
+--
+-- Use: add this file's directory to "workspace.library" (installed in
+-- <prefix>/share/ringline/types by cmake --install).
+
+---@alias ringline.err string
+---| '"timeout"'
+---| '"closed"'
+---| '"canceled"'
+---| '"connection reset by peer"'
+---| '"connection refused"'
+---| '"socket busy reading"'
+---| '"busy"'
+---| '"too long"'
+
+---@alias ringline.pattern '"*l"'|'"l"'|'"*a"'|'"a"'|integer
+
+---@alias ringline.sendable string|number|ringline.slice|string.buffer|ringline.sendable[]
+
+---@class ringline.runopts: table<string, integer|number|function>
+---@field timeout? number      seconds for the whole run
+---@field on_error? fun(err: any, traceback: string, task: ringline.task)
+---@field drain_timeout? number seconds a graceful stop may take
+
+---@class ringline.configkey
+---@field default integer
+---@field min integer
+---@field max integer
+---@field pow2 boolean
+---@field doc string
+
+---@class ringline.listenopts
+---@field nodelay? boolean        TCP_NODELAY on accepted connections (default true)
+---@field max_connections? integer connections beyond this are reset at once
+---@field accept? '"reuseport"'|'"acceptor"'
+---@field reuseport? boolean
+---@field backlog? integer        accepted and ignored (listen_backlog key)
+
+---@class ringline.connectopts
+---@field timeout? number seconds for the lookup and every attempt (nil or 0: none)
+---@field bind? string    local address: "host", "host:port", "[v6]:port", a name, or a unix path
+
+---@class ringline.receiveuntilopts
+---@field inclusive? boolean include the delimiter in the part
+---@field max? integer       longest part read whole (default line_max)
+
+---The ringline API: require "ringline".
+---@class ringline
+local ringline = {}
+
+---The version of the Lua API.
+---@type string
+ringline._VERSION = "0.1.0"
+
+---Log levels (nginx's numbers).
+ringline.ERR = 4
+ringline.WARN = 5
+ringline.NOTICE = 6
+ringline.INFO = 7
+ringline.DEBUG = 8
+
+------------------------------------------------------------------------
+-- Running
+------------------------------------------------------------------------
+
+---Run a worker loop with fn(...) as the main task; returns its results or raises its error.
+---@param opts ringline.runopts|fun(...):... options, or fn when there are none
+---@param fn? fun(...):...
+---@param ... any
+---@return any ...
+function ringline.run(opts, fn, ...) end
+
+---Set configuration keys (before the first I/O of the run).
+---@param t table<string, integer>
+function ringline.configure(t) end
+
+---The effective value of a configuration key in this run.
+---@param key string
+---@return integer
+function ringline.config(key) end
+
+---Every configuration key with its default, range and description.
+---@return table<string, ringline.configkey>
+function ringline.config_keys() end
+
+---The loop's monotonic clock, in seconds.
+---@return number
+function ringline.now() end
+
+---The worker's counters and gauges, plus tasks and listeners.
+---@return table<string, number>
+function ringline.metrics() end
+
+---Set the handler for errors raised by tasks; returns the previous one.
+---@param fn? fun(err: any, traceback: string, task: ringline.task)
+---@return function|nil
+function ringline.on_error(fn) end
+
+------------------------------------------------------------------------
+-- Tasks
+------------------------------------------------------------------------
+
+---Start fn(...) as a new task.
+---@param fn fun(...):...
+---@param ... any
+---@return ringline.task
+function ringline.spawn(fn, ...) end
+
+---Suspend the running task for some seconds (blocking).
+---@param seconds number
+---@return true|nil ok
+---@return ringline.err? err
+function ringline.sleep(seconds) end
+
+---The results of the first of the tasks to finish (blocking).
+---@param ... ringline.task
+---@return boolean|nil ok
+---@return any ...
+function ringline.wait(...) end
+
+---The running task, or nil outside a task.
+---@return ringline.task|nil
+function ringline.current() end
+
+---A new semaphore holding n resources (default 0).
+---@param n? integer
+---@return ringline.semaphore
+function ringline.semaphore(n) end
+
+---A new bounded channel (capacity 0: unbuffered).
+---@param capacity? integer
+---@return ringline.channel
+function ringline.channel(capacity) end
+
+---The coroutine library, with resume and wrap that let blocking calls through.
+ringline.coroutine = {}
+
+---@param fn function
+---@return thread
+function ringline.coroutine.create(fn) end
+
+---@param co thread
+---@param ... any
+---@return boolean ok
+---@return any ...
+function ringline.coroutine.resume(co, ...) end
+
+---@param fn function
+---@return fun(...):...
+function ringline.coroutine.wrap(fn) end
+
+---@param ... any
+---@return any ...
+function ringline.coroutine.yield(...) end
+
+---@param co thread
+---@return '"running"'|'"suspended"'|'"normal"'|'"dead"'
+function ringline.coroutine.status(co) end
+
+---@return thread
+---@return boolean ismain
+function ringline.coroutine.running() end
+
+---@return boolean
+function ringline.coroutine.isyieldable() end
+
+---A task: a coroutine scheduled by ringline.
+---@class ringline.task
+local task = {}
+
+---Wait for the task to finish (blocking): true, results... or false, err; nil, err on timeout or cancel.
+---@param timeout? number seconds
+---@return boolean|nil ok
+---@return any ...
+function task:join(timeout) end
+
+---Make the task's current (or next) blocking call return nil, "canceled".
+---@return boolean
+function task:cancel() end
+
+---@return '"ready"'|'"running"'|'"parked"'|'"dead"'
+function task:status() end
+
+---@class ringline.semaphore
+local semaphore = {}
+
+---Add n resources (default 1).
+---@param n? integer
+---@return true
+function semaphore:post(n) end
+
+---Take one resource, waiting at most timeout seconds (blocking).
+---@param timeout? number seconds; 0 = do not wait
+---@return true|nil ok
+---@return ringline.err? err
+function semaphore:wait(timeout) end
+
+---Resources available, or minus the number of waiters.
+---@return integer
+function semaphore:count() end
+
+---@class ringline.channel
+local channel = {}
+
+---Put a value, waiting at most timeout seconds for room (blocking).
+---@param value any not nil
+---@param timeout? number seconds; 0 = do not wait
+---@return true|nil ok
+---@return ringline.err? err
+function channel:put(value, timeout) end
+
+---The oldest value, waiting at most timeout seconds (blocking).
+---@param timeout? number seconds; 0 = do not wait
+---@return any|nil value
+---@return ringline.err? err
+function channel:get(timeout) end
+
+---No more puts.
+---@return true|nil ok
+---@return ringline.err? err
+function channel:close() end
+
+---Values buffered.
+---@return integer
+function channel:count() end
+
+------------------------------------------------------------------------
+-- Timers
+------------------------------------------------------------------------
+
+ringline.timer = {}
+
+---Run fn(premature, ...) once after delay seconds.
+---@param delay number seconds
+---@param fn fun(premature: boolean, ...)
+---@param ... any
+---@return ringline.timer|nil handle
+---@return string? err
+function ringline.timer.at(delay, fn, ...) end
+
+---Run fn(premature, ...) every interval seconds.
+---@param interval number seconds
+---@param fn fun(premature: boolean, ...)
+---@param ... any
+---@return ringline.timer|nil handle
+---@return string? err
+function ringline.timer.every(interval, fn, ...) end
+
+---Timers armed and not yet fired.
+---@return integer
+function ringline.timer.pending_count() end
+
+---A timer handle.
+---@class ringline.timer
+local timer = {}
+
+---true if the timer was pending (it will not run again).
+---@return boolean
+function timer:cancel() end
+
+---true while the timer is armed.
+---@return boolean
+function timer:pending() end
+
+------------------------------------------------------------------------
+-- Listeners and connections
+------------------------------------------------------------------------
+
+---Listen on addr; handler(conn) runs as a task for each accepted connection.
+---@param addr string|integer "host:port", "[v6]:port", ":port", a port, or "unix:/path"
+---@param handler fun(conn: ringline.conn)
+---@param opts? ringline.listenopts
+---@return ringline.listener|nil
+---@return string? err
+function ringline.listen(addr, handler, opts) end
+
+---@class ringline.listener
+---@field refused integer connections refused by max_connections
+local listener = {}
+
+---The host part of the address and the bound port.
+---@return string|nil host
+---@return integer|string port_or_err
+function listener:getsockname() end
+
+---Accepted connections still open.
+---@return integer
+function listener:connections() end
+
+---Stop listening.
+---@return true|nil ok
+---@return string? err
+function listener:close() end
+
+---Open a connection (blocking). For "unix:/path" the port may be left out.
+---@param host string
+---@param port? integer|ringline.connectopts
+---@param opts? ringline.connectopts
+---@return ringline.conn|nil
+---@return string? err
+function ringline.connect(host, port, opts) end
+
+---Resolve a host name (blocking); family 4 or 6 restricts the answer.
+---@param name string
+---@param family? 4|6
+---@return string[]|nil addresses
+---@return string? err
+function ringline.resolve(name, family) end
+
+---A TCP or unix stream connection.
+---@class ringline.conn
+local conn = {}
+
+---Read a line (default), everything ("*a") or n bytes (blocking).
+---@param pattern? ringline.pattern
+---@return string|nil data
+---@return ringline.err? err
+---@return string? partial
+function conn:receive(pattern) end
+
+---What has arrived, at most max bytes (blocking).
+---@param max integer
+---@return string|nil data
+---@return ringline.err? err
+function conn:receiveany(max) end
+
+---An iterator reading up to the delimiter; iter(size) reads the part in pieces.
+---@param delimiter string
+---@param opts? ringline.receiveuntilopts
+---@return fun(size?: integer): string|nil, string|nil, string|nil
+function conn:receiveuntil(delimiter, opts) end
+
+---An iterator over lines.
+---@return fun(): string|nil
+function conn:lines() end
+
+---Zero-copy access to the receive buffer: ptr, len with len >= min (blocking).
+---@param min? integer default 1
+---@param timeout? number milliseconds
+---@return ffi.cdata*|nil ptr
+---@return integer|string len_or_err
+function conn:view(min, timeout) end
+
+---Drop n bytes from the front of the receive buffer.
+---@param n integer
+---@return true|nil ok
+---@return ringline.err? err
+function conn:consume(n) end
+
+---fn(ptr, len) -> used [, result], called until it uses something (blocking).
+---@param fn fun(ptr: ffi.cdata*, len: integer): integer|nil, any
+---@return any|nil result
+---@return ringline.err? err
+function conn:with_data(fn) end
+
+---Queue data; waits only above the high watermark (blocking). Returns the bytes queued.
+---@param ... ringline.sendable
+---@return integer|nil bytes
+---@return ringline.err? err
+function conn:send(...) end
+
+---As send, but nil, "busy" instead of waiting.
+---@param ... ringline.sendable
+---@return integer|nil bytes
+---@return ringline.err? err
+function conn:send_nowait(...) end
+
+---Move what src has buffered into this connection's send queue (blocking).
+---@param src ringline.conn
+---@param max? integer
+---@return integer|nil bytes
+---@return ringline.err? err
+---@return '"receive"'|'"send"'|nil side
+function conn:send_from(src, max) end
+
+---Wait until everything is sent and every guard released (blocking).
+---@param timeout? number milliseconds
+---@return true|nil ok
+---@return ringline.err? err
+function conn:flush(timeout) end
+
+---Read and send timeouts, milliseconds (nil or 0: none).
+---@param ms? number
+function conn:settimeout(ms) end
+
+---Send and read timeouts, milliseconds; connect_ms has no effect.
+---@param connect_ms? number
+---@param send_ms? number
+---@param read_ms? number
+function conn:settimeouts(connect_ms, send_ms, read_ms) end
+
+---Half-close after the queued bytes.
+---@param how '"send"'
+---@return true|nil ok
+---@return string? err
+function conn:shutdown(how) end
+
+---Close (after queued sends), or reset at once with "reset".
+---@param how? '"reset"'
+---@return true|nil ok
+---@return string? err
+function conn:close(how) end
+
+---@return string|nil ip
+---@return integer|string port_or_err
+function conn:getpeername() end
+
+---@return string|nil ip
+---@return integer|string port_or_err
+function conn:getsockname() end
+
+---@param name '"tcp-nodelay"'|'"keepalive"'|'"sndbuf"'|'"rcvbuf"'
+---@param value boolean|integer
+---@return true|nil ok
+---@return string? err
+function conn:setoption(name, value) end
+
+---Unique in the worker while the connection lives.
+---@return integer
+function conn:id() end
+
+---Give the connection to a task (closed when it ends), or to nobody (nil).
+---@param task ringline.task|nil
+---@return true|nil ok
+---@return string? err
+function conn:setowner(task) end
+
+---@return ringline.task|nil
+function conn:getowner() end
+
+------------------------------------------------------------------------
+-- UDP
+------------------------------------------------------------------------
+
+---A new UDP socket (made by its first bind, setpeername or sendto).
+---@return ringline.udp
+function ringline.udp() end
+
+---@class ringline.udp
+local udp = {}
+
+---@param host string "*" = every address
+---@param port integer 0 = any
+---@return true|nil ok
+---@return string? err
+function udp:bind(host, port) end
+
+---@param host string
+---@param port integer
+---@return true|nil ok
+---@return string? err
+function udp:setpeername(host, port) end
+
+---@param data string|number|string[]
+---@return true|nil ok
+---@return string? err
+function udp:send(data) end
+
+---@param host string
+---@param port integer
+---@param data string|number|string[]
+---@return true|nil ok
+---@return string? err
+function udp:sendto(host, port, data) end
+
+---The oldest datagram (blocking); a third result "truncated" when cut.
+---@param size? integer 1..65536
+---@return string|nil data
+---@return string|nil err
+---@return '"truncated"'|nil truncated
+function udp:receive(size) end
+
+---The oldest datagram and its sender (blocking).
+---@param size? integer 1..65536
+---@return string|nil data
+---@return string ip_or_err
+---@return integer? port
+---@return '"truncated"'|nil truncated
+function udp:receivefrom(size) end
+
+---Receive timeout, milliseconds (nil or 0: none).
+---@param ms? number
+function udp:settimeout(ms) end
+
+---@return string|nil ip
+---@return integer|string port_or_err
+function udp:getsockname() end
+
+---@return true|nil ok
+---@return string? err
+function udp:close() end
+
+------------------------------------------------------------------------
+-- Regions and slices
+------------------------------------------------------------------------
+
+---Map and register size bytes for zero-copy sends.
+---@param size integer
+---@return ringline.region|nil
+---@return string? err
+function ringline.region(size) end
+
+---@class ringline.region
+local region = {}
+
+---@return ffi.cdata* uint8_t *
+function region:ptr() end
+
+---@return integer
+function region:size() end
+
+---@return integer
+function region:id() end
+
+---Bytes [offset, offset + length) (length: the rest by default).
+---@param offset integer
+---@param length? integer
+---@return ringline.slice
+function region:slice(offset, length) end
+
+---Guarded sends of the region not yet released.
+---@return integer
+function region:inflight() end
+
+---@return true|nil ok
+---@return '"busy"'|string|nil err
+function region:free() end
+
+---@class ringline.slice
+local slice = {}
+
+---@return ffi.cdata* uint8_t *
+function slice:ptr() end
+
+---@return integer
+function slice:len() end
+
+---@return integer
+function slice:offset() end
+
+---@return ringline.region
+function slice:region() end
+
+---A copy of the bytes.
+---@return string
+function slice:string() end
+
+------------------------------------------------------------------------
+-- Logging
+------------------------------------------------------------------------
+
+---@param level integer ringline.ERR .. ringline.DEBUG
+---@param ... any
+function ringline.log(level, ...) end
+
+---Returns the threshold; sets it when level is given.
+---@param level? integer
+---@return integer
+function ringline.log_level(level) end
+
+------------------------------------------------------------------------
+-- Workers, messages, signals
+------------------------------------------------------------------------
+
+---This worker's index, from 0.
+---@return integer
+function ringline.worker_id() end
+
+---The number of workers.
+---@return integer
+function ringline.workers() end
+
+ringline.worker = {}
+
+---@return integer
+function ringline.worker.id() end
+
+---@return integer
+function ringline.worker.count() end
+
+---@param id integer
+---@param msg string
+---@return true|nil ok
+---@return string? err
+function ringline.worker.post(id, msg) end
+
+---@param msg string
+---@return integer reached
+function ringline.worker.broadcast(msg) end
+
+---@param fn? fun(from: integer, msg: string)
+---@return function|nil previous
+function ringline.worker.on_message(fn) end
+
+---@param name '"HUP"'|'"USR1"'|'"USR2"'|string
+---@param fn? fun(name: string)
+---@return function|nil previous
+function ringline.on_signal(name, fn) end
+
+---Stop every worker gracefully; the host then exits with code.
+---@param code? integer 0..255
+---@return true
+function ringline.exit(code) end
+
+---true once this worker is stopping.
+---@return boolean
+function ringline.exiting() end
+
+return ringline
