@@ -169,6 +169,58 @@ describe("the API reference", function()
     assert(msg == nil, msg)
   end)
 
+  -- "[opts,] fn, ..." -> "opts, fn, ..."
+  local function arglist(s)
+    local t = {}
+    for a in s:gsub("[%[%]]", ""):gmatch("[^,]+") do t[#t + 1] = a:match("^%s*(.-)%s*$") end
+    return table.concat(t, ", ")
+  end
+
+  it("docs/api.md and types/ringline.d.lua give the same arguments", function()
+    local meta = {}
+    for name, a in slurp("types/ringline.d.lua"):gmatch("\nfunction%s+([%w_.:]+)%s*(%b())") do
+      meta[name] = arglist(a:sub(2, -2))
+    end
+    local bad = {}
+    for line in doc:gmatch("[^\n]+") do
+      if line:match("^###%s+`") then
+        for entry in line:gmatch("`([^`]+)`") do
+          local name, a = entry:match("^([%w_.:]+)(%b())")
+          if name and meta[name] ~= arglist(a:sub(2, -2)) then
+            bad[#bad + 1] = ("%s: (%s) in docs/api.md, (%s) in types/ringline.d.lua"):format(
+              name, arglist(a:sub(2, -2)), tostring(meta[name]))
+          end
+        end
+      end
+    end
+    assert(#bad == 0, table.concat(bad, "\n"))
+  end)
+
+  it("types/ringline.d.lua has a @param for each parameter, and no other", function()
+    local params, bad = {}, {}
+    for line in slurp("types/ringline.d.lua"):gmatch("([^\n]*)\n") do
+      local p = line:match("^%-%-%-@param%s+([%w_.]+)")
+      local fname, a = line:match("^function%s+([%w_.:]+)%s*%((.-)%)")
+      if p then
+        params[#params + 1] = p
+      elseif fname then
+        local want, got = {}, {}
+        for x in a:gmatch("[^,%s]+") do want[x] = true end
+        for _, x in ipairs(params) do
+          got[x] = true
+          if not want[x] then bad[#bad + 1] = fname .. ": @param " .. x .. " is not a parameter" end
+        end
+        for x in pairs(want) do
+          if not got[x] then bad[#bad + 1] = fname .. ": no @param for " .. x end
+        end
+        params = {}
+      elseif not line:match("^%-%-%-") then
+        params = {}
+      end
+    end
+    assert(#bad == 0, table.concat(bad, "\n"))
+  end)
+
   it("each object kind has its LuaCATS class", function()
     local text = slurp("types/ringline.d.lua")
     for _, kind in ipairs({ "conn", "listener", "udp", "region", "slice", "timer", "task",

@@ -118,10 +118,11 @@ function ringline.spawn(fn, ...) end
 function ringline.sleep(seconds) end
 
 ---The results of the first of the tasks to finish (blocking).
+---@param task ringline.task
 ---@param ... ringline.task
 ---@return boolean|nil ok
 ---@return any ...
-function ringline.wait(...) end
+function ringline.wait(task, ...) end
 
 ---The running task, or nil outside a task.
 ---@return ringline.task|nil
@@ -359,16 +360,18 @@ function conn:consume(n) end
 function conn:with_data(fn) end
 
 ---Queue data; waits only above the high watermark (blocking). Returns the bytes queued.
+---@param data ringline.sendable
 ---@param ... ringline.sendable
 ---@return integer|nil bytes
 ---@return ringline.err? err
-function conn:send(...) end
+function conn:send(data, ...) end
 
 ---As send, but nil, "busy" instead of waiting.
+---@param data ringline.sendable
 ---@param ... ringline.sendable
 ---@return integer|nil bytes
 ---@return ringline.err? err
-function conn:send_nowait(...) end
+function conn:send_nowait(data, ...) end
 
 ---Move what src has buffered into this connection's send queue (blocking).
 ---@param src ringline.conn
