@@ -18,6 +18,7 @@
 local ringline = require "ringline"
 
 local root = debug.getinfo(1, "S").source:match("^@(.*)/spec/[^/]+$") or "."
+if root:sub(1, 1) ~= "/" then root = (os.getenv("PWD") or ".") .. "/" .. root end
 
 local function slurp(path)
   local f = assert(io.open(root .. "/" .. path, "rb"))
