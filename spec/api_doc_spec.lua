@@ -306,6 +306,19 @@ describe("the docs", function()
     assert(#bad == 0, table.concat(bad, "\n"))
   end)
 
+  it("have examples that are valid Lua (LuaJIT's)", function()
+    local bad = {}
+    for _, file in ipairs(markdown_files()) do
+      local i = 0
+      for code in slurp(file):gmatch("```lua\n(.-)```") do
+        i = i + 1
+        local ok, err = loadstring(code, "=" .. file .. ", example " .. i)
+        if not ok then bad[#bad + 1] = err end
+      end
+    end
+    assert(#bad == 0, table.concat(bad, "\n"))
+  end)
+
   it("name no absolute path of a machine, nor files outside the repository", function()
     local files = { "README.md", "types/ringline.d.lua", "docs/ringline-lua.1" }
     for _, f in ipairs(markdown_files()) do
