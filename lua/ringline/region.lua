@@ -1,7 +1,7 @@
 -- ringline.region: registered memory regions, slices of them, and guarded
 -- (zero-copy) sends.
 --
---   local r = ringline.region(1 << 20)      -- mapped and registered by the core
+--   local r = ringline.region(1024 * 1024)  -- mapped and registered by the core
 --   ffi.copy(r:ptr(), payload, #payload)
 --   conn:send(header, r:slice(0, #payload)) -- one rl_conn_sendv, the slice a guard
 --
