@@ -400,10 +400,16 @@ describe("the man page ringline-lua(1)", function()
           if not man:find(o, 1, true) then missing[#missing + 1] = o end
         end
       end
-      local key = line:match("^  ([%w_]+)%s+default ")
+      local key, def = line:match("^  ([%w_]+)%s+default (%S+)")
       if key then
         seen = seen + 1
-        if not man:find(".B " .. key .. "\n", 1, true) then missing[#missing + 1] = key end
+        -- the key's paragraph: from ".B key" to the next paragraph macro
+        local para = man:match("\n%.B " .. key .. "\n(.-)\n%.[TS]")
+        if not para then
+          missing[#missing + 1] = key
+        elseif not para:gsub("%s+", " "):find("(default " .. def, 1, true) then
+          missing[#missing + 1] = key .. " (default " .. def .. ")"
+        end
       end
     end
     assert.is_true(seen > 10, "read too few options from --help")
