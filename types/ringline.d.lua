@@ -8,7 +8,8 @@
 -- Use: add this file's directory to "workspace.library" (installed in
 -- <prefix>/share/ringline/types by cmake --install).
 
----@alias ringline.err string
+---The error strings of the API; any other is the OS message in lower case.
+---@alias ringline.err
 ---| '"timeout"'
 ---| '"closed"'
 ---| '"canceled"'
@@ -17,6 +18,7 @@
 ---| '"socket busy reading"'
 ---| '"busy"'
 ---| '"too long"'
+---| string
 
 ---@alias ringline.pattern '"*l"'|'"l"'|'"*a"'|'"a"'|integer
 
@@ -69,8 +71,8 @@ ringline.DEBUG = 8
 ------------------------------------------------------------------------
 
 ---Run a worker loop with fn(...) as the main task; returns its results or raises its error.
----@param opts ringline.runopts|fun(...):... options, or fn when there are none
----@param fn? fun(...):...
+---@param opts ringline.runopts|function options, or fn when there are none
+---@param fn? function
 ---@param ... any
 ---@return any ...
 function ringline.run(opts, fn, ...) end
@@ -106,7 +108,7 @@ function ringline.on_error(fn) end
 ------------------------------------------------------------------------
 
 ---Start fn(...) as a new task.
----@param fn fun(...):...
+---@param fn function
 ---@param ... any
 ---@return ringline.task
 function ringline.spawn(fn, ...) end
@@ -152,7 +154,7 @@ function ringline.coroutine.create(fn) end
 function ringline.coroutine.resume(co, ...) end
 
 ---@param fn function
----@return fun(...):...
+---@return function
 function ringline.coroutine.wrap(fn) end
 
 ---@param ... any
