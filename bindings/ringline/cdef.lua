@@ -68,6 +68,7 @@ enum rl_event_type {
 	RL_EV_UDP = 11,
 	RL_EV_MESSAGE = 10,
 	RL_EV_GUARD = 9,
+	RL_EV_SLAB = 12,
 };
 struct rl_part {
 	const void *ptr;
@@ -111,6 +112,8 @@ enum rl_close_how {
 enum rl_listen_flags {
 	RL_LISTEN_REUSEPORT = 1,
 	RL_LISTEN_NODELAY = 2,
+	RL_LISTEN_MODE = 4,
+	RL_LISTEN_MODE_SHIFT = 16,
 };
 enum rl_sockopt {
 	RL_OPT_NODELAY = 1,
@@ -155,6 +158,8 @@ struct rl_metrics {
 	uint64_t handoffs;
 	uint64_t handoff_errors;
 	uint64_t udp_send_errors;
+	uint64_t send_heap_bytes;
+	uint64_t slab_waits;
 };
 enum rl_feature {
 	RL_FEAT_DEFER_TASKRUN = 1,
@@ -211,6 +216,9 @@ int rl_connect_from(struct rl_worker *w, const char *addr, const char *bind_addr
 		    uint32_t token);
 int rl_connect_cancel(struct rl_worker *w, uint32_t token);
 int rl_conn_sendv(struct rl_worker *w, uint32_t slot, uint32_t gen, const struct rl_part *parts, int n);
+int rl_conn_sendv_upto(struct rl_worker *w, uint32_t slot, uint32_t gen, const struct rl_part *parts,
+		       int n);
+int rl_worker_want_slab(struct rl_worker *w);
 int rl_region_new(struct rl_worker *w, size_t size, void **ptr);
 int rl_region_free(struct rl_worker *w, int id);
 int rl_region_inflight(struct rl_worker *w, int id);

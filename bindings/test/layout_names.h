@@ -87,6 +87,8 @@
 	F(rl_metrics, handoffs) \
 	F(rl_metrics, handoff_errors) \
 	F(rl_metrics, udp_send_errors) \
+	F(rl_metrics, send_heap_bytes) \
+	F(rl_metrics, slab_waits) \
 	/* end */
 #define RL_LAYOUT_ENUMS(E) \
 	E(RL_EPERM) \
@@ -122,6 +124,7 @@
 	E(RL_EV_UDP) \
 	E(RL_EV_MESSAGE) \
 	E(RL_EV_GUARD) \
+	E(RL_EV_SLAB) \
 	E(RL_PART_COPY) \
 	E(RL_PART_PINNED) \
 	E(RL_CONN_FREE) \
@@ -131,6 +134,8 @@
 	E(RL_CLOSE_RESET) \
 	E(RL_LISTEN_REUSEPORT) \
 	E(RL_LISTEN_NODELAY) \
+	E(RL_LISTEN_MODE) \
+	E(RL_LISTEN_MODE_SHIFT) \
 	E(RL_OPT_NODELAY) \
 	E(RL_OPT_KEEPALIVE) \
 	E(RL_OPT_SNDBUF) \

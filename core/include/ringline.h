@@ -154,6 +154,8 @@ enum rl_event_type {
 	RL_EV_MESSAGE = 10,  /* the inbox has messages: take them with rl_worker_take_message */
 	RL_EV_GUARD = 9,     /* a guarded part is released for good: data = its token,
 	                        slot = its region id (or RL_PART_PINNED as uint32) */
+	RL_EV_SLAB = 12,     /* a send slab entry came free after rl_worker_want_slab;
+	                        data = entries free now */
 };
 
 /* One part of a scatter-gather send (rl_conn_sendv). */
@@ -210,6 +212,10 @@ enum rl_close_how {
 enum rl_listen_flags {
 	RL_LISTEN_REUSEPORT = 1,
 	RL_LISTEN_NODELAY = 2,   /* TCP_NODELAY, inherited by accepted sockets */
+	RL_LISTEN_MODE = 4,      /* unix sockets: the file's permissions are
+	                            (flags >> RL_LISTEN_MODE_SHIFT) & 0777, set
+	                            between bind(2) and listen(2) */
+	RL_LISTEN_MODE_SHIFT = 16,
 };
 
 enum rl_sockopt {
@@ -250,7 +256,8 @@ struct rl_metrics {
 	uint64_t zc_notifs;          /* zero-copy notifications received */
 	uint64_t zc_copied;          /* notifications saying the kernel copied anyway */
 	uint64_t zc_bytes;           /* bytes sent by zero-copy operations */
-	uint64_t zc_fallbacks;       /* guarded parts copied because the slab was full */
+	uint64_t zc_fallbacks;       /* guarded parts rl_conn_sendv copied because the slab was
+				      * full (rl_conn_sendv_upto stops there instead) */
 	uint64_t udp_in;             /* datagrams received */
 	uint64_t udp_out;            /* datagrams sent */
 	uint64_t udp_dropped;        /* received datagrams dropped: the socket's queue was full */
@@ -262,6 +269,8 @@ struct rl_metrics {
 	uint64_t udp_send_errors;    /* datagrams the kernel refused to send (e.g. EACCES: a
 				      * broadcast without SO_BROADCAST); sends never wait, so
 				      * the caller was told only that it was queued */
+	uint64_t send_heap_bytes;    /* gauge: bytes of the heap chunks (send_heap_chunks) */
+	uint64_t slab_waits;         /* rl_conn_sendv_upto calls that stopped at a full slab */
 };
 
 /* Kernel features found by the start-up probe (rl_worker_features). */
@@ -440,6 +449,17 @@ int rl_connect_cancel(struct rl_worker *w, uint32_t token);
  * the one that failed may be queued (and their guards reported as usual)
  * and the rest were not taken. */
 int rl_conn_sendv(struct rl_worker *w, uint32_t slot, uint32_t gen, const struct rl_part *parts, int n);
+/* As rl_conn_sendv, but a guarded part that finds every slab entry in use is
+ * not copied: the call stops before it and returns how many parts were
+ * queued (n when all were; fewer only for that reason). The caller waits
+ * (rl_worker_want_slab) and sends the rest, parts + k, later: so memory
+ * stays bounded by the slab, not by connections x body size. Errors as for
+ * rl_conn_sendv. */
+int rl_conn_sendv_upto(struct rl_worker *w, uint32_t slot, uint32_t gen, const struct rl_part *parts,
+		       int n);
+/* Free send slab entries now (> 0); 0 when none is free: then one
+ * RL_EV_SLAB is emitted when the next entry is freed. */
+int rl_worker_want_slab(struct rl_worker *w);
 
 /* -- regions: memory registered with the ring for guarded sends -- */
 /* Map and register size bytes; *ptr receives the address. Returns the id. */

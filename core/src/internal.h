@@ -63,6 +63,7 @@ struct rl_sendpool {
 	uint32_t count;
 	uint32_t slot_size;
 	uint64_t heap_chunks; /* live heap chunks */
+	uint64_t heap_bytes;  /* their capacity */
 };
 
 RL_HIDDEN int rl__sendpool_init(struct rl_sendpool *p, uint32_t count, uint32_t slot_size);
@@ -109,6 +110,7 @@ struct rl_slab {
 	uint32_t count;
 	uint32_t used;
 	uint32_t free_head;
+	uint8_t want;          /* rl_worker_want_slab: RL_EV_SLAB at the next free */
 };
 
 RL_HIDDEN int rl__slab_init(struct rl_slab *s, uint32_t count);

@@ -63,6 +63,7 @@ struct rl_chunk *rl__chunk_get(struct rl_sendpool *p, size_t want)
 		c->cap = (uint32_t)cap;
 		c->pool_slot = -1;
 		p->heap_chunks++;
+		p->heap_bytes += cap;
 	}
 	c->next = NULL;
 	c->zc = NULL;
@@ -75,6 +76,7 @@ void rl__chunk_put(struct rl_sendpool *p, struct rl_chunk *c)
 {
 	if (c->pool_slot < 0) {
 		p->heap_chunks--;
+		p->heap_bytes -= c->cap;
 		free(c);
 		return;
 	}

@@ -101,6 +101,19 @@ static void maybe_release(struct rl_worker *w, struct rl_slab_entry *e)
 	if (e->copy)
 		rl__chunk_put(&w->pool, e->copy);
 	rl__slab_free(&w->slab, e);
+	if (w->slab.want) { /* a sender waits for an entry (rl_worker_want_slab) */
+		w->slab.want = 0;
+		rl__emit(w, RL_EV_SLAB, 0, 0, 0, w->slab.count - w->slab.used);
+	}
+}
+
+int rl_worker_want_slab(struct rl_worker *w)
+{
+	uint32_t nfree = w->slab.count - w->slab.used;
+	if (nfree)
+		return nfree > INT32_MAX ? INT32_MAX : (int)nfree;
+	w->slab.want = 1;
+	return 0;
 }
 
 void rl__slab_dropped(struct rl_worker *w, struct rl_slab_entry *e)
@@ -200,8 +213,10 @@ static uint32_t copy_room(const struct rl_slab_entry *e)
 	return e->copy ? e->copy->cap - e->copy->len : 0;
 }
 
-int rl_conn_sendv(struct rl_worker *w, uint32_t slot, uint32_t gen, const struct rl_part *parts,
-		  int n)
+/* The body of rl_conn_sendv (wait 0: a guarded part that finds no entry is
+ * copied) and rl_conn_sendv_upto (wait 1: the call stops before it). */
+static int sendv(struct rl_worker *w, uint32_t slot, uint32_t gen, const struct rl_part *parts,
+		 int n, int wait)
 {
 	int err;
 	struct rl_conn *c = rl__conn_sendable(w, slot, gen, &err);
@@ -240,6 +255,13 @@ int rl_conn_sendv(struct rl_worker *w, uint32_t slot, uint32_t gen, const struct
 			if (!e || e->niov == RL_SLAB_IOVS || e->nguards == RL_SLAB_GUARDS) {
 				finish(w, c, e);
 				e = rl__slab_alloc(&w->slab);
+			}
+			if (!e && wait) {
+				/* Backpressure, not a copy: the caller waits for an
+				 * entry and sends parts[i..] then. Everything before
+				 * it is queued (finish above), in order. */
+				w->m.slab_waits++;
+				return i;
 			}
 			if (e) {
 				e->iov[e->niov].iov_base = (void *)p->ptr;
@@ -289,5 +311,17 @@ int rl_conn_sendv(struct rl_worker *w, uint32_t slot, uint32_t gen, const struct
 			rl__emit(w, RL_EV_GUARD, 0, (uint32_t)p->region, 0, p->token);
 	}
 	finish(w, c, e);
-	return 0;
+	return wait ? n : 0;
+}
+
+int rl_conn_sendv(struct rl_worker *w, uint32_t slot, uint32_t gen, const struct rl_part *parts,
+		  int n)
+{
+	return sendv(w, slot, gen, parts, n, 0);
+}
+
+int rl_conn_sendv_upto(struct rl_worker *w, uint32_t slot, uint32_t gen, const struct rl_part *parts,
+		       int n)
+{
+	return sendv(w, slot, gen, parts, n, 1);
 }

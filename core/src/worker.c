@@ -345,6 +345,7 @@ struct rl_metrics *rl_worker_metrics(struct rl_worker *w)
 	w->m.conns_open = w->conns.open;
 	w->m.send_slots_used = rl__sendpool_used(&w->pool);
 	w->m.send_heap_chunks = w->pool.heap_chunks;
+	w->m.send_heap_bytes = w->pool.heap_bytes;
 	w->m.timers_active = w->timers.nheap;
 	w->m.slab_used = w->slab.used;
 	w->m.udp_open = w->udp_live;

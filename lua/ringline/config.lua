@@ -94,6 +94,8 @@ local function start(S)
   S.evs = ffi_new("struct rl_event[?]", NEVS)
   S.hiwat = S.cfg.send_high_watermark
   S.lowat = S.cfg.send_low_watermark
+  -- a copied send waits for room before unsent would pass this (conn_send)
+  S.sendcap = S.hiwat + S.cfg.send_slot_size
   local h = hooks.started
   if h then h(S, w) end
   return w

@@ -7,6 +7,20 @@
 -- more than the high watermark is unsent, until the low watermark.
 -- Sends with guarded parts (slices of a region) go through ringline.region;
 -- flush also waits until their guards are released.
+--
+-- Memory stays bounded by waiting, never by copying more:
+-- - a copied send that would take unsent past the high watermark plus one
+--   send slot (S.sendcap) queues up to there, waits for the low watermark,
+--   and goes on (send_big); so one 64 MiB string costs about
+--   send_high_watermark + send_slot_size of queue, not 64 MiB;
+-- - a guarded part that finds every send slab entry in use waits for one
+--   (RL_EV_SLAB) instead of being copied (guarded_rest).
+-- While such a send waits, it holds the connection's send lock (c.sending):
+-- other sends on the connection wait for it, so a message is never
+-- interleaved with another task's. send_nowait never waits: it answers
+-- "busy" while the lock is held, and copies guarded parts when the slab is
+-- full (rl_conn_sendv, counted in zc_fallbacks).
+local ffi = require "ffi"
 local C = require "ringline.lib"
 local sched = require "ringline.sched"
 local errors = require "ringline.errors"
@@ -14,11 +28,18 @@ local region = require "ringline.region"
 local read = require "ringline.conn_read"
 
 local type, select, tostring, error, getmetatable, pairs = type, select, tostring, error, getmetatable, pairs
+local ffi_cast = ffi.cast
+local table_remove = table.remove
+local MUST_WAIT = "conn: a send that must wait needs a ringline task"
 local errstr = errors.errstr
 local park, wake = sched.park, sched.wake
 local timer_disarm = sched.timer_disarm
 local has_slice, any_slice, send_guarded = region.has_slice, region.any_slice, region.send
+local resume_guarded, abandon_guarded = region.resume, region.abandon
 local view, begin_wait = read.methods.view, read.begin_wait
+
+local _ = C.rl_worker_want_slab   -- resolved at load time (see sched.lua)
+local EV_SLAB = 12
 
 local MORE = {}          -- send_check: "more than the threshold is still unsent"
 
@@ -31,99 +52,113 @@ local function misuse(msg, lvl)
   error("ringline: " .. msg, lvl + 1)
 end
 
-local function send_bytes(c, p, n)
+local send_big   -- below: a copied piece that must wait for room on the way
+
+-- Queue n bytes at p; wait: the caller may wait (send), so a piece that
+-- would pass S.sendcap is queued progressively.
+local function send_bytes(c, p, n, wait)
   if n > 0 then
+    if wait and c.io.unsent + n > c.S.sendcap then
+      local k, err = send_big(c, p, n)   -- not a tail call: keeps the trace simple
+      return k, err
+    end
     local rc = C.rl_conn_send(c.w, c.slot, c.gen, p, n)
     if rc < 0 then return nil, errstr(rc) end
   end
   return n
 end
 
--- send_part(c, x, lvl): queue one argument; lvl is the misuse error level
--- that names the caller of send (each nesting adds two frames). Arrays of
--- up to four elements are unrolled, for the same reason as queue's args.
+-- send_part(c, x, lvl, wait): queue one argument; lvl is the misuse error
+-- level that names the caller of send (each nesting adds two frames).
+-- Arrays of up to four elements are unrolled, for the same reason as
+-- queue's args.
 local send_part
 
-local function send_elem(c, v, lvl)
-  if type(v) == "string" then return send_bytes(c, v, #v) end
-  local n, err = send_part(c, v, lvl + 2)   -- not a tail call: two frames a level
+local function send_elem(c, v, lvl, wait)
+  if type(v) == "string" then return send_bytes(c, v, #v, wait) end
+  local n, err = send_part(c, v, lvl + 2, wait)   -- not a tail call: two frames a level
   return n, err
 end
 
-send_part = function(c, x, lvl)
+send_part = function(c, x, lvl, wait)
   local tx = type(x)
   if tx == "string" then
-    return send_bytes(c, x, #x)
+    return send_bytes(c, x, #x, wait)
   elseif tx == "number" then
     local s = tostring(x)
-    return send_bytes(c, s, #s)
+    return send_bytes(c, s, #s, wait)
   elseif tx == "table" then
     if lvl > 68 then misuse("conn:send: arrays nested too deep (a cycle?)", lvl) end
     local n = #x
     if n == 0 then return 0 end
-    local total, err = send_elem(c, x[1], lvl)
+    local total, err = send_elem(c, x[1], lvl, wait)
     if not total or n == 1 then return total, err end
     local k
-    k, err = send_elem(c, x[2], lvl)
+    k, err = send_elem(c, x[2], lvl, wait)
     if not k then return nil, err end
     total = total + k
     if n == 2 then return total end
-    k, err = send_elem(c, x[3], lvl)
+    k, err = send_elem(c, x[3], lvl, wait)
     if not k then return nil, err end
     total = total + k
     if n == 3 then return total end
-    k, err = send_elem(c, x[4], lvl)
+    k, err = send_elem(c, x[4], lvl, wait)
     if not k then return nil, err end
     total = total + k
     for i = 5, n do
-      k, err = send_elem(c, x[i], lvl)
+      k, err = send_elem(c, x[i], lvl, wait)
       if not k then return nil, err end
       total = total + k
     end
     return total
   elseif tx == "userdata" and getmetatable(x) == "buffer" then
     local p, n = x:ref()
-    return send_bytes(c, p, n)
+    return send_bytes(c, p, n, wait)
   end
   misuse("conn:send: cannot send a " .. tx .. " (strings, numbers, arrays, string.buffers)", lvl)
 end
 
+local guarded_rest   -- below: a guarded send the full slab stopped
+
 -- Queue every argument in order; total bytes or nil, err. One, two and
 -- three arguments are unrolled: a loop that runs two or three times per
 -- call would make LuaJIT abort traces ("leaving loop in root trace").
-local function queue(c, ...)
+-- wait: the caller may wait on the way (send; not send_nowait).
+local function queue(c, wait, ...)
   local nargs = select("#", ...)
   if nargs == 1 then
     local x = ...
-    if type(x) == "string" then return send_bytes(c, x, #x) end
+    if type(x) == "string" then return send_bytes(c, x, #x, wait) end
     if type(x) == "table" and has_slice(x) then
-      local n, err = send_guarded(c, 4, 1, x)   -- not a tail call: keeps the misuse level
+      local n, err, st = send_guarded(c, wait, 4, 1, x)   -- not a tail call: keeps the misuse level
+      if st then n, err = guarded_rest(c, n, st) end
       return n, err
     end
-    local n, err = send_part(c, x, 4)  -- not a tail call: keeps the error level right
+    local n, err = send_part(c, x, 4, wait)  -- not a tail call: keeps the error level right
     return n, err
   end
   if nargs == 0 then misuse("conn:send: nothing to send", 3) end
   -- a slice anywhere: the whole send is one rl_conn_sendv (region.lua)
   if any_slice(nargs, ...) then
-    local n, err = send_guarded(c, 4, nargs, ...)
+    local n, err, st = send_guarded(c, wait, 4, nargs, ...)
+    if st then n, err = guarded_rest(c, n, st) end
     return n, err
   end
   local a, b, x = ...
   local n1, n2, err
-  if type(a) == "string" then n1, err = send_bytes(c, a, #a) else n1, err = send_part(c, a, 4) end
+  if type(a) == "string" then n1, err = send_bytes(c, a, #a, wait) else n1, err = send_part(c, a, 4, wait) end
   if not n1 then return nil, err end
-  if type(b) == "string" then n2, err = send_bytes(c, b, #b) else n2, err = send_part(c, b, 4) end
+  if type(b) == "string" then n2, err = send_bytes(c, b, #b, wait) else n2, err = send_part(c, b, 4, wait) end
   if not n2 then return nil, err end
   if nargs == 2 then return n1 + n2 end
   local total = n1 + n2
   if nargs == 3 then
-    if type(x) == "string" then n1, err = send_bytes(c, x, #x) else n1, err = send_part(c, x, 4) end
+    if type(x) == "string" then n1, err = send_bytes(c, x, #x, wait) else n1, err = send_part(c, x, 4, wait) end
     if not n1 then return nil, err end
     return total + n1
   end
   for i = 3, nargs do
-    n1, err = send_part(c, (select(i, ...)), 4)
+    n1, err = send_part(c, (select(i, ...)), 4, wait)
     if not n1 then return nil, err end
     total = total + n1
   end
@@ -185,12 +220,131 @@ local function wait_send(c, thresh, timeout)
   return r
 end
 
+-- ---- The send lock: held by a send that waits half-way (send_big,
+-- guarded_rest), so no other send's bytes land inside its message. ----
+
+local wake_writers   -- below (wakes every parked writer and flusher of c)
+
+-- Take c's send lock (the caller found it free and has not yielded since).
+local function lock(c)
+  c.sending = true
+end
+
+-- Release it; the sends waiting for it re-check (they are c's writers).
+local function unlock(c)
+  c.sending = false
+  if c.nw > 0 then wake_writers(c, nil) end
+end
+
+-- Wait until no other send holds c's lock; nil, or the reason.
+local function wait_unlocked(c)
+  local t, err = begin_wait(c, c.send_to, "send")
+  if not t then return err end
+  local why = park_writer(c, t, false)
+  while not why and c.sending do
+    why = park_writer(c, t, false)
+  end
+  if not why and c.closed then why = "closed" end
+  if t.tmr then timer_disarm(c.S, t) end
+  return why
+end
+
+-- n bytes at p would take unsent past S.sendcap: queue up to the cap, wait
+-- for the low watermark, go on, under c's send lock. Returns n, or nil, err
+-- (then a prefix was queued, as with any failed send: close the connection).
+send_big = function(c, p, n)
+  local S, io = c.S, c.io
+  sched.waiter(S, MUST_WAIT)   -- misuse raises before anything is locked
+  lock(c)
+  p = ffi_cast("const uint8_t *", p)
+  local left, why = n, nil
+  while true do
+    local room = S.sendcap - io.unsent
+    if room >= left then break end
+    if room > 0 then
+      local rc = C.rl_conn_send(c.w, c.slot, c.gen, p, room)
+      if rc < 0 then why = errstr(rc) break end
+      p, left = p + room, left - room
+    end
+    why = wait_send(c, S.lowat, c.send_to)
+    if why then break end
+  end
+  if not why then
+    local rc = C.rl_conn_send(c.w, c.slot, c.gen, p, left)
+    if rc < 0 then why = errstr(rc) end
+  end
+  unlock(c)
+  if why then return nil, why end
+  return n
+end
+
+-- Park t until a slab entry comes free (RL_EV_SLAB), c closes or fails, or
+-- the send timeout passes; nil to try again, else the reason.
+local function wait_slab(c)
+  if c.closed then return "closed" end
+  local e = c.io.serr
+  if e ~= 0 then return errstr(e) end
+  if C.rl_worker_want_slab(c.w) ~= 0 then return nil end   -- one is free already
+  local t, err = begin_wait(c, c.send_to, "send")
+  if not t then return err end
+  local S = c.S
+  local q = S.slabq
+  if not q then q = {}; S.slabq = q end
+  q[#q + 1] = t
+  local why = park_writer(c, t, false)   -- among c's writers: a close wakes it
+  for i = 1, #q do                       -- woken another way: leave the queue
+    if q[i] == t then table_remove(q, i) break end
+  end
+  remove_writer(c, t)
+  if t.tmr then timer_disarm(S, t) end
+  return why
+end
+
+-- A guarded send stopped at a full slab (region.send's pending state st):
+-- wait for entries and queue the rest, under c's send lock. Each wait is
+-- bounded by the send timeout. Returns total, or nil, err.
+guarded_rest = function(c, total, st)
+  local ok, err = pcall(sched.waiter, c.S, MUST_WAIT)
+  if not ok then
+    abandon_guarded(c, st)   -- misuse: no anchor is left behind
+    error(err, 0)
+  end
+  lock(c)
+  local why, done
+  repeat
+    why = wait_slab(c)
+    if why then break end
+    done, why = resume_guarded(c, st)
+    if done == nil then break end
+  until done
+  if why and done ~= nil then abandon_guarded(c, st) end
+  unlock(c)
+  if why then return nil, why end
+  return total
+end
+
+-- RL_EV_SLAB: an entry came free; every send waiting for one tries again
+-- (in the order they came; the ones that find none wait again).
+sched.on_event(EV_SLAB, function(S)
+  local q = S.slabq
+  if not q then return end
+  for i = 1, #q do
+    local t = q[i]
+    q[i] = nil
+    wake(S, t, nil)
+  end
+end)
+
 function methods.send(c, ...)
   if c.closed then return nil, "closed" end
   local io = c.io
   local e = io.serr
   if e ~= 0 then return nil, errstr(e) end
-  local total, err = queue(c, ...)
+  if c.sending then
+    local why = wait_unlocked(c)
+    if why then return nil, why end
+  end
+  local total, err = queue(c, true, ...)
   if not total then return nil, err end
   local S = c.S
   if io.unsent > S.hiwat then
@@ -205,8 +359,8 @@ function methods.send_nowait(c, ...)
   local io = c.io
   local e = io.serr
   if e ~= 0 then return nil, errstr(e) end
-  if io.unsent > c.S.hiwat then return nil, "busy" end
-  local n, err = queue(c, ...)  -- not a tail call: keeps the misuse level
+  if io.unsent > c.S.hiwat or c.sending then return nil, "busy" end
+  local n, err = queue(c, false, ...)  -- not a tail call: keeps the misuse level
   return n, err
 end
 
@@ -227,6 +381,12 @@ function methods.send_from(c, src, max)
   if e ~= 0 then return nil, errstr(e), "send" end
   local p, n = view(src, 1)
   if not p then return nil, n, "receive" end
+  while c.sending do   -- another send is half-way (view may have waited)
+    local why = wait_unlocked(c)
+    if why then return nil, why, "send" end
+    p, n = view(src, 1)
+    if not p then return nil, n, "receive" end
+  end
   if max and n > max then n = max end
   local before = io.unsent
   local rc = C.rl_conn_send(c.w, c.slot, c.gen, p, n)
@@ -283,7 +443,7 @@ end
 
 -- Wake every parked writer and flusher of c with why: when c's last guard
 -- is released (region.conn_idle, why nil) and when c closes (ringline.conn).
-local function wake_writers(c, why)
+wake_writers = function(c, why)
   local S, wq = c.S, c.wq
   for j = 1, c.nw do
     local t = wq[j]

@@ -50,7 +50,7 @@ local errstr = errors.errstr
 
 -- resolved at load time: a trace cannot look up a new symbol
 local _ = C.rl_region_new, C.rl_region_free, C.rl_region_inflight, C.rl_conn_sendv,
-  C.rl_worker_features, C.rl_conn_send
+  C.rl_worker_features, C.rl_conn_send, C.rl_conn_sendv_upto
 
 local PART_COPY, PART_PINNED = C.RL_PART_COPY, C.RL_PART_PINNED
 local EV_GUARD = C.RL_EV_GUARD
@@ -422,10 +422,78 @@ local function copy_parts(c, parts, n)
   return rc
 end
 
--- send(c, lvl, nargs, ...): queue every argument as one rl_conn_sendv.
+-- Count guarded parts among parts[from, to) and hand them to c's books.
+local function account(c, g, parts, from, to)
+  local guarded = 0
+  for i = from, to - 1 do
+    if parts[i].region ~= PART_COPY then guarded = guarded + 1 end
+  end
+  if guarded > 0 then
+    local S = c.S
+    c.guards = c.guards + guarded
+    S.guards_out = S.guards_out + guarded
+    g.anchored = g.anchored + guarded
+  end
+end
+
+-- The slab was full at part k of the build (rl_conn_sendv_upto): the parts
+-- before it are queued, the rest move out of the shared build into a state
+-- of their own (the sender waits, and other sends build meanwhile). Their
+-- tokens stay anchored; strings made for numbers stay alive with them.
+-- Copied parts keep pointing into the caller's strings and string.buffers,
+-- which stay alive (send's arguments) and unchanged (send has not returned).
+local function pending(c, g, k, total)
+  local n = g.n
+  local parts = g.parts
+  account(c, g, parts, 0, k)
+  local rest = ffi_new("struct rl_part[?]", n - k)
+  ffi.copy(rest, parts + k, (n - k) * PART_SIZE)
+  local keep = false
+  if g.nkeep > 0 then
+    keep = {}
+    local gk = g.keep
+    for i = 1, g.nkeep do keep[i] = gk[i]; gk[i] = nil end
+    g.nkeep = 0
+  end
+  g.n = 0
+  return { parts = rest, off = 0, n = n - k, keep = keep, total = total }
+end
+
+-- Queue more of a pending send after a slab entry came free: true when all
+-- of it is queued, false when the slab filled up again, or nil, err (then
+-- what is left was dropped, as by M.abandon).
+function M.resume(c, st)
+  local g = c.S.rguards
+  local off, n = st.off, st.n
+  local rc = C.rl_conn_sendv_upto(c.w, c.slot, c.gen, st.parts + off, n - off)
+  if rc < 0 then
+    M.abandon(c, st)
+    return nil, errstr(rc)
+  end
+  account(c, g, st.parts, off, off + rc)
+  off = off + rc
+  st.off = off
+  return off == n
+end
+
+-- Give up a pending send: the tokens of the parts never queued go back.
+function M.abandon(c, st)
+  local g = c.S.rguards
+  local parts = st.parts
+  for i = st.off, st.n - 1 do
+    if parts[i].region ~= PART_COPY then drop_token(g, parts[i].token) end
+  end
+  st.off = st.n
+  st.keep = false
+end
+
+-- send(c, wait, lvl, nargs, ...): queue every argument as one rl_conn_sendv.
 -- Returns the byte count or nil, err (then nothing was queued). lvl: the
--- misuse level of the caller of conn:send, seen from here.
-function M.send(c, lvl, nargs, ...)
+-- misuse level of the caller of conn:send, seen from here. With wait, a
+-- full slab does not make a guarded part copied: the parts up to it are
+-- queued and the third value is the pending rest (M.resume, M.abandon),
+-- for the caller to send when an entry comes free (conn_send.lua).
+function M.send(c, wait, lvl, nargs, ...)
   local S = c.S
   local g = S.rguards or gstate(S)
   g.n, g.ng = 0, 0
@@ -443,6 +511,12 @@ function M.send(c, lvl, nargs, ...)
   local rc
   if g.ng == 0 then
     rc = copy_parts(c, g.parts, n)
+  elseif wait then
+    rc = C.rl_conn_sendv_upto(c.w, c.slot, c.gen, g.parts, n)
+    if rc >= 0 then
+      if rc < n then return total, nil, pending(c, g, rc, total) end
+      rc = 0
+    end
   else
     rc = C.rl_conn_sendv(c.w, c.slot, c.gen, g.parts, n)
   end
