@@ -67,6 +67,55 @@ static void listener_free(struct rl_worker *w, struct rl_listener *l, int err)
 	l->gen++;
 }
 
+/* Before binding a unix socket path: a socket file left by an earlier run
+ * (nobody accepts on it: connect says ECONNREFUSED) would make bind fail and
+ * is removed; a live one (connect succeeds, or its backlog is full) belongs
+ * to a server that is running, which must not silently lose its address to
+ * us: -EADDRINUSE. Only sockets are removed, never another kind of file
+ * (bind then fails with EADDRINUSE by itself). Two servers starting at the
+ * same instant can still both find the file stale; that race is theirs. */
+static int unix_path_free(const struct sockaddr_storage *ss, socklen_t len)
+{
+	struct stat st;
+	const char *path = ((const struct sockaddr_un *)ss)->sun_path;
+	if (stat(path, &st) != 0 || !S_ISSOCK(st.st_mode))
+		return 0;
+	int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (probe < 0)
+		return -errno;
+	int rc = connect(probe, (const struct sockaddr *)ss, len) == 0 ? 0 : -errno;
+	close(probe);
+	switch (rc) {
+	case -ECONNREFUSED: /* stale: nobody listens */
+		if (unlink(path) < 0 && errno != ENOENT)
+			return -errno;
+		return 0;
+	case -ENOENT: /* gone meanwhile */
+		return 0;
+	case 0:
+	case -EAGAIN: /* listening, its backlog full */
+	case -EINPROGRESS:
+		return -EADDRINUSE;
+	default: /* e.g. EACCES: cannot tell, so leave it alone */
+		return rc;
+	}
+}
+
+/* Permissions of a unix socket file: applied after bind (which created it)
+ * and before listen, so no peer can connect through the umask's mode in
+ * between (a connect to a socket that is not listening yet is refused).
+ * chmod on the path: fchmod on a socket changes the socket's inode, not
+ * the file. The directory must not be writable by others anyway. */
+static int unix_path_mode(const struct sockaddr_storage *ss, uint32_t flags)
+{
+	if (!(flags & RL_LISTEN_MODE))
+		return 0;
+	mode_t mode = (mode_t)((flags >> RL_LISTEN_MODE_SHIFT) & 0777);
+	if (chmod(((const struct sockaddr_un *)ss)->sun_path, mode) < 0)
+		return -errno;
+	return 0;
+}
+
 int rl__listen_socket(const char *addr, uint32_t flags, uint32_t backlog, int *port)
 {
 	struct sockaddr_storage ss;
@@ -74,26 +123,35 @@ int rl__listen_socket(const char *addr, uint32_t flags, uint32_t backlog, int *p
 	int rc = rl__parse_addr(addr, 1, &ss, &len);
 	if (rc)
 		return rc;
+	if (ss.ss_family == AF_UNIX) {
+		rc = unix_path_free(&ss, len);
+		if (rc)
+			return rc;
+	} else if (flags & RL_LISTEN_MODE) {
+		return -EINVAL; /* a mode is for unix socket files only */
+	}
 	int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -errno;
 	int one = 1;
-	if (ss.ss_family == AF_UNIX) {
-		/* A stale socket file from an earlier run would make bind fail;
-		 * only a socket is removed, never another kind of file. */
-		struct stat st;
-		const char *path = ((struct sockaddr_un *)&ss)->sun_path;
-		if (stat(path, &st) == 0 && S_ISSOCK(st.st_mode))
-			unlink(path);
-	} else {
+	if (ss.ss_family != AF_UNIX) {
 		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
 		if (flags & RL_LISTEN_REUSEPORT)
 			setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
 		if (flags & RL_LISTEN_NODELAY) /* accepted sockets inherit it */
 			setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	}
-	if (bind(fd, (struct sockaddr *)&ss, len) < 0 || listen(fd, (int)backlog) < 0) {
+	if (bind(fd, (struct sockaddr *)&ss, len) < 0) {
 		rc = -errno;
+		close(fd);
+		return rc;
+	}
+	rc = ss.ss_family == AF_UNIX ? unix_path_mode(&ss, flags) : 0;
+	if (rc == 0 && listen(fd, (int)backlog) < 0)
+		rc = -errno;
+	if (rc) {
+		if (ss.ss_family == AF_UNIX) /* ours: bound a moment ago */
+			unlink(((struct sockaddr_un *)&ss)->sun_path);
 		close(fd);
 		return rc;
 	}
@@ -182,6 +240,15 @@ int rl_listener_close(struct rl_worker *w, int id)
 	l->closing = 1;
 	if (l->kind == RL_LISTENER_MEMBER)
 		rl__handoff_leave(l->h, w, id);
+	/* A unix socket refuses new peers from now on (connect sees
+	 * ECONNREFUSED once SHUT_RD is set), not only once its accept is
+	 * cancelled: a listener opened on its path right after this finds the
+	 * file stale and takes it, as it would after the close completed. */
+	int domain = 0;
+	socklen_t dlen = sizeof(domain);
+	if (l->fd >= 0 && getsockopt(l->fd, SOL_SOCKET, SO_DOMAIN, &domain, &dlen) == 0 &&
+	    domain == AF_UNIX)
+		shutdown(l->fd, SHUT_RD);
 	if (!l->armed) {
 		listener_free(w, l, 0);
 		return 0;

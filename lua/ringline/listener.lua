@@ -19,6 +19,7 @@ local errstr = errors.errstr
 local conn_new, spawn_handler = conn.new, sched.spawn_handler
 
 local LISTEN_REUSEPORT, LISTEN_NODELAY = C.RL_LISTEN_REUSEPORT, C.RL_LISTEN_NODELAY
+local LISTEN_MODE, MODE_SHIFT = C.RL_LISTEN_MODE, 2 ^ C.RL_LISTEN_MODE_SHIFT
 local RESET = C.RL_CLOSE_RESET
 local EV_LISTENER = C.RL_EV_LISTENER
 
@@ -49,6 +50,17 @@ local function addr_host(addr)
   return "0.0.0.0"
 end
 
+-- opts.mode: the unix socket file's permissions, a number (0660 written
+-- tonumber("660", 8)) or a string of octal digits ("660", "0660").
+local function file_mode(mode)
+  if type(mode) == "string" then
+    if not mode:match("^0?[0-7][0-7][0-7]$") then return nil end
+    return tonumber(mode, 8)
+  end
+  if type(mode) == "number" and mode >= 0 and mode <= 511 and mode % 1 == 0 then return mode end
+  return nil
+end
+
 function M.listen(S, addr, handler, opts)
   if type(addr) == "number" then
     if addr < 0 or addr > 65535 or addr % 1 ~= 0 then
@@ -72,6 +84,15 @@ function M.listen(S, addr, handler, opts)
     error("ringline.listen: opts.accept must be \"reuseport\" or \"acceptor\"", 3)
   end
   local unix = addr:sub(1, 5) == "unix:"
+  local mode = opts.mode
+  if mode ~= nil then
+    mode = file_mode(mode)
+    if not mode then
+      error("ringline.listen: opts.mode must be permissions 0..0777, a number or an octal "
+        .. "string such as \"0660\"", 3)
+    end
+    if not unix then error("ringline.listen: opts.mode is for unix sockets only", 3) end
+  end
   -- SO_REUSEPORT does not apply to unix sockets: a second worker's bind
   -- would replace the first one's socket file. They always share one.
   local shared = H and log.workers > 1 and (accept == "acceptor" or unix)
@@ -84,6 +105,7 @@ function M.listen(S, addr, handler, opts)
   local reuseport = opts.reuseport
   if reuseport == nil then reuseport = log.workers > 1 end
   local flags = (opts.nodelay ~= false and LISTEN_NODELAY or 0) + (reuseport and LISTEN_REUSEPORT or 0)
+  if mode then flags = flags + LISTEN_MODE + mode * MODE_SHIFT end
   local w = sched.start(S)
   local id
   if shared then
