@@ -42,7 +42,13 @@ while true do
   local name, value = line:match("^([^:]+):%s*(.-)%s*$")
   if name then
     name = name:lower()
-    if name == "content-length" then length = tonumber(value) end
+    if name == "content-length" then
+      -- decimal digits only (no sign, "0x" or exponent), at most 15 of them
+      -- (exact in a double); a repeat must say the same
+      local v = #value <= 15 and value:match("^%d+$") and tonumber(value)
+      if not v or (length and v ~= length) then fail("headers", "bad Content-Length: " .. line) end
+      length = v
+    end
     if name == "transfer-encoding" then chunked = value:lower() ~= "identity" end
   end
 end

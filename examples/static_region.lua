@@ -156,6 +156,21 @@ local function value_has(p, s, e, lit)
   return false
 end
 
+-- A Content-Length value p[s, e): 1 to 15 decimal digits and nothing else,
+-- or nil. No sign, no "0x", no exponent, no space inside: a value another
+-- parser (a proxy in front) could read differently is a request-smuggling
+-- primitive. 15 digits stay exact in a double.
+local function content_length(p, s, e)
+  if e == s or e - s > 15 then return nil end
+  local v = 0
+  for k = s, e - 1 do
+    local d = p[k] - 48
+    if d < 0 or d > 9 then return nil end
+    v = v * 10 + d
+  end
+  return v
+end
+
 -- One request head p[s, e) (e just past "\r\n\r\n"). Returns the route (or
 -- false: 404), whether it is HEAD, whether to close after it, the body
 -- length to skip; or nil and an error response.
@@ -180,7 +195,7 @@ local function parse_head(p, s, e)
   end
   local http10 = p[i + 7] == 48
   i = i + 10
-  local close, keepalive, body = false, false, 0
+  local close, keepalive, body, has_length = false, false, 0, false
   while i < e - 2 do
     local ns = i
     while p[i] > 32 and p[i] < 127 and p[i] ~= 58 do i = i + 1 end
@@ -197,9 +212,12 @@ local function parse_head(p, s, e)
       if value_has(p, vs, ve, "close") then close = true end
       if value_has(p, vs, ve, "keep-alive") then keepalive = true end
     elseif name_is(p, ns, ne, "content-length") then
-      local v = tonumber(ffi.string(p + vs, ve - vs))
-      if not v or v < 0 or v % 1 ~= 0 then return nil, BAD_REQUEST end
-      body = v
+      local e2 = ve                                 -- without trailing white space
+      while e2 > vs and (p[e2 - 1] == SP or p[e2 - 1] == 9) do e2 = e2 - 1 end
+      local v = content_length(p, vs, e2)
+      -- repeated: only the same value again (RFC 9110 8.6)
+      if not v or (has_length and v ~= body) then return nil, BAD_REQUEST end
+      body, has_length = v, true
     elseif name_is(p, ns, ne, "transfer-encoding") then
       return nil, BAD_REQUEST
     end

@@ -103,6 +103,25 @@ describe("examples/udp_echo.lua", function()
 end)
 
 describe("examples/http_client.lua", function()
+  -- One canned response to the client: the server runs in this process
+  -- while the client runs in its own.
+  local function serve_one(response)
+    return ringline.run({ timeout = 20 }, function()
+      local done = ringline.semaphore(0)
+      local lst = assert(ringline.listen("127.0.0.1:0", function(c)
+        repeat local line = c:receive("*l") until line == "" or not line
+        c:send(response)
+        done:post()
+      end))
+      local _, port = lst:getsockname()
+      local client = proc.spawn(("%s %s/examples/http_client.lua 127.0.0.1 %d /"):format(
+        proc.quote(host), root, port), 20)
+      assert(done:wait(15))
+      lst:close()
+      return client
+    end)
+  end
+
   it("fetches from http_hello.lua, prints the body and exits 0", function()
     local srv, port = start("http_hello")
     local code, out, err = proc.run(("%s %s/examples/http_client.lua 127.0.0.1 %d /"):format(
@@ -117,23 +136,6 @@ describe("examples/http_client.lua", function()
   end)
 
   it("reads a chunked body; a bad chunk size exits 1 naming it", function()
-    -- the server runs in this process while the client runs in its own
-    local function serve_one(response)
-      return ringline.run({ timeout = 20 }, function()
-        local done = ringline.semaphore(0)
-        local lst = assert(ringline.listen("127.0.0.1:0", function(c)
-          repeat local line = c:receive("*l") until line == "" or not line
-          c:send(response)
-          done:post()
-        end))
-        local _, port = lst:getsockname()
-        local client = proc.spawn(("%s %s/examples/http_client.lua 127.0.0.1 %d /"):format(
-          proc.quote(host), root, port), 20)
-        assert(done:wait(15))
-        lst:close()
-        return client
-      end)
-    end
     local good = serve_one("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
       .. "5\r\nHello\r\n8;ext=1\r\n, World!\r\n0\r\nX-Trailer: 1\r\n\r\n")
     local code, out, err = good:wait()
@@ -143,6 +145,25 @@ describe("examples/http_client.lua", function()
     code, out, err = bad:wait()
     assert.are.equal(1, code)
     assert.matches("bad chunk size line: zz", err, 1, true)
+  end)
+
+  it("refuses a loose or conflicting Content-Length: exit 1 naming it", function()
+    local clients = {}
+    for _, v in ipairs({ "0x4", "+4", "1e0", "-0", "1e20", "4.0", ("9"):rep(16), "4\r\nContent-Length: 5" }) do
+      clients[#clients + 1] = { v, serve_one("HTTP/1.1 200 OK\r\nContent-Length: " .. v
+        .. "\r\nConnection: close\r\n\r\nabcdefghij") }
+    end
+    for _, vc in ipairs(clients) do
+      local code, _, err = vc[2]:wait()
+      assert.are.equal(1, code, vc[1])
+      assert.matches("bad Content-Length", err, 1, true)
+    end
+    -- the same length twice is one length
+    local same = serve_one("HTTP/1.1 200 OK\r\nContent-Length: 4\r\nContent-Length: 4\r\n"
+      .. "Connection: close\r\n\r\nabcd")
+    local code, out, err = same:wait()
+    assert.are.equal(0, code, err)
+    assert.are.equal("abcd", out:match("^[^\n]*"))
   end)
 
   it("exits 1 naming the reason when the server is not there, 1 without arguments", function()

@@ -136,6 +136,17 @@ describe("examples/http_hello.lua", function()
     assert.matches("\r\n\r\n$", got)                -- and nothing after it
   end)
 
+  it("answers 400 to a loose or repeated Content-Length (request smuggling)", function()
+    for _, v in ipairs({ "0x4", "+4", "1e0", "-0", "1e20", "4.0", "4, 4", ("9"):rep(16),
+                         "4\r\nContent-Length: 5", "4\r\nContent-Length: 4" }) do
+      local got = client(port, function(c)
+        assert(c:send("POST / HTTP/1.1\r\nHost: test\r\nContent-Length: " .. v .. "\r\n\r\nabcd"))
+        return assert(c:receive("*a"))
+      end)
+      assert.matches("^HTTP/1.1 400 Bad Request\r\n", got, nil, false, v)
+    end
+  end)
+
   it("answers 400 to a bare LF inside a header line", function()
     local got = client(port, function(c)
       assert(c:send("GET / HTTP/1.1\r\nHost: test\r\nX-A: 1\nX-B: 2\r\n\r\n"))

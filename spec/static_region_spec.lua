@@ -182,6 +182,33 @@ for _, mode in ipairs({ "zc", "copy" }) do
       assert.matches("^HTTP/1.1 431 ", d)
     end)
 
+    it("answers 400 to a loose or conflicting Content-Length (request smuggling)", function()
+      local hostile = {
+        { "0x4" }, { "+4" }, { "1e0" }, { "-0" }, { "1e20" }, { "4.0" }, { " 4 4" }, { "4, 4" },
+        { "" }, { "0004x" }, { ("9"):rep(16) }, { "4", "5" }, { "5", "4" },
+      }
+      for _, values in ipairs(hostile) do
+        local head = "GET /one.txt HTTP/1.1\r\nHost: t\r\n"
+        for _, v in ipairs(values) do head = head .. "Content-Length: " .. v .. "\r\n" end
+        local got = client(port, function(c)
+          assert(c:send(head .. "\r\nabcd"))
+          return c:receive("*a")
+        end)
+        assert.matches("^HTTP/1.1 400 Bad Request\r\n", got, nil, false,
+          "Content-Length " .. table.concat(values, " / "))
+      end
+      -- the same value twice is one length; trailing white space is allowed
+      local got = client(port, function(c)
+        assert(c:send("GET /one.txt HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\n"
+          .. "Content-Length: 4 \r\n\r\nabcdGET /small.txt HTTP/1.1\r\nHost: t\r\n"
+          .. "Connection: close\r\n\r\n"))
+        return c:receive("*a")
+      end)
+      local _, n = got:gsub("HTTP/1.1 200 OK\r\n", "")
+      assert.are.equal(2, n, got)
+      assert.matches(FILES["small.txt"] .. "$", got)
+    end)
+
     it("stops with status 0 on SIGTERM", function() stop_cleanly(srv) end)
   end)
 end
