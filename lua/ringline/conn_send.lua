@@ -39,7 +39,7 @@ local resume_guarded, abandon_guarded = region.resume, region.abandon
 local view, begin_wait = read.methods.view, read.begin_wait
 
 local _ = C.rl_worker_want_slab   -- resolved at load time (see sched.lua)
-local EV_SLAB = 12
+local EV_SLAB = C.RL_EV_SLAB
 
 local MORE = {}          -- send_check: "more than the threshold is still unsent"
 
