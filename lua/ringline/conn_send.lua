@@ -313,11 +313,12 @@ guarded_rest = function(c, total, st)
   local why, done
   repeat
     why = wait_slab(c)
-    if why then break end
-    done, why = resume_guarded(c, st)
-    if done == nil then break end
-  until done
-  if why and done ~= nil then abandon_guarded(c, st) end
+    if why then
+      abandon_guarded(c, st)   -- the parts never queued: their tokens go back
+      break
+    end
+    done, why = resume_guarded(c, st)   -- nil, err: it dropped the rest itself
+  until done ~= false
   unlock(c)
   if why then return nil, why end
   return total

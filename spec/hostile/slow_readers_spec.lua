@@ -109,6 +109,58 @@ describe("hostile: slow readers", function()
     assert.are.equal(N, st.released)
   end)
 
+  it("a send waiting for a slab entry times out cleanly: its tokens go back, others go on", function()
+    local BODY = 16 * MiB
+    local S, res = run_s(function()
+      local r = assert(ringline.region(BODY))
+      local go, hold_done = support.event(), support.event()
+      local out = {}
+      local lst, port = server(function(c)
+        local who = assert(c:receive("*l"))
+        if who == "holder" then
+          -- the only entry, held: its peer does not read yet
+          out.holder = { c:send(r:slice(0, BODY)) }
+          hold_done.set()
+        else
+          go.wait()
+          c:settimeout(50)
+          out.waiter = { c:send("x", r:slice(0, 65536)) }
+          c:settimeout(5000)
+          out.after = { c:send("plain\n") }   -- the lock was released
+          local g = sched.state().rguards
+          out.tokens = { top = g.top, free = g.nfree }
+        end
+      end)
+      local holder = connect(port)
+      holder:settimeout(20000)
+      assert(holder:send("holder\n"))
+      local waiter = connect(port)
+      waiter:settimeout(20000)
+      assert(waiter:send("waiter\n"))
+      assert(support.eventually(function() return ringline.metrics().slab_used == 1 end))
+      go.set()
+      -- the copied part before the guarded one was queued (a prefix, as documented)
+      assert.are.equal("xplain", assert(waiter:receive("*l")))
+      waiter:close()
+      assert.are.equal(BODY, #assert(holder:receive(BODY)))
+      hold_done.wait()
+      holder:close()
+      lst:close()
+      idle_metrics()
+      assert.is_true(r:free())
+      return out
+    end, { timeout = 30, send_slab_entries = 1 })
+    assert.are.same({ nil, "timeout" }, res.waiter)
+    assert.are.same({ 6 }, res.after)
+    assert.are.same({ BODY }, res.holder)
+    -- at that moment only the holder's guard was out: every other token was back
+    assert.are.equal(res.tokens.top - 1, res.tokens.free)
+    local st = region.stats(S)
+    assert.are.equal(0, st.unknown)
+    assert.are.equal(0, st.out)
+    assert.are.equal(st.anchored, st.released)
+  end)
+
   it("a 64 MiB copied send queues at most the high watermark plus one slot at a time", function()
     local BLOCK, NBLOCKS = MiB, 64
     local base = support.pattern(BLOCK, 3)
