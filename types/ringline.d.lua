@@ -42,6 +42,7 @@
 ---@field accept? '"reuseport"'|'"acceptor"'
 ---@field reuseport? boolean
 ---@field backlog? integer        accepted and ignored (listen_backlog key)
+---@field mode? integer|string    unix sockets: the file's permissions (tonumber("660", 8) or "0660")
 
 ---@class ringline.connectopts
 ---@field timeout? number seconds for the lookup and every attempt (nil or 0: none)
