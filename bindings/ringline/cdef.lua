@@ -65,6 +65,7 @@ enum rl_event_type {
 	RL_EV_TIMER = 6,
 	RL_EV_FD = 7,
 	RL_EV_LISTENER = 8,
+	RL_EV_PENDING = 12,
 	RL_EV_UDP = 11,
 	RL_EV_MESSAGE = 10,
 	RL_EV_GUARD = 9,
@@ -208,6 +209,7 @@ int rl_conn_consume(struct rl_worker *w, uint32_t slot, uint32_t gen, uint32_t n
 int rl_conn_want_recv(struct rl_worker *w, uint32_t slot, uint32_t gen, uint32_t min_bytes);
 int rl_conn_send(struct rl_worker *w, uint32_t slot, uint32_t gen, const void *data, size_t len);
 int rl_conn_want_send(struct rl_worker *w, uint32_t slot, uint32_t gen, uint32_t threshold);
+int rl_conn_probe(struct rl_worker *w, uint32_t slot, uint32_t gen);
 int rl_conn_shutdown(struct rl_worker *w, uint32_t slot, uint32_t gen);
 int rl_conn_close(struct rl_worker *w, uint32_t slot, uint32_t gen, int how);
 int rl_conn_fd(struct rl_worker *w, uint32_t slot, uint32_t gen);

@@ -150,6 +150,8 @@ enum rl_event_type {
 	RL_EV_TIMER = 6,     /* timer fired; slot = timer id, data = token */
 	RL_EV_FD = 7,        /* a descriptor for the connection is ready (rl_conn_fd); res = fd or -errno */
 	RL_EV_LISTENER = 8,  /* listener stopped accepting for good; slot = listener id, res = -errno */
+	RL_EV_PENDING = 12,  /* rl_conn_probe's answer: res = 1 (unread bytes wait in the
+	                        kernel), 0 (none) or -errno */
 	RL_EV_UDP = 11,      /* datagrams wait on UDP socket `slot` (after rl_udp_want), or it failed: res < 0 */
 	RL_EV_MESSAGE = 10,  /* the inbox has messages: take them with rl_worker_take_message */
 	RL_EV_GUARD = 9,     /* a guarded part is released for good: data = its token,
@@ -415,6 +417,12 @@ int rl_conn_want_recv(struct rl_worker *w, uint32_t slot, uint32_t gen, uint32_t
 int rl_conn_send(struct rl_worker *w, uint32_t slot, uint32_t gen, const void *data, size_t len);
 /* Ask for one RL_EV_SEND once unsent <= threshold (0 = fully flushed). */
 int rl_conn_want_send(struct rl_worker *w, uint32_t slot, uint32_t gen, uint32_t threshold);
+/* Does the kernel hold unread bytes for this connection? One RL_EV_PENDING
+ * answers, after every receive completion already posted (so what it says
+ * is beyond io->rlen): 1 = yes (the receive path will bring them when asked
+ * with rl_conn_want_recv), 0 = no (or the peer ended its side). A graceful
+ * stop serves what arrived before it with this. -ESTALE, -EPIPE (closing). */
+int rl_conn_probe(struct rl_worker *w, uint32_t slot, uint32_t gen);
 /* Half-close (SHUT_WR) once the queue drains. */
 int rl_conn_shutdown(struct rl_worker *w, uint32_t slot, uint32_t gen);
 int rl_conn_close(struct rl_worker *w, uint32_t slot, uint32_t gen, int how);

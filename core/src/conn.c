@@ -16,7 +16,8 @@
  *
  * Close: closing -> (graceful: queue drained | reset: send cancelled, queue
  * dropped, SO_LINGER 0) -> recv cancelled -> every other op completed ->
- * fixed file closed -> slot freed on that completion.
+ * (graceful: every zero-copy notification in) -> fixed file closed -> slot
+ * freed on that completion.
  */
 #include <errno.h>
 #include <string.h>
@@ -402,6 +403,13 @@ void rl__conn_close_step(struct rl_worker *w, struct rl_conn *c)
 	}
 	if (c->ops)
 		return;
+	/* Zero-copy bytes still in the socket's send queue: a graceful close
+	 * waits until the kernel gave them back (the peer took them). Closing
+	 * now would leave them to an orphaned socket nobody can reset, whose
+	 * notifications come whenever that peer reads - or never. A reset
+	 * purges the queue instead, and the notifications follow the close. */
+	if (c->zc_notifs && c->close_how != RL_CLOSE_RESET)
+		return;
 	if (c->rawfd >= 0) {
 		close(c->rawfd); /* the fixed entry still holds the socket */
 		c->rawfd = -1;
@@ -447,7 +455,7 @@ void rl__conn_on_close(struct rl_worker *w, struct io_uring_cqe *cqe)
 		rl__emit(w, RL_EV_CLOSED, reason, c->slot, gen, 0);
 }
 
-/* Completions that only finish a step: cancel, shutdown, fd install. */
+/* Completions that only finish a step: cancel, shutdown, fd install, probe. */
 void rl__conn_on_simple(struct rl_worker *w, struct io_uring_cqe *cqe)
 {
 	struct rl_conn *c = rl__conn_of_cqe(w, cqe);
@@ -457,6 +465,14 @@ void rl__conn_on_simple(struct rl_worker *w, struct io_uring_cqe *cqe)
 	switch (rl_ud_op(cqe->user_data)) {
 	case RL_OP_SHUTDOWN:
 		c->shut_inflight = 0;
+		break;
+	case RL_OP_PROBE:
+		c->probe_inflight = 0;
+		/* > 0: bytes wait (the receive path brings them); 0 (the peer
+		 * ended its side) and -EAGAIN (nothing there): none */
+		rl__emit(w, RL_EV_PENDING,
+			 cqe->res > 0 ? 1 : (cqe->res == 0 || cqe->res == -EAGAIN) ? 0 : cqe->res,
+			 c->slot, c->io.gen, 0);
 		break;
 	case RL_OP_FD_INSTALL:
 		c->fd_pending = 0;
@@ -580,6 +596,33 @@ int rl_conn_shutdown(struct rl_worker *w, uint32_t slot, uint32_t gen)
 	c->shut_pending = 1;
 	if (!c->send_inflight && !c->sq_head && !c->connecting)
 		shutdown_submit(w, c);
+	return 0;
+}
+
+/* A graceful stop serves what has arrived, and only that: a peek that does
+ * not wait (MSG_DONTWAIT makes io_uring complete it with -EAGAIN instead of
+ * arming a poll) tells whether the socket holds unread bytes. Its answer
+ * follows every completion already posted, so bytes the multishot receive
+ * took before it are in the accumulator by then. */
+int rl_conn_probe(struct rl_worker *w, uint32_t slot, uint32_t gen)
+{
+	struct rl_conn *c = rl__conntab_get(&w->conns, slot, gen);
+	if (!c)
+		return -ESTALE;
+	if (c->closing)
+		return -EPIPE;
+	if (c->connecting)
+		return -ENOTCONN;
+	if (c->probe_inflight)
+		return 0; /* its answer serves this call too */
+	struct io_uring_sqe *sqe = rl__sqe(w);
+	if (!sqe)
+		return -EBUSY;
+	io_uring_prep_recv(sqe, (int)c->slot, &w->probe_byte, 1, MSG_PEEK | MSG_DONTWAIT);
+	sqe->flags |= IOSQE_FIXED_FILE;
+	set_ud(sqe, RL_OP_PROBE, c);
+	c->probe_inflight = 1;
+	rl__conn_op_start(w, c);
 	return 0;
 }
 

@@ -93,7 +93,7 @@ struct rl_slab_entry {
 	uint32_t index;
 	uint32_t gen;
 	uint32_t slot;               /* owning connection */
-	uint32_t conn_gen;
+	uint32_t conn_gen;           /* owning connection's generation */
 	uint32_t notifs;             /* notifications still due */
 	uint32_t next_free;
 	uint8_t niov;
@@ -160,6 +160,8 @@ struct rl_conn {
 	int32_t close_res;         /* reason reported with RL_EV_CLOSED */
 	int32_t connreq;           /* outbound: request index until connected, else -1 */
 	uint32_t next_starved;     /* link in the ENOBUFS re-arm list */
+	uint32_t zc_notifs;        /* zero-copy notifications still due for its sends:
+	                              a graceful close keeps the socket until they came */
 	uint8_t recv_armed;
 	uint8_t recv_cancel;       /* an ASYNC_CANCEL for the recv is in flight */
 	uint8_t starved;           /* on the re-arm list */
@@ -178,6 +180,7 @@ struct rl_conn {
 	uint8_t connecting;
 	uint8_t linger_tried;      /* reset: fd install attempted */
 	uint8_t connect_cancel;    /* closing while connecting: CONNECT cancelled */
+	uint8_t probe_inflight;    /* an rl_conn_probe peek is in flight */
 	uint32_t token;            /* outbound: the caller's connect token */
 };
 
@@ -400,6 +403,7 @@ struct rl_worker {
 				    * again if no connection of ours closes first (0: none) */
 	uint32_t nofile_share;     /* what it added to the process's RLIMIT_NOFILE want */
 	uint64_t wake_buf;
+	uint8_t probe_byte;          /* where rl_conn_probe peeks land (never read) */
 	int wake_armed;
 	struct rl_inbox inbox;
 	int inbox_ok;

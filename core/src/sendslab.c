@@ -14,6 +14,13 @@
  * The entry is released, and each guard handed back as RL_EV_GUARD, only
  * when no further operation will be submitted for it and every promised
  * notification has arrived; both CQE kinds carry the entry's generation.
+ *
+ * Until then the kernel holds the bytes in the socket's send queue, and only
+ * the socket can give them back: a notification comes when the peer has
+ * taken the bytes, or when the queue is purged (a reset). So the owning
+ * connection counts the notifications due (zc_notifs) and a graceful close
+ * keeps the socket open until they came; a reset close does not wait, its
+ * SO_LINGER{1,0} close purges the queue and they follow at once.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -159,13 +166,23 @@ void rl__slab_on_cqe(struct rl_worker *w, struct io_uring_cqe *cqe)
 		w->m.zc_notifs++;
 		if ((uint32_t)cqe->res & RL_IORING_NOTIF_USAGE_ZC_COPIED)
 			w->m.zc_copied++;
+		/* A reset close does not wait for notifications, so the
+		 * connection may be gone (or its slot reused) by now. */
+		struct rl_conn *owner = rl__conntab_get(&w->conns, e->slot, e->conn_gen);
 		maybe_release(w, e);
+		if (owner && owner->zc_notifs) {
+			owner->zc_notifs--;
+			if (owner->closing)
+				rl__conn_close_step(w, owner);
+		}
 		return;
 	}
-	if (cqe->flags & IORING_CQE_F_MORE)
-		e->notifs++;
 	/* the connection cannot be gone: its send holds an op count */
 	struct rl_conn *c = &w->conns.conns[e->slot];
+	if (cqe->flags & IORING_CQE_F_MORE) {
+		e->notifs++;
+		c->zc_notifs++;
+	}
 	int res = cqe->res;
 	if (res > 0) {
 		e->node.off += (uint32_t)res;
@@ -205,6 +222,7 @@ static void finish(struct rl_worker *w, struct rl_conn *c, struct rl_slab_entry 
 	e->node.len = total;
 	e->queued = 1;
 	e->slot = c->slot; /* its completions are accounted on this connection */
+	e->conn_gen = c->io.gen;
 	rl__conn_enqueue(w, c, &e->node);
 }
 

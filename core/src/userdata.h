@@ -49,6 +49,7 @@ enum rl_op {
 	                      fixed index `index` to a group member */
 	RL_OP_HANDIN,      /* member: a connection arrived; index = listener id,
 	                      gen = its generation, res = the fixed index */
+	RL_OP_PROBE,       /* rl_conn_probe: a non-blocking MSG_PEEK recv */
 	RL_OP__COUNT
 };
 

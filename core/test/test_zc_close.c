@@ -11,6 +11,9 @@
  *     arrives), reset with the send blocked on a peer that does not read
  *     (must not wait for that peer), reset before the send was even
  *     submitted, and rl_worker_destroy with a guarded send blocked.
+ *  E. graceful close with the send done but its notification still due (the
+ *     peer has not taken the bytes): the socket is held until it came, and
+ *     rl_worker_destroy meanwhile resets it and ends at once.
  *  F. the kernel fails the send (-EFAULT on a held part it cannot read).
  */
 #include <errno.h>
@@ -248,6 +251,116 @@ static void phase_d_teardown(void)
 	CHECK_EQ(held_outstanding, 0);
 }
 
+/* ---- E: a graceful close while a zero-copy notification is due ---- */
+
+/* The send has completed (its bytes are in the socket's send queue) but the
+ * kernel still holds them: the peer has not taken them. */
+static int sent_not_notified(struct t_ctx *t)
+{
+	return rl_conn_io(t->w, cur->slot)->unsent == 0 && held_outstanding > 0;
+}
+
+static t_event_fn zc_on_event;
+static int held_at_close = -1; /* held guards still out when RL_EV_CLOSED came */
+
+static void on_event_e(struct t_ctx *t, const struct rl_event *e)
+{
+	zc_on_event(t, e);
+	if (e->type == RL_EV_CLOSED)
+		held_at_close = (int)held_outstanding;
+}
+
+static int closed_or_only_notif_due(struct t_ctx *t)
+{
+	return server_closed(t) || rl_worker_metrics(t->w)->ops_inflight == 1;
+}
+
+/* 256 KiB held, to a peer with a 4 KiB receive buffer. */
+static void send_held(struct t_ctx *t, struct sconn *c, struct reg *r)
+{
+	struct spec s[1] = { { K_REGION, 256 * 1024 } };
+	conn_open(t, c, 22, 4096);
+	c->peer.no_read = 1;
+	region_new(t, r, region_bytes(s, 1));
+	CHECK_EQ(sendv(t, c, r, s, 1, c->gen, 0, 0), 0);
+	poll_immediate(t);
+	T_WAIT(t, sent_not_notified, 10);
+}
+
+/* The close completes only after the kernel gave the bytes back: the socket
+ * stays open (and resettable) meanwhile, and every byte still arrives. */
+static void phase_e_graceful_held(struct t_ctx *t)
+{
+	struct sconn c;
+	struct reg r;
+	send_held(t, &c, &r);
+	zc_on_event = t->on_event;
+	t->on_event = on_event_e;
+	held_at_close = -1;
+	CHECK_EQ(rl_conn_close(t->w, c.slot, c.gen, RL_CLOSE_GRACEFUL), 0);
+	/* every operation of the close done (the listener's accept is left),
+	 * or the connection gone: it must still be there, waiting */
+	T_WAIT(t, closed_or_only_notif_due, 10);
+	CHECK(!server_closed(t));
+	CHECK_EQ(rl_conn_io(t->w, c.slot)->state, RL_CONN_CLOSING);
+	c.peer.no_read = 0;
+	T_WAIT(t, peer_done, 10);
+	T_WAIT(t, closed_and_released, 10);
+	ASSERT(held_at_close == 0, "closed with %d held guard(s) still out", held_at_close);
+	t->on_event = zc_on_event;
+	check_guards_idle(t);
+	region_free(t, &r);
+	close(c.peer.fd);
+	cur = NULL;
+	t_check_idle(t);
+}
+
+/* rl_worker_destroy after such a graceful close began, the peer never
+ * reading: teardown resets the socket, which brings the notification, and
+ * ends at once (it used to wait 10 s for a notification that only the
+ * peer's reading could bring, then fail with -ETIMEDOUT). */
+static void phase_e_teardown(void)
+{
+	struct t_ctx t;
+	struct sconn c;
+	struct reg r;
+	zc_start(&t, NULL);
+	uint32_t tok0 = next_tok;
+	send_held(&t, &c, &r);
+	CHECK_EQ(rl_conn_close(t.w, c.slot, c.gen, RL_CLOSE_GRACEFUL), 0);
+	poll_immediate(&t);
+	double t0 = t_now();
+	int rc = rl_worker_destroy(t.w);
+	double took = t_now() - t0;
+	ASSERT(rc == -EBUSY, "rl_worker_destroy: %s (%d)", rl_strerror(rc), rc);
+	ASSERT(took < 1.0, "rl_worker_destroy took %.2f s", took);
+	/* the peer sees a prefix of the stream, then the reset */
+	c.peer.no_read = 0;
+	for (double end = t_now() + 10; !c.peer.err && !c.peer.eof;) {
+		ASSERT(t_now() < end, "peer not disconnected by the teardown");
+		struct pollfd pfd = { .fd = c.peer.fd, .events = POLLIN };
+		if (!t_peer_pump(&c.peer) && !c.peer.err && !c.peer.eof)
+			CHECK(poll(&pfd, 1, 1000) >= 0);
+	}
+	ASSERT(c.peer.err == ECONNRESET, "peer: %s, eof %d", strerror(c.peer.err), c.peer.eof);
+	for (uint32_t k = tok0; k < next_tok; k++) {
+		struct guard *g = &guards[k];
+		if (g->used && !g->seen) {
+			g->used = 0;
+			if (g->zc)
+				held_outstanding--;
+			issued--;
+		}
+	}
+	for (int i = 0; i < T_REGIONS; i++)
+		if (regs[i] == &r)
+			regs[i] = NULL;
+	close(c.peer.fd);
+	cur = NULL;
+	free(t.log);
+	CHECK_EQ(held_outstanding, 0);
+}
+
 /* ---- F: the kernel fails the send itself ---- */
 
 static int send_failed(struct t_ctx *t)
@@ -305,6 +418,7 @@ int main(void)
 	phase_d_graceful(&t);
 	phase_d_reset(&t, 0);
 	phase_d_reset(&t, 1);
+	phase_e_graceful_held(&t);
 	uint8_t *noaccess = mmap(NULL, 1 << 16, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	CHECK(noaccess != MAP_FAILED);
 	phase_f_fault(&t, noaccess, 20);
@@ -314,5 +428,6 @@ int main(void)
 	t_finish(&t);
 
 	phase_d_teardown();
+	phase_e_teardown();
 	return 0;
 }

@@ -331,9 +331,10 @@ local function drain(S, limit)
   local until_t = C.rl_worker_now(w) + limit
   while C.rl_worker_live(w) > 0 or S.guards_out > 0 do
     local left = until_t - C.rl_worker_now(w)
-    if left <= 0 then break end
+    if left <= 0 then return false end
     poll_dispatch(S, w, math_max(1, math_ceil(left * 1000)))
   end
+  return true
 end
 
 -- Which tasks were still waiting: the first thing one wants to know when a
@@ -358,7 +359,13 @@ local function teardown(S, normal)
     -- after a graceful stop, only what is left of its deadline
     local limit = S.drain_timeout or 5
     if S.drain_until then limit = math_max(0, S.drain_until - C.rl_worker_now(w)) end
-    drain(S, limit)
+    if not drain(S, limit) and S.drain_until then
+      -- a graceful stop's deadline passed while connections were still
+      -- closing (a peer not reading what they flush): reset like below
+      S.abort = "drain"
+      log.log(log.WARN, "drain timeout: resetting what is left (",
+        C.rl_worker_live(w), " connection(s), listener(s) or timer(s))")
+    end
   end
   local h = hooks.stopping
   if h then h(S, w) end
@@ -420,6 +427,7 @@ function M.run(opts, fn, ...)
       C.rl_worker_live(S.w), " connection(s), listener(s) or timer(s))")
   end
   local tok, rc = pcall(teardown, S, ok and not abort)
+  abort = S.abort
   set_state(nil)
   if not ok then error(err, 0) end
   if abort == "error" then error(main.err, 0) end
