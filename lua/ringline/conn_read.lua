@@ -70,16 +70,59 @@ local function end_read(c, t)
   end
 end
 
+-- A graceful stop (ringline.worker) serves what has arrived on accepted
+-- connections, and then their readers get "closed": a read that would wait
+-- first asks the core whether the kernel holds unread bytes
+-- (rl_conn_probe, answered by RL_EV_PENDING after every receive completion
+-- already posted). Bytes there: wait for them like any read (for any more,
+-- not for `need`, so the next look comes as soon as they are in). None:
+-- "closed", whatever the caller has buffered stays its partial result.
+local EV_PENDING = 12
+local _ = C.rl_conn_probe   -- resolved now, not in a trace
+
+sched.on_event(EV_PENDING, function(S, ev)
+  local c = S.conns[ev.slot]
+  if c and c.gen == ev.gen then
+    c.pending = ev.res
+    local t = c.rtask
+    if t then sched.wake(S, t, nil) end
+  end
+end)
+
+-- Returns false to wait for bytes the kernel holds, nil to re-check (bytes
+-- came meanwhile), or the reason the read ends.
+local function drain_look(c, t)
+  local io = c.io
+  local rlen = io.rlen
+  c.pending = false
+  if C.rl_conn_probe(c.w, c.slot, c.gen) < 0 then return "closed" end
+  c.rtask = t
+  local why
+  repeat
+    why = park(c.S, t)
+  until why or c.pending ~= false or io.rlen ~= rlen
+  c.rtask = false
+  if why then return why end
+  if io.rlen ~= rlen then return nil end
+  local p = c.pending
+  if p == 1 then return false end
+  if p < 0 then return errstr(p) end
+  return "closed"
+end
+
 -- Wait once for rlen >= need (or EOF/error); returns nil to re-check, or
 -- the reason the read cannot go on ("closed" also means EOF).
 local function wait_bytes(c, t, need)
   if c.closed then return "closed" end
-  -- a graceful stop: accepted connections get no more waiting reads
-  if c.S.draining and c.listener then return "closed" end
   local io = c.io
   if io.reof ~= 0 then return "closed" end
   local e = io.rerr
   if e ~= 0 then return errstr(e) end
+  if c.S.draining and c.listener then
+    local why = drain_look(c, t)
+    if why ~= false then return why end
+    need = io.rlen + 1
+  end
   if need > U32MAX then need = U32MAX end
   local rc = C.rl_conn_want_recv(c.w, c.slot, c.gen, need)
   if rc < 0 then return errstr(rc) end

@@ -29,10 +29,15 @@
 --   1. closes its listeners (no new connections; connections still queued
 --      on a closed socket are reset, or moved to another listener of the
 --      port with net.ipv4.tcp_migrate_req),
---   2. wakes receives blocked on accepted connections with nil, "closed",
---      and makes every later one that would wait return that too
---      (conn_read.lua checks S.draining), so handlers waiting for the next
---      request end; outbound connections (ringline.connect) keep working,
+--   2. serves what has arrived and no more: a receive on an accepted
+--      connection that would wait (the ones blocked now are woken to look
+--      again) first asks the core whether the kernel holds unread bytes
+--      (rl_conn_probe): if it does, they are read and served like any; if
+--      not, the receive returns nil, "closed" (with what was buffered as
+--      the partial result). So a request that reached the kernel before
+--      the stop is answered, even if no receive had taken it yet, and
+--      handlers waiting for the next request on an idle connection end at
+--      once; outbound connections (ringline.connect) keep working,
 --      so a handler can finish what it is doing with an upstream; other
 --      modules' servers do the same in their sched.on_stop hooks (bound UDP
 --      sockets),
@@ -106,7 +111,7 @@ local function stop(S, why)
   for _, l in pairs(S.listeners) do l:close() end
   for _, c in pairs(S.conns) do
     local t = c.rtask
-    if t and c.listener then wake(S, t, "closed") end
+    if t and c.listener then wake(S, t, nil) end   -- re-checks: conn_read's drain_look
   end
   local stoppers = sched.stoppers
   for i = 1, #stoppers do stoppers[i](S) end
