@@ -34,8 +34,10 @@
 #include "rl_host.h"
 
 /* After the drain deadline the workers reset what is left and tear down,
- * which takes milliseconds; a worker still running this much later is stuck
- * in Lua code that never yields, and the process stops without it. */
+ * which takes milliseconds (rl_worker_destroy waits for the kernel 2 s at
+ * most: a reset gives back even zero-copy pages a peer never read); a
+ * worker still running this much later is stuck in Lua code that never
+ * yields, and the process stops without it. */
 #define STOP_GRACE 5.0
 
 cpu_set_t host_process_cpus;
