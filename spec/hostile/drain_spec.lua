@@ -13,6 +13,7 @@ package.path = ("%s/lua/?.lua;%s/lua/?/init.lua;%s/bindings/?.lua;"):format(root
   .. package.path
 local proc = dofile(root .. "/bindings/test/proc.lua")
 local ringline = require "ringline"
+local support = require "support"
 local build = os.getenv("RINGLINE_BUILD") or (root .. "/build")
 local host = build .. "/bindings/ringline-lua"
 
@@ -23,6 +24,7 @@ pcall(ffi.cdef, [[
   int ringline_drain_setsockopt(int fd, int level, int name, const int *v, uint32_t len) __asm__("setsockopt");
   int ringline_drain_connect(int fd, const struct ringline_drain_sin *a, uint32_t len) __asm__("connect");
   long ringline_drain_send(int fd, const char *p, size_t n, int flags) __asm__("send");
+  long ringline_drain_recv(int fd, char *p, size_t n, int flags) __asm__("recv");
   int ringline_drain_close(int fd) __asm__("close");
   int ringline_drain_clock(int id, struct ringline_drain_ts *ts) __asm__("clock_gettime");
 ]])
@@ -34,18 +36,36 @@ local function now()
   return tonumber(ts.sec) + tonumber(ts.nsec) / 1e9
 end
 
--- A blocking loopback client with a 4 KiB receive buffer (set before the
--- handshake, so the window stays small) that sends `req` and never reads.
-local function non_reader(port, req)
+-- A blocking loopback client that sends `req` (rcvbuf: its receive buffer,
+-- set before the handshake so the window stays small).
+local function raw_client(port, req, rcvbuf)
   local fd = libc.ringline_drain_socket(2, 1, 0)           -- AF_INET, SOCK_STREAM
   assert(fd >= 0, "socket")
-  local v = ffi.new("int[1]", 4096)
-  assert(libc.ringline_drain_setsockopt(fd, 1, 8, v, 4) == 0, "SO_RCVBUF")   -- SOL_SOCKET
+  if rcvbuf then
+    local v = ffi.new("int[1]", rcvbuf)
+    assert(libc.ringline_drain_setsockopt(fd, 1, 8, v, 4) == 0, "SO_RCVBUF")   -- SOL_SOCKET
+  end
   local sin = ffi.new("struct ringline_drain_sin",
     { family = 2, port = bit.rshift(bit.bswap(port), 16), addr = 0x0100007f })
   assert(libc.ringline_drain_connect(fd, sin, 16) == 0, "connect")
   assert(libc.ringline_drain_send(fd, req, #req, 0) == #req, "send")
   return fd
+end
+
+-- One that never reads, with a 4 KiB receive buffer.
+local function non_reader(port, req)
+  return raw_client(port, req, 4096)
+end
+
+-- Everything up to EOF (blocking).
+local function read_all(fd)
+  local buf, parts = ffi.new("char[?]", 4096), {}
+  while true do
+    local n = tonumber(libc.ringline_drain_recv(fd, buf, 4096, 0))
+    if n <= 0 then break end
+    parts[#parts + 1] = ffi.string(buf, n)
+  end
+  return table.concat(parts)
 end
 
 local tmpfiles = {}
@@ -165,5 +185,36 @@ describe("hostile: SIGTERM under load", function()
     for i = 1, NREQ do assert.are.equal("answer " .. i, got[i]) end
     local code, _, err = srv:wait()
     assert.are.equal(0, code, err)
+  end)
+
+  it("in-process: a request in the kernel when the stop begins, not yet read by any receive", function()
+    -- The request is sent on a plain socket (on loopback it is in the
+    -- server's receive queue when send(2) returns) and the stop starts
+    -- before the worker polls again: the handler's receive is woken by the
+    -- stop with the bytes still in the kernel. The reply is read after the
+    -- run (the worker is gone; the socket holds it).
+    local fd
+    local got = ringline.run({ timeout = 10 }, function()
+      local got = {}
+      local receiving = support.event()
+      local l = assert(ringline.listen("127.0.0.1:0", function(conn)
+        receiving.set()                                  -- runs on into its receive
+        local line, err = conn:receive("*l")
+        got[#got + 1] = { line, err }
+        if line then conn:send("answer " .. line .. "\n") end
+        local again, err2 = conn:receive("*l")          -- nothing more: closed
+        got[#got + 1] = { again, err2 }
+      end))
+      local _, port = l:getsockname()
+      fd = raw_client(port, "")
+      receiving.wait()
+      assert(libc.ringline_drain_send(fd, "hello\n", 6, 0) == 6)
+      ringline.exit()
+      return got
+    end)
+    local reply = read_all(fd)
+    libc.ringline_drain_close(fd)
+    assert.are.same({ { "hello" }, { nil, "closed" } }, got)
+    assert.are.equal("answer hello\n", reply)
   end)
 end)
