@@ -83,7 +83,7 @@ local _ = C.rl_conn_probe   -- resolved now, not in a trace
 sched.on_event(EV_PENDING, function(S, ev)
   local c = S.conns[ev.slot]
   if c and c.gen == ev.gen then
-    c.pending = ev.res
+    c.probe_res = ev.res
     local t = c.rtask
     if t then sched.wake(S, t, nil) end
   end
@@ -94,17 +94,17 @@ end)
 local function drain_look(c, t)
   local io = c.io
   local rlen = io.rlen
-  c.pending = false
+  c.probe_res = false
   if C.rl_conn_probe(c.w, c.slot, c.gen) < 0 then return "closed" end
   c.rtask = t
   local why
   repeat
     why = park(c.S, t)
-  until why or c.pending ~= false or io.rlen ~= rlen
+  until why or c.probe_res ~= false or io.rlen ~= rlen
   c.rtask = false
   if why then return why end
   if io.rlen ~= rlen then return nil end
-  local p = c.pending
+  local p = c.probe_res
   if p == 1 then return false end
   if p < 0 then return errstr(p) end
   return "closed"
