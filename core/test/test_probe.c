@@ -94,7 +94,8 @@ static int drain_all(struct t_ctx *t, size_t total, uint32_t seed)
 		const struct rl_conn_io *io = rl_conn_io(t->w, s_slot);
 		uint32_t n = io->rlen;
 		CHECK_LE(seen + n, total);
-		memcpy(buf + seen, io->rdata, n);
+		if (n) /* rdata is NULL while nothing is buffered */
+			memcpy(buf + seen, io->rdata, n);
 		seen += n;
 		CHECK_EQ(rl_conn_consume(t->w, s_slot, s_gen, n), 0);
 		int res = probe(t);
@@ -106,7 +107,8 @@ static int drain_all(struct t_ctx *t, size_t total, uint32_t seed)
 		if (res == 0) {
 			/* nothing in the kernel: all of it is buffered */
 			n = rl_conn_io(t->w, s_slot)->rlen;
-			memcpy(buf + seen, rl_conn_io(t->w, s_slot)->rdata, n);
+			if (n)
+				memcpy(buf + seen, rl_conn_io(t->w, s_slot)->rdata, n);
 			seen += n;
 			CHECK_EQ(rl_conn_consume(t->w, s_slot, s_gen, n), 0);
 			break;
