@@ -65,11 +65,11 @@ enum rl_event_type {
 	RL_EV_TIMER = 6,
 	RL_EV_FD = 7,
 	RL_EV_LISTENER = 8,
-	RL_EV_PENDING = 12,
 	RL_EV_UDP = 11,
 	RL_EV_MESSAGE = 10,
 	RL_EV_GUARD = 9,
 	RL_EV_SLAB = 12,
+	RL_EV_PENDING = 13,
 };
 struct rl_part {
 	const void *ptr;

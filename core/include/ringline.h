@@ -150,14 +150,14 @@ enum rl_event_type {
 	RL_EV_TIMER = 6,     /* timer fired; slot = timer id, data = token */
 	RL_EV_FD = 7,        /* a descriptor for the connection is ready (rl_conn_fd); res = fd or -errno */
 	RL_EV_LISTENER = 8,  /* listener stopped accepting for good; slot = listener id, res = -errno */
-	RL_EV_PENDING = 12,  /* rl_conn_probe's answer: res = 1 (unread bytes wait in the
-	                        kernel), 0 (none) or -errno */
 	RL_EV_UDP = 11,      /* datagrams wait on UDP socket `slot` (after rl_udp_want), or it failed: res < 0 */
 	RL_EV_MESSAGE = 10,  /* the inbox has messages: take them with rl_worker_take_message */
 	RL_EV_GUARD = 9,     /* a guarded part is released for good: data = its token,
 	                        slot = its region id (or RL_PART_PINNED as uint32) */
 	RL_EV_SLAB = 12,     /* a send slab entry came free after rl_worker_want_slab;
 	                        data = entries free now */
+	RL_EV_PENDING = 13,  /* rl_conn_probe's answer: res = 1 (unread bytes wait in the
+	                        kernel), 0 (none) or -errno */
 };
 
 /* One part of a scatter-gather send (rl_conn_sendv). */

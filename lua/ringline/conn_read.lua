@@ -77,7 +77,7 @@ end
 -- already posted). Bytes there: wait for them like any read (for any more,
 -- not for `need`, so the next look comes as soon as they are in). None:
 -- "closed", whatever the caller has buffered stays its partial result.
-local EV_PENDING = 12
+local EV_PENDING = C.RL_EV_PENDING
 local _ = C.rl_conn_probe   -- resolved now, not in a trace
 
 sched.on_event(EV_PENDING, function(S, ev)
