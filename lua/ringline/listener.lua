@@ -11,6 +11,8 @@ local sched = require "ringline.sched"
 local conn = require "ringline.conn"
 local errors = require "ringline.errors"
 local log = require "ringline.log"
+local check = require "ringline.check"
+local addr_errstr = require("ringline.client").addr_errstr
 
 local ffi = require "ffi"
 
@@ -31,7 +33,20 @@ local ACCEPT do
   ACCEPT = ok and type(h) == "table" and h.accept or "reuseport"
 end
 
+-- The options of listen, one entry each (ringline.check: true = valid, a
+-- string = refused with that reason).
+local VALID = {
+  max_connections = true,   -- this listener's cap (connections over it are reset)
+  accept = true,            -- "reuseport" or "acceptor" (several workers)
+  reuseport = true,         -- SO_REUSEPORT (default: on with several workers)
+  nodelay = true,           -- TCP_NODELAY on accepted connections (default on)
+  backlog = true,           -- accepted and ignored: the backlog is per worker
+  ssl = "not supported (TLS is not implemented yet)",
+  ssl_cert = "not supported (TLS is not implemented yet)",
+  ssl_key = "not supported (TLS is not implemented yet)",
+}
 local M = {}
+M.VALID = VALID
 local methods = {}
 local mt = {
   __index = methods,
@@ -71,7 +86,7 @@ function M.listen(S, addr, handler, opts)
     error("ringline.listen: addr must be a string or a port number", 3)
   end
   if type(handler) ~= "function" then error("ringline.listen: handler must be a function", 3) end
-  if opts ~= nil and type(opts) ~= "table" then error("ringline.listen: opts must be a table", 3) end
+  check.options(opts, VALID, "ringline.listen", 3)
   opts = opts or {}
   local max = opts.max_connections
   if max ~= nil and (type(max) ~= "number" or max < 0 or max % 1 ~= 0) then
@@ -119,7 +134,7 @@ function M.listen(S, addr, handler, opts)
   else
     id = C.rl_listen(w, addr, flags)
   end
-  if id < 0 then return nil, errstr(id) end
+  if id < 0 then return nil, addr_errstr(id) end
   local gen = ffi.new("uint32_t[1]")
   C.rl_listener_gen(w, id, gen)
   if log.workers > 1 and log.worker_id == 0 and not shared
