@@ -104,10 +104,19 @@ describe("ringline-lua", function()
       assert.matches("'-w' needs a value", err, 1, true)
     end)
 
-    it("rejects an unknown --set key with status 2, naming it", function()
+    it("rejects an unknown --set key with status 2, naming it and listing the valid ones", function()
       local code, _, err = ringline_lua("--set no_such_key=1 x.lua")
       assert.are.equal(2, code)
-      assert.matches("no_such_key", err, 1, true)
+      assert.matches("unknown configuration key 'no_such_key' (valid: ", err, 1, true)
+      -- the core's keys and the Lua API's, sorted
+      local list = err:match("%(valid: ([^)]*)%)")
+      local names = {}
+      for k in list:gmatch("[%w_]+") do names[#names + 1] = k end
+      local want = {}
+      for _, k in ipairs(config_keys()) do want[#want + 1] = k.name end
+      for k in pairs(require("ringline.config").LUA_KEYS) do want[#want + 1] = k end
+      table.sort(want)
+      assert.are.same(want, names)
     end)
 
     it("rejects an out-of-range --set value with status 2, naming the key and range", function()
@@ -189,6 +198,43 @@ describe("ringline-lua", function()
       local code, out, err = ringline_lua("- x", "io.write('stdin:', ...)")
       assert.are.equal(0, code, err)
       assert.are.equal("stdin:x", out)
+    end)
+
+    it("-e runs a chunk, as lua -e: no script needed, several in order, then the script", function()
+      local code, out, err = ringline_lua([[-e 'io.write(type(require("ringline").run))']])
+      assert.are.equal(0, code, err)
+      assert.are.equal("function", out)
+      -- the chunks share the VM's globals, run in order, get no arguments;
+      -- the script after them gets its own; -ecode works too
+      local s = tmpscript "io.write('|script:', x, ':', ...)"
+      code, out, err = ringline_lua("-e 'x = 1' '-ex = x + 1 io.write(x, select(\"#\", ...))' "
+        .. s .. " a b")
+      assert.are.equal(0, code, err)
+      assert.are.equal("20|script:2:ab", out)
+      -- with '-' the script comes from stdin, after the chunk
+      code, out, err = ringline_lua("-e 'io.write(\"e;\")' - x", "io.write('stdin:', ...)")
+      assert.are.equal(0, code, err)
+      assert.are.equal("e;stdin:x", out)
+      -- options after -e still apply (blocking calls work in the chunk: it
+      -- is the main task)
+      code, out, err = ringline_lua([[-e 'local r = require "ringline"; r.sleep(0.001)
+        io.write(r.config("recv_window"))' --set recv_window=65536]])
+      assert.are.equal(0, code, err)
+      assert.are.equal("65536", out)
+    end)
+
+    it("-e: a chunk that does not compile or raises exits 1 naming the command line", function()
+      local code, out, err = ringline_lua("-e 'x ='")
+      assert.are.equal(1, code)
+      assert.are.equal("", out)
+      assert.matches("(command line):1:", err, 1, true)
+      code, out, err = ringline_lua("-e 'error(\"boom\")' -e 'io.write(\"not reached\")'")
+      assert.are.equal(1, code)
+      assert.are.equal("", out)
+      assert.matches("(command line):1: boom", err, 1, true)
+      code, _, err = ringline_lua("-e")
+      assert.are.equal(2, code)
+      assert.matches("'-e' needs a Lua chunk", err, 1, true)
     end)
 
     it("exits 1 with the message when the script does not compile", function()
