@@ -13,6 +13,8 @@
 -- functions, their option tables, timers and the task, semaphore and
 -- channel methods take seconds. A negative, NaN or infinite timeout is a
 -- misuse; nil means no limit.
+local errors = require "ringline.errors"
+
 local type, error, tostring, pairs = type, error, tostring, pairs
 local table_sort, table_concat = table.sort, table.concat
 
@@ -30,11 +32,16 @@ local function list(valid)
 end
 M.list = list
 
--- options(opts, valid, what, lvl): opts nil or a table whose keys are all
--- valid[k] == true; else error() at level lvl (of the caller of options).
-function M.options(opts, valid, what, lvl)
+-- Every check raises at the line of the user's code that made the call
+-- (errors.caller_level: the nearest frame outside ringline's modules), not
+-- at a fixed level: the API's entry points tail-call the modules that
+-- check, so a fixed level would miss the caller.
+
+-- options(opts, valid, what): opts nil or a table whose keys are all
+-- valid[k] == true; else an error naming the key.
+function M.options(opts, valid, what)
   if opts == nil then return end
-  lvl = lvl + 1
+  local lvl = errors.caller_level()
   if type(opts) ~= "table" then error(what .. ": opts must be a table", lvl) end
   for k in pairs(opts) do
     local v = valid[k]
@@ -53,17 +60,18 @@ local function bad_time(v)
   return type(v) ~= "number" or v ~= v or v < 0 or v == 1 / 0
 end
 
-function M.seconds(v, what, lvl, required)
+function M.seconds(v, what, required)
   if (v ~= nil or required) and bad_time(v) then
-    error(("%s: expected seconds (a finite number >= 0), got %s"):format(what, tostring(v)), lvl + 1)
+    error(("%s: expected seconds (a finite number >= 0), got %s"):format(what, tostring(v)),
+      errors.caller_level())
   end
   return v
 end
 
-function M.milliseconds(v, what, lvl, required)
+function M.milliseconds(v, what, required)
   if (v ~= nil or required) and bad_time(v) then
     error(("%s: expected milliseconds (a finite number >= 0), got %s"):format(what, tostring(v)),
-      lvl + 1)
+      errors.caller_level())
   end
   return v
 end

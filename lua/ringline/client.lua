@@ -200,12 +200,12 @@ end
 -- opts.bind the local address (a unix path for unix sockets).
 function M.connect(S, host, port, opts)
   if type(host) ~= "string" or host == "" then misuse("ringline.connect: host must be a string", 3) end
-  check.options(opts, VALID, "ringline.connect", 3)
+  check.options(opts, VALID, "ringline.connect")
   local unix = host:sub(1, 5) == "unix:"
   if not unix and (type(port) ~= "number" or port < 0 or port > 65535 or port % 1 ~= 0) then
     misuse("ringline.connect: bad port " .. tostring(port), 3)
   end
-  local timeout = check.seconds(opts and opts.timeout, "ringline.connect: opts.timeout", 3)
+  local timeout = check.seconds(opts and opts.timeout, "ringline.connect: opts.timeout")
   local bind = opts and opts.bind
   if bind ~= nil and (type(bind) ~= "string" or bind == "") then
     misuse("ringline.connect: opts.bind must be an address string", 3)

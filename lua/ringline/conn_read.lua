@@ -266,7 +266,7 @@ end
 function methods.view(c, min, timeout)
   if min == nil then min = 1 end
   if type(min) ~= "number" or min < 0 then misuse("conn:view: bad min " .. tostring(min), 2) end
-  check.milliseconds(timeout, "conn:view: timeout", 2)   -- ms, as settimeout
+  check.milliseconds(timeout, "conn:view: timeout")   -- ms, as settimeout
   if c.closed then return nil, "closed" end
   if c.reading then return nil, "socket busy reading" end
   local io = c.io

@@ -458,7 +458,7 @@ M.wake_writers = wake_writers
 region.conn_idle = wake_writers
 
 function methods.flush(c, timeout)
-  check.milliseconds(timeout, "conn:flush: timeout", 2)   -- ms, as settimeout
+  check.milliseconds(timeout, "conn:flush: timeout")   -- ms, as settimeout
   local why = wait_guards(c, timeout and timeout / 1000 or c.send_to)
   if why then return nil, why end
   return true

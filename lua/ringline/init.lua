@@ -91,7 +91,7 @@ function M.resolve(name, family)
 end
 
 function M.sleep(s)
-  check.seconds(s, "ringline.sleep", 2, true)
+  check.seconds(s, "ringline.sleep", true)
   local S = need("ringline.sleep")
   local t = sched.current(S, "ringline.sleep")
   if s <= 0 then

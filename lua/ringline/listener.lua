@@ -86,7 +86,7 @@ function M.listen(S, addr, handler, opts)
     error("ringline.listen: addr must be a string or a port number", 3)
   end
   if type(handler) ~= "function" then error("ringline.listen: handler must be a function", 3) end
-  check.options(opts, VALID, "ringline.listen", 3)
+  check.options(opts, VALID, "ringline.listen")
   opts = opts or {}
   local max = opts.max_connections
   if max ~= nil and (type(max) ~= "number" or max < 0 or max % 1 ~= 0) then

@@ -183,7 +183,7 @@ function M.new(size, opts)
   if type(size) ~= "number" or size < 1 or size % 1 ~= 0 or size > 2 ^ 32 then
     error("ringline.region: size must be an integer 1..2^32, got " .. tostring(size), 2)
   end
-  check.options(opts, VALID, "ringline.region", 2)
+  check.options(opts, VALID, "ringline.region")
   local w = S.w or sched.start(S)
   local pp = ffi_new("void *[1]")
   local id = C.rl_region_new(w, size, pp)

@@ -28,7 +28,7 @@ local function misuse(msg, lvl)
 end
 
 local function check_timeout(timeout, what)
-  check.seconds(timeout, what .. ": timeout", 3)
+  check.seconds(timeout, what .. ": timeout")
 end
 
 ------------------------------------------------------------------------

@@ -376,7 +376,7 @@ function Task.join(t, timeout)
   local S = t.S
   local me = current(S, "task:join")
   if me == t then error("ringline: a task cannot join itself", 2) end
-  check.seconds(timeout, "task:join: timeout", 2)
+  check.seconds(timeout, "task:join: timeout")
   if t.st ~= DEAD then
     if timeout then -- first: a timer that cannot be armed leaves nothing behind
       local id, err = timer_arm(S, me, timeout, "timeout")

@@ -91,14 +91,14 @@ end
 -- h, err = timer.at(delay, fn, ...): fn(premature, ...) in a new task after
 -- delay seconds.
 function M.at(delay, fn, ...)
-  check.seconds(delay, "ringline.timer.at: delay", 2, true)
+  check.seconds(delay, "ringline.timer.at: delay", true)
   return add("at", sched.need("ringline.timer.at"), delay, false, fn, ...)
 end
 
 -- h, err = timer.every(interval, fn, ...): fn(premature, ...) in a new task
 -- every interval seconds, the first time after one interval.
 function M.every(interval, fn, ...)
-  if check.seconds(interval, "ringline.timer.every: interval", 2, true) == 0 then
+  if check.seconds(interval, "ringline.timer.every: interval", true) == 0 then
     error("ringline.timer.every: interval must be seconds > 0", 2)
   end
   return add("every", sched.need("ringline.timer.every"), interval, interval, fn, ...)

@@ -91,7 +91,7 @@ sched.on_drain(function(S)
 end)
 
 function M.new(S, opts)
-  check.options(opts, VALID, "ringline.udp", 3)
+  check.options(opts, VALID, "ringline.udp")
   return setmetatable({ S = S, id = false, family = false, bound = false, peer = false,
                         closed = false, rtask = false, read_to = false, uerr = false }, mt)
 end
@@ -284,7 +284,7 @@ end
 
 -- Milliseconds for receive and receivefrom (nil or 0: no limit).
 function methods.settimeout(u, ms)
-  check.milliseconds(ms, "udp:settimeout", 2)
+  check.milliseconds(ms, "udp:settimeout")
   u.read_to = (ms and ms > 0) and ms / 1000 or false
 end
 
