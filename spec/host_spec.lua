@@ -237,6 +237,31 @@ describe("ringline-lua", function()
       assert.matches("'-e' needs a Lua chunk", err, 1, true)
     end)
 
+    it("fits the default max_connections to a low hard RLIMIT_NOFILE, warning once", function()
+      local s = tmpscript [[
+        local ringline = require "ringline"
+        local l = assert(ringline.listen("127.0.0.1:0", function() end))
+        l:close()
+        io.write("ok", ringline.worker_id(), ";")
+      ]]
+      local function under_4096(args)
+        return proc.run("sh -c " .. proc.quote("ulimit -Sn 1024 && ulimit -Hn 4096 && exec "
+          .. proc.quote(host) .. " " .. args))
+      end
+      local code, out, err = under_4096("-w 2 --no-pin " .. s)
+      assert.are.equal(0, code, err)
+      assert.matches("ok0;", out, 1, true)
+      assert.matches("ok1;", out, 1, true)
+      local _, n = err:gsub("max_connections: 4032 per worker %(not 16000%): the hard "
+        .. "RLIMIT_NOFILE is 4096", "")
+      assert.are.equal(1, n, err)
+      -- an explicit value that cannot fit is still refused
+      code, out, err = under_4096("--set max_connections=16000 " .. s)
+      assert.are.equal(1, code)
+      assert.are.equal("", out)
+      assert.matches("max_connections: 16000 needs RLIMIT_NOFILE >= 16064", err, 1, true)
+    end)
+
     it("exits 1 with the message when the script does not compile", function()
       local s = tmpscript "local x = = 1\n"
       local code, out, err = ringline_lua(s)
