@@ -386,7 +386,9 @@ describe("ringline-lua", function()
       assert.are.equal(0, code, err)
       assert.are.equal(("%s/share/lua/5.1/ringline/init.lua %s/share/lua/5.1/ringline/lib.lua"):format(
         prefix, prefix), out)
-      -- Plain luajit with the installed modules loads the installed library.
+      -- Plain luajit with the installed modules loads the installed library,
+      -- with no LD_LIBRARY_PATH (ringline/installdirs.lua), also once the
+      -- tree has moved (its path relative to the modules).
       local libdir = select(2, proc.run("dirname " .. prefix .. "/lib*/libringline.so")):gsub("\n$", "")
       -- A sanitizer build's library needs its runtimes loaded first.
       local preload = {}
@@ -394,15 +396,31 @@ describe("ringline-lua", function()
           :gmatch("=> (/%S+/lib%a*san%.so[%.%d]*)") do
         preload[#preload + 1] = rt
       end
-      code, out, err = proc.run(("cd / && LD_PRELOAD=%s LD_LIBRARY_PATH=%s %s -e %s"):format(
-        proc.quote(table.concat(preload, ":")), proc.quote(libdir),
-        os.getenv("LUAJIT") or "luajit", proc.quote(([[
-          package.path = %q
-          local ffi = require "ffi"
-          io.write(ffi.string(require("ringline.lib").rl_version()))
-        ]]):format(prefix .. "/share/lua/5.1/?.lua;" .. prefix .. "/share/lua/5.1/?/init.lua"))))
+      local function installed_lib(at)
+        return proc.run(("cd / && LD_LIBRARY_PATH= LD_PRELOAD=%s %s -e %s"):format(
+          proc.quote(table.concat(preload, ":")),
+          os.getenv("LUAJIT") or "luajit", proc.quote(([[
+            package.path = %q
+            local ffi = require "ffi"
+            local lib = require "ringline.lib"
+            io.write(ffi.string(lib.rl_version()), " ", tostring(lib ~= ffi.C))
+          ]]):format(at .. "/share/lua/5.1/?.lua;" .. at .. "/share/lua/5.1/?/init.lua"))))
+      end
+      code, out, err = installed_lib(prefix)
       assert.are.equal(0, code, err)
-      assert.are.equal(ffi.string(C.rl_version()), out)
+      assert.are.equal(ffi.string(C.rl_version()) .. " true", out)
+      local moved = prefix .. "-moved"
+      finally(function() os.execute("rm -rf " .. proc.quote(moved)) end)
+      assert.are.equal(0, (proc.run(("mv %s %s"):format(proc.quote(prefix), proc.quote(moved)))))
+      code, out, err = installed_lib(moved)
+      assert.are.equal(0, code, err)
+      assert.are.equal(ffi.string(C.rl_version()) .. " true", out)
+      -- ringline.pc names the prefix installed into
+      local pcpath = select(2, proc.run("ls " .. moved .. "/lib*/pkgconfig/ringline.pc")):gsub("\n$", "")
+      local pc = assert(io.open(pcpath))
+      local text = pc:read("*a")
+      pc:close()
+      assert.matches("prefix=" .. prefix .. "\n", text, 1, true)
     end)
   end)
 end)
