@@ -77,6 +77,14 @@ describe("unknown options", function()
     end
   end)
 
+  it("ringline.config names an unknown key and lists the valid ones", function()
+    local err = ringline.run(function()
+      return select(2, pcall(ringline.config, "recv_windw"))
+    end)
+    assert.matches("ringline.config: unknown configuration key 'recv_windw' (valid: line_max, ",
+      err, 1, true)
+  end)
+
   it("ringline.run's opts list the configuration keys and run's own", function()
     local err = raised(function() ringline.run({ timeuot = 1 }, function() end) end)
     assert.matches("unknown configuration key 'timeuot' (valid: drain_timeout, ", err, 1, true)

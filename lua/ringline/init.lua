@@ -68,7 +68,10 @@ function M.config(key)
   local S = need("ringline.config")
   if sched.LUA_KEYS[key] then return S[key] end
   local ok, v = pcall(function() return S.cfg[key] end)
-  if not ok then error("ringline.config: unknown key " .. tostring(key), 2) end
+  if not ok then
+    error(("ringline.config: unknown configuration key '%s' (valid: %s)"):format(tostring(key),
+      check.list(require("ringline.config").valid_keys())), 2)
+  end
   return tonumber(v)
 end
 
