@@ -175,6 +175,27 @@ describe("time units", function()
     assert.are.same({ true }, r[3])
   end)
 
+  it("conn:view(min, 0) and conn:flush(0) mean no limit, as settimeout(0)", function()
+    local r = run(function()
+      local lst, port = server(function(c)
+        c:receive(1)
+        ringline.sleep(0.02)      -- the reply comes later than "at once"
+        c:send("y")
+      end)
+      local c = assert(ringline.connect("127.0.0.1", port))
+      c:settimeout(5000)
+      c:send("x")
+      local p, n = c:view(1, 0)
+      local got = p and require("ffi").string(p, n)
+      local ok = { c:flush(0) }
+      c:close()
+      lst:close()
+      return { got, ok }
+    end)
+    assert.are.equal("y", r[1])
+    assert.are.same({ true }, r[2])
+  end)
+
   it("negative, NaN and infinite timeouts raise, in either unit", function()
     local bad = { -1, 0 / 0, 1 / 0, "5" }
     local r = run(function()

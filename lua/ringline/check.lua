@@ -68,6 +68,14 @@ function M.seconds(v, what, required)
   return v
 end
 
+-- A socket method's per-call timeout in ms (checked by milliseconds()) as
+-- the seconds a wait takes: nil -> dflt (the connection's settimeout), 0 ->
+-- false (no limit, as settimeout(0)).
+function M.call_ms(v, dflt)
+  if v == nil then return dflt end
+  return v > 0 and v / 1000
+end
+
 function M.milliseconds(v, what, required)
   if (v ~= nil or required) and bad_time(v) then
     error(("%s: expected milliseconds (a finite number >= 0), got %s"):format(what, tostring(v)),

@@ -271,7 +271,7 @@ function methods.view(c, min, timeout)
   if c.reading then return nil, "socket busy reading" end
   local io = c.io
   if io.rlen < min then
-    local why = wait_any(c, min, timeout and timeout / 1000 or c.read_to)
+    local why = wait_any(c, min, check.call_ms(timeout, c.read_to))
     if why then return nil, why end
   end
   return io.rdata, io.rlen

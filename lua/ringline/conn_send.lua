@@ -459,7 +459,7 @@ region.conn_idle = wake_writers
 
 function methods.flush(c, timeout)
   check.milliseconds(timeout, "conn:flush: timeout")   -- ms, as settimeout
-  local why = wait_guards(c, timeout and timeout / 1000 or c.send_to)
+  local why = wait_guards(c, check.call_ms(timeout, c.send_to))
   if why then return nil, why end
   return true
 end
