@@ -63,6 +63,12 @@ describe("unknown options", function()
       out[5] = at(ringline.connect, "127.0.0.1", 1, { ssl = true })
       out[6] = at(ringline.sleep, -1)
       out[7] = at(ringline.connect, "127.0.0.1", 1, { timeout = -1 })
+      -- the calls' other misuses too (ringline.listen/connect tail-call the
+      -- modules that check)
+      out[8] = at(ringline.listen, -5, function() end)
+      out[9] = at(ringline.listen, 0, function() end, { accept = "x" })
+      out[10] = at(ringline.connect, "127.0.0.1", -5)
+      out[11] = at(ringline.connect, "127.0.0.1", 1, { bind = "127.0.0.1:99999" })
       return out
     end)
     r[0] = ringline.run(function()
@@ -70,7 +76,7 @@ describe("unknown options", function()
       local ok, err = pcall(function() ringline.configure({ bogus = 1 }) end)
       return { ok, err, line + 1 }
     end)
-    for i = 0, 7 do
+    for i = 0, 11 do
       local o = r[i]
       assert.is_false(o[1], i)
       assert.matches(SPEC .. o[3] .. ":", o[2], 1, true)

@@ -48,8 +48,10 @@ local VALID = {
 local M = {}
 M.VALID = VALID
 
-local function misuse(msg, lvl)
-  error("ringline: " .. msg, lvl + 1)
+-- A misuse raises at the user's line (ringline.connect tail-calls connect
+-- below, so a fixed level would name no line); lvl is not needed.
+local function misuse(msg)
+  error("ringline: " .. msg, errors.caller_level())
 end
 
 sched.on_message(MSG_RESOLVED, function(S, from, ptr, len)
@@ -180,7 +182,7 @@ local function split_bind(b)
   if not h then h, p = b:match("^([^:]+):(%d+)$") end
   if not h then return unbracket(b), 0 end
   p = tonumber(p)
-  if p > 65535 then misuse("ringline.connect: opts.bind: bad port in " .. b, 4) end
+  if p > 65535 then misuse("ringline.connect: opts.bind: bad port in " .. b) end
   return h, p
 end
 
@@ -199,16 +201,16 @@ end
 -- "[::1]") or a name; opts.timeout in seconds for the whole call;
 -- opts.bind the local address (a unix path for unix sockets).
 function M.connect(S, host, port, opts)
-  if type(host) ~= "string" or host == "" then misuse("ringline.connect: host must be a string", 3) end
+  if type(host) ~= "string" or host == "" then misuse("ringline.connect: host must be a string") end
   check.options(opts, VALID, "ringline.connect")
   local unix = host:sub(1, 5) == "unix:"
   if not unix and (type(port) ~= "number" or port < 0 or port > 65535 or port % 1 ~= 0) then
-    misuse("ringline.connect: bad port " .. tostring(port), 3)
+    misuse("ringline.connect: bad port " .. tostring(port))
   end
   local timeout = check.seconds(opts and opts.timeout, "ringline.connect: opts.timeout")
   local bind = opts and opts.bind
   if bind ~= nil and (type(bind) ~= "string" or bind == "") then
-    misuse("ringline.connect: opts.bind must be an address string", 3)
+    misuse("ringline.connect: opts.bind must be an address string")
   end
   local bunix = bind and (unix or bind:sub(1, 5) == "unix:")
   local bh, bport

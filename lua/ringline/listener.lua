@@ -45,6 +45,12 @@ local VALID = {
   ssl_cert = "not supported (TLS is not implemented yet)",
   ssl_key = "not supported (TLS is not implemented yet)",
 }
+-- A misuse raises at the user's line: ringline.listen tail-calls listen
+-- below, so a fixed level would name no line.
+local function misuse(msg)
+  error(msg, errors.caller_level())
+end
+
 local M = {}
 M.VALID = VALID
 local methods = {}
@@ -79,24 +85,24 @@ end
 function M.listen(S, addr, handler, opts)
   if type(addr) == "number" then
     if addr < 0 or addr > 65535 or addr % 1 ~= 0 then
-      error("ringline.listen: bad port " .. tostring(addr), 3)
+      misuse("ringline.listen: bad port " .. tostring(addr))
     end
     addr = tostring(addr)
   elseif type(addr) ~= "string" then
-    error("ringline.listen: addr must be a string or a port number", 3)
+    misuse("ringline.listen: addr must be a string or a port number")
   end
-  if type(handler) ~= "function" then error("ringline.listen: handler must be a function", 3) end
+  if type(handler) ~= "function" then misuse("ringline.listen: handler must be a function") end
   check.options(opts, VALID, "ringline.listen")
   opts = opts or {}
   local max = opts.max_connections
   if max ~= nil and (type(max) ~= "number" or max < 0 or max % 1 ~= 0) then
-    error("ringline.listen: opts.max_connections must be an integer >= 0", 3)
+    misuse("ringline.listen: opts.max_connections must be an integer >= 0")
   end
   local accept = opts.accept
   if accept == nil then
     accept = ACCEPT
   elseif accept ~= "reuseport" and accept ~= "acceptor" then
-    error("ringline.listen: opts.accept must be \"reuseport\" or \"acceptor\"", 3)
+    misuse("ringline.listen: opts.accept must be \"reuseport\" or \"acceptor\"")
   end
   local unix = addr:sub(1, 5) == "unix:"
   local mode = opts.mode
