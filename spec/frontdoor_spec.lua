@@ -83,6 +83,17 @@ describe("unknown options", function()
     end
   end)
 
+  it("called straight from pcall, raise at the line of the pcall", function()
+    local r = run(function()
+      local line = debug.getinfo(1, "l").currentline
+      local _, e1 = pcall(ringline.listen, 0, function() end, { bogus = 1 })
+      local _, e2 = pcall(ringline.connect, "127.0.0.1", 1, { ssl = true })
+      return { e1, e2, line }
+    end)
+    assert.matches(SPEC .. (r[3] + 1) .. ": ringline.listen: unknown option 'bogus'", r[1], 1, true)
+    assert.matches(SPEC .. (r[3] + 2) .. ": ringline.connect: option 'ssl'", r[2], 1, true)
+  end)
+
   it("ringline.config names an unknown key and lists the valid ones", function()
     local err = ringline.run(function()
       return select(2, pcall(ringline.config, "recv_windw"))
