@@ -369,7 +369,8 @@ static void parse_options(struct options *o, int argc, char **argv)
 	}
 	if (i >= argc && !o->nexec) {
 		fprintf(stderr, "%s: no script given\n"
-			"Usage: %s [options] script.lua [args...]\n", progname, progname);
+			"Usage: %s [options] [-e code ...] [script.lua [args...]]\n",
+			progname, progname);
 		host_usage_hint();
 		exit(EXIT_USAGE);
 	}
