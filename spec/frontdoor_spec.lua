@@ -104,7 +104,7 @@ describe("unknown options", function()
 
   it("ringline.run's opts list the configuration keys and run's own", function()
     local err = raised(function() ringline.run({ timeuot = 1 }, function() end) end)
-    assert.matches("unknown configuration key 'timeuot' (valid: drain_timeout, ", err, 1, true)
+    assert.matches("ringline.run: unknown configuration key 'timeuot' (valid: drain_timeout, ", err, 1, true)
     assert.matches("on_error", err, 1, true)
     assert.matches(SPEC, err, 1, true)
   end)

@@ -62,37 +62,38 @@ M.valid_keys = valid_keys
 -- Apply a table of configuration keys to S (all or nothing). lvl: the error level.
 local function configure(S, t, lvl, skip)
   lvl = lvl + 1
+  local what = skip and "ringline.run" or "ringline.configure"   -- skip: run's own keys
   local tmp = ffi_new("struct rl_config")
   ffi.copy(tmp, S.cfg, ffi.sizeof(tmp))
   local lua_vals, valid = {}, nil
   for k, v in pairs(t) do
     if not (skip and skip[k]) then
       if type(k) ~= "string" then
-        error("ringline.configure: keys must be strings, got " .. type(k), lvl)
+        error(what .. ": keys must be strings, got " .. type(k), lvl)
       end
       valid = valid or valid_keys(skip)
       if not valid[k] then
-        error(("ringline.configure: unknown configuration key '%s' (valid: %s)"):format(k, check.list(valid)),
+        error(("%s: unknown configuration key '%s' (valid: %s)"):format(what, k, check.list(valid)),
           lvl)
       end
       if type(v) ~= "number" or v ~= v or v % 1 ~= 0 then
-        error("ringline.configure: " .. k .. ": expected an integer, got " .. tostring(v), lvl)
+        error(what .. ": " .. k .. ": expected an integer, got " .. tostring(v), lvl)
       end
       local lk = LUA_KEYS[k]
       if lk then
         if v < lk[1] or v > lk[2] then
-          error(("ringline.configure: %s: %s is out of range (%d..%d)"):format(k, tostring(v),
+          error(("%s: %s: %s is out of range (%d..%d)"):format(what, k, tostring(v),
             lk[1], lk[2]), lvl)
         end
         lua_vals[k] = v
       else
         local rc = C.rl_config_set(tmp, k, v, S.msg, MSGLEN)
-        if rc < 0 then error("ringline.configure: " .. ffi_string(S.msg), lvl) end
+        if rc < 0 then error(what .. ": " .. ffi_string(S.msg), lvl) end
       end
     end
   end
   local rc = C.rl_config_validate(tmp, S.msg, MSGLEN)
-  if rc < 0 then error("ringline.configure: " .. ffi_string(S.msg), lvl) end
+  if rc < 0 then error(what .. ": " .. ffi_string(S.msg), lvl) end
   ffi.copy(S.cfg, tmp, ffi.sizeof(tmp))
   for k, v in pairs(lua_vals) do S[k] = v end
 end
