@@ -34,7 +34,7 @@ describe("unknown options", function()
     end)
     assert.is_false(r.listen[1])
     assert.matches("ringline.listen: unknown option 'max_conections' (valid: accept, backlog, "
-      .. "max_connections, nodelay, reuseport)", r.listen[2], 1, true)
+      .. "max_connections, mode, nodelay, reuseport)", r.listen[2], 1, true)
     assert.is_false(r.connect[1])
     assert.matches("ringline.connect: unknown option 'timout' (valid: bind, timeout)",
       r.connect[2], 1, true)

@@ -41,6 +41,7 @@ local VALID = {
   reuseport = true,         -- SO_REUSEPORT (default: on with several workers)
   nodelay = true,           -- TCP_NODELAY on accepted connections (default on)
   backlog = true,           -- accepted and ignored: the backlog is per worker
+  mode = true,              -- unix sockets: the socket file's permissions
   ssl = "not supported (TLS is not implemented yet)",
   ssl_cert = "not supported (TLS is not implemented yet)",
   ssl_key = "not supported (TLS is not implemented yet)",
@@ -109,10 +110,10 @@ function M.listen(S, addr, handler, opts)
   if mode ~= nil then
     mode = file_mode(mode)
     if not mode then
-      error("ringline.listen: opts.mode must be permissions 0..0777, a number or an octal "
-        .. "string such as \"0660\"", 3)
+      misuse("ringline.listen: opts.mode must be permissions 0..0777, a number or an octal "
+        .. "string such as \"0660\"")
     end
-    if not unix then error("ringline.listen: opts.mode is for unix sockets only", 3) end
+    if not unix then misuse("ringline.listen: opts.mode is for unix sockets only") end
   end
   -- SO_REUSEPORT does not apply to unix sockets: a second worker's bind
   -- would replace the first one's socket file. They always share one.
