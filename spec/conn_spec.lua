@@ -313,7 +313,7 @@ describe("conn:view / consume / with_data", function()
   it("view(min, timeout) times out without consuming", function()
     local done = support.event()
     local s = pair(function(c)
-      local a, b = c:view(100, 0.05)
+      local a, b = c:view(100, 50)
       local p, n = c:view(3)
       done.set()
       return a, b, ffi.string(p, n)
@@ -432,7 +432,7 @@ describe("conn:send", function()
         queued = queued + n
       end
       go.set()
-      local ok = c:flush(10)
+      local ok = c:flush(10000)
       return busy, queued, ok
     end)
     assert.are.equal("busy", cl[1])
@@ -459,7 +459,7 @@ describe("conn:send", function()
       -- can hold, so the queue cannot drain while the peer does not read.
       c:settimeouts(nil, 50, nil)
       local n, err = c:send(("w"):rep(32 * 1048576))
-      local a, b = c:flush(0.05)
+      local a, b = c:flush(50)
       hold.set()
       c:close("reset")
       return n, err, a, b

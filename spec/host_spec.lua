@@ -104,10 +104,19 @@ describe("ringline-lua", function()
       assert.matches("'-w' needs a value", err, 1, true)
     end)
 
-    it("rejects an unknown --set key with status 2, naming it", function()
+    it("rejects an unknown --set key with status 2, naming it and listing the valid ones", function()
       local code, _, err = ringline_lua("--set no_such_key=1 x.lua")
       assert.are.equal(2, code)
-      assert.matches("no_such_key", err, 1, true)
+      assert.matches("unknown configuration key 'no_such_key' (valid: ", err, 1, true)
+      -- the core's keys and the Lua API's, sorted
+      local list = err:match("%(valid: ([^)]*)%)")
+      local names = {}
+      for k in list:gmatch("[%w_]+") do names[#names + 1] = k end
+      local want = {}
+      for _, k in ipairs(config_keys()) do want[#want + 1] = k.name end
+      for k in pairs(require("ringline.config").LUA_KEYS) do want[#want + 1] = k end
+      table.sort(want)
+      assert.are.same(want, names)
     end)
 
     it("rejects an out-of-range --set value with status 2, naming the key and range", function()
@@ -189,6 +198,68 @@ describe("ringline-lua", function()
       local code, out, err = ringline_lua("- x", "io.write('stdin:', ...)")
       assert.are.equal(0, code, err)
       assert.are.equal("stdin:x", out)
+    end)
+
+    it("-e runs a chunk, as lua -e: no script needed, several in order, then the script", function()
+      local code, out, err = ringline_lua([[-e 'io.write(type(require("ringline").run))']])
+      assert.are.equal(0, code, err)
+      assert.are.equal("function", out)
+      -- the chunks share the VM's globals, run in order, get no arguments;
+      -- the script after them gets its own; -ecode works too
+      local s = tmpscript "io.write('|script:', x, ':', ...)"
+      code, out, err = ringline_lua("-e 'x = 1' '-ex = x + 1 io.write(x, select(\"#\", ...))' "
+        .. s .. " a b")
+      assert.are.equal(0, code, err)
+      assert.are.equal("20|script:2:ab", out)
+      -- with '-' the script comes from stdin, after the chunk
+      code, out, err = ringline_lua("-e 'io.write(\"e;\")' - x", "io.write('stdin:', ...)")
+      assert.are.equal(0, code, err)
+      assert.are.equal("e;stdin:x", out)
+      -- options after -e still apply (blocking calls work in the chunk: it
+      -- is the main task)
+      code, out, err = ringline_lua([[-e 'local r = require "ringline"; r.sleep(0.001)
+        io.write(r.config("recv_window"))' --set recv_window=65536]])
+      assert.are.equal(0, code, err)
+      assert.are.equal("65536", out)
+    end)
+
+    it("-e: a chunk that does not compile or raises exits 1 naming the command line", function()
+      local code, out, err = ringline_lua("-e 'x ='")
+      assert.are.equal(1, code)
+      assert.are.equal("", out)
+      assert.matches("(command line):1:", err, 1, true)
+      code, out, err = ringline_lua("-e 'error(\"boom\")' -e 'io.write(\"not reached\")'")
+      assert.are.equal(1, code)
+      assert.are.equal("", out)
+      assert.matches("(command line):1: boom", err, 1, true)
+      code, _, err = ringline_lua("-e")
+      assert.are.equal(2, code)
+      assert.matches("'-e' needs a Lua chunk", err, 1, true)
+    end)
+
+    it("fits the default max_connections to a low hard RLIMIT_NOFILE, warning once", function()
+      local s = tmpscript [[
+        local ringline = require "ringline"
+        local l = assert(ringline.listen("127.0.0.1:0", function() end))
+        l:close()
+        io.write("ok", ringline.worker_id(), ";")
+      ]]
+      local function under_4096(args)
+        return proc.run("sh -c " .. proc.quote("ulimit -Sn 1024 && ulimit -Hn 4096 && exec "
+          .. proc.quote(host) .. " " .. args))
+      end
+      local code, out, err = under_4096("-w 2 --no-pin " .. s)
+      assert.are.equal(0, code, err)
+      assert.matches("ok0;", out, 1, true)
+      assert.matches("ok1;", out, 1, true)
+      local _, n = err:gsub("max_connections: 4032 per worker %(not 16000%): the hard "
+        .. "RLIMIT_NOFILE is 4096", "")
+      assert.are.equal(1, n, err)
+      -- an explicit value that cannot fit is still refused
+      code, out, err = under_4096("--set max_connections=16000 " .. s)
+      assert.are.equal(1, code)
+      assert.are.equal("", out)
+      assert.matches("max_connections: 16000 needs RLIMIT_NOFILE >= 16064", err, 1, true)
     end)
 
     it("exits 1 with the message when the script does not compile", function()
@@ -315,7 +386,9 @@ describe("ringline-lua", function()
       assert.are.equal(0, code, err)
       assert.are.equal(("%s/share/lua/5.1/ringline/init.lua %s/share/lua/5.1/ringline/lib.lua"):format(
         prefix, prefix), out)
-      -- Plain luajit with the installed modules loads the installed library.
+      -- Plain luajit with the installed modules loads the installed library,
+      -- with no LD_LIBRARY_PATH (ringline/installdirs.lua), also once the
+      -- tree has moved (its path relative to the modules).
       local libdir = select(2, proc.run("dirname " .. prefix .. "/lib*/libringline.so")):gsub("\n$", "")
       -- A sanitizer build's library needs its runtimes loaded first.
       local preload = {}
@@ -323,15 +396,31 @@ describe("ringline-lua", function()
           :gmatch("=> (/%S+/lib%a*san%.so[%.%d]*)") do
         preload[#preload + 1] = rt
       end
-      code, out, err = proc.run(("cd / && LD_PRELOAD=%s LD_LIBRARY_PATH=%s %s -e %s"):format(
-        proc.quote(table.concat(preload, ":")), proc.quote(libdir),
-        os.getenv("LUAJIT") or "luajit", proc.quote(([[
-          package.path = %q
-          local ffi = require "ffi"
-          io.write(ffi.string(require("ringline.lib").rl_version()))
-        ]]):format(prefix .. "/share/lua/5.1/?.lua;" .. prefix .. "/share/lua/5.1/?/init.lua"))))
+      local function installed_lib(at)
+        return proc.run(("cd / && LD_LIBRARY_PATH= LD_PRELOAD=%s %s -e %s"):format(
+          proc.quote(table.concat(preload, ":")),
+          os.getenv("LUAJIT") or "luajit", proc.quote(([[
+            package.path = %q
+            local ffi = require "ffi"
+            local lib = require "ringline.lib"
+            io.write(ffi.string(lib.rl_version()), " ", tostring(lib ~= ffi.C))
+          ]]):format(at .. "/share/lua/5.1/?.lua;" .. at .. "/share/lua/5.1/?/init.lua"))))
+      end
+      code, out, err = installed_lib(prefix)
       assert.are.equal(0, code, err)
-      assert.are.equal(ffi.string(C.rl_version()), out)
+      assert.are.equal(ffi.string(C.rl_version()) .. " true", out)
+      local moved = prefix .. "-moved"
+      finally(function() os.execute("rm -rf " .. proc.quote(moved)) end)
+      assert.are.equal(0, (proc.run(("mv %s %s"):format(proc.quote(prefix), proc.quote(moved)))))
+      code, out, err = installed_lib(moved)
+      assert.are.equal(0, code, err)
+      assert.are.equal(ffi.string(C.rl_version()) .. " true", out)
+      -- ringline.pc names the prefix installed into
+      local pcpath = select(2, proc.run("ls " .. moved .. "/lib*/pkgconfig/ringline.pc")):gsub("\n$", "")
+      local pc = assert(io.open(pcpath))
+      local text = pc:read("*a")
+      pc:close()
+      assert.matches("prefix=" .. prefix .. "\n", text, 1, true)
     end)
   end)
 end)

@@ -82,7 +82,7 @@ static void *acceptor_main(void *arg)
 	/* Its table holds connections between accept and pass only: the
 	 * workers' max_connections (which a script's configure may have set
 	 * lower, to fit RLIMIT_NOFILE) would only ask for descriptors. */
-	if (cfg.max_connections > 1024)
+	if (cfg.max_connections == 0 || cfg.max_connections > 1024)   /* 0: automatic */
 		cfg.max_connections = 1024;
 	rc = rl_worker_new(&cfg, &w, msg, sizeof(msg));
 	if (rc < 0) /* the listen that started it fails, and says why */

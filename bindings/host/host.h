@@ -44,7 +44,9 @@ struct options {
 	int64_t set_values[64];
 	int lua_key[64];
 	int nset;
-	int script;      /* argv index of the script, 0 if none */
+	int script;      /* argv index of the script, argc if none (-e only) */
+	const char *exec[64];   /* the chunks of -e, in order, run before the script */
+	int nexec;
 	int argc;
 	char **argv;
 };

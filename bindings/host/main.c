@@ -3,7 +3,8 @@
  * ringline-lua: the host executable.
  *
  *     ringline-lua [-w N|auto] [--pin|--no-pin] [--accept reuseport|acceptor]
- *                  [--drain-timeout s] [--set key=value ...] script.lua [args...]
+ *                  [--drain-timeout s] [--set key=value ...] [-e code ...]
+ *                  [script.lua [args...]]
  *
  * It runs N worker threads (thread per core). Each has its own LuaJIT VM
  * and runs the script as the main task of its own worker: the script is
@@ -124,7 +125,7 @@ static void print_help(const struct options *o)
 	cpu_set_t set;
 	int ncpu = host_allowed_cpus(&set);
 
-	printf("Usage: %s [options] script.lua [args...]\n"
+	printf("Usage: %s [options] [-e code ...] [script.lua [args...]]\n"
 	       "Run script.lua on ringline workers (io_uring + LuaJIT): each worker is a\n"
 	       "thread with its own event loop and Lua VM, and runs the script as its main\n"
 	       "task. Inside the script, `arg` and `...` hold the arguments, as with luajit;\n"
@@ -150,6 +151,8 @@ static void print_help(const struct options *o)
 	       "                       (default %.0f)\n"
 	       "  --set key=value      set a configuration key (see below) for every worker;\n"
 	       "                       k/m/g suffixes multiply by 1024, 1024^2, 1024^3\n"
+	       "  -e code              run code (a Lua chunk) before the script, as lua -e\n"
+	       "                       does; may be repeated, and the script then optional\n"
 	       "  --                   end of options; the next argument is the script\n"
 	       "  script.lua           the script ('-' reads it from stdin)\n"
 	       "\n"
@@ -331,6 +334,17 @@ static void parse_options(struct options *o, int argc, char **argv)
 			parse_workers(o, option_value(argc, argv, &i, "--workers", "a value (N or auto)"));
 		} else if (a[1] == 'w' && a[2] != '\0') {
 			parse_workers(o, a + 2);          /* -w4, -wauto */
+		} else if (a[1] == 'e') {
+			/* -e code or -ecode, as lua */
+			const char *code = a[2] ? a + 2 : NULL;
+
+			if (!code && i + 1 >= argc)
+				bad_option("option '-e' needs a Lua chunk");
+			if (!code)
+				code = argv[++i];
+			if (o->nexec == (int)(sizeof(o->exec) / sizeof(o->exec[0])))
+				bad_option("-e: too many chunks");
+			o->exec[o->nexec++] = code;
 		} else if (strcmp(a, "--pin") == 0) {
 			o->pin = 1;
 		} else if (strcmp(a, "--no-pin") == 0) {
@@ -353,9 +367,10 @@ static void parse_options(struct options *o, int argc, char **argv)
 			bad_option("unknown option '%s'", a);
 		}
 	}
-	if (i >= argc) {
+	if (i >= argc && !o->nexec) {
 		fprintf(stderr, "%s: no script given\n"
-			"Usage: %s [options] script.lua [args...]\n", progname, progname);
+			"Usage: %s [options] [-e code ...] [script.lua [args...]]\n",
+			progname, progname);
 		host_usage_hint();
 		exit(EXIT_USAGE);
 	}

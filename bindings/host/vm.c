@@ -220,7 +220,7 @@ static int read_script(const char *name)
  * arg[-1..] the host's own argv before the script (arg[-n] the program). */
 static void set_arg(lua_State *L, int argc, char **argv, int script)
 {
-	lua_createtable(L, argc - script - 1, script + 1);
+	lua_createtable(L, script < argc ? argc - script - 1 : 0, script + 1);
 	for (int i = 0; i < argc; i++) {
 		lua_pushstring(L, argv[i]);
 		lua_rawseti(L, -2, i - script);
@@ -258,6 +258,13 @@ static int traceback(lua_State *L)
  */
 static const char bootstrap[] =
 	"local chunk = ...\n"
+	"if type(chunk) == 'table' then\n"   /* -e chunks, then the script (or not) */
+	"  local chunks = chunk\n"
+	"  chunk = function(...)\n"
+	"    for i = 1, chunks.n - 1 do chunks[i]() end\n"
+	"    return chunks[chunks.n](...)\n"
+	"  end\n"
+	"end\n"
 	"local ringline = require 'ringline'\n"
 	"local config = require('ringline.hostinfo').config\n"
 	"local traceback = debug.traceback\n"
@@ -283,11 +290,40 @@ static void worker_tag(char *buf, size_t len, int id)
 		buf[0] = '\0';
 }
 
+/* Loads the -e chunks (as "(command line)", lua's name for them) and the
+ * script, if any; pushes one function, or with -e a table {n = count, ...}
+ * of them in order; or pushes the message and returns -1. */
+static int load_chunks(lua_State *L)
+{
+	int has_script = opts.script < opts.argc;
+
+	if (!opts.nexec)
+		return luaL_loadbuffer(L, script_text, script_len, script_chunkname) ? -1 : 0;
+	lua_createtable(L, opts.nexec + 1, 1);
+	for (int i = 0; i < opts.nexec; i++) {
+		if (luaL_loadbuffer(L, opts.exec[i], strlen(opts.exec[i]), "=(command line)")) {
+			lua_remove(L, -2);
+			return -1;
+		}
+		lua_rawseti(L, -2, i + 1);
+	}
+	if (has_script) {
+		if (luaL_loadbuffer(L, script_text, script_len, script_chunkname)) {
+			lua_remove(L, -2);
+			return -1;
+		}
+		lua_rawseti(L, -2, opts.nexec + 1);
+	}
+	lua_pushinteger(L, opts.nexec + has_script);
+	lua_setfield(L, -2, "n");
+	return 0;
+}
+
 int host_run_script(lua_State *L, int id)
 {
 	int argc = opts.argc, script = opts.script;
 	char **argv = opts.argv;
-	int nargs = argc - script - 1;
+	int nargs = script < argc ? argc - script - 1 : 0;
 	char tag[32];
 
 	worker_tag(tag, sizeof(tag), id);
@@ -297,7 +333,7 @@ int host_run_script(lua_State *L, int id)
 		fprintf(stderr, "%s: %s%s\n", progname, tag, lua_tostring(L, -1));
 		return 1;
 	}
-	if (luaL_loadbuffer(L, script_text, script_len, script_chunkname) != 0) {
+	if (load_chunks(L) != 0) {
 		fprintf(stderr, "%s: %s%s\n", progname, tag, lua_tostring(L, -1));
 		return 1;
 	}
@@ -381,6 +417,43 @@ int host_push_lua_config_keys(lua_State *L)
 	return 1;
 }
 
+static int cmp_name(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* Every key --set takes, sorted, on stderr after "valid: ": the core's and,
+ * when the table of ringline.config_keys() is at the top of L, the Lua
+ * API's. An unknown key's message lists them, as ringline.configure does. */
+static void print_valid_keys(lua_State *L, int have)
+{
+	int n = 0;
+	const struct rl_config_key *keys = rl_config_keys(&n);
+	const char *names[256];
+	int count = 0;
+
+	for (int i = 0; i < n && count < 256; i++)
+		names[count++] = keys[i].name;
+	if (have) {
+		lua_pushnil(L);
+		while (lua_next(L, -2)) {
+			const char *name = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : NULL;
+			int dup = 0;
+
+			for (int i = 0; i < n && name; i++)
+				dup |= strcmp(keys[i].name, name) == 0;
+			/* the strings stay alive: the table holds them */
+			if (name && !dup && count < 256)
+				names[count++] = name;
+			lua_pop(L, 1);
+		}
+	}
+	qsort(names, (size_t)count, sizeof(names[0]), cmp_name);
+	fputs("valid: ", stderr);
+	for (int i = 0; i < count; i++)
+		fprintf(stderr, "%s%s", i ? ", " : "", names[i]);
+}
+
 /* --set keys the core did not know: keys of the Lua API (ringline.configure
  * takes them too), checked here so a bad one is still a bad option. */
 static void check_lua_keys(lua_State *L, const struct options *o)
@@ -397,8 +470,12 @@ static void check_lua_keys(lua_State *L, const struct options *o)
 		if (have)
 			lua_getfield(L, -1, o->set_keys[i]);
 		if (!have || !lua_istable(L, -1)) {
-			fprintf(stderr, "%s: --set %s: unknown configuration key '%s'\n",
+			if (have)
+				lua_pop(L, 1);
+			fprintf(stderr, "%s: --set %s: unknown configuration key '%s' (",
 				progname, o->set_text[i], o->set_keys[i]);
+			print_valid_keys(L, have);
+			fputs(")\n", stderr);
 			host_usage_hint();
 			exit(EXIT_USAGE);
 		}
@@ -430,11 +507,11 @@ void host_preflight(void)
 		exit(1);
 	}
 	check_lua_keys(L, &opts);
-	if (read_script(opts.argv[opts.script]) != 0) {
+	if (opts.script < opts.argc && read_script(opts.argv[opts.script]) != 0) {
 		lua_close(L);
 		exit(1);
 	}
-	if (luaL_loadbuffer(L, script_text, script_len, script_chunkname) != 0) {
+	if (load_chunks(L) != 0) {
 		fprintf(stderr, "%s: %s\n", progname, lua_tostring(L, -1));
 		lua_close(L);
 		exit(1);

@@ -21,8 +21,9 @@ static const struct rl_config_key keys[] = {
 	KEY(send_slots, 1024, 1, 1u << 20, 0,
 	    "send copy pool slots; heap chunks are used beyond them"),
 	KEY(send_slot_size, 16384, 256, 1u << 24, 0, "bytes per send copy slot"),
-	KEY(max_connections, 16000, 1, 1u << 20, 0,
-	    "connection slots = fixed file table entries (needs RLIMIT_NOFILE above it)"),
+	KEY(max_connections, 0, 0, 1u << 20, 0,
+	    "connection slots = fixed file table entries (needs RLIMIT_NOFILE above it); "
+	    "0 = 16000, or fewer to fit the hard RLIMIT_NOFILE (with a warning)"),
 	KEY(recv_window, 262144, 1024, 1u << 30, 0,
 	    "unconsumed received bytes per connection before receiving pauses"),
 	KEY(send_high_watermark, 65536, 1, 1u << 30, 0,

@@ -22,6 +22,11 @@
 /* A plain listener out of descriptors tries again after this long when no
  * connection of its worker closes first. */
 #define RL_ACCEPT_RETRY_S 0.1
+/* max_connections = 0 (the default): this many, or fewer to fit the hard
+ * RLIMIT_NOFILE (worker.c); RL_NOFILE_MARGIN descriptors are kept for the
+ * rest (listeners, ring, eventfd, resolver, the script's files). */
+#define RL_AUTO_MAX_CONNECTIONS 16000u
+#define RL_NOFILE_MARGIN 64u
 
 /* ---- provided buffer ring (bufring.c) ---- */
 struct rl_bufring {

@@ -86,12 +86,24 @@ int rl__parse_addr(const char *addr, int passive, struct sockaddr_storage *ss, s
 		*len = sizeof(*sin6);
 		return 0;
 	}
+	/* Digits and dots, or any colon, that inet_pton refused: a malformed
+	 * numeric address (300.1.1.1, [::zz]), never a name. Said as such
+	 * (-EINVAL, "invalid address" in the Lua API) rather than handed to the
+	 * resolver, whose failure would read as a routing problem. */
+	if (host[strspn(host, "0123456789.")] == '\0' || strchr(host, ':'))
+		return -EINVAL;
 	if (!passive && strcmp(host, "localhost") != 0)
 		return -EAFNOSUPPORT; /* names: resolved by the upper layer, never here */
 	struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = passive ? AI_PASSIVE : 0 };
 	struct addrinfo *res = NULL;
-	if (getaddrinfo(host, NULL, &hints, &res) != 0 || !res)
-		return -EHOSTUNREACH;
+	int gai = getaddrinfo(host, NULL, &hints, &res);
+	if (gai != 0 || !res) {
+		if (res)
+			freeaddrinfo(res);
+		/* a name that does not resolve is not an address to bind; only a
+		 * resolver that could not answer now is worth trying again */
+		return gai == EAI_AGAIN ? -EHOSTUNREACH : -EINVAL;
+	}
 	memcpy(ss, res->ai_addr, res->ai_addrlen);
 	*len = res->ai_addrlen;
 	freeaddrinfo(res);

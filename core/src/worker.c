@@ -67,6 +67,37 @@ out:
 	return rc;
 }
 
+/* max_connections 0: RL_AUTO_MAX_CONNECTIONS, or what the hard limit
+ * leaves above the margin (a host with a low hard limit still starts; an
+ * explicit value that does not fit is refused by raise_nofile). Said once
+ * per process, on stderr, when it is fewer. */
+static int auto_max_connections(uint32_t *out, char *msg, size_t msglen)
+{
+	static int warned;
+	struct rlimit rl;
+	uint64_t fit;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+		return -errno;
+	fit = rl.rlim_max == RLIM_INFINITY ? UINT64_MAX : (uint64_t)rl.rlim_max;
+	if (fit >= RL_AUTO_MAX_CONNECTIONS + RL_NOFILE_MARGIN) {
+		*out = RL_AUTO_MAX_CONNECTIONS;
+		return 0;
+	}
+	if (fit <= 2 * RL_NOFILE_MARGIN) {
+		if (msg)
+			snprintf(msg, msglen, "max_connections: the hard RLIMIT_NOFILE (%llu) leaves "
+				 "no room for connections (ulimit -Hn)", (unsigned long long)fit);
+		return -EMFILE;
+	}
+	*out = (uint32_t)(fit - RL_NOFILE_MARGIN);
+	if (!__atomic_exchange_n(&warned, 1, __ATOMIC_RELAXED))
+		fprintf(stderr, "ringline: max_connections: %u per worker (not %u): the hard "
+			"RLIMIT_NOFILE is %llu; raise it (ulimit -Hn) or set max_connections\n",
+			*out, RL_AUTO_MAX_CONNECTIONS, (unsigned long long)fit);
+	return 0;
+}
+
 static void drop_nofile_share(struct rl_worker *w)
 {
 	pthread_mutex_lock(&nofile_lock);
@@ -92,15 +123,21 @@ int rl_worker_new(const struct rl_config *cfg, struct rl_worker **out, char *msg
 	for (int i = 0; i < RL_MAX_LISTENERS; i++)
 		w->listeners[i].fd = -1;
 
+	if (w->cfg.max_connections == 0) {
+		rc = auto_max_connections(&w->cfg.max_connections, msg, msglen);
+		if (rc)
+			goto fail;
+	}
 	/* The kernel checks a file table registration against RLIMIT_NOFILE. */
-	rc = raise_nofile(w->cfg.max_connections + 64, w->cfg.max_connections + 64);
+	uint32_t nofile = w->cfg.max_connections + RL_NOFILE_MARGIN;
+	rc = raise_nofile(nofile, nofile);
 	if (rc == 0)
-		w->nofile_share = w->cfg.max_connections + 64;
+		w->nofile_share = nofile;
 	if (rc) {
 		if (msg)
 			snprintf(msg, msglen,
 				 "max_connections: %u needs RLIMIT_NOFILE >= %u (ulimit -n)",
-				 w->cfg.max_connections, w->cfg.max_connections + 64);
+				 w->cfg.max_connections, nofile);
 		goto fail;
 	}
 	rc = rl__ring_setup(w, msg, msglen);

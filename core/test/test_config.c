@@ -4,11 +4,17 @@
  * range with a message naming the key and the range, power-of-two keys
  * reject other values, unknown keys are -ENOENT, and the cross-field rule
  * (low watermark <= high watermark) is enforced by validation and by
- * rl_worker_new.
+ * rl_worker_new. max_connections 0 (the default) fits a low hard
+ * RLIMIT_NOFILE with one warning line; an explicit value that does not fit
+ * is still refused.
  */
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "helpers.h"
 
@@ -174,9 +180,88 @@ static void test_unknown_and_cross(void)
 	ASSERT(strstr(msg, "sq_entries") && strstr(msg, "power of two"), "message: '%s'", msg);
 }
 
+/* In a child whose hard RLIMIT_NOFILE is 4096 and whose stderr is a pipe
+ * (lowering a hard limit cannot be undone without privileges). */
+static void auto_max_child(void)
+{
+	struct rlimit rl = { .rlim_cur = 1024, .rlim_max = 4096 };
+	struct rl_config cfg;
+	struct rl_worker *w1 = NULL, *w2 = NULL, *w3 = NULL;
+	char msg[256] = "";
+
+	if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+		exit(T_SKIP);   /* the hard limit is below 4096 already */
+	rl_config_init(&cfg);
+	CHECK_EQ(cfg.max_connections, 0);
+	/* the default fits: 4096 - 64 slots, in two workers, warned once */
+	CHECK_EQ(rl_worker_new(&cfg, &w1, msg, sizeof(msg)), 0);
+	CHECK(rl_conn_io(w1, 4031) != NULL);
+	CHECK(rl_conn_io(w1, 4032) == NULL);
+	CHECK_EQ(rl_worker_new(&cfg, &w2, msg, sizeof(msg)), 0);
+	CHECK(rl_conn_io(w2, 4032) == NULL);
+	/* an explicit value that cannot fit is refused, saying why */
+	cfg.max_connections = 16000;
+	CHECK_EQ(rl_worker_new(&cfg, &w3, msg, sizeof(msg)), -EMFILE);
+	ASSERT(strstr(msg, "max_connections: 16000 needs RLIMIT_NOFILE >= 16064"), "message: '%s'", msg);
+	CHECK(w3 == NULL);
+	/* one that fits is taken as it is */
+	cfg.max_connections = 100;
+	CHECK_EQ(rl_worker_new(&cfg, &w3, msg, sizeof(msg)), 0);
+	CHECK(rl_conn_io(w3, 100) == NULL);
+	CHECK_EQ(rl_worker_destroy(w3), 0);
+	CHECK_EQ(rl_worker_destroy(w2), 0);
+	CHECK_EQ(rl_worker_destroy(w1), 0);
+	/* a hard limit with no room: refused (explicitly, not a zero-sized table) */
+	rl.rlim_cur = rl.rlim_max = 100;
+	CHECK_EQ(setrlimit(RLIMIT_NOFILE, &rl), 0);
+	cfg.max_connections = 0;
+	msg[0] = 0;
+	CHECK_EQ(rl_worker_new(&cfg, &w1, msg, sizeof(msg)), -EMFILE);
+	ASSERT(strstr(msg, "no room for connections"), "message: '%s'", msg);
+	fflush(stderr);
+	exit(0);
+}
+
+static void test_auto_max_connections(void)
+{
+	int fds[2], status;
+	char out[4096];
+	size_t n = 0;
+	ssize_t got;
+
+	CHECK_EQ(pipe(fds), 0);
+	pid_t pid = fork();
+	CHECK(pid >= 0);
+	if (pid == 0) {
+		close(fds[0]);
+		dup2(fds[1], 2);
+		auto_max_child();
+	}
+	close(fds[1]);
+	while (n < sizeof(out) - 1 && (got = read(fds[0], out + n, sizeof(out) - 1 - n)) > 0)
+		n += (size_t)got;
+	out[n] = 0;
+	close(fds[0]);
+	CHECK_EQ(waitpid(pid, &status, 0), pid);
+	if (WIFEXITED(status) && WEXITSTATUS(status) == T_SKIP) {
+		printf("skip: the hard RLIMIT_NOFILE is below 4096\n");
+		return;
+	}
+	ASSERT(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child failed: %s", out);
+	/* exactly one warning line, saying what it chose and why */
+	const char *line = strstr(out, "max_connections: 4032 per worker (not 16000)");
+	ASSERT(line && strstr(out, "RLIMIT_NOFILE is 4096"), "warning: '%s'", out);
+	ASSERT(strstr(line + 1, "max_connections: 4032") == NULL, "warned twice: '%s'", out);
+	int lines = 0;
+	for (size_t i = 0; i < n; i++)
+		lines += out[i] == '\n';
+	ASSERT(lines == 1, "expected one line on stderr, got: '%s'", out);
+}
+
 int main(void)
 {
 	test_keys();
 	test_unknown_and_cross();
+	test_auto_max_connections();
 	return 0;
 }

@@ -261,6 +261,12 @@ int main(void)
 	/* addresses rl_connect refuses up front */
 	CHECK_EQ(rl_connect(t.w, "not an address", 0, 1), -EINVAL);
 	CHECK_EQ(rl_connect(t.w, "127.0.0.1:99999", 0, 1), -EINVAL);
+	/* malformed numeric addresses are invalid, not names (nor unroutable) */
+	CHECK_EQ(rl_connect(t.w, "300.1.1.1:80", 0, 1), -EINVAL);
+	CHECK_EQ(rl_connect(t.w, "[::zz]:80", 0, 1), -EINVAL);
+	CHECK_EQ(rl_listen(t.w, "300.1.1.1:80", 0), -EINVAL);
+	CHECK_EQ(rl_listen(t.w, "[1:2:3:4:5:6:7:8:9]:80", 0), -EINVAL);
+	CHECK_EQ(rl_udp_open(t.w, "300.1.1.1:0"), -EINVAL);
 	CHECK_LT(rl_connect(t.w, "example.invalid:80", 0, 1), 0);
 
 	m = rl_worker_metrics(t.w);

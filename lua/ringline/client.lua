@@ -19,6 +19,7 @@ local C = require "ringline.lib"
 local sched = require "ringline.sched"
 local conn = require "ringline.conn"
 local errors = require "ringline.errors"
+local check = require "ringline.check"
 
 local ffi_string = ffi.string
 local type, tostring, tonumber, error = type, tostring, tonumber, error
@@ -33,10 +34,24 @@ local RESET = C.RL_CLOSE_RESET
 local U32MAX = 0xffffffff
 local EAFNOSUPPORT = errors.EAFNOSUPPORT
 
-local M = {}
+-- The options of connect, one entry each (ringline.check: true = valid, a
+-- string = refused with that reason). TLS options are refused until TLS
+-- exists: a connection asked to be encrypted must never go out in clear.
+local NO_TLS = "not supported (TLS is not implemented yet; the connection would be plaintext)"
+local VALID = {
+  timeout = true,           -- seconds for the whole call (resolve + connect)
+  bind = true,              -- the local address
+  ssl = NO_TLS, ssl_verify = NO_TLS, server_name = NO_TLS, ssl_ca = NO_TLS,
+  ssl_cert = NO_TLS, ssl_key = NO_TLS,
+}
 
-local function misuse(msg, lvl)
-  error("ringline: " .. msg, lvl + 1)
+local M = {}
+M.VALID = VALID
+
+-- A misuse raises at the user's line (ringline.connect tail-calls connect
+-- below, so a fixed level would name no line); lvl is not needed.
+local function misuse(msg)
+  error("ringline: " .. msg, errors.caller_level())
 end
 
 sched.on_message(MSG_RESOLVED, function(S, from, ptr, len)
@@ -49,6 +64,15 @@ sched.on_message(MSG_RESOLVED, function(S, from, ptr, len)
     wake(S, t, nil)
   end
 end)
+
+-- The error of a core call given an address (rl_listen, rl_connect,
+-- rl_udp_*): its parser refuses a malformed one with -EINVAL before any
+-- socket exists, so at these call sites EINVAL means the address.
+local function addr_errstr(rc)
+  if rc == -errors.EINVAL then return "invalid address" end
+  return errstr(rc)
+end
+M.addr_errstr = addr_errstr
 
 -- A numeric address the core takes as it is (names go to the resolver).
 local function numeric(host)
@@ -125,7 +149,7 @@ local function attempt(S, t, w, addr, from, ms)
   else
     rc = C.rl_connect(w, addr, ms, tok)
   end
-  if rc < 0 then return nil, errstr(rc), false end
+  if rc < 0 then return nil, addr_errstr(rc), false end
   S.connecting[tok] = t
   t.cres = nil
   local why
@@ -158,7 +182,7 @@ local function split_bind(b)
   if not h then h, p = b:match("^([^:]+):(%d+)$") end
   if not h then return unbracket(b), 0 end
   p = tonumber(p)
-  if p > 65535 then misuse("ringline.connect: opts.bind: bad port in " .. b, 4) end
+  if p > 65535 then misuse("ringline.connect: opts.bind: bad port in " .. b) end
   return h, p
 end
 
@@ -177,19 +201,16 @@ end
 -- "[::1]") or a name; opts.timeout in seconds for the whole call;
 -- opts.bind the local address (a unix path for unix sockets).
 function M.connect(S, host, port, opts)
-  if type(host) ~= "string" or host == "" then misuse("ringline.connect: host must be a string", 3) end
-  if opts ~= nil and type(opts) ~= "table" then misuse("ringline.connect: opts must be a table", 3) end
+  if type(host) ~= "string" or host == "" then misuse("ringline.connect: host must be a string") end
+  check.options(opts, VALID, "ringline.connect")
   local unix = host:sub(1, 5) == "unix:"
   if not unix and (type(port) ~= "number" or port < 0 or port > 65535 or port % 1 ~= 0) then
-    misuse("ringline.connect: bad port " .. tostring(port), 3)
+    misuse("ringline.connect: bad port " .. tostring(port))
   end
-  local timeout = opts and opts.timeout
-  if timeout ~= nil and (type(timeout) ~= "number" or timeout < 0 or timeout ~= timeout) then
-    misuse("ringline.connect: opts.timeout must be seconds >= 0", 3)
-  end
+  local timeout = check.seconds(opts and opts.timeout, "ringline.connect: opts.timeout")
   local bind = opts and opts.bind
   if bind ~= nil and (type(bind) ~= "string" or bind == "") then
-    misuse("ringline.connect: opts.bind must be an address string", 3)
+    misuse("ringline.connect: opts.bind must be an address string")
   end
   local bunix = bind and (unix or bind:sub(1, 5) == "unix:")
   local bh, bport

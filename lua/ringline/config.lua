@@ -9,8 +9,9 @@
 local ffi = require "ffi"
 local C = require "ringline.lib"
 local errors = require "ringline.errors"
+local check = require "ringline.check"
 
-local type, error, tostring = type, error, tostring
+local type, error, tostring, pairs = type, error, tostring, pairs
 local errstr = errors.errstr
 local ffi_string, ffi_new = ffi.string, ffi.new
 
@@ -43,35 +44,56 @@ function M.lua_defaults(S)
   for k, v in pairs(LUA_KEYS) do S[k] = v[4] end
 end
 
+-- Every configuration key (the core's and LUA_KEYS) plus the keys of skip,
+-- as the valid-key table of ringline.check: what an unknown key's message lists.
+local function valid_keys(skip)
+  local v = {}
+  local n = ffi_new("int[1]")
+  local keys = C.rl_config_keys(n)
+  for i = 0, n[0] - 1 do v[ffi_string(keys[i].name)] = true end
+  for k in pairs(LUA_KEYS) do v[k] = true end
+  if skip then
+    for k in pairs(skip) do v[k] = true end
+  end
+  return v
+end
+M.valid_keys = valid_keys
+
 -- Apply a table of configuration keys to S (all or nothing). lvl: the error level.
 local function configure(S, t, lvl, skip)
   lvl = lvl + 1
+  local what = skip and "ringline.run" or "ringline.configure"   -- skip: run's own keys
   local tmp = ffi_new("struct rl_config")
   ffi.copy(tmp, S.cfg, ffi.sizeof(tmp))
-  local lua_vals = {}
+  local lua_vals, valid = {}, nil
   for k, v in pairs(t) do
     if not (skip and skip[k]) then
       if type(k) ~= "string" then
-        error("ringline.configure: keys must be strings, got " .. type(k), lvl)
+        error(what .. ": keys must be strings, got " .. type(k), lvl)
+      end
+      valid = valid or valid_keys(skip)
+      if not valid[k] then
+        error(("%s: unknown configuration key '%s' (valid: %s)"):format(what, k, check.list(valid)),
+          lvl)
       end
       if type(v) ~= "number" or v ~= v or v % 1 ~= 0 then
-        error("ringline.configure: " .. k .. ": expected an integer, got " .. tostring(v), lvl)
+        error(what .. ": " .. k .. ": expected an integer, got " .. tostring(v), lvl)
       end
       local lk = LUA_KEYS[k]
       if lk then
         if v < lk[1] or v > lk[2] then
-          error(("ringline.configure: %s: %s is out of range (%d..%d)"):format(k, tostring(v),
+          error(("%s: %s: %s is out of range (%d..%d)"):format(what, k, tostring(v),
             lk[1], lk[2]), lvl)
         end
         lua_vals[k] = v
       else
         local rc = C.rl_config_set(tmp, k, v, S.msg, MSGLEN)
-        if rc < 0 then error("ringline.configure: " .. ffi_string(S.msg), lvl) end
+        if rc < 0 then error(what .. ": " .. ffi_string(S.msg), lvl) end
       end
     end
   end
   local rc = C.rl_config_validate(tmp, S.msg, MSGLEN)
-  if rc < 0 then error("ringline.configure: " .. ffi_string(S.msg), lvl) end
+  if rc < 0 then error(what .. ": " .. ffi_string(S.msg), lvl) end
   ffi.copy(S.cfg, tmp, ffi.sizeof(tmp))
   for k, v in pairs(lua_vals) do S[k] = v end
 end

@@ -16,6 +16,7 @@ local ffi = require "ffi"
 local C = require "ringline.lib"
 local sched = require "ringline.sched"
 local errors = require "ringline.errors"
+local check = require "ringline.check"
 
 local ffi_string = ffi.string
 local type, tostring, tonumber, error, pairs = type, tostring, tonumber, error, pairs
@@ -308,12 +309,12 @@ end
 function methods.view(c, min, timeout)
   if min == nil then min = 1 end
   if type(min) ~= "number" or min < 0 then misuse("conn:view: bad min " .. tostring(min), 2) end
-  if timeout ~= nil and type(timeout) ~= "number" then misuse("conn:view: timeout must be seconds", 2) end
+  check.milliseconds(timeout, "conn:view: timeout")   -- ms, as settimeout
   if c.closed then return nil, "closed" end
   if c.reading then return nil, "socket busy reading" end
   local io = c.io
   if io.rlen < min then
-    local why = wait_any(c, min, timeout or c.read_to)
+    local why = wait_any(c, min, check.call_ms(timeout, c.read_to))
     if why then return nil, why end
   end
   return io.rdata, io.rlen

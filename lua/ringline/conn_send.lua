@@ -24,6 +24,7 @@ local ffi = require "ffi"
 local C = require "ringline.lib"
 local sched = require "ringline.sched"
 local errors = require "ringline.errors"
+local check = require "ringline.check"
 local region = require "ringline.region"
 local read = require "ringline.conn_read"
 
@@ -457,8 +458,8 @@ M.wake_writers = wake_writers
 region.conn_idle = wake_writers
 
 function methods.flush(c, timeout)
-  if timeout ~= nil and type(timeout) ~= "number" then misuse("conn:flush: timeout must be seconds", 2) end
-  local why = wait_guards(c, timeout or c.send_to)
+  check.milliseconds(timeout, "conn:flush: timeout")   -- ms, as settimeout
+  local why = wait_guards(c, check.call_ms(timeout, c.send_to))
   if why then return nil, why end
   return true
 end

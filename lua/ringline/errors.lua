@@ -46,7 +46,7 @@ function M.errstr(rc)
 end
 
 -- The level, for error() in the function calling this, of the nearest
--- frame outside ringline's own modules: a misuse found deep inside (a wait
+-- Lua frame outside ringline's own modules: a misuse found deep inside (a wait
 -- with no task to park) then names the user's line, however many of our
 -- frames lie between. Only error paths call it.
 function M.caller_level()
@@ -54,7 +54,9 @@ function M.caller_level()
   while true do
     local info = debug.getinfo(lvl, "S")
     if not info then return 1 end
-    if not info.source:find("/ringline/[%w_]+%.lua$") then return lvl - 1 end
+    -- a C frame (pcall(ringline.listen, ...)) has no line: the Lua one
+    -- that called it does
+    if info.what ~= "C" and not info.source:find("/ringline/[%w_]+%.lua$") then return lvl - 1 end
     lvl = lvl + 1
   end
 end

@@ -20,6 +20,7 @@ local timer = require "ringline.timer"
 local sync = require "ringline.sync"
 local udp = require "ringline.udp"
 local log = require "ringline.log"
+local check = require "ringline.check"
 
 local type, error, tonumber = type, error, tonumber
 local need = sched.need
@@ -43,7 +44,7 @@ function M.configure(t)
     error("ringline.configure: the worker has started I/O already; configure before the first "
       .. "listen/connect/sleep (or pass the keys in ringline.run's opts)", 2)
   end
-  sched.configure(S, t, 1)
+  sched.configure(S, t, 2)
 end
 
 -- The configuration keys: name -> {default, min, max, pow2, doc}.
@@ -67,7 +68,10 @@ function M.config(key)
   local S = need("ringline.config")
   if sched.LUA_KEYS[key] then return S[key] end
   local ok, v = pcall(function() return S.cfg[key] end)
-  if not ok then error("ringline.config: unknown key " .. tostring(key), 2) end
+  if not ok then
+    error(("ringline.config: unknown configuration key '%s' (valid: %s)"):format(tostring(key),
+      check.list(require("ringline.config").valid_keys())), 2)
+  end
   return tonumber(v)
 end
 
@@ -90,7 +94,7 @@ function M.resolve(name, family)
 end
 
 function M.sleep(s)
-  if type(s) ~= "number" or s ~= s then error("ringline.sleep: expected seconds", 2) end
+  check.seconds(s, "ringline.sleep", true)
   local S = need("ringline.sleep")
   local t = sched.current(S, "ringline.sleep")
   if s <= 0 then
@@ -130,8 +134,8 @@ M.semaphore = sync.semaphore
 M.channel = sync.channel
 
 -- A UDP socket (made by its first bind, setpeername or sendto).
-function M.udp()
-  return udp.new(need("ringline.udp"))
+function M.udp(opts)
+  return udp.new(need("ringline.udp"), opts)
 end
 
 -- The counters of struct rl_metrics, in declaration order, read from the

@@ -11,6 +11,8 @@ local sched = require "ringline.sched"
 local conn = require "ringline.conn"
 local errors = require "ringline.errors"
 local log = require "ringline.log"
+local check = require "ringline.check"
+local addr_errstr = require("ringline.client").addr_errstr
 
 local ffi = require "ffi"
 
@@ -31,7 +33,27 @@ local ACCEPT do
   ACCEPT = ok and type(h) == "table" and h.accept or "reuseport"
 end
 
+-- The options of listen, one entry each (ringline.check: true = valid, a
+-- string = refused with that reason).
+local VALID = {
+  max_connections = true,   -- this listener's cap (connections over it are reset)
+  accept = true,            -- "reuseport" or "acceptor" (several workers)
+  reuseport = true,         -- SO_REUSEPORT (default: on with several workers)
+  nodelay = true,           -- TCP_NODELAY on accepted connections (default on)
+  backlog = true,           -- accepted and ignored: the backlog is per worker
+  mode = true,              -- unix sockets: the socket file's permissions
+  ssl = "not supported (TLS is not implemented yet)",
+  ssl_cert = "not supported (TLS is not implemented yet)",
+  ssl_key = "not supported (TLS is not implemented yet)",
+}
+-- A misuse raises at the user's line: ringline.listen tail-calls listen
+-- below, so a fixed level would name no line.
+local function misuse(msg)
+  error(msg, errors.caller_level())
+end
+
 local M = {}
+M.VALID = VALID
 local methods = {}
 local mt = {
   __index = methods,
@@ -64,34 +86,34 @@ end
 function M.listen(S, addr, handler, opts)
   if type(addr) == "number" then
     if addr < 0 or addr > 65535 or addr % 1 ~= 0 then
-      error("ringline.listen: bad port " .. tostring(addr), 3)
+      misuse("ringline.listen: bad port " .. tostring(addr))
     end
     addr = tostring(addr)
   elseif type(addr) ~= "string" then
-    error("ringline.listen: addr must be a string or a port number", 3)
+    misuse("ringline.listen: addr must be a string or a port number")
   end
-  if type(handler) ~= "function" then error("ringline.listen: handler must be a function", 3) end
-  if opts ~= nil and type(opts) ~= "table" then error("ringline.listen: opts must be a table", 3) end
+  if type(handler) ~= "function" then misuse("ringline.listen: handler must be a function") end
+  check.options(opts, VALID, "ringline.listen")
   opts = opts or {}
   local max = opts.max_connections
   if max ~= nil and (type(max) ~= "number" or max < 0 or max % 1 ~= 0) then
-    error("ringline.listen: opts.max_connections must be an integer >= 0", 3)
+    misuse("ringline.listen: opts.max_connections must be an integer >= 0")
   end
   local accept = opts.accept
   if accept == nil then
     accept = ACCEPT
   elseif accept ~= "reuseport" and accept ~= "acceptor" then
-    error("ringline.listen: opts.accept must be \"reuseport\" or \"acceptor\"", 3)
+    misuse("ringline.listen: opts.accept must be \"reuseport\" or \"acceptor\"")
   end
   local unix = addr:sub(1, 5) == "unix:"
   local mode = opts.mode
   if mode ~= nil then
     mode = file_mode(mode)
     if not mode then
-      error("ringline.listen: opts.mode must be permissions 0..0777, a number or an octal "
-        .. "string such as \"0660\"", 3)
+      misuse("ringline.listen: opts.mode must be permissions 0..0777, a number or an octal "
+        .. "string such as \"0660\"")
     end
-    if not unix then error("ringline.listen: opts.mode is for unix sockets only", 3) end
+    if not unix then misuse("ringline.listen: opts.mode is for unix sockets only") end
   end
   -- SO_REUSEPORT does not apply to unix sockets: a second worker's bind
   -- would replace the first one's socket file. They always share one.
@@ -119,7 +141,7 @@ function M.listen(S, addr, handler, opts)
   else
     id = C.rl_listen(w, addr, flags)
   end
-  if id < 0 then return nil, errstr(id) end
+  if id < 0 then return nil, addr_errstr(id) end
   local gen = ffi.new("uint32_t[1]")
   C.rl_listener_gen(w, id, gen)
   if log.workers > 1 and log.worker_id == 0 and not shared

@@ -42,6 +42,7 @@ local C = require "ringline.lib"
 local sched = require "ringline.sched"
 local errors = require "ringline.errors"
 local log = require "ringline.log"
+local check = require "ringline.check"
 
 local type, tostring, tonumber, error, select = type, tostring, tonumber, error, select
 local getmetatable, setmetatable = getmetatable, setmetatable
@@ -59,7 +60,12 @@ local PARTS0 = 16                    -- initial parts array (grown by doubling)
 local PART_SIZE = ffi.sizeof("struct rl_part")
 local MAX_DEPTH = 32                 -- nested arrays (deeper: a cycle, refused)
 
+-- The options of ringline.region(size [, opts]), one entry each
+-- (ringline.check): none yet; the table is where one goes.
+local VALID = {}
+
 local M = {}
+M.VALID = VALID
 
 -- Anchors kept forever: rl_worker_destroy timed out, so the kernel may still
 -- read what they hold.
@@ -172,11 +178,12 @@ local function finalizer(S, id)
 end
 
 -- ringline.region(size): a region of size bytes, registered with the ring.
-function M.new(size)
+function M.new(size, opts)
   local S = sched.need("ringline.region")
   if type(size) ~= "number" or size < 1 or size % 1 ~= 0 or size > 2 ^ 32 then
     error("ringline.region: size must be an integer 1..2^32, got " .. tostring(size), 2)
   end
+  check.options(opts, VALID, "ringline.region")
   local w = S.w or sched.start(S)
   local pp = ffi_new("void *[1]")
   local id = C.rl_region_new(w, size, pp)

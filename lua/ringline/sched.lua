@@ -399,15 +399,16 @@ function M.run(opts, fn, ...)
   if state() then error("ringline.run: a worker is already running on this thread", 2) end
   local S = new_state()
   if opts then
-    if opts.timeout ~= nil and (type(opts.timeout) ~= "number" or opts.timeout <= 0) then
+    if require("ringline.check").seconds(opts.timeout, "ringline.run: opts.timeout") == 0 then
       error("ringline.run: opts.timeout must be a positive number of seconds", 2)
     end
+    require("ringline.check").seconds(opts.drain_timeout, "ringline.run: opts.drain_timeout")
     if opts.on_error ~= nil and type(opts.on_error) ~= "function" then
       error("ringline.run: opts.on_error must be a function", 2)
     end
     S.on_error = opts.on_error
     S.drain_timeout = opts.drain_timeout
-    configure(S, opts, 1, { timeout = true, on_error = true, drain_timeout = true })
+    configure(S, opts, 2, { timeout = true, on_error = true, drain_timeout = true })
   end
   local main = spawn(S, fn, ...)
   S.main = main

@@ -12,6 +12,7 @@
 -- a post never goes to a task that is about to return "timeout", and a
 -- cancel is never lost to a grant.
 local sched = require "ringline.sched"
+local check = require "ringline.check"
 
 local type, select, error, getmetatable, setmetatable = type, select, error, getmetatable, setmetatable
 local park, wake, current, need = sched.park, sched.wake, sched.current, sched.need
@@ -27,9 +28,7 @@ local function misuse(msg, lvl)
 end
 
 local function check_timeout(timeout, what)
-  if timeout ~= nil and (type(timeout) ~= "number" or timeout < 0 or timeout ~= timeout) then
-    misuse(what .. ": timeout must be seconds >= 0", 3)
-  end
+  check.seconds(timeout, what .. ": timeout")
 end
 
 ------------------------------------------------------------------------

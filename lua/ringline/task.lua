@@ -22,6 +22,7 @@ local C = require "ringline.lib"
 local errors = require "ringline.errors"
 local log = require "ringline.log"
 local config = require "ringline.config"
+local check = require "ringline.check"
 
 local co_create, co_resume, co_yield = coroutine.create, coroutine.resume, coroutine.yield
 local co_status, co_running = coroutine.status, coroutine.running
@@ -375,9 +376,7 @@ function Task.join(t, timeout)
   local S = t.S
   local me = current(S, "task:join")
   if me == t then error("ringline: a task cannot join itself", 2) end
-  if timeout ~= nil and type(timeout) ~= "number" then
-    error("ringline: task:join: timeout must be a number of seconds", 2)
-  end
+  check.seconds(timeout, "task:join: timeout")
   if t.st ~= DEAD then
     if timeout then -- first: a timer that cannot be armed leaves nothing behind
       local id, err = timer_arm(S, me, timeout, "timeout")

@@ -19,6 +19,7 @@
 -- comes, stops the run through the same path: sched.hooks.ending.)
 local C = require "ringline.lib"
 local sched = require "ringline.sched"
+local check = require "ringline.check"
 
 local type, select, error, setmetatable = type, select, error, setmetatable
 local unpack = unpack or table.unpack
@@ -90,16 +91,14 @@ end
 -- h, err = timer.at(delay, fn, ...): fn(premature, ...) in a new task after
 -- delay seconds.
 function M.at(delay, fn, ...)
-  if type(delay) ~= "number" or delay < 0 or delay ~= delay then
-    error("ringline.timer.at: delay must be seconds >= 0", 2)
-  end
+  check.seconds(delay, "ringline.timer.at: delay", true)
   return add("at", sched.need("ringline.timer.at"), delay, false, fn, ...)
 end
 
 -- h, err = timer.every(interval, fn, ...): fn(premature, ...) in a new task
 -- every interval seconds, the first time after one interval.
 function M.every(interval, fn, ...)
-  if type(interval) ~= "number" or not (interval > 0) or interval == 1 / 0 then
+  if check.seconds(interval, "ringline.timer.every: interval", true) == 0 then
     error("ringline.timer.every: interval must be seconds > 0", 2)
   end
   return add("every", sched.need("ringline.timer.every"), interval, interval, fn, ...)

@@ -22,6 +22,7 @@ local C = require "ringline.lib"
 local sched = require "ringline.sched"
 local client = require "ringline.client"
 local errors = require "ringline.errors"
+local check = require "ringline.check"
 
 local ffi_string, ffi_new = ffi.string, ffi.new
 local type, tostring, tonumber, error, setmetatable, pairs = type, tostring, tonumber, error, setmetatable, pairs
@@ -29,6 +30,7 @@ local math_floor = math.floor
 local errstr = errors.errstr
 local park, wake = sched.park, sched.wake
 local numeric, join_addr, unbracket = client.numeric, client.join_addr, client.unbracket
+local addr_errstr = client.addr_errstr
 
 local _ = C.rl_udp_open, C.rl_udp_connect, C.rl_udp_sendto, C.rl_udp_want, C.rl_udp_take,
           C.rl_udp_port, C.rl_udp_close   -- resolved at load, not in a trace
@@ -39,7 +41,14 @@ local EDESTADDRREQ = errors.EDESTADDRREQ
 local MAXDGRAM = 65536    -- the receive size limit (and default): any datagram fits
 local HOSTLEN = 64
 
+-- The options of ringline.udp([opts]), one entry each (ringline.check):
+-- none yet; the table is where one goes.
+local VALID = {
+  ssl = "not supported (DTLS is not implemented)",
+}
+
 local M = {}
+M.VALID = VALID
 local methods = {}
 local mt = {
   __index = methods,
@@ -81,7 +90,8 @@ sched.on_drain(function(S)
   for _, u in pairs(us) do u:close() end
 end)
 
-function M.new(S)
+function M.new(S, opts)
+  check.options(opts, VALID, "ringline.udp")
   return setmetatable({ S = S, id = false, family = false, bound = false, peer = false,
                         closed = false, rtask = false, read_to = false, uerr = false }, mt)
 end
@@ -119,7 +129,7 @@ local function open(u, bind_addr, family)
   local S = u.S
   local w = sched.start(S)
   local id = C.rl_udp_open(w, bind_addr)
-  if id < 0 then return nil, errstr(id) end
+  if id < 0 then return nil, addr_errstr(id) end
   u.id, u.family = id, family
   local us = S.udps
   if not us then us = {}; S.udps = us end
@@ -164,7 +174,7 @@ function methods.setpeername(u, host, port)
   local addr, err = client_address(u, host, port, "udp:setpeername")
   if not addr then return nil, err end
   local rc = C.rl_udp_connect(u.S.w, u.id, addr)
-  if rc < 0 then return nil, errstr(rc) end
+  if rc < 0 then return nil, addr_errstr(rc) end
   u.peer = addr
   return true
 end
@@ -193,7 +203,7 @@ function methods.sendto(u, host, port, data)
   local addr, err = client_address(u, host, port, "udp:sendto")
   if not addr then return nil, err end
   local rc = C.rl_udp_sendto(u.S.w, u.id, addr, s, #s)
-  if rc < 0 then return nil, errstr(rc) end
+  if rc < 0 then return nil, addr_errstr(rc) end
   return true
 end
 
@@ -274,9 +284,7 @@ end
 
 -- Milliseconds for receive and receivefrom (nil or 0: no limit).
 function methods.settimeout(u, ms)
-  if ms ~= nil and (type(ms) ~= "number" or ms < 0) then
-    misuse("udp:settimeout: timeout must be milliseconds >= 0", 2)
-  end
+  check.milliseconds(ms, "udp:settimeout")
   u.read_to = (ms and ms > 0) and ms / 1000 or false
 end
 
