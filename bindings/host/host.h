@@ -10,6 +10,8 @@
  *              signals and the supervision of the main thread
  *   cpus.c     the pinning order
  *   acceptor.c the acceptor thread of shared listeners (--accept acceptor)
+ *   watchdog.c the thread that reports (and optionally aborts on) a worker
+ *              whose loop stopped turning: a task that never yields
  *   spawn.c    system/popen/pclose for os.execute and io.popen: children
  *              with an empty signal mask and default dispositions
  */
@@ -27,6 +29,9 @@
 #define MAX_WORKERS 1024
 #define DRAIN_DEFAULT 5.0
 #define DRAIN_MAX 86400.0
+/* The longest script read: a script is source a person wrote; a bigger file
+ * is a mistake (a data file, a device, stdin left open). */
+#define SCRIPT_MAX (16u << 20)
 
 extern const char *progname;
 
@@ -35,6 +40,7 @@ struct options {
 	int pin;                 /* -1: default (on when workers == CPUs), 0, 1 */
 	double drain_timeout;    /* seconds */
 	int accept_acceptor;     /* --accept acceptor: listeners share one socket */
+	int allow_bytecode;      /* --allow-bytecode: the script may be precompiled */
 	struct rl_config cfg;   /* where the core validates --set; the worker
 	                         * gets the values via ringline.configure */
 	/* keys given with --set, in order, for hostinfo.config; lua_key: not
@@ -73,6 +79,10 @@ void host_acceptor_stop(void);
 /* spawn.c: note which signals were ignored when the host started (call
  * before changing any disposition); children get those back. */
 void host_spawn_init(void);
+
+/* watchdog.c: the slots of rl_host_watch and the thread watching them;
+ * before any worker starts. 0 or -errno (the workers then run unwatched). */
+int host_watchdog_start(int workers);
 
 /* workers.c */
 enum { LOG_ERR = 4, LOG_WARN = 5, LOG_NOTICE = 6, LOG_INFO = 7, LOG_DEBUG = 8 };

@@ -3,8 +3,8 @@
  * ringline-lua: the host executable.
  *
  *     ringline-lua [-w N|auto] [--pin|--no-pin] [--accept reuseport|acceptor]
- *                  [--drain-timeout s] [--set key=value ...] [-e code ...]
- *                  [script.lua [args...]]
+ *                  [--drain-timeout s] [--allow-bytecode] [--set key=value ...]
+ *                  [-e code ...] [script.lua [args...]]
  *
  * It runs N worker threads (thread per core). Each has its own LuaJIT VM
  * and runs the script as the main task of its own worker: the script is
@@ -149,15 +149,17 @@ static void print_help(const struct options *o)
 	       "  --drain-timeout s    on SIGINT/SIGTERM, seconds to let connections finish\n"
 	       "                       and sends flush before resetting the rest, 0..%.0f\n"
 	       "                       (default %.0f)\n"
+	       "  --allow-bytecode     run a precompiled script (luajit -b output); refused\n"
+	       "                       without it: only source is expected\n"
 	       "  --set key=value      set a configuration key (see below) for every worker;\n"
 	       "                       k/m/g suffixes multiply by 1024, 1024^2, 1024^3\n"
 	       "  -e code              run code (a Lua chunk) before the script, as lua -e\n"
 	       "                       does; may be repeated, and the script then optional\n"
 	       "  --                   end of options; the next argument is the script\n"
-	       "  script.lua           the script ('-' reads it from stdin)\n"
+	       "  script.lua           the script ('-' reads it from stdin), at most %u MiB\n"
 	       "\n"
 	       "Configuration keys (--set key=value, per worker):\n",
-	       progname, MAX_WORKERS, ncpu, DRAIN_MAX, DRAIN_DEFAULT);
+	       progname, MAX_WORKERS, ncpu, DRAIN_MAX, DRAIN_DEFAULT, SCRIPT_MAX >> 20);
 	for (int i = 0; i < n; i++) {
 		printf("  %-20s default %-8u range %u..%u%s\n", keys[i].name,
 		       keys[i].def, keys[i].min, keys[i].max,
@@ -359,6 +361,8 @@ static void parse_options(struct options *o, int argc, char **argv)
 				o->accept_acceptor = 1;
 			else
 				bad_option("--accept: expected reuseport or acceptor, got '%s'", v);
+		} else if (strcmp(a, "--allow-bytecode") == 0) {
+			o->allow_bytecode = 1;
 		} else if (is_option(a, "--drain-timeout")) {
 			parse_drain(o, option_value(argc, argv, &i, "--drain-timeout", "seconds"));
 		} else if (is_option(a, "--set")) {

@@ -50,4 +50,32 @@ RL_HOST_API int rl_host_listen_shared(struct rl_worker *w, const char *addr, uin
  * (the first request's code wins). Returns 0. */
 RL_HOST_API int rl_host_exit(int code);
 
+/*
+ * The watchdog (watchdog.c): a host thread that notices a worker whose loop
+ * has not turned for its timeout - a task that never yields - and says so
+ * (a log line naming the worker and where the running task started), and
+ * with abort set aborts the process so a supervisor restarts it.
+ *
+ * Each worker's Lua side writes its slot with plain stores (no call, no
+ * lock: the loop's hot path): beat is bumped to odd before the worker
+ * waits for events and to even after, loc names the task it resumes. The
+ * watchdog thread only reads them (aligned 32-bit words; a stale value
+ * delays a report by one tick at most).
+ */
+struct rl_host_watch {
+	volatile uint32_t beat;       /* odd: waiting for events; even: running Lua */
+	volatile uint32_t loc;        /* rl_host_watch_loc id of the running task's start, 0 = none */
+	volatile uint32_t timeout_ms; /* 0: not watched (before and after its run) */
+	volatile uint32_t abort;      /* 1: abort the process on a stall */
+	volatile uint32_t fired;      /* stalls reported (the watchdog writes it) */
+	uint32_t pad;
+};
+
+/* Worker id's slot (valid for the life of the process), NULL for a bad id. */
+RL_HOST_API struct rl_host_watch *rl_host_watch(int id);
+/* An id (>= 1) for a task's start location ("source:line"), the text kept
+ * for the process's life; 0 once too many were registered (reports then
+ * say "?"). Callers cache ids: one call per distinct location. */
+RL_HOST_API uint32_t rl_host_watch_loc(const char *where);
+
 #endif

@@ -190,7 +190,16 @@ static int read_script(const char *name)
 		n += got;
 		if (n < cap)
 			break;
-		cap *= 2;
+		if (n > SCRIPT_MAX) {
+			/* read one byte past the cap at most: stdin may never end */
+			fprintf(stderr, "%s: %s: script too large (more than %u bytes; the limit is "
+				"%u MiB)\n", progname, name, SCRIPT_MAX, SCRIPT_MAX >> 20);
+			free(buf);
+			if (f != stdin)
+				fclose(f);
+			return -1;
+		}
+		cap = cap * 2 > SCRIPT_MAX + 1 ? SCRIPT_MAX + 1 : cap * 2;
 		char *nb = realloc(buf, cap);
 		if (!nb)
 			free(buf);
@@ -206,6 +215,14 @@ static int read_script(const char *name)
 	}
 	if (f != stdin)
 		fclose(f);
+	/* Precompiled bytecode skips the parser's checks and LuaJIT does not
+	 * verify it: a crafted file can corrupt the VM. Only on request. */
+	if (n > 0 && buf[0] == LUA_SIGNATURE[0] && !opts.allow_bytecode) {
+		fprintf(stderr, "%s: %s: precompiled bytecode refused (run it with "
+			"--allow-bytecode, or give the source)\n", progname, name);
+		free(buf);
+		return -1;
+	}
 	script_text = buf;
 	script_len = n;
 	/* the chunk names luaL_loadfile would give, so messages read the same */
@@ -214,6 +231,15 @@ static int read_script(const char *name)
 	else
 		snprintf(script_chunkname, sizeof(script_chunkname), "@%s", name);
 	return 0;
+}
+
+/* The script as a chunk on L's stack (or its error): text only, unless
+ * --allow-bytecode (read_script refused bytecode already; the mode makes
+ * the loader hold to it too). */
+static int load_script(lua_State *L)
+{
+	return luaL_loadbufferx(L, script_text, script_len, script_chunkname,
+				opts.allow_bytecode ? "bt" : "t");
 }
 
 /* arg as luajit makes it: arg[0] the script, arg[1..] its arguments,
@@ -298,17 +324,18 @@ static int load_chunks(lua_State *L)
 	int has_script = opts.script < opts.argc;
 
 	if (!opts.nexec)
-		return luaL_loadbuffer(L, script_text, script_len, script_chunkname) ? -1 : 0;
+		return load_script(L) ? -1 : 0;
 	lua_createtable(L, opts.nexec + 1, 1);
 	for (int i = 0; i < opts.nexec; i++) {
-		if (luaL_loadbuffer(L, opts.exec[i], strlen(opts.exec[i]), "=(command line)")) {
+		if (luaL_loadbufferx(L, opts.exec[i], strlen(opts.exec[i]), "=(command line)",
+				     opts.allow_bytecode ? "bt" : "t")) {
 			lua_remove(L, -2);
 			return -1;
 		}
 		lua_rawseti(L, -2, i + 1);
 	}
 	if (has_script) {
-		if (luaL_loadbuffer(L, script_text, script_len, script_chunkname)) {
+		if (load_script(L)) {
 			lua_remove(L, -2);
 			return -1;
 		}

@@ -489,6 +489,9 @@ int host_run_workers(void)
 	}
 	host_allowed_cpus(&host_process_cpus);
 	plan_pinning();
+	/* the watchdog's slots exist before any worker publishes into them */
+	if (host_watchdog_start(opts.workers) < 0)
+		host_log(LOG_WARN, 0, "cannot start the watchdog thread; running unwatched");
 	for (int i = 0; i < opts.workers; i++) {
 		int rc = pthread_create(&slots[i].thread, NULL, worker_main, &slots[i]);
 

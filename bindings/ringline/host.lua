@@ -20,9 +20,19 @@ int rl_host_post(int to, uint32_t from, uint32_t kind, const void *data, size_t 
                  struct rl_worker *via);
 int rl_host_exit(int code);
 int rl_host_listen_shared(struct rl_worker *w, const char *addr, uint32_t flags, uint32_t backlog);
+struct rl_host_watch {
+  volatile uint32_t beat;
+  volatile uint32_t loc;
+  volatile uint32_t timeout_ms;
+  volatile uint32_t abort;
+  volatile uint32_t fired;
+  uint32_t pad;
+};
+struct rl_host_watch *rl_host_watch(int id);
+uint32_t rl_host_watch_loc(const char *where);
 ]])
 
 local C = ffi.C
 local _ = C.rl_host_register, C.rl_host_unregister, C.rl_host_post, C.rl_host_exit,
-  C.rl_host_listen_shared
+  C.rl_host_listen_shared, C.rl_host_watch, C.rl_host_watch_loc
 return C

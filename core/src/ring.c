@@ -38,6 +38,7 @@ uint32_t rl__disabled_features(void)
 		{ "msg_ring", RL_FEAT_MSG_RING },           { "zc_report_usage", RL_FEAT_ZC_REPORT_USAGE },
 		{ "sendto", RL_FEAT_SENDTO },
 	};
+	static int warned;
 	const char *env = getenv("RINGLINE_DISABLE_FEATURES");
 	uint32_t off = 0;
 
@@ -45,11 +46,23 @@ uint32_t rl__disabled_features(void)
 		return 0;
 	for (const char *p = env; *p;) {
 		size_t n = strcspn(p, ",");
-		if (n == 3 && strncmp(p, "all", 3) == 0)
+		int known = n == 0;
+		if (n == 3 && strncmp(p, "all", 3) == 0) {
 			off = ~0u;
-		for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
-			if (strlen(names[i].name) == n && strncmp(p, names[i].name, n) == 0)
+			known = 1;
+		}
+		for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+			if (strlen(names[i].name) == n && strncmp(p, names[i].name, n) == 0) {
 				off |= names[i].feat;
+				known = 1;
+			}
+		}
+		/* A misspelt name would silently test nothing: say so, once per
+		 * process (every worker parses the variable). */
+		if (!known && !__atomic_exchange_n(&warned, 1, __ATOMIC_RELAXED))
+			fprintf(stderr, "ringline: RINGLINE_DISABLE_FEATURES: unknown feature '%.*s' "
+				"ignored (valid: defer_taskrun, single_issuer, sendmsg_zc, "
+				"zc_report_usage, fd_install, msg_ring, sendto, all)\n", (int)n, p);
 		p += n + (p[n] == ',');
 	}
 	return off;

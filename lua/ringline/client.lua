@@ -198,7 +198,8 @@ local function bind_for(dest, hosts, port)
 end
 
 -- connect(S, host, port, opts): "unix:/path", IPv4, IPv6 ("::1" or
--- "[::1]") or a name; opts.timeout in seconds for the whole call;
+-- "[::1]") or a name; opts.timeout in seconds for the whole call (the
+-- connect_timeout key's when not given; 0 = no limit);
 -- opts.bind the local address (a unix path for unix sockets).
 function M.connect(S, host, port, opts)
   if type(host) ~= "string" or host == "" then misuse("ringline.connect: host must be a string") end
@@ -208,6 +209,8 @@ function M.connect(S, host, port, opts)
     misuse("ringline.connect: bad port " .. tostring(port))
   end
   local timeout = check.seconds(opts and opts.timeout, "ringline.connect: opts.timeout")
+  -- not given: the run's default (connect_timeout, ms; 0 = none)
+  if timeout == nil then timeout = S.connect_timeout / 1000 end
   local bind = opts and opts.bind
   if bind ~= nil and (type(bind) ~= "string" or bind == "") then
     misuse("ringline.connect: opts.bind must be an address string")

@@ -27,7 +27,9 @@ M.NEVS, M.MSGLEN = NEVS, MSGLEN
 -- stopping(S, w) and destroyed(S, rc) in teardown. started / stopping: the
 -- C worker was created / is about to be destroyed (ringline.worker
 -- registers it with the host in between).
-local hooks = { accepted = nil, ending = nil, started = nil, stopping = nil }
+-- configured(S): the Lua-level keys of S were set (the watchdog publishes
+-- its timeout to the host).
+local hooks = { accepted = nil, ending = nil, started = nil, stopping = nil, configured = nil }
 M.hooks = hooks
 
 -- Lua-level configuration keys (not in struct rl_config): min, max, doc,
@@ -36,12 +38,40 @@ M.hooks = hooks
 local LUA_KEYS = {
   line_max = { 1, 2 ^ 31 - 1,
     "longest line or receiveuntil part buffered before \"too long\"", 1048576 },
+  -- Every wait has a finite default, as OpenResty's lua_socket_*_timeout
+  -- (60 s): a peer that sends nothing cannot hold a slot for ever.
+  connect_timeout = { 0, 2 ^ 31 - 1,
+    "ms ringline.connect waits when opts.timeout is not given (0 = no limit)", 60000 },
+  read_timeout = { 0, 2 ^ 31 - 1,
+    "ms a receive waits, the default of each connection's settimeout(s) (0 = no limit)", 60000 },
+  send_timeout = { 0, 2 ^ 31 - 1,
+    "ms a send or flush waits, the default of each connection's settimeout(s) (0 = no limit)", 60000 },
+  max_tasks = { 1, 2 ^ 31 - 1,
+    "live tasks per worker; spawn past it returns nil, \"too many tasks\" and accepts are reset", 100000 },
+  max_connections_per_ip = { 0, 2 ^ 20,
+    "accepted connections per peer address per worker, the rest reset (0 = no limit)", 0 },
+  shed_idle = { 0, 1,
+    "1: when the connection table fills, reset the longest-idle accepted connection", 0 },
+  watchdog_timeout = { 0, 2 ^ 31 - 1,
+    "ms a worker may run without its loop turning before the host's watchdog reports it (0 = off)", 5000 },
+  watchdog_abort = { 0, 1, "1: the watchdog aborts the process (a supervisor restarts it)", 0 },
 }
 M.LUA_KEYS = LUA_KEYS
 
 -- Set every Lua-level key of S to its default.
+-- What the keys mean in the units the Lua layer uses: a new connection's
+-- timeouts in seconds (false = none), kept so conn.new only copies them.
+local function derive(S)
+  local r, w = S.read_timeout, S.send_timeout
+  S.read_to_s = r > 0 and r / 1000 or false
+  S.send_to_s = w > 0 and w / 1000 or false
+  local h = hooks.configured
+  if h then h(S) end
+end
+
 function M.lua_defaults(S)
   for k, v in pairs(LUA_KEYS) do S[k] = v[4] end
+  derive(S)
 end
 
 -- Every configuration key (the core's and LUA_KEYS) plus the keys of skip,
@@ -96,6 +126,7 @@ local function configure(S, t, lvl, skip)
   if rc < 0 then error(what .. ": " .. ffi_string(S.msg), lvl) end
   ffi.copy(S.cfg, tmp, ffi.sizeof(tmp))
   for k, v in pairs(lua_vals) do S[k] = v end
+  derive(S)
 end
 M.configure = configure
 

@@ -41,8 +41,12 @@ function M.new(S, slot, gen)
     wq = false, nw = 0,
     guards = 0,          -- its guarded send parts not yet released (region.lua)
     fd = false, fdpending = false, fdw = false, fderr = false,
-    read_to = false, send_to = false,
+    -- the run's defaults (read_timeout, send_timeout: ms, 0 = none) until
+    -- settimeout(s) says otherwise
+    read_to = S.read_to_s, send_to = S.send_to_s,
     listener = false, owner = false, heir_of = false,
+    ip = false,          -- its peer's address, when counted for max_connections_per_ip
+    rsince = 0,          -- S.rseq when its last receive began to wait (shed_idle)
   }, mt)
   S.conns[slot] = c
   return c
@@ -61,13 +65,18 @@ end
 -- Timeouts, shutdown, close
 ------------------------------------------------------------------------
 
--- Milliseconds (OpenResty) -> seconds; nil or 0 = no timeout.
+-- Milliseconds (OpenResty) -> seconds; nil or 0 = no timeout. NaN (which
+-- compares false with everything, and made every wait time out at once)
+-- and infinities are misuse, raised at the caller's line.
 local function ms(v, what)
   if v == nil then return false end
-  if type(v) ~= "number" or v < 0 then misuse(what .. ": timeout must be milliseconds >= 0", 3) end
+  if type(v) ~= "number" or v ~= v or v < 0 or v == math.huge then
+    misuse(what .. ": timeout must be finite milliseconds >= 0, got " .. tostring(v), 3)
+  end
   if v == 0 then return false end
   return v / 1000
 end
+M.ms = ms
 
 function methods.settimeout(c, t)
   local s = ms(t, "conn:settimeout")

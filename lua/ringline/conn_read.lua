@@ -59,7 +59,11 @@ local function begin_wait(c, timeout, what)
     local id, err = timer_arm(S, t, timeout, "timeout")
     if not id then return nil, err end
   end
-  if what == "receive" then c.reading = true end
+  if what == "receive" then
+    c.reading = true
+    local n = S.rseq + 1  -- how long it has been idle, for shed_idle
+    S.rseq, c.rsince = n, n
+  end
   return t
 end
 M.begin_wait = begin_wait
@@ -384,7 +388,12 @@ function methods.receiveuntil(c, delim, opts)
   end
   if opts ~= nil and type(opts) ~= "table" then misuse("conn:receiveuntil: opts must be a table", 2) end
   local inclusive = opts and opts.inclusive and true or false
-  local max = opts and opts.max or c.S.line_max
+  local max = opts and opts.max
+  if max == nil then
+    max = c.S.line_max
+  elseif type(max) ~= "number" or max ~= max or max < 0 or max == math.huge then
+    misuse("conn:receiveuntil: opts.max must be a finite number >= 0, got " .. tostring(max), 2)
+  end
   local dlen = #delim
   local d1 = delim:byte(1)
   -- State across calls in size mode: bytes of a found part still to hand

@@ -21,6 +21,7 @@ local sync = require "ringline.sync"
 local udp = require "ringline.udp"
 local log = require "ringline.log"
 local check = require "ringline.check"
+local task = require "ringline.task"
 
 local type, error, tonumber = type, error, tonumber
 local need = sched.need
@@ -122,7 +123,7 @@ end
 
 function M.spawn(fn, ...)
   if type(fn) ~= "function" then error("ringline.spawn: expected a function", 2) end
-  return sched.spawn(need("ringline.spawn"), fn, ...)
+  return task.spawn_user(need("ringline.spawn"), fn, ...)
 end
 
 -- ringline.timer.at/every(delay, fn, ...) -> handle (h:cancel()), pending_count().
@@ -157,6 +158,11 @@ function M.metrics()
   end
   r.tasks = S.ntasks
   r.listeners = S.nlisteners
+  -- the Lua layer's protections (docs/operations.md, Limits and defaults)
+  r.tasks_refused = S.tasks_refused
+  r.conns_refused_per_ip = S.ip_refused
+  r.conns_shed = S.shed
+  r.watchdog_stalls = tonumber(S.wd.fired)
   return r
 end
 

@@ -19,6 +19,7 @@ local ffi = require "ffi"
 local type, tostring, error, setmetatable = type, tostring, error, setmetatable
 local errstr = errors.errstr
 local conn_new, spawn_handler = conn.new, sched.spawn_handler
+local admit, shed_if_full   -- below
 
 local LISTEN_REUSEPORT, LISTEN_NODELAY = C.RL_LISTEN_REUSEPORT, C.RL_LISTEN_NODELAY
 local LISTEN_MODE, MODE_SHIFT = C.RL_LISTEN_MODE, 2 ^ C.RL_LISTEN_MODE_SHIFT
@@ -201,6 +202,50 @@ sched.on_event(EV_LISTENER, function(S, ev)
   end
 end)
 
+-- max_connections_per_ip: the handler task first learns the peer's address
+-- (getpeername: it may wait for the socket's descriptor), counts it, and
+-- resets the connection when that address already has the maximum; the
+-- count drops when the connection's RL_EV_CLOSED comes (ringline.sched).
+-- Per worker: with -w N a client can hold up to N times the maximum.
+-- Unix-socket peers have no address and are not counted.
+admit = function(c)
+  local S = c.S
+  local ip = c:getpeername()
+  if ip and ip ~= "" and ip:sub(1, 5) ~= "unix:" and not c.closed then
+    local per_ip = S.per_ip
+    local n = (per_ip[ip] or 0) + 1
+    if n > S.max_connections_per_ip then
+      S.ip_refused = S.ip_refused + 1
+      c.listener.refused = c.listener.refused + 1
+      c:close("reset")
+      return
+    end
+    per_ip[ip] = n
+    c.ip = ip
+  end
+  return c.listener.handler(c)
+end
+
+-- shed_idle: when the connection just accepted (new) took the table's last
+-- slot, the next peer would be refused by the kernel; reset the accepted
+-- connection idle the longest instead (its handler parked in a receive
+-- that began to wait first), so the next one finds room. A scan of the
+-- connections, only when the table is full.
+shed_if_full = function(S, new)
+  local w = S.w
+  if C.rl_worker_metrics(w).conns_open < S.cfg.max_connections then return end
+  local best, since = nil, math.huge
+  for _, c in pairs(S.conns) do
+    if c ~= new and c.listener and c.rtask and not c.closed and c.rsince < since then
+      best, since = c, c.rsince
+    end
+  end
+  if best then
+    S.shed = S.shed + 1
+    best:close("reset")
+  end
+end
+
 sched.hooks.accepted = function(S, slot, gen, lid, lgen)
   local l = S.listeners[lid]
   -- another generation: accepted by an earlier listener that had this id
@@ -211,10 +256,22 @@ sched.hooks.accepted = function(S, slot, gen, lid, lgen)
     if l then l.refused = l.refused + 1 end
     return
   end
+  if S.ntasks >= S.max_tasks then
+    -- No task for its handler: refuse it as over a cap.
+    C.rl_conn_close(S.w, slot, gen, RESET)
+    l.refused = l.refused + 1
+    S.tasks_refused = S.tasks_refused + 1
+    return
+  end
   local c = conn_new(S, slot, gen)
   c.listener = l
   l.nconns = l.nconns + 1
-  spawn_handler(S, l.handler, c)
+  if S.shed_idle ~= 0 then shed_if_full(S, c) end
+  if S.max_connections_per_ip > 0 then
+    spawn_handler(S, admit, c)
+  else
+    spawn_handler(S, l.handler, c)
+  end
 end
 
 return M

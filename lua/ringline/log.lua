@@ -22,10 +22,16 @@ local names = { [4] = "error", [5] = "warn", [6] = "notice", [7] = "info", [8] =
 -- host every worker has its own VM (and so its own copy), and a second
 -- ringline.run in one process should keep the setting.
 local threshold = M.INFO
+
+-- RINGLINE_LOG_LEVEL: a level name (any case) or its number 4..8. Anything
+-- else is reported (below, once the sink exists) and INFO kept.
+local bad_env
 do
   local env = os.getenv("RINGLINE_LOG_LEVEL")
-  local lv = env and (tonumber(env) or M[env:upper()])
-  if lv then threshold = lv end
+  if env and env ~= "" then
+    local lv = tonumber(env) or M[env:upper()]
+    if type(lv) == "number" and names[lv] then threshold = lv else bad_env = env end
+  end
 end
 
 M.worker_id = hostinfo and tonumber(hostinfo.worker_id) or 0
@@ -64,6 +70,12 @@ function M.log(level, ...)
   end
   parts[#parts + 1] = "\n"
   sink(concat(parts))
+end
+
+-- Once per process in the host (worker 0 says it), once per VM elsewhere.
+if bad_env and M.worker_id == 0 then
+  M.log(M.WARN, "RINGLINE_LOG_LEVEL: unknown value '", bad_env, "' ignored (valid: ",
+    "ERR, WARN, NOTICE, INFO, DEBUG or 4..8); logging at INFO")
 end
 
 return M

@@ -42,6 +42,7 @@ local errors = require "ringline.errors"
 local log = require "ringline.log"
 local config = require "ringline.config"
 local task = require "ringline.task"
+local watchdog = require "ringline.watchdog"
 
 local type, error, tostring = type, error, tostring
 local unpack = unpack or table.unpack
@@ -109,6 +110,13 @@ local function new_state()
     on_error = nil, abort = nil, deadline = nil,
     hiwat = 0, lowat = 0,
     guards_out = 0,       -- guarded send parts not yet released (ringline.region)
+    wd = watchdog.new_slot(), -- the host watchdog's view of this loop (ringline.watchdog)
+    rseq = 0,             -- counts receives that began to wait: c.rsince orders idleness
+    per_ip = {},          -- accepted connections by peer address (max_connections_per_ip)
+    -- Lua-level counters, in ringline.metrics()
+    tasks_refused = 0,    -- spawns and accepts refused at max_tasks
+    ip_refused = 0,       -- accepts reset by max_connections_per_ip
+    shed = 0,             -- idle connections reset by shed_idle to make room
   }
   C.rl_config_init(S.cfg)
   config.lua_defaults(S)
@@ -208,6 +216,12 @@ local function dispatch_one(S, ev)
         c.closed = true
         local l = c.listener
         if l then l.nconns = l.nconns - 1 end
+        local ip = c.ip
+        if ip then
+          local per_ip = S.per_ip
+          local k = per_ip[ip] - 1
+          per_ip[ip] = k > 0 and k or nil
+        end
       end
     elseif ty == EV_CONNECTED then
       local tok = ev.data
@@ -242,7 +256,11 @@ local function dispatch_one(S, ev)
 end
 
 local function poll(S, w, tmo)
+  -- the watchdog: odd while waiting (idle is no stall), even while running
+  local wd = S.wd
+  wd.beat = wd.beat + 1
   local n = C.rl_worker_poll(w, S.evs, NEVS, tmo)
+  wd.beat = wd.beat + 1
   if n < 0 then
     if n == -errors.EINTR then return 0 end
     error("ringline: rl_worker_poll failed: " .. errstr(n), 0)
@@ -260,9 +278,12 @@ end
 -- The loop alternates two phases: run the tasks that were ready when the
 -- phase began (tasks they wake wait for the next round, after the next poll,
 -- so a busy task cannot starve I/O), then poll once and dispatch the events.
+-- A round runs at most ROUND tasks: a burst of spawns (or of wake-ups)
+-- then takes several rounds, and the loop keeps polling in between.
 -- It is written as one flat loop doing one step per iteration (dispatch an
 -- event, resume a task, or poll): a nested loop with a trip count of one or
 -- two would make LuaJIT abort its traces ("leaving loop in root trace").
+local ROUND = 4096
 local function loop(S)
   local evs = S.evs
   local n, i = 0, 0         -- events of the last poll, events dispatched
@@ -278,6 +299,7 @@ local function loop(S)
       if S.abort then return end
     elseif not polling then
       batch = S.rq_tail - S.rq_head
+      if batch > ROUND then batch = ROUND end
       polling = true
     else
       polling = false
@@ -429,6 +451,7 @@ function M.run(opts, fn, ...)
   end
   local tok, rc = pcall(teardown, S, ok and not abort)
   abort = S.abort
+  watchdog.unwatch(S)
   set_state(nil)
   if not ok then error(err, 0) end
   if abort == "error" then error(main.err, 0) end
