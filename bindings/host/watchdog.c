@@ -92,7 +92,8 @@ static void *watchdog_main(void *arg)
 
 	for (;;) {
 		double now = mono();
-		uint32_t tick_ms = 1000;
+		/* a slot not yet watched may be soon: look again shortly */
+		uint32_t tick_ms = 100;
 
 		for (int i = 0; i < nwatches; i++) {
 			struct rl_host_watch *w = &watches[i];

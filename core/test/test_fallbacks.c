@@ -341,7 +341,7 @@ static void nofile_for_all(void)
 	CHECK_EQ(setrlimit(RLIMIT_NOFILE, &saved), 0);
 }
 
-/* The list is parsed by name; unknown names are ignored. */
+/* The list is parsed by name; unknown names are ignored (and reported once, on stderr). */
 static void by_name(void)
 {
 	struct rl_worker *w;

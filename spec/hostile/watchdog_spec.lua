@@ -1,0 +1,66 @@
+-- The host's watchdog: a task that does not yield stops its worker's loop;
+-- the watchdog names the worker and where the task started, counts it in
+-- ringline.metrics(), and with watchdog_abort=1 aborts the process.
+local H = require "hostile.host"
+
+describe("hostile: watchdog", function()
+  teardown(H.cleanup)
+
+  it("reports a loop that stopped turning, with the worker and the task's start, and counts it", function()
+    local s = H.file([[
+local ringline = require "ringline"
+local function busy()            -- line 2: what the report names
+  local t = os.clock()
+  while os.clock() - t < 0.6 do end
+end
+ringline.sleep(0.01)
+local t = ringline.spawn(busy)
+t:join()
+print("stalls " .. ringline.metrics().watchdog_stalls)
+]])
+    local code, out, err = H.run("--set watchdog_timeout=100 " .. s)
+    assert.are.equal(0, code, err)
+    assert.matches("stalls 1", out, 1, true)
+    local line = err:match("[^\n]*watchdog[^\n]*")
+    assert.is_not_nil(line, err)
+    assert.matches("worker 0", line, 1, true)
+    assert.matches(s:match("[^/]+$") .. ":2", line, 1, true)
+  end)
+
+  it("stays quiet for a worker that waits (idle is not a stall)", function()
+    local s = H.file([[
+local ringline = require "ringline"
+ringline.sleep(0.5)
+print("stalls " .. ringline.metrics().watchdog_stalls)
+]])
+    local code, out, err = H.run("--set watchdog_timeout=100 " .. s)
+    assert.are.equal(0, code, err)
+    assert.matches("stalls 0", out, 1, true)
+    assert.is_nil(err:find("watchdog", 1, true), err)
+  end)
+
+  it("with watchdog_abort=1 aborts the process on a handler that never yields", function()
+    local s = H.file([[
+local ringline = require "ringline"
+local lst = assert(ringline.listen("127.0.0.1:0", function(c)
+  while true do end
+end))
+local _, port = lst:getsockname()
+local c = assert(ringline.connect("127.0.0.1", port))
+ringline.sleep(30)
+]])
+    local code, _, err = H.run("-w 2 --set watchdog_timeout=200 --set watchdog_abort=1 " .. s,
+      nil, nil, "ulimit -c 0")
+    assert.are.equal(128 + 6, code, err)   -- SIGABRT
+    local line = err:match("[^\n]*watchdog[^\n]*")
+    assert.is_not_nil(line, err)
+    assert.matches("aborting", line, 1, true)
+    assert.matches(s:match("[^/]+$") .. ":2", line, 1, true)
+  end)
+
+  it("is configurable and on by default (5 s)", function()
+    local keys = require("ringline").config_keys()
+    assert.are.equal(5000, keys.watchdog_timeout.default)
+    assert.are.equal(0, keys.watchdog_abort.default)
+  end)
+end)
