@@ -226,14 +226,16 @@ admit = function(c)
   return c.listener.handler(c)
 end
 
--- shed_idle: when the connection just accepted (new) took the table's last
--- slot, the next peer would be refused by the kernel; reset the accepted
--- connection idle the longest instead (its handler parked in a receive
--- that began to wait first), so the next one finds room. A scan of the
--- connections, only when the table is full.
+-- shed_idle: when the connection just accepted (new) left the table at
+-- most one free slot, reset the accepted connection idle the longest (its
+-- handler parked in a receive that began to wait first). A full table
+-- makes the kernel refuse the next peer outright, and a reset slot comes
+-- free only when its close completes, a loop turn later: shedding one
+-- slot early keeps room for the next peer while that close is under way.
+-- A scan of the connections, only when the table is that full.
 shed_if_full = function(S, new)
   local w = S.w
-  if C.rl_worker_metrics(w).conns_open < S.cfg.max_connections then return end
+  if C.rl_worker_metrics(w).conns_open + 1 < S.cfg.max_connections then return end
   local best, since = nil, math.huge
   for _, c in pairs(S.conns) do
     if c ~= new and c.listener and c.rtask and not c.closed and c.rsince < since then

@@ -11,32 +11,40 @@ describe("hostile: watchdog", function()
 local ringline = require "ringline"
 local function busy()            -- line 2: what the report names
   local t = os.clock()
-  while os.clock() - t < 0.6 do end
+  while os.clock() - t < 1.2 do end
 end
 ringline.sleep(0.01)
 local t = ringline.spawn(busy)
 t:join()
 print("stalls " .. ringline.metrics().watchdog_stalls)
 ]])
-    local code, out, err = H.run("--set watchdog_timeout=100 " .. s)
+    local code, out, err = H.run("--set watchdog_timeout=300 " .. s)
     assert.are.equal(0, code, err)
-    assert.matches("stalls 1", out, 1, true)
-    local line = err:match("[^\n]*watchdog[^\n]*")
-    assert.is_not_nil(line, err)
-    assert.matches("worker 0", line, 1, true)
-    assert.matches(s:match("[^/]+$") .. ":2", line, 1, true)
+    -- every report is counted (a start-up slower than 300 ms on a loaded
+    -- machine is one too); one of them names busy
+    local lines, named = 0, nil
+    for line in err:gmatch("[^\n]*watchdog[^\n]*") do
+      lines = lines + 1
+      if line:find(s:match("[^/]+$") .. ":2", 1, true) then named = line end
+    end
+    assert.are.equal("stalls " .. lines, out:match("stalls %d+"), err)
+    assert.is_not_nil(named, err)
+    assert.matches("worker 0", named, 1, true)
   end)
 
   it("stays quiet for a worker that waits (idle is not a stall)", function()
+    -- counted from after the start-up (which a loaded machine can make
+    -- slower than the timeout): 0.6 s of waiting is 6 timeouts
     local s = H.file([[
 local ringline = require "ringline"
-ringline.sleep(0.5)
-print("stalls " .. ringline.metrics().watchdog_stalls)
+ringline.sleep(0.01)
+local before = ringline.metrics().watchdog_stalls
+ringline.sleep(0.6)
+print("new stalls " .. ringline.metrics().watchdog_stalls - before)
 ]])
     local code, out, err = H.run("--set watchdog_timeout=100 " .. s)
     assert.are.equal(0, code, err)
-    assert.matches("stalls 0", out, 1, true)
-    assert.is_nil(err:find("watchdog", 1, true), err)
+    assert.matches("new stalls 0", out, 1, true)
   end)
 
   it("with watchdog_abort=1 aborts the process on a handler that never yields", function()
