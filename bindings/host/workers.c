@@ -74,8 +74,8 @@ static int log_threshold(void)
 	if (!env || !*env)
 		return LOG_INFO;
 	v = strtol(env, &end, 10);
-	if (!*end)
-		return (int)v;
+	if (!*end)   /* out of range: INFO, as ringline.log (which reports it) */
+		return v >= LOG_ERR && v <= LOG_DEBUG ? (int)v : LOG_INFO;
 	for (int i = 0; i < 5; i++)
 		if (strcasecmp(env, names[i]) == 0)
 			return LOG_ERR + i;

@@ -270,7 +270,7 @@ sched.hooks.accepted = function(S, slot, gen, lid, lgen)
   l.nconns = l.nconns + 1
   if S.shed_idle ~= 0 then shed_if_full(S, c) end
   if S.max_connections_per_ip > 0 then
-    spawn_handler(S, admit, c)
+    spawn_handler(S, admit, c, l.handler)
   else
     spawn_handler(S, l.handler, c)
   end

@@ -236,8 +236,10 @@ end
 -- A connection handler task: the coroutine is the handler itself, its only
 -- argument the connection (passed as the first resume value), its results
 -- dropped. No closure or argument table per connection.
-local function spawn_handler(S, handler, conn)
-  local t = new_task(S, handler, locate(handler))
+-- named: the function the watchdog names (the listener's handler when
+-- handler wraps it).
+local function spawn_handler(S, handler, conn, named)
+  local t = new_task(S, handler, locate(named or handler))
   t.r1 = conn
   t.conn = conn
   conn.owner = t
