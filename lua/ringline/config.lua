@@ -51,14 +51,13 @@ local LUA_KEYS = {
   max_connections_per_ip = { 0, 2 ^ 20,
     "accepted connections per peer address per worker, the rest reset (0 = no limit)", 0 },
   shed_idle = { 0, 1,
-    "1: when the connection table fills, reset the longest-idle accepted connection", 0 },
+    "1: an accept that leaves at most one free slot resets the longest-idle accepted connection", 0 },
   watchdog_timeout = { 0, 2 ^ 31 - 1,
     "ms a worker may run without its loop turning before the host's watchdog reports it (0 = off)", 5000 },
   watchdog_abort = { 0, 1, "1: the watchdog aborts the process (a supervisor restarts it)", 0 },
 }
 M.LUA_KEYS = LUA_KEYS
 
--- Set every Lua-level key of S to its default.
 -- What the keys mean in the units the Lua layer uses: a new connection's
 -- timeouts in seconds (false = none), kept so conn.new only copies them.
 local function derive(S)
@@ -69,6 +68,7 @@ local function derive(S)
   if h then h(S) end
 end
 
+-- Set every Lua-level key of S to its default.
 function M.lua_defaults(S)
   for k, v in pairs(LUA_KEYS) do S[k] = v[4] end
   derive(S)

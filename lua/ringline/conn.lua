@@ -76,7 +76,6 @@ local function ms(v, what)
   if v == 0 then return false end
   return v / 1000
 end
-M.ms = ms
 
 function methods.settimeout(c, t)
   local s = ms(t, "conn:settimeout")

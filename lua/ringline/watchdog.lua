@@ -12,7 +12,7 @@ local H = require "ringline.host"
 local config = require "ringline.config"
 local log = require "ringline.log"
 
-local type, tostring = type, tostring
+local tostring, tonumber, setmetatable = tostring, tonumber, setmetatable
 local getinfo = debug.getinfo
 
 local M = {}
@@ -44,10 +44,11 @@ local function locate(fn)
 end
 M.locate = locate
 
--- The slot a run's state writes into.
+-- The slot a run's state writes into: the host's, or one of its own.
+local own_slot = ffi.typeof("struct { uint32_t beat, loc, timeout_ms, abort, fired, pad; }")
 function M.new_slot()
   if slot then return slot end
-  return ffi.new("struct { uint32_t beat, loc, timeout_ms, abort, fired, pad; }")
+  return own_slot()
 end
 
 -- The run's keys reach the host as they are set (configure, and the
