@@ -167,6 +167,36 @@ describe("argument checks raise at the caller's line", function()
     assert.are.equal("too long", r[2])
   end)
 
+  it("flush, view and udp:settimeout refuse NaN, negative and infinite timeouts", function()
+    local r = run(function()
+      local lst, port = server(function(c) c:receive() end)
+      local c = connect(port)
+      local u = ringline.udp()
+      local out = {}
+      for _, v in ipairs { 0 / 0, -1, math.huge } do
+        local line = here() + 1
+        local ok, err = pcall(function() local a = c:flush(v); return a end)
+        out[#out + 1] = { ok, tostring(err), line }
+        line = here() + 1
+        ok, err = pcall(function() local a = c:view(1, v); return a end)
+        out[#out + 1] = { ok, tostring(err), line }
+        line = here() + 1
+        ok, err = pcall(function() local a = u:settimeout(v); return a end)
+        out[#out + 1] = { ok, tostring(err), line }
+      end
+      u:close()
+      c:close()
+      lst:close()
+      return out
+    end)
+    assert.are.equal(9, #r)
+    for _, o in ipairs(r) do
+      assert.is_false(o[1])
+      assert.matches("(a finite number >= 0)", o[2], 1, true)
+      assert.are.equal(o[3], line_of(o[2]))
+    end
+  end)
+
   it("task:join refuses NaN and negative timeouts", function()
     local r = run(function()
       local t = ringline.spawn(ringline.sleep, 0.01)
