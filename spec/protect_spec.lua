@@ -116,7 +116,7 @@ describe("argument checks raise at the caller's line", function()
     end)
     for _, o in ipairs(r) do
       assert.is_false(o[1])
-      assert.matches("timeout must be finite milliseconds >= 0", o[2], 1, true)
+      assert.matches("expected milliseconds (a finite number >= 0)", o[2], 1, true)
     end
     -- settimeouts through a closure: the line is the closure's call
     assert.are.equal(r[2][3], line_of(r[2][2]))

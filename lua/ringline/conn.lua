@@ -9,6 +9,7 @@ local ffi = require "ffi"
 local C = require "ringline.lib"
 local sched = require "ringline.sched"
 local errors = require "ringline.errors"
+local check = require "ringline.check"
 local read = require "ringline.conn_read"
 local send = require "ringline.conn_send"
 
@@ -69,11 +70,8 @@ end
 -- compares false with everything, and made every wait time out at once)
 -- and infinities are misuse, raised at the caller's line.
 local function ms(v, what)
-  if v == nil then return false end
-  if type(v) ~= "number" or v ~= v or v < 0 or v == math.huge then
-    misuse(what .. ": timeout must be finite milliseconds >= 0, got " .. tostring(v), 3)
-  end
-  if v == 0 then return false end
+  check.milliseconds(v, what)
+  if v == nil or v == 0 then return false end
   return v / 1000
 end
 
