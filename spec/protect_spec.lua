@@ -206,7 +206,7 @@ describe("argument checks raise at the caller's line", function()
       return { a[1], tostring(a[2]), b[1], ok }
     end)
     assert.is_false(r[1])
-    assert.matches("timeout must be seconds >= 0", r[2], 1, true)
+    assert.matches("expected seconds (a finite number >= 0)", r[2], 1, true)
     assert.is_false(r[3])
     assert.is_true(r[4])
   end)

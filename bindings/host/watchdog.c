@@ -23,18 +23,13 @@
 
 #include "host.h"
 #include "rl_host.h"
+#include "watch_seen.h"
 
 /* Locations kept: each is a distinct "source:line" of some worker's task
  * functions; a program has few. Past this, reports say "?". */
 #define LOC_MAX 65536
 #define LOC_LEN 256
 
-/* What the thread last saw of a worker's slot. */
-struct seen {
-	uint32_t beat;
-	double since;       /* when beat took that value (or the worker went idle) */
-	int reported;       /* this stall was reported */
-};
 
 static struct rl_host_watch *watches;
 static int nwatches;
@@ -88,7 +83,7 @@ static double mono(void)
 
 static void *watchdog_main(void *arg)
 {
-	struct seen *seen = arg;
+	struct watch_seen *seen = arg;
 
 	for (;;) {
 		double now = mono();
@@ -99,21 +94,13 @@ static void *watchdog_main(void *arg)
 			struct rl_host_watch *w = &watches[i];
 			uint32_t tmo = __atomic_load_n(&w->timeout_ms, __ATOMIC_RELAXED);
 			uint32_t beat = __atomic_load_n(&w->beat, __ATOMIC_RELAXED);
-			struct seen *s = &seen[i];
+			struct watch_seen *s = &seen[i];
 
-			if (!tmo || (beat & 1) || beat != s->beat) {
-				s->beat = beat;
-				s->since = now;
-				s->reported = 0;
-				if (!tmo)
-					continue;
-			}
 			/* a few looks per timeout, not a busy poll */
-			if (tmo / 4 < tick_ms)
+			if (tmo && tmo / 4 < tick_ms)
 				tick_ms = tmo / 4 > 10 ? tmo / 4 : 10;
-			if (s->reported || now - s->since < tmo / 1000.0)
+			if (!watch_look(s, tmo, beat, now))
 				continue;
-			s->reported = 1;
 			{
 				char where[LOC_LEN];
 				int do_abort = __atomic_load_n(&w->abort, __ATOMIC_RELAXED) != 0;
@@ -140,7 +127,7 @@ int host_watchdog_start(int workers)
 {
 	pthread_t th;
 	pthread_attr_t attr;
-	struct seen *seen;
+	struct watch_seen *seen;
 	int rc;
 
 	watches = calloc((size_t)workers, sizeof(*watches));
