@@ -242,7 +242,9 @@ describe("ringline-lua", function()
         local ringline = require "ringline"
         local l = assert(ringline.listen("127.0.0.1:0", function() end))
         l:close()
-        io.write("ok", ringline.worker_id(), ";")
+        -- one write: two workers' stdout must not interleave inside it
+        io.write(("ok%d;"):format(ringline.worker_id()))
+        io.flush()
       ]]
       local function under_4096(args)
         return proc.run("sh -c " .. proc.quote("ulimit -Sn 1024 && ulimit -Hn 4096 && exec "
