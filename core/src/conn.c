@@ -235,20 +235,29 @@ void rl__conn_on_recv(struct rl_worker *w, struct io_uring_cqe *cqe)
 static void send_submit(struct rl_worker *w, struct rl_conn *c)
 {
 	struct rl_chunk *h = c->sq_head;
-	if (h->zc) {
-		rl__slab_submit(w, c, h->zc);
-		return;
-	}
+	struct rl_slab_entry *e = h->zc;
 	struct io_uring_sqe *sqe = rl__sqe(w);
 	if (!sqe) {
 		c->io.serr = -EBUSY; /* reported, never silently dropped */
 		return;
 	}
-	/* MSG_WAITALL: the kernel retries a short send in place, one CQE. */
-	io_uring_prep_send(sqe, (int)c->slot, h->data + h->off, h->len - h->off,
-			   MSG_NOSIGNAL | MSG_WAITALL);
+	if (e && e->zc) { /* guarded parts: sent in place, released on notification */
+		io_uring_prep_sendmsg_zc(sqe, (int)c->slot, rl__slab_msg(e), MSG_NOSIGNAL);
+		if (w->features & RL_FEAT_ZC_REPORT_USAGE)
+			sqe->ioprio |= RL_IORING_SEND_ZC_REPORT_USAGE;
+		w->m.zc_sends++;
+	} else if (e) {
+		io_uring_prep_sendmsg(sqe, (int)c->slot, rl__slab_msg(e), MSG_NOSIGNAL | MSG_WAITALL);
+	} else {
+		/* MSG_WAITALL: the kernel retries a short send in place, one CQE. */
+		io_uring_prep_send(sqe, (int)c->slot, h->data + h->off, h->len - h->off,
+				   MSG_NOSIGNAL | MSG_WAITALL);
+	}
 	sqe->flags |= IOSQE_FIXED_FILE;
-	set_ud(sqe, RL_OP_SEND, c);
+	if (e) /* a slab entry's completions name the entry (its notifications too) */
+		io_uring_sqe_set_data64(sqe, rl_ud_pack(RL_OP_SEND_SLAB, e->index, e->gen));
+	else
+		set_ud(sqe, RL_OP_SEND, c);
 	c->send_inflight = 1;
 	rl__conn_op_start(w, c);
 }
@@ -259,7 +268,7 @@ static void drop_queue(struct rl_worker *w, struct rl_conn *c)
 	while (ch) {
 		struct rl_chunk *next = ch->next;
 		if (ch->zc)
-			rl__slab_dropped(w, ch->zc); /* its guards are released now */
+			rl__slab_dequeued(w, ch->zc); /* released now or on its notifications */
 		else
 			rl__chunk_put(&w->pool, ch);
 		ch = next;
@@ -298,7 +307,7 @@ void rl__conn_enqueue(struct rl_worker *w, struct rl_conn *c, struct rl_chunk *n
 
 /* After the head's operation completed (its node already advanced or
  * removed by the caller): account, then decide what the queue does next. */
-void rl__conn_send_done(struct rl_worker *w, struct rl_conn *c, int res)
+static void send_done(struct rl_worker *w, struct rl_conn *c, int res)
 {
 	rl__conn_op_done(w, c);
 	c->send_inflight = 0;
@@ -322,23 +331,69 @@ void rl__conn_send_done(struct rl_worker *w, struct rl_conn *c, int res)
 		rl__conn_close_step(w, c);
 }
 
+/* An RL_OP_SEND_SLAB completion, as the slab reads it: the connection whose
+ * queue head's operation it ends, or NULL when the queue has nothing to do
+ * (stale, or a notification: the entry may be released, and a graceful
+ * close may have waited for it). */
+static struct rl_conn *slab_send_conn(struct rl_worker *w, const struct io_uring_cqe *cqe)
+{
+	struct rl_slab_entry *e;
+	switch (rl__slab_cqe(w, cqe, &e)) {
+	case RL_SLAB_NOTIF: {
+		/* A reset close does not wait for notifications, so the
+		 * connection may be gone (or its slot reused) by now. */
+		struct rl_conn *owner = rl__conntab_get(&w->conns, e->slot, e->conn_gen);
+		rl__slab_release(w, e); /* if that was all it waited for */
+		if (owner && owner->zc_notifs) {
+			owner->zc_notifs--;
+			if (owner->closing)
+				rl__conn_close_step(w, owner);
+		}
+		return NULL;
+	}
+	case RL_SLAB_SENT_MORE:
+		/* the connection cannot be gone: its send holds an op count */
+		w->conns.conns[e->slot].zc_notifs++;
+		return &w->conns.conns[e->slot];
+	case RL_SLAB_SENT:
+		return &w->conns.conns[e->slot];
+	default:
+		return NULL;
+	}
+}
+
+/* RL_OP_SEND (a chunk) and RL_OP_SEND_SLAB (a slab entry) completions: the
+ * operation of the queue's head. The queue alone pops its nodes; an entry it
+ * popped is no longer reachable from the queue, so nothing send_done does
+ * (drop_queue on an error, a reset) can release it under us: it is handed
+ * back to the slab after, keeping the old event order (RL_EV_SEND before
+ * its guards' RL_EV_GUARD). */
 void rl__conn_on_send(struct rl_worker *w, struct io_uring_cqe *cqe)
 {
-	struct rl_conn *c = rl__conn_of_cqe(w, cqe);
+	struct rl_conn *c = rl_ud_op(cqe->user_data) == RL_OP_SEND_SLAB ? slab_send_conn(w, cqe)
+									 : rl__conn_of_cqe(w, cqe);
 	if (!c)
 		return;
 	int res = cqe->res;
 	struct rl_chunk *h = c->sq_head;
+	struct rl_slab_entry *sent = NULL;
 	if (res > 0) {
 		h->off += (uint32_t)res;
 		if (h->off == h->len) {
 			c->sq_head = h->next;
 			if (!c->sq_head)
 				c->sq_tail = NULL;
-			rl__chunk_put(&w->pool, h);
+			if (h->zc)
+				sent = h->zc;
+			else
+				rl__chunk_put(&w->pool, h);
+		} else if (h->zc) {
+			rl__slab_advance(h->zc, (uint32_t)res); /* resubmitted from here */
 		}
 	}
-	rl__conn_send_done(w, c, res);
+	send_done(w, c, res);
+	if (sent)
+		rl__slab_dequeued(w, sent);
 }
 
 /* ---- close ---- */

@@ -452,21 +452,52 @@ RL_HIDDEN void rl__conn_rearm_starved(struct rl_worker *w);
 RL_HIDDEN void rl__conn_close_step(struct rl_worker *w, struct rl_conn *c);
 RL_HIDDEN int rl__conn_begin_close(struct rl_worker *w, struct rl_conn *c, int how, int32_t reason);
 
-/* sendslab.c (zero-copy send path of a connection) */
-RL_HIDDEN void rl__slab_on_cqe(struct rl_worker *w, struct io_uring_cqe *cqe);
-RL_HIDDEN void rl__slab_submit(struct rl_worker *w, struct rl_conn *c, struct rl_slab_entry *e);
-/* The entry left the queue without (more) sending: release when possible. */
-RL_HIDDEN void rl__slab_dropped(struct rl_worker *w, struct rl_slab_entry *e);
-/* conn.c helpers the slab path shares */
-RL_HIDDEN void rl__conn_send_done(struct rl_worker *w, struct rl_conn *c, int res);
+/* conn.c: op accounting, a completion's connection */
 RL_HIDDEN void rl__conn_op_start(struct rl_worker *w, struct rl_conn *c);
 RL_HIDDEN void rl__conn_op_done(struct rl_worker *w, struct rl_conn *c);
 /* The live connection a completion belongs to, or NULL (counted as stale). */
 RL_HIDDEN struct rl_conn *rl__conn_of_cqe(struct rl_worker *w, const struct io_uring_cqe *cqe);
-/* The connection if it may queue sends now, else NULL with *err set. */
+/* conn.c, the send queue's entry points for sendv.c. The connection if it
+ * may queue sends now, else NULL with *err set. */
 RL_HIDDEN struct rl_conn *rl__conn_sendable(struct rl_worker *w, uint32_t slot, uint32_t gen,
 					    int *err);
+/* Push a node (a sealed slab entry's) onto the queue; submits it when the
+ * queue was idle. From then on only the queue pops, submits or drops it. */
 RL_HIDDEN void rl__conn_enqueue(struct rl_worker *w, struct rl_conn *c, struct rl_chunk *node);
+
+/* sendslab.c: slab entries (a leaf: the copy pool and the event sink only).
+ * Building an entry from parts (sendv.c): does one more guarded part fit,
+ * add it; does a copied part of len bytes fit, copy it in (-ENOMEM when
+ * the entry's copy chunk cannot be had). */
+RL_HIDDEN int rl__slab_guard_fits(const struct rl_slab_entry *e);
+RL_HIDDEN void rl__slab_add_guarded(struct rl_worker *w, struct rl_slab_entry *e,
+				    const struct rl_part *p);
+RL_HIDDEN int rl__slab_copy_fits(const struct rl_slab_entry *e, uint32_t len);
+RL_HIDDEN int rl__slab_add_copy(struct rl_worker *w, struct rl_slab_entry *e, const void *ptr,
+				uint32_t len);
+/* No more parts: the queue node to push for connection (slot, conn_gen), or
+ * NULL when the entry is empty (it is released at once). */
+RL_HIDDEN struct rl_chunk *rl__slab_seal(struct rl_worker *w, struct rl_slab_entry *e,
+					 uint32_t slot, uint32_t conn_gen);
+/* The msghdr over the entry's unsent iovecs, for the queue's next SENDMSG. */
+RL_HIDDEN struct msghdr *rl__slab_msg(struct rl_slab_entry *e);
+/* What an RL_OP_SEND_SLAB completion means, with its entry in *e (the slab's
+ * own counts are kept here; the caller does the rest):
+ * STALE: no live entry (counted), ignore it. SENT: the operation of the
+ * entry (still queued) completed with cqe->res; SENT_MORE: the same, and
+ * one notification is now due for it. NOTIF: one notification arrived;
+ * rl__slab_release then frees the entry if that was all it waited for. */
+enum rl_slab_cqe { RL_SLAB_STALE, RL_SLAB_SENT, RL_SLAB_SENT_MORE, RL_SLAB_NOTIF };
+RL_HIDDEN int rl__slab_cqe(struct rl_worker *w, const struct io_uring_cqe *cqe,
+			   struct rl_slab_entry **e);
+/* Release the entry, its guards reported as RL_EV_GUARD, if nothing holds
+ * it any more (the queue is done with it, no notification is due); the
+ * caller must not touch it after this. */
+RL_HIDDEN void rl__slab_release(struct rl_worker *w, struct rl_slab_entry *e);
+/* The queue is done with the entry (sent whole, failed or dropped): no
+ * operation will be submitted for it again. Released now or when its last
+ * notification arrives; the caller must not touch it after this. */
+RL_HIDDEN void rl__slab_dequeued(struct rl_worker *w, struct rl_slab_entry *e);
 
 /* region.c */
 RL_HIDDEN void rl__regions_init(struct rl_worker *w);

@@ -217,6 +217,7 @@ static void dispatch(struct rl_worker *w, struct io_uring_cqe *cqe)
 		rl__conn_on_recv(w, cqe);
 		break;
 	case RL_OP_SEND:
+	case RL_OP_SEND_SLAB: /* the queue's owner asks the slab what it means */
 		rl__conn_on_send(w, cqe);
 		break;
 	case RL_OP_CLOSE:
@@ -248,9 +249,6 @@ static void dispatch(struct rl_worker *w, struct io_uring_cqe *cqe)
 		break;
 	case RL_OP_UDP_CANCEL:
 		rl__udp_on_cancel(w, cqe);
-		break;
-	case RL_OP_SEND_SLAB:
-		rl__slab_on_cqe(w, cqe);
 		break;
 	case RL_OP_UNOWNED:
 		w->m.ops_inflight--;

@@ -1,0 +1,119 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * sendv.c - building a scatter-gather send: rl_conn_sendv and
+ * rl_conn_sendv_upto.
+ *
+ * The policy that turns a caller's parts into queue nodes lives here, above
+ * the two things it composes: a guarded part of at least zc_threshold bytes
+ * goes into a slab entry (sendslab.c) to be sent in place with SENDMSG_ZC;
+ * small copied parts are gathered into an entry's copy chunk; a big copied
+ * part goes out as a plain copy send (rl_conn_send). Each entry, once full
+ * or at the end, is sealed and pushed onto the connection's send queue
+ * (conn.c), which alone submits, pops and drops it. Neither conn.c nor
+ * sendslab.c calls back here.
+ */
+#include <errno.h>
+
+#include "internal.h"
+
+/* No more parts go into e: push it onto c's queue (an empty one is
+ * released at once instead). */
+static void finish(struct rl_worker *w, struct rl_conn *c, struct rl_slab_entry *e)
+{
+	if (!e)
+		return;
+	struct rl_chunk *node = rl__slab_seal(w, e, c->slot, c->io.gen);
+	if (node)
+		rl__conn_enqueue(w, c, node);
+}
+
+/* The body of rl_conn_sendv (wait 0: a guarded part that finds no entry is
+ * copied) and rl_conn_sendv_upto (wait 1: the call stops before it). */
+static int sendv(struct rl_worker *w, uint32_t slot, uint32_t gen, const struct rl_part *parts,
+		 int n, int wait)
+{
+	int err;
+	struct rl_conn *c = rl__conn_sendable(w, slot, gen, &err);
+	if (!c)
+		return err;
+	if (n < 0 || (n > 0 && !parts))
+		return -EINVAL;
+	uint64_t total = 0;
+	for (int i = 0; i < n; i++) {
+		const struct rl_part *p = &parts[i];
+		if (p->region >= 0) {
+			int rc = rl__region_check(w, p->region, p->ptr, p->len);
+			if (rc)
+				return rc;
+		} else if (p->region != RL_PART_COPY && p->region != RL_PART_PINNED) {
+			return -EINVAL;
+		}
+		total += p->len;
+	}
+	if (total > (uint64_t)(UINT32_MAX - c->io.unsent))
+		return -ENOBUFS;
+
+	uint32_t thr = w->cfg.zc_threshold;
+	int zc_ok = (w->features & RL_FEAT_SENDMSG_ZC) != 0;
+	uint32_t big_copy = w->pool.slot_size / 2;
+	struct rl_slab_entry *e = NULL;
+	for (int i = 0; i < n; i++) {
+		const struct rl_part *p = &parts[i];
+		int guarded_kind = p->region != RL_PART_COPY;
+		if (p->len == 0) { /* nothing to send; a guard is free at once */
+			if (guarded_kind)
+				rl__emit(w, RL_EV_GUARD, 0, (uint32_t)p->region, 0, p->token);
+			continue;
+		}
+		if (guarded_kind && zc_ok && p->len >= thr) {
+			if (!e || !rl__slab_guard_fits(e)) {
+				finish(w, c, e);
+				e = rl__slab_alloc(&w->slab);
+			}
+			if (!e && wait) {
+				/* Backpressure, not a copy: the caller waits for an
+				 * entry and sends parts[i..] then. Everything before
+				 * it is queued (finish above), in order. */
+				w->m.slab_waits++;
+				return i;
+			}
+			if (e) {
+				rl__slab_add_guarded(w, e, p);
+				continue;
+			}
+			w->m.zc_fallbacks++; /* slab full: copy instead, still in order */
+		}
+		/* copied part: gathered into the entry's copy chunk */
+		if (p->len > big_copy) {
+			finish(w, c, e);
+			e = NULL;
+		} else if (!e || !rl__slab_copy_fits(e, p->len)) {
+			finish(w, c, e);
+			e = rl__slab_alloc(&w->slab);
+		}
+		if (!e) {
+			int rc = rl_conn_send(w, c->slot, c->io.gen, p->ptr, p->len);
+			if (rc)
+				return rc;
+		} else if (rl__slab_add_copy(w, e, p->ptr, p->len)) {
+			finish(w, c, e); /* what it holds goes out and is released as usual */
+			return -ENOMEM;
+		}
+		if (guarded_kind) /* copied: its memory is free again at once */
+			rl__emit(w, RL_EV_GUARD, 0, (uint32_t)p->region, 0, p->token);
+	}
+	finish(w, c, e);
+	return wait ? n : 0;
+}
+
+int rl_conn_sendv(struct rl_worker *w, uint32_t slot, uint32_t gen, const struct rl_part *parts,
+		  int n)
+{
+	return sendv(w, slot, gen, parts, n, 0);
+}
+
+int rl_conn_sendv_upto(struct rl_worker *w, uint32_t slot, uint32_t gen, const struct rl_part *parts,
+		       int n)
+{
+	return sendv(w, slot, gen, parts, n, 1);
+}
