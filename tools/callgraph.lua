@@ -6,9 +6,10 @@
 -- An edge a -> b means a.o references a function that b.o defines (nm: U in
 -- a, T in b). Static and inline functions do not appear: they cannot make a
 -- circle between files. Prints every edge, then each strongly connected
--- component of more than one file. Exits 1 when a component is not a subset
--- of the --allow list (the accept group shares the fixed-file install and is
--- allowed to), so ctest can pin "worker.c is the only top".
+-- component of more than one file, and the tops (files no other file calls).
+-- Exits 1 when a component is not a subset of the --allow list (the accept
+-- group shares the fixed-file install and is allowed to), so ctest
+-- (core_callgraph) pins "no file calls a file that calls it back".
 local builddir, allow, dot = "build", {}, false
 local i = 1
 while arg[i] do
@@ -73,6 +74,17 @@ for _, f in ipairs(files) do
   end
 end
 if dot then print("}") return end
+
+-- The tops: files no other file calls (entered by the poll loop or by the
+-- caller's public calls only).
+local called, tops = {}, {}
+for _, f in ipairs(files) do
+  for _, g in ipairs(edges[f]) do called[g] = true end
+end
+for _, f in ipairs(files) do
+  if not called[f] then tops[#tops + 1] = f end
+end
+print("tops: " .. table.concat(tops, " "))
 
 -- Tarjan's strongly connected components.
 local index, low, onstack, stack, n, sccs = {}, {}, {}, {}, 0, {}

@@ -12,7 +12,10 @@
  * Send: a FIFO of chunks with exactly one SEND in flight, always for the head
  * chunk's unsent range, so bytes reach the wire in queue order whatever the
  * kernel does with partial sends. Appends may land in the tail chunk beyond
- * the range the kernel is reading; the next submit covers them.
+ * the range the kernel is reading; the next submit covers them. A node may
+ * be a slab entry (sendv.c pushes them): this queue still alone submits it
+ * (SENDMSG or SENDMSG_ZC), pops or drops it, and then hands it back to the
+ * slab (sendslab.c), which never touches the queue.
  *
  * Close: closing -> (graceful: queue drained | reset: send cancelled, queue
  * dropped, SO_LINGER 0) -> recv cancelled -> every other op completed ->
