@@ -1,7 +1,11 @@
 -- tools/callgraph.lua: which file of core/src/ calls which, from the objects'
 -- symbol tables, and the groups of files that call each other in a circle.
 --
---   luajit tools/callgraph.lua [builddir] [--allow a,b,c] [--dot]
+--   luajit tools/callgraph.lua [builddir | file.c.o...] [--allow a,b,c] [--dot]
+--
+-- Objects named on the command line are read as given (ctest passes the
+-- library's own object list, so a stale object of a deleted source cannot
+-- count); otherwise every object of builddir's ringline_obj is read.
 --
 -- An edge a -> b means a.o references a function that b.o defines (nm: U in
 -- a, T in b). Static and inline functions do not appear: they cannot make a
@@ -11,6 +15,7 @@
 -- group shares the fixed-file install and is allowed to), so ctest
 -- (core_callgraph) pins "no file calls a file that calls it back".
 local builddir, allow, dot = "build", {}, false
+local objs = {}
 local i = 1
 while arg[i] do
   local a = arg[i]
@@ -19,6 +24,8 @@ while arg[i] do
     for f in arg[i]:gmatch("[^,]+") do allow[f] = true end
   elseif a == "--dot" then
     dot = true
+  elseif a:match("%.o$") then
+    objs[#objs + 1] = a
   else
     builddir = a
   end
@@ -26,10 +33,11 @@ while arg[i] do
 end
 
 local objdir = builddir .. "/CMakeFiles/ringline_obj.dir/core/src"
-local ls = assert(io.popen("ls " .. objdir .. "/*.c.o 2>/dev/null"))
-local objs = {}
-for path in ls:lines() do objs[#objs + 1] = path end
-ls:close()
+if #objs == 0 then
+  local ls = assert(io.popen("ls " .. objdir .. "/*.c.o 2>/dev/null"))
+  for path in ls:lines() do objs[#objs + 1] = path end
+  ls:close()
+end
 if #objs == 0 then
   io.stderr:write("callgraph: no objects under ", objdir, " (build first)\n")
   os.exit(2)
