@@ -206,6 +206,11 @@ local function parse_head(p, s, e)
     local vs = i
     i = libc.static_region_memchr(p + i, CR, e - i) - p   -- the head ends in CRLFCRLF
     if p[i + 1] ~= LF then return nil, BAD_REQUEST end
+    -- a bare LF inside the value ends the line for other parsers (a proxy
+    -- in front would see a header this parser does not)
+    if i > vs and libc.static_region_memchr(p + vs, LF, i - vs) ~= nil then
+      return nil, BAD_REQUEST
+    end
     local ve = i
     i = i + 2
     if name_is(p, ns, ne, "connection") then

@@ -209,6 +209,18 @@ for _, mode in ipairs({ "zc", "copy" }) do
       assert.matches(FILES["small.txt"] .. "$", got)
     end)
 
+    it("answers 400 to a bare LF inside a header value (request smuggling)", function()
+      -- A proxy that ends lines at a bare LF sees "Content-Length: 4" here
+      -- and forwards 4 body bytes; the server must not read the line as
+      -- one X-Pad value with no length (the body would be a second request).
+      local got = client(port, function(c)
+        assert(c:send("GET /one.txt HTTP/1.1\r\nHost: t\r\nConnection: close\r\n"
+          .. "X-Pad: a\nContent-Length: 4\r\n\r\nabcd"))
+        return c:receive("*a")
+      end)
+      assert.matches("^HTTP/1.1 400 Bad Request\r\n", got)
+    end)
+
     it("stops with status 0 on SIGTERM", function() stop_cleanly(srv) end)
   end)
 end
