@@ -41,6 +41,7 @@ local view, begin_wait = read.methods.view, read.begin_wait
 
 local _ = C.rl_worker_want_slab   -- resolved at load time (see sched.lua)
 local EV_SLAB = C.RL_EV_SLAB
+local PART_COPY = C.RL_PART_COPY
 
 local MORE = {}          -- send_check: "more than the threshold is still unsent"
 
@@ -250,30 +251,36 @@ local function wait_unlocked(c)
   return why
 end
 
--- n bytes at p would take unsent past S.sendcap: queue up to the cap, wait
--- for the low watermark, go on, under c's send lock. Returns n, or nil, err
--- (then a prefix was queued, as with any failed send: close the connection).
-send_big = function(c, p, n)
+-- Queue n bytes at p without taking unsent past S.sendcap: up to the cap,
+-- wait for the low watermark, go on. The caller holds c's send lock.
+-- Returns nil, or the reason it stopped (then a prefix was queued).
+local function copy_bounded(c, p, n)
   local S, io = c.S, c.io
-  sched.waiter(S, MUST_WAIT)   -- misuse raises before anything is locked
-  lock(c)
   p = ffi_cast("const uint8_t *", p)
-  local left, why = n, nil
+  local left = n
   while true do
     local room = S.sendcap - io.unsent
     if room >= left then break end
     if room > 0 then
       local rc = C.rl_conn_send(c.w, c.slot, c.gen, p, room)
-      if rc < 0 then why = errstr(rc) break end
+      if rc < 0 then return errstr(rc) end
       p, left = p + room, left - room
     end
-    why = wait_send(c, S.lowat, c.send_to)
-    if why then break end
+    local why = wait_send(c, S.lowat, c.send_to)
+    if why then return why end
   end
-  if not why then
-    local rc = C.rl_conn_send(c.w, c.slot, c.gen, p, left)
-    if rc < 0 then why = errstr(rc) end
-  end
+  local rc = C.rl_conn_send(c.w, c.slot, c.gen, p, left)
+  if rc < 0 then return errstr(rc) end
+  return nil
+end
+
+-- n bytes at p would take unsent past S.sendcap: queue them bounded, under
+-- c's send lock. Returns n, or nil, err (then a prefix was queued, as with
+-- any failed send: close the connection).
+send_big = function(c, p, n)
+  sched.waiter(c.S, MUST_WAIT)   -- misuse raises before anything is locked
+  lock(c)
+  local why = copy_bounded(c, p, n)
   unlock(c)
   if why then return nil, why end
   return n
@@ -301,8 +308,9 @@ local function wait_slab(c)
   return why
 end
 
--- A guarded send stopped at a full slab (region.send's pending state st):
--- wait for entries and queue the rest, under c's send lock. Each wait is
+-- A guarded send stopped (region.send's pending state st) at a full slab or
+-- at a copied part past the copy limit: wait for entries, or queue that
+-- part bounded, and queue the rest, under c's send lock. Each wait is
 -- bounded by the send timeout. Returns total, or nil, err.
 guarded_rest = function(c, total, st)
   local ok, err = pcall(sched.waiter, c.S, MUST_WAIT)
@@ -313,7 +321,16 @@ guarded_rest = function(c, total, st)
   lock(c)
   local why, done
   repeat
-    why = wait_slab(c)
+    local off = st.off
+    if st.parts[off].region == PART_COPY then   -- off < st.n: resume said so
+      -- stopped at the copy limit (a stop at a full slab is before a
+      -- guarded part): this part goes piece by piece
+      local part = st.parts[off]
+      why = copy_bounded(c, part.ptr, part.len)
+      if not why then st.off = off + 1 end
+    else
+      why = wait_slab(c)
+    end
     if why then
       abandon_guarded(c, st)   -- the parts never queued: their tokens go back
       break

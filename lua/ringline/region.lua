@@ -92,6 +92,7 @@ local function gstate(S)
     free = {}, nfree = 0, top = 0,   -- token free list; top = highest token made
     parts = ffi_new("struct rl_part[?]", PARTS0), cap = PARTS0, n = 0,
     ng = 0,                          -- guarded parts in the build
+    ncopy = 0,                       -- bytes of its copied parts
     keep = {}, nkeep = 0,            -- strings made during one build (numbers)
     thr = thr,
     anchored = 0, released = 0, dropped = 0, unknown = 0,
@@ -365,6 +366,7 @@ local function put(g, c, ptr, len, kind, obj)
     g.ng = g.ng + 1
   else
     p.token = 0
+    g.ncopy = g.ncopy + len
   end
   g.n = i + 1
   return len
@@ -443,6 +445,21 @@ local function account(c, g, parts, from, to)
   end
 end
 
+-- Where a send that may wait stops before copying more: the first copied
+-- part among parts[from, n) that takes the copied bytes from `from` on past
+-- S.sendcap (conn_send then queues it piece by piece, waiting for the low
+-- watermark, as a big copied string of a send without slices), else n.
+local function copy_limit(c, parts, from, n)
+  local cap, copied = c.S.sendcap, 0
+  for i = from, n - 1 do
+    if parts[i].region == PART_COPY then
+      copied = copied + parts[i].len
+      if copied > cap then return i end
+    end
+  end
+  return n
+end
+
 -- The slab was full at part k of the build (rl_conn_sendv_upto): the parts
 -- before it are queued, the rest move out of the shared build into a state
 -- of their own (the sender waits, and other sends build meanwhile). Their
@@ -466,13 +483,16 @@ local function pending(c, g, k, total)
   return { parts = rest, off = 0, n = n - k, keep = keep, total = total }
 end
 
--- Queue more of a pending send after a slab entry came free: true when all
--- of it is queued, false when the slab filled up again, or nil, err (then
--- what is left was dropped, as by M.abandon).
+-- Queue more of a pending send after a slab entry came free (or its next
+-- copied part was queued): true when all of it is queued, false when it
+-- stopped again - before a guarded part (the slab is full) or a copied one
+-- past the copy limit (copy_limit) - or nil, err (then what is left was
+-- dropped, as by M.abandon).
 function M.resume(c, st)
   local g = c.S.rguards
   local off, n = st.off, st.n
-  local rc = C.rl_conn_sendv_upto(c.w, c.slot, c.gen, st.parts + off, n - off)
+  local j = copy_limit(c, st.parts, off, n)
+  local rc = C.rl_conn_sendv_upto(c.w, c.slot, c.gen, st.parts + off, j - off)
   if rc < 0 then
     M.abandon(c, st)
     return nil, errstr(rc)
@@ -497,13 +517,14 @@ end
 -- send(c, wait, lvl, nargs, ...): queue every argument as one rl_conn_sendv.
 -- Returns the byte count or nil, err (then nothing was queued). lvl: the
 -- misuse level of the caller of conn:send, seen from here. With wait, a
--- full slab does not make a guarded part copied: the parts up to it are
--- queued and the third value is the pending rest (M.resume, M.abandon),
--- for the caller to send when an entry comes free (conn_send.lua).
+-- full slab does not make a guarded part copied, and copied parts past
+-- S.sendcap are not copied at once: the parts up to there are queued and
+-- the third value is the pending rest (M.resume, M.abandon), for the caller
+-- to send when an entry comes free or piece by piece (conn_send.lua).
 function M.send(c, wait, lvl, nargs, ...)
   local S = c.S
   local g = S.rguards or gstate(S)
-  g.n, g.ng = 0, 0
+  g.n, g.ng, g.ncopy = 0, 0, 0
   local total = 0
   local a, b = ...
   total = add(S, g, c, a, lvl + 1, 0)
@@ -516,7 +537,16 @@ function M.send(c, wait, lvl, nargs, ...)
   local n = g.n
   if n == 0 then return 0 end
   local rc
-  if g.ng == 0 then
+  if wait and g.ncopy > S.sendcap then
+    -- more to copy than a send may queue without waiting: up to the limit
+    -- now, the rest as a pending send (conn_send.lua)
+    local j = copy_limit(c, g.parts, 0, n)
+    rc = C.rl_conn_sendv_upto(c.w, c.slot, c.gen, g.parts, j)
+    if rc >= 0 then
+      if rc < n then return total, nil, pending(c, g, rc, total) end
+      rc = 0
+    end
+  elseif g.ng == 0 then
     rc = copy_parts(c, g.parts, n)
   elseif wait then
     rc = C.rl_conn_sendv_upto(c.w, c.slot, c.gen, g.parts, n)

@@ -201,4 +201,44 @@ describe("hostile: slow readers", function()
     assert.is_true(res.max_heap <= 2 * (HI + SLOT),
       ("%d bytes of heap chunks at once"):format(res.max_heap))
   end)
+
+  it("a big copied piece beside a slice is bounded the same way", function()
+    -- A string.buffer is always copied, also in a send that holds a slice
+    -- (one guarded send): it must not be queued whole either.
+    local SIZE = 8 * MiB
+    local big = support.pattern(SIZE, 5)
+    local HI, SLOT = 65536, 16384
+    local res = run(function()
+      local r = assert(ringline.region(4096))
+      ffi.fill(r:ptr(), 4096, 0x41)
+      local sent
+      local lst, port = server(function(c)
+        local buf = require("string.buffer").new():put(big)
+        sent = { c:send(r:slice(0, 4096), buf, "end\n") }
+        assert(c:flush())
+      end)
+      local c = connect(port)
+      c:settimeout(20000)
+      local max_queued, parts, n, want = 0, {}, 0, 4096 + SIZE + 4
+      while n < want do
+        local s = assert(c:receive(math.min(65536, want - n)))
+        parts[#parts + 1] = s
+        n = n + #s
+        local m = ringline.metrics()
+        if m.send_bytes_queued > max_queued then max_queued = m.send_bytes_queued end
+      end
+      local same = table.concat(parts) == ("A"):rep(4096) .. big .. "end\n"
+      c:close()
+      lst:close()
+      idle_metrics()
+      assert.is_true(r:free())
+      return { same = same, max_queued = max_queued, sent = sent }
+    end, { timeout = 60, send_high_watermark = HI, send_low_watermark = SLOT,
+           send_slot_size = SLOT, zc_threshold = 1024 })
+    assert.is_true(res.same, "the bytes arrived changed")
+    assert.are.same({ 4096 + SIZE + 4 }, res.sent)
+    -- the slice (in flight until the peer reads it) and the bound
+    assert.is_true(res.max_queued <= 4096 + HI + SLOT,
+      ("%d bytes queued at once, bound %d"):format(res.max_queued, 4096 + HI + SLOT))
+  end)
 end)
