@@ -25,7 +25,7 @@ local check = require "ringline.check"
 
 local ffi_string = ffi.string
 local type, tostring, tonumber, error, pairs = type, tostring, tonumber, error, pairs
-local math_floor = math.floor
+local math_floor, math_ceil = math.floor, math.ceil
 local errstr = errors.errstr
 local park, waiter = sched.park, sched.waiter
 local timer_arm, timer_disarm = sched.timer_arm, sched.timer_disarm
@@ -137,6 +137,10 @@ local function wait_bytes(c, t, need)
   if need > U32MAX then need = U32MAX end
   local rc = C.rl_conn_want_recv(c.w, c.slot, c.gen, need)
   if rc < 0 then return errstr(rc) end
+  -- 1: already satisfied, nothing was registered and no event will come:
+  -- parking now would wait forever with the bytes there (the caller
+  -- re-checks; needs are whole numbers, so it does not ask again)
+  if rc > 0 then return nil end
   c.rtask = t
   local why = park(c.S, t)
   c.rtask = false
@@ -345,6 +349,7 @@ end
 function methods.view(c, min, timeout, opts)
   if min == nil then min = 1 end
   if type(min) ~= "number" or min < 0 or min ~= min then misuse("conn:view: bad min " .. tostring(min), 2) end
+  min = math_ceil(min)  -- whole bytes: view(1.5) waits for 2
   if type(timeout) == "table" and opts == nil then timeout, opts = nil, timeout end
   check.milliseconds(timeout, "conn:view: timeout")   -- ms, as settimeout
   local max = max_of(c, opts, "conn:view", 2)
