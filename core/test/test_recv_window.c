@@ -8,7 +8,7 @@
  * buffer (recv_window + recv_buffer_size), the accumulator's allocation at
  * most that rounded up to a page, whatever the kernel had queued, and the
  * peers' writes block. Then the server consumes and every byte arrives in
- * order.
+ * order. A want the accumulator could never hold is refused (-EMSGSIZE).
  *
  * Wants past the window: a reader asks for more than the window holds
  * (rl_conn_want_recv(min > recv_window)) while a peer streams; it must get
@@ -270,6 +270,12 @@ static void flood(struct t_ctx *t, uint8_t **bufs)
 	/* allocation: window + one buffer per connection, page-rounded */
 	uint64_t per = ((uint64_t)WINDOW + BUFSZ + 4095) & ~(uint64_t)4095;
 	CHECK_LE(max_accum, NPEERS * per);
+
+	/* a minimum the accumulator could never hold (2^31 - 1 bytes, and the
+	 * window lets one buffer past the minimum) is refused at the call */
+	CHECK_EQ(rl_conn_want_recv(t->w, srv[0].slot, srv[0].gen, UINT32_MAX), -EMSGSIZE);
+	CHECK_EQ(rl_conn_want_recv(t->w, srv[0].slot, srv[0].gen, (1u << 31) - BUFSZ), -EMSGSIZE);
+	CHECK_EQ(rl_conn_want_recv(t->w, srv[0].slot, srv[0].gen, (1u << 31) - 1 - BUFSZ), 0);
 
 	/* now read everything: each stream arrives whole and in order */
 	mode = 2;
