@@ -679,8 +679,8 @@ int rl_conn_shutdown(struct rl_worker *w, uint32_t slot, uint32_t gen)
 /* A graceful stop serves what has arrived, and only that: a peek that does
  * not wait (MSG_DONTWAIT makes io_uring complete it with -EAGAIN instead of
  * arming a poll) tells whether the socket holds unread bytes. Its answer
- * follows every completion already posted, so bytes the multishot receive
- * took before it are in the accumulator by then. */
+ * follows every completion already posted, so bytes a receive took before
+ * it are in the accumulator by then. */
 int rl_conn_probe(struct rl_worker *w, uint32_t slot, uint32_t gen)
 {
 	struct rl_conn *c = rl__conntab_get(&w->conns, slot, gen);
