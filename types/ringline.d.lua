@@ -18,6 +18,7 @@
 ---| '"socket busy reading"'
 ---| '"busy"'
 ---| '"too long"'
+---| '"too large"'
 ---| string
 
 ---@alias ringline.pattern '"*l"'|'"l"'|'"*a"'|'"a"'|integer
@@ -51,6 +52,9 @@
 ---@class ringline.receiveuntilopts
 ---@field inclusive? boolean include the delimiter in the part
 ---@field max? integer       longest part read whole (default line_max)
+
+---@class ringline.receiveopts
+---@field max? integer most bytes this call buffers before "too large" (default max_receive)
 
 ---The ringline API: require "ringline".
 ---@class ringline
@@ -320,12 +324,14 @@ function ringline.resolve(name, family) end
 ---@class ringline.conn
 local conn = {}
 
----Read a line (default), everything ("*a") or n bytes (blocking).
+---Read a line (default), everything ("*a") or n bytes (blocking); n or the
+---stream past max_receive (or opts.max) is nil, "too large".
 ---@param pattern? ringline.pattern
+---@param opts? ringline.receiveopts
 ---@return string|nil data
 ---@return ringline.err? err
 ---@return string? partial
-function conn:receive(pattern) end
+function conn:receive(pattern, opts) end
 
 ---What has arrived, at most max bytes (blocking).
 ---@param max integer
@@ -343,12 +349,14 @@ function conn:receiveuntil(delimiter, opts) end
 ---@return fun(): string|nil
 function conn:lines() end
 
----Zero-copy access to the receive buffer: ptr, len with len >= min (blocking).
+---Zero-copy access to the receive buffer: ptr, len with len >= min (blocking);
+---min past max_receive (or opts.max) is nil, "too large".
 ---@param min? integer default 1
----@param timeout? number milliseconds
+---@param timeout? number|ringline.receiveopts milliseconds, or opts in its place
+---@param opts? ringline.receiveopts
 ---@return ffi.cdata*|nil ptr
 ---@return integer|string len_or_err
-function conn:view(min, timeout) end
+function conn:view(min, timeout, opts) end
 
 ---Drop n bytes from the front of the receive buffer.
 ---@param n integer

@@ -39,10 +39,11 @@
  *    on that connection. rl_conn_consume() drops bytes from the front. Ring
  *    buffers are recycled as soon as their bytes are copied, so an idle
  *    connection holds no ring buffer.
- * 3. When unconsumed bytes exceed the receive window (cfg recv_window or the
+ * 3. When unconsumed bytes reach the receive window (cfg recv_window or the
  *    amount the caller asked for with rl_conn_want_recv, whichever is larger)
  *    the core stops receiving (backpressure) and resumes when the caller
- *    consumes.
+ *    consumes. Unconsumed bytes never exceed the window plus one provided
+ *    buffer (recv_buffer_size).
  * 4. rl_conn_send() copies bytes into the connection's send queue (copy-pool
  *    slots, heap chunks when the pool is empty); the caller's buffer is free
  *    as soon as it returns. Bytes reach the wire in the order they were
@@ -243,7 +244,7 @@ struct rl_metrics {
 	uint64_t send_bytes_queued;  /* gauge: unsent bytes over all connections */
 	uint64_t recv_buffers_free;  /* gauge: provided buffers owned by the kernel */
 	uint64_t recv_pauses;        /* backpressure: recv stopped on a full window */
-	uint64_t recv_enobufs;       /* multishot recv ended on an empty buffer ring */
+	uint64_t recv_enobufs;       /* a recv ended on an empty buffer ring */
 	uint64_t accum_bytes;        /* gauge: bytes allocated for receive accumulators */
 	uint64_t timers_active;      /* gauge */
 	uint64_t ops_inflight;       /* gauge: SQEs the kernel has not completed */
@@ -409,7 +410,9 @@ int rl_listen_handoff(struct rl_worker *w, struct rl_handoff *h);
 /* The in-place state of a slot (never NULL for slot < max_connections). */
 const struct rl_conn_io *rl_conn_io(struct rl_worker *w, uint32_t slot);
 int rl_conn_consume(struct rl_worker *w, uint32_t slot, uint32_t gen, uint32_t n);
-/* Ask for one RL_EV_RECV once rlen >= min_bytes, or EOF, or an error. */
+/* Ask for one RL_EV_RECV once rlen >= min_bytes, or EOF, or an error.
+ * -EMSGSIZE when min_bytes plus one buffer is more than a connection can
+ * hold (2^31 - 1 bytes). */
 int rl_conn_want_recv(struct rl_worker *w, uint32_t slot, uint32_t gen, uint32_t min_bytes);
 /* Queue bytes (copied before return). Returns 0 or -errno (-EPIPE after the
  * send side ended, -ESTALE for a dead connection). On -ENOMEM a prefix may

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * bufring.c - the provided buffer ring that multishot receives select from.
+ * bufring.c - the provided buffer ring that connection receives select from.
  *
  * The kernel picks a buffer per completion; the core copies the bytes out at
  * once and hands the buffer back. Recycling writes only addr/len/bid of an

@@ -2,12 +2,18 @@
 /*
  * conn.c - one connection's receive path, send queue and close state machine.
  *
- * Receive: one multishot recv per connection selects buffers from the
- * provided ring; every completion's bytes are appended to the accumulator and
- * the buffer is recycled at once. recv_update() is the single place that
+ * Receive: one single-shot recv at a time per connection, selecting one
+ * buffer from the provided ring; its bytes are appended to the accumulator
+ * and the buffer is recycled at once. recv_update() is the single place that
  * decides whether a recv should be armed: it arms one when the connection is
  * open, the window has room and the ring is not dry, and cancels the armed one
- * when the window is full (backpressure) or the connection closes.
+ * only when the connection closes. A recv is armed only while the window has
+ * room and brings at most one buffer, so the buffered bytes never exceed the
+ * window plus one provided buffer, whatever the kernel holds. (A multishot
+ * recv, cancelled when the window filled, let the kernel deliver every
+ * buffer it could take before the cancel landed: a window of 256 KiB held
+ * over 500 KB, and the window, the cancel and the re-arm after the
+ * multishot's end were three states to keep in step.)
  *
  * Send: a FIFO of chunks with exactly one SEND in flight, always for the head
  * chunk's unsent range, so bytes reach the wire in queue order whatever the
@@ -77,9 +83,11 @@ static void sync_io(struct rl_conn *c)
 	c->io.rlen = c->acc.len;
 }
 
-static uint32_t window(const struct rl_worker *w, const struct rl_conn *c)
+/* Unconsumed bytes at which receiving pauses: recv_window, or what the
+ * reader is waiting for when that is more. */
+static uint64_t window(const struct rl_worker *w, const struct rl_conn *c)
 {
-	uint32_t win = w->cfg.recv_window;
+	uint64_t win = w->cfg.recv_window;
 	if (c->want_recv && c->want_recv_min > win)
 		win = c->want_recv_min;
 	return win;
@@ -116,24 +124,29 @@ static void recv_arm(struct rl_worker *w, struct rl_conn *c)
 		starve(w, c); /* retried after this batch */
 		return;
 	}
-	io_uring_prep_recv_multishot(sqe, (int)c->slot, NULL, 0, 0);
+	/* len 0: one whole provided buffer. When the last recv left the socket
+	 * empty, wait for data first rather than try a recv bound to fail. */
+	io_uring_prep_recv(sqe, (int)c->slot, NULL, 0, 0);
+	if (c->recv_idle)
+		sqe->ioprio |= IORING_RECVSEND_POLL_FIRST;
 	sqe->flags |= IOSQE_FIXED_FILE | IOSQE_BUFFER_SELECT;
 	sqe->buf_group = w->bufs.bgid;
 	set_ud(sqe, RL_OP_RECV, c);
 	c->recv_armed = 1;
+	c->recv_paused = 0;
 	rl__conn_op_start(w, c);
 }
 
 static void recv_update(struct rl_worker *w, struct rl_conn *c)
 {
+	int open = c->io.state == RL_CONN_OPEN && !c->connecting && !c->io.reof && !c->io.rerr;
 	int full = c->acc.len >= window(w, c);
-	int want = c->io.state == RL_CONN_OPEN && !c->connecting && !c->io.reof && !c->io.rerr &&
-		   !full && !c->starved;
-	if (want && !c->recv_armed) {
+	if (open && !full && !c->starved && !c->recv_armed) {
 		recv_arm(w, c);
-	} else if (!want && c->recv_armed && !c->recv_cancel && (full || c->closing)) {
-		if (full && !c->closing)
-			w->m.recv_pauses++;
+	} else if (open && full && !c->recv_armed && !c->recv_paused) {
+		c->recv_paused = 1; /* counted once per pause */
+		w->m.recv_pauses++;
+	} else if (c->closing && c->recv_armed && !c->recv_cancel) {
 		c->recv_cancel = 1;
 		cancel_op(w, c, RL_OP_RECV);
 	}
@@ -201,18 +214,23 @@ void rl__conn_on_recv(struct rl_worker *w, struct io_uring_cqe *cqe)
 
 	if (res > 0) {
 		if (buf) {
-			int rc = rl__accum_append(&c->acc, buf, (uint32_t)res, &w->m.accum_bytes);
+			/* the most this connection may hold: its window plus one buffer */
+			uint64_t hint = window(w, c) + w->bufs.size;
+			int rc = rl__accum_append(&c->acc, buf, (uint32_t)res, hint,
+						  &w->m.accum_bytes);
 			if (rc)
 				c->io.rerr = rc;
 			w->m.bytes_in += (uint64_t)res;
 			sync_io(c);
+			/* a short read drained the socket: the next recv polls first */
+			c->recv_idle = (uint32_t)res < w->bufs.size &&
+				       !(cqe->flags & IORING_CQE_F_SOCK_NONEMPTY);
 		}
 	} else if (res == 0) {
 		c->io.reof = 1;
 	} else if (res == -ENOBUFS) {
 		w->m.recv_enobufs++;
-		if (!(cqe->flags & IORING_CQE_F_MORE))
-			starve(w, c);
+		starve(w, c);
 	} else if (res != -ECANCELED) {
 		c->io.rerr = res;
 	}
@@ -220,17 +238,14 @@ void rl__conn_on_recv(struct rl_worker *w, struct io_uring_cqe *cqe)
 		rl__bufring_recycle(&w->bufs, bid);
 	maybe_emit_recv(w, c);
 
-	if (!(cqe->flags & IORING_CQE_F_MORE)) {
-		c->recv_armed = 0;
-		c->recv_cancel = 0;
-		rl__conn_op_done(w, c);
-		if (c->closing)
-			rl__conn_close_step(w, c);
-		else
-			recv_update(w, c);
-	} else if (c->acc.len >= window(w, c)) {
+	/* single-shot: every completion is the recv's last; decide the next */
+	c->recv_armed = 0;
+	c->recv_cancel = 0;
+	rl__conn_op_done(w, c);
+	if (c->closing)
+		rl__conn_close_step(w, c);
+	else
 		recv_update(w, c);
-	}
 }
 
 /* ---- send queue ---- */
@@ -582,6 +597,10 @@ int rl_conn_want_recv(struct rl_worker *w, uint32_t slot, uint32_t gen, uint32_t
 		return -ESTALE;
 	if (c->acc.len >= min_bytes || c->io.reof || c->io.rerr)
 		return 1;
+	/* the window then allows min_bytes plus one buffer: more than the
+	 * accumulator can ever hold is refused here, not failed on arrival */
+	if ((uint64_t)min_bytes + w->bufs.size > RL_ACCUM_MAX_LEN)
+		return -EMSGSIZE;
 	c->want_recv = 1;
 	c->want_recv_min = min_bytes;
 	if (!c->closing)
@@ -660,8 +679,8 @@ int rl_conn_shutdown(struct rl_worker *w, uint32_t slot, uint32_t gen)
 /* A graceful stop serves what has arrived, and only that: a peek that does
  * not wait (MSG_DONTWAIT makes io_uring complete it with -EAGAIN instead of
  * arming a poll) tells whether the socket holds unread bytes. Its answer
- * follows every completion already posted, so bytes the multishot receive
- * took before it are in the accumulator by then. */
+ * follows every completion already posted, so bytes a receive took before
+ * it are in the accumulator by then. */
 int rl_conn_probe(struct rl_worker *w, uint32_t slot, uint32_t gen)
 {
 	struct rl_conn *c = rl__conntab_get(&w->conns, slot, gen);

@@ -54,14 +54,16 @@ void rl__emit_aux(struct rl_worker *w, uint32_t type, int32_t res, uint32_t slot
 	/* Outside a poll, or the caller's array is full: keep it for the next
 	 * poll. Events are never dropped. */
 	if (w->npending == w->pending_cap) {
-		uint32_t cap = w->pending_cap ? w->pending_cap * 2 : 64;
-		struct rl_event *p = realloc(w->pending_ev, cap * sizeof(*p));
+		/* 64-bit: a doubled uint32_t capacity would wrap to 0 at 2^31 */
+		uint64_t cap = w->pending_cap ? (uint64_t)w->pending_cap * 2 : 64;
+		struct rl_event *p = cap > UINT32_MAX ? NULL
+				     : realloc(w->pending_ev, (size_t)cap * sizeof(*p));
 		if (!p) {
 			fprintf(stderr, "ringline: out of memory queueing an event\n");
 			abort();
 		}
 		w->pending_ev = p;
-		w->pending_cap = cap;
+		w->pending_cap = (uint32_t)cap;
 	}
 	w->pending_ev[w->npending++] = e;
 }

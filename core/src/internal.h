@@ -147,7 +147,19 @@ struct rl_accum {
  * an idle connection costs little. */
 #define RL_ACCUM_KEEP 16384u
 
-RL_HIDDEN int rl__accum_append(struct rl_accum *a, const uint8_t *p, uint32_t n, uint64_t *bytes_gauge);
+/* The most bytes an accumulator holds (rl_conn_io.rlen is 32-bit), and its
+ * largest capacity: a uint32_t holds both, their doubling is never stored. */
+#define RL_ACCUM_MAX_LEN (UINT32_MAX / 2)
+#define RL_ACCUM_MAX_CAP (RL_ACCUM_MAX_LEN + 1ull)
+
+/* Append n bytes. hint: the most the owner expects to hold (0: no hint),
+ * which bounds growth (accum.c). -ENOBUFS past RL_ACCUM_MAX_LEN, -ENOMEM. */
+RL_HIDDEN int rl__accum_append(struct rl_accum *a, const uint8_t *p, uint32_t n, uint64_t hint,
+			       uint64_t *bytes_gauge);
+/* The capacity growing from cap to hold need bytes, at most max(need,
+ * limit rounded to a page) when limit is nonzero; 0 when need is past
+ * RL_ACCUM_MAX_LEN. Pure arithmetic, for the tests too. */
+RL_HIDDEN uint64_t rl__accum_grow_cap(uint64_t cap, uint64_t need, uint64_t limit);
 RL_HIDDEN void rl__accum_consume(struct rl_accum *a, uint32_t n, uint64_t *bytes_gauge);
 RL_HIDDEN void rl__accum_free(struct rl_accum *a, uint64_t *bytes_gauge);
 
@@ -167,8 +179,10 @@ struct rl_conn {
 	uint32_t next_starved;     /* link in the ENOBUFS re-arm list */
 	uint32_t zc_notifs;        /* zero-copy notifications still due for its sends:
 	                              a graceful close keeps the socket until they came */
-	uint8_t recv_armed;
+	uint8_t recv_armed;        /* a single-shot recv is in the kernel */
 	uint8_t recv_cancel;       /* an ASYNC_CANCEL for the recv is in flight */
+	uint8_t recv_paused;       /* window full, no recv armed (counted once) */
+	uint8_t recv_idle;         /* the last recv drained the socket: poll first */
 	uint8_t starved;           /* on the re-arm list */
 	uint8_t send_inflight;
 	uint8_t send_cancel;

@@ -24,7 +24,7 @@
 enum rl_op {
 	RL_OP_NONE = 0,
 	RL_OP_ACCEPT,      /* index = listener id */
-	RL_OP_RECV,        /* multishot recv */
+	RL_OP_RECV,        /* single-shot recv of a connection */
 	RL_OP_SEND,        /* copy send of the queue head */
 	RL_OP_CLOSE,       /* close of the fixed file */
 	RL_OP_CANCEL,      /* an ASYNC_CANCEL's own completion (ignored) */

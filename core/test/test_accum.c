@@ -4,10 +4,15 @@
  * bytes contiguous and in order, the buffer grows by doubling, compacts in
  * place when that frees enough room, consuming everything frees a big buffer
  * (keeps a small one), and the shared bytes gauge always equals the sum of
- * the capacities.
+ * the capacities. Growth is bounded by the owner's hint, and sizes near
+ * 2^31 neither wrap nor spin (issue 17: `cap * 2` in 32 bits wrapped to 0
+ * and `while (cap < need) cap *= 2` never ended).
  */
+#include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "helpers.h"
 #include "internal.h"
@@ -30,7 +35,7 @@ static void test_basic(void)
 	memset(&a, 0, sizeof(a));
 	t_pattern(src, sizeof(src), 1, 0);
 
-	CHECK_EQ(rl__accum_append(&a, src, 100, &gauge), 0);
+	CHECK_EQ(rl__accum_append(&a, src, 100, 0, &gauge), 0);
 	CHECK(a.buf != NULL);
 	CHECK_EQ(a.len, 100);
 	CHECK_EQ(a.off, 0);
@@ -72,7 +77,7 @@ static void test_growth(void)
 		uint32_t n = 777;
 		if (total + n > sizeof(src))
 			n = (uint32_t)(sizeof(src) - total);
-		CHECK_EQ(rl__accum_append(&a, src + total, n, &gauge), 0);
+		CHECK_EQ(rl__accum_append(&a, src + total, n, 0, &gauge), 0);
 		total += n;
 		CHECK_EQ(a.len, total);
 		CHECK_GE(a.cap, a.len);
@@ -91,7 +96,7 @@ static void test_growth(void)
 	CHECK_EQ(a.len, 0);
 	CHECK_EQ(gauge, 0);
 	/* and it works again afterwards */
-	CHECK_EQ(rl__accum_append(&a, src, 10, &gauge), 0);
+	CHECK_EQ(rl__accum_append(&a, src, 10, 0, &gauge), 0);
 	check_bytes(&a, 0);
 	CHECK_EQ(gauge, a.cap);
 	rl__accum_free(&a, &gauge);
@@ -103,10 +108,10 @@ static void test_compaction(void)
 	struct rl_accum a;
 	uint64_t gauge = 0;
 	memset(&a, 0, sizeof(a));
-	CHECK_EQ(rl__accum_append(&a, src, 1000, &gauge), 0);
+	CHECK_EQ(rl__accum_append(&a, src, 1000, 0, &gauge), 0);
 	uint32_t cap = a.cap;
 	/* fill the buffer exactly */
-	CHECK_EQ(rl__accum_append(&a, src + 1000, cap - 1000, &gauge), 0);
+	CHECK_EQ(rl__accum_append(&a, src + 1000, cap - 1000, 0, &gauge), 0);
 	CHECK_EQ(a.len, cap);
 	CHECK_EQ(a.cap, cap);
 	/* consume most, then append past the end: compacts, no growth */
@@ -114,7 +119,7 @@ static void test_compaction(void)
 	rl__accum_consume(&a, cap - keep, &gauge);
 	CHECK_EQ(a.off, cap - keep);
 	uint8_t *buf = a.buf;
-	CHECK_EQ(rl__accum_append(&a, src + cap, 100, &gauge), 0);
+	CHECK_EQ(rl__accum_append(&a, src + cap, 100, 0, &gauge), 0);
 	CHECK(a.buf == buf);
 	CHECK_EQ(a.cap, cap);
 	CHECK_EQ(a.off, 0);
@@ -125,7 +130,7 @@ static void test_compaction(void)
 	rl__accum_consume(&a, 10, &gauge);
 	uint64_t pos = cap - keep + 10;
 	uint32_t more = cap - a.len - a.off + 1; /* does not fit behind the data */
-	CHECK_EQ(rl__accum_append(&a, src + pos + a.len, more, &gauge), 0);
+	CHECK_EQ(rl__accum_append(&a, src + pos + a.len, more, 0, &gauge), 0);
 	CHECK_EQ(a.cap, cap * 2);
 	CHECK_EQ(gauge, cap * 2);
 	CHECK_EQ(a.off, 0);
@@ -154,7 +159,7 @@ static void test_random(void)
 				head[k] = tail[k] = 0;
 				break;
 			}
-			CHECK_EQ(rl__accum_append(&a[k], src + tail[k], n, &gauge), 0);
+			CHECK_EQ(rl__accum_append(&a[k], src + tail[k], n, 0, &gauge), 0);
 			tail[k] += n;
 			break;
 		case 4: case 5: case 6: /* consume part */
@@ -182,9 +187,115 @@ static void test_random(void)
 	CHECK_EQ(gauge, 0);
 }
 
+/* The capacity arithmetic at the 32-bit boundary (pure: nothing allocated). */
+static void test_grow_cap_limits(void)
+{
+	const uint64_t g = 1ull << 30;
+	/* the case that spun: a 2 GiB buffer, more than half of it needed */
+	CHECK_EQ(rl__accum_grow_cap(2 * g, g + 1, 0), 2 * g);
+	CHECK_EQ(rl__accum_grow_cap(2 * g, RL_ACCUM_MAX_LEN, 0), 2 * g);
+	CHECK_EQ(rl__accum_grow_cap(g, g + 1, 0), 2 * g);
+	CHECK_EQ(rl__accum_grow_cap(g + 4096, g + 4097, 0), 2 * g);
+	CHECK_EQ(rl__accum_grow_cap(0, RL_ACCUM_MAX_LEN, 0), 2 * g);
+	/* past the most a 32-bit length holds: refused, never wrapped */
+	CHECK_EQ(rl__accum_grow_cap(2 * g, RL_ACCUM_MAX_LEN + 1ull, 0), 0);
+	CHECK_EQ(rl__accum_grow_cap(0, UINT32_MAX, 0), 0);
+	CHECK_EQ(rl__accum_grow_cap(2 * g, 1ull << 40, 0), 0);
+	CHECK_LE(RL_ACCUM_MAX_CAP, UINT32_MAX); /* the field holds every capacity */
+	/* small: from nothing to the minimum, then doubling */
+	CHECK_EQ(rl__accum_grow_cap(0, 1, 0), 4096);
+	CHECK_EQ(rl__accum_grow_cap(4096, 5000, 0), 8192);
+	CHECK_EQ(rl__accum_grow_cap(4096, 40000, 0), 65536);
+	/* a limit caps the doubling (page-rounded), never below the need */
+	CHECK_EQ(rl__accum_grow_cap(262144, 262145, 278528), 278528);
+	CHECK_EQ(rl__accum_grow_cap(262144, 262145, 270000), 270336);
+	CHECK_EQ(rl__accum_grow_cap(4096, 9000, 1000), 9000);
+	CHECK_EQ(rl__accum_grow_cap(2 * g, g + 1, 4ull * g), 2 * g);
+}
+
+/* An accumulator at the top of its range, on a 2 GiB mapping of which only
+ * the touched pages cost memory: appending past its end compacts (the
+ * capacity cannot double), and past RL_ACCUM_MAX_LEN is -ENOBUFS with the
+ * state untouched. */
+static void test_near_2g(void)
+{
+	size_t maplen = (size_t)RL_ACCUM_MAX_CAP;
+	uint8_t *map = mmap(NULL, maplen, PROT_READ | PROT_WRITE,
+			    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (map == MAP_FAILED) {
+		fprintf(stderr, "skip near-2 GiB accumulator: mmap failed\n");
+		return;
+	}
+	struct rl_accum a;
+	uint64_t gauge = RL_ACCUM_MAX_CAP;
+	a.buf = map;
+	a.cap = (uint32_t)RL_ACCUM_MAX_CAP;
+	a.len = 4096;
+	a.off = a.cap - 8192;
+	memcpy(a.buf + a.off, src, a.len);
+	CHECK_EQ(rl__accum_append(&a, src + 4096, 8192, 0, &gauge), 0);
+	CHECK(a.buf == map);
+	CHECK_EQ(a.off, 0);
+	CHECK_EQ(a.len, 12288);
+	CHECK_EQ(a.cap, RL_ACCUM_MAX_CAP);
+	CHECK_EQ(gauge, RL_ACCUM_MAX_CAP);
+	check_bytes(&a, 0);
+
+	/* one byte short of the most it may hold, then over it */
+	a.off = 0;
+	a.len = RL_ACCUM_MAX_LEN - 10;
+	CHECK_EQ(rl__accum_append(&a, src, 11, 0, &gauge), -ENOBUFS);
+	CHECK_EQ(a.len, RL_ACCUM_MAX_LEN - 10);
+	CHECK_EQ(a.cap, RL_ACCUM_MAX_CAP);
+	CHECK_EQ(gauge, RL_ACCUM_MAX_CAP);
+	munmap(map, maplen);
+}
+
+/* The hint bounds growth: filled to it without consuming, the buffer is the
+ * hint (page-rounded), not the next power of two; with a consumed prefix it
+ * may reach twice the hint, so compaction stays amortized. */
+static void test_hint(void)
+{
+	struct rl_accum a;
+	uint64_t gauge = 0;
+	const uint64_t hint = 262144 + 16384;
+	memset(&a, 0, sizeof(a));
+	uint64_t total = 0;
+	while (total < hint) {
+		CHECK_EQ(rl__accum_append(&a, src + total, 16384, hint, &gauge), 0);
+		total += 16384;
+	}
+	CHECK_EQ(a.len, hint);
+	CHECK_EQ(a.cap, hint);
+	CHECK_EQ(gauge, hint);
+	check_bytes(&a, 0);
+	/* a reader takes a little at a time; the stream keeps coming */
+	uint64_t head = 0;
+	for (int i = 0; i < 200; i++) {
+		rl__accum_consume(&a, 1000, &gauge);
+		head += 1000;
+		uint32_t n = 1000;
+		if (total + n > sizeof(src)) {
+			rl__accum_consume(&a, a.len, &gauge);
+			head = total;
+			break;
+		}
+		CHECK_EQ(rl__accum_append(&a, src + total, n, hint, &gauge), 0);
+		total += n;
+		CHECK_LE(a.cap, 2 * hint);
+		CHECK_EQ(gauge, a.cap);
+		check_bytes(&a, head);
+	}
+	rl__accum_free(&a, &gauge);
+	CHECK_EQ(gauge, 0);
+}
+
 int main(void)
 {
 	t_pattern(src, sizeof(src), 1, 0);
+	test_grow_cap_limits();
+	test_near_2g();
+	test_hint();
 	test_basic();
 	test_growth();
 	test_compaction();

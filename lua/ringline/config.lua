@@ -55,6 +55,8 @@ local LUA_KEYS = {
   watchdog_timeout = { 0, 2 ^ 31 - 1,
     "ms a worker may run without its loop turning before the host's watchdog reports it (0 = off)", 5000 },
   watchdog_abort = { 0, 1, "1: the watchdog aborts the process (a supervisor restarts it)", 0 },
+  max_receive = { 1, 2 ^ 30,
+    "most bytes receive(n), receive(\"*a\") or view(min) buffers before \"too large\"", 67108864 },
 }
 M.LUA_KEYS = LUA_KEYS
 

@@ -12,6 +12,11 @@
 -- A receive's timeout is a deadline for the whole call, armed with a core
 -- timer only when the call actually has to wait; a timed-out receive
 -- consumes nothing.
+--
+-- Sizes the peer chooses are bounded: receive(n), receive("*a") and
+-- view(min) answer nil, "too large" (consuming nothing) rather than buffer
+-- more than max_receive bytes (the configuration key, or opts.max of the
+-- call); the core's window then holds at most that plus one buffer.
 local ffi = require "ffi"
 local C = require "ringline.lib"
 local sched = require "ringline.sched"
@@ -20,7 +25,7 @@ local check = require "ringline.check"
 
 local ffi_string = ffi.string
 local type, tostring, tonumber, error, pairs = type, tostring, tonumber, error, pairs
-local math_floor = math.floor
+local math_floor, math_ceil = math.floor, math.ceil
 local errstr = errors.errstr
 local park, waiter = sched.park, sched.waiter
 local timer_arm, timer_disarm = sched.timer_arm, sched.timer_disarm
@@ -35,6 +40,7 @@ local libc = ffi.C
 local _ = libc.ringline_lua_memchr, libc.ringline_lua_memmem  -- resolved now, not in a trace
 
 local U32MAX = 0xffffffff
+local MAX_RECEIVE = 2 ^ 30 -- the largest max_receive (config.lua's range)
 local MORE = {}          -- "the buffer does not satisfy the call yet"
 
 local M = {}
@@ -131,6 +137,10 @@ local function wait_bytes(c, t, need)
   if need > U32MAX then need = U32MAX end
   local rc = C.rl_conn_want_recv(c.w, c.slot, c.gen, need)
   if rc < 0 then return errstr(rc) end
+  -- 1: already satisfied, nothing was registered and no event will come:
+  -- parking now would wait forever with the bytes there (the caller
+  -- re-checks; needs are whole numbers, so it does not ask again)
+  if rc > 0 then return nil end
   c.rtask = t
   local why = park(c.S, t)
   c.rtask = false
@@ -159,7 +169,6 @@ end
 -- than aborting on an inner loop it has not seen loop yet.
 
 local function recv_n_slow(c, n)
-  if n > U32MAX then misuse("conn:receive: size too large", 4) end
   local io = c.io
   local t, err = begin_wait(c, c.read_to, "receive")
   if not t then return nil, err end
@@ -229,20 +238,28 @@ local function recv_line(c)
 end
 
 -- Everything up to EOF: ask for geometrically more each time, so a big body
--- costs O(log n) wake-ups.
-local function all_need(io)
+-- costs O(log n) wake-ups, but never for more than max + 1 (one byte past
+-- the limit says the stream is too large).
+local function all_need(io, max)
   local len = io.rlen
-  return len + (len > 65536 and len or 65536)
+  local need = len + (len > 65536 and len or 65536)
+  if need > max + 1 then need = max + 1 end
+  return need
 end
 
-local function recv_all(c)
+local function recv_all(c, max)
   local io = c.io
+  if io.rlen > max then return nil, "too large" end
   if io.reof == 0 then
     local t, err = begin_wait(c, c.read_to, "receive")
     if not t then return nil, err end
-    local why = wait_bytes(c, t, all_need(io))
-    while not why do
-      why = wait_bytes(c, t, all_need(io))
+    local why = wait_bytes(c, t, all_need(io, max))
+    while not why and io.rlen <= max do
+      why = wait_bytes(c, t, all_need(io, max))
+    end
+    if io.rlen > max and not c.closed then
+      end_read(c, t)
+      return nil, "too large"
     end
     -- wait_bytes says "closed" at EOF: that is success here.
     if c.closed or io.reof == 0 then return fail(c, t, why) end
@@ -253,17 +270,34 @@ local function recv_all(c)
   return ""
 end
 
-function methods.receive(c, pat)
+-- The byte limit of one call: opts.max, else the max_receive key. A bad
+-- value is the caller's mistake (raised at its line: lvl counts from here).
+local function max_of(c, opts, what, lvl)
+  if opts == nil then return c.S.max_receive end
+  if type(opts) ~= "table" then misuse(what .. ": opts must be a table", lvl + 1) end
+  local m = opts.max
+  if m == nil then return c.S.max_receive end
+  if type(m) ~= "number" or m ~= m or m < 1 or m > MAX_RECEIVE then
+    misuse(what .. ": opts.max must be a number of bytes in 1.." .. MAX_RECEIVE .. ", got "
+      .. tostring(m), lvl + 1)
+  end
+  return math_floor(m)
+end
+
+-- receive(pat [, opts]): opts.max overrides max_receive for this call.
+function methods.receive(c, pat, opts)
+  local max = max_of(c, opts, "conn:receive", 2)
   if c.closed then return nil, "closed" end
   if c.reading then return nil, "socket busy reading" end
   if type(pat) == "number" then
     if pat < 0 or pat ~= pat then misuse("conn:receive: bad size " .. tostring(pat), 2) end
     local n = math_floor(pat)
     if n == 0 then return "" end
+    if n > max then return nil, "too large" end
     return recv_n(c, n)
   end
   if pat == nil or pat == "*l" or pat == "l" then return recv_line(c) end
-  if pat == "*a" or pat == "a" then return recv_all(c) end
+  if pat == "*a" or pat == "a" then return recv_all(c, max) end
   misuse("conn:receive: bad pattern " .. tostring(pat) .. " (\"*l\", \"*a\" or a number)", 2)
 end
 
@@ -310,12 +344,18 @@ end
 
 -- Zero-copy access: ptr, len with len >= min (waiting if needed), valid
 -- until the next operation on the connection. Nothing is consumed.
-function methods.view(c, min, timeout)
+-- view(min [, timeout] [, opts]): min past opts.max (else max_receive) is
+-- nil, "too large"; opts may take timeout's place.
+function methods.view(c, min, timeout, opts)
   if min == nil then min = 1 end
-  if type(min) ~= "number" or min < 0 then misuse("conn:view: bad min " .. tostring(min), 2) end
+  if type(min) ~= "number" or min < 0 or min ~= min then misuse("conn:view: bad min " .. tostring(min), 2) end
+  min = math_ceil(min)  -- whole bytes: view(1.5) waits for 2
+  if type(timeout) == "table" and opts == nil then timeout, opts = nil, timeout end
   check.milliseconds(timeout, "conn:view: timeout")   -- ms, as settimeout
+  local max = max_of(c, opts, "conn:view", 2)
   if c.closed then return nil, "closed" end
   if c.reading then return nil, "socket busy reading" end
+  if min > max then return nil, "too large" end
   local io = c.io
   if io.rlen < min then
     local why = wait_any(c, min, check.call_ms(timeout, c.read_to))
