@@ -171,6 +171,7 @@ enum rl_feature {
 	RL_FEAT_MSG_RING = 32,
 	RL_FEAT_ZC_REPORT_USAGE = 64,
 	RL_FEAT_SENDTO = 128,
+	RL_FEAT_RECV_LIMIT = 256,
 };
 void rl_config_init(struct rl_config *cfg);
 int rl_config_set(struct rl_config *cfg, const char *key, int64_t value, char *msg, size_t msglen);

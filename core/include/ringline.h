@@ -286,6 +286,8 @@ enum rl_feature {
 	RL_FEAT_MSG_RING = 32,
 	RL_FEAT_ZC_REPORT_USAGE = 64, /* notifications say when the kernel copied (6.2) */
 	RL_FEAT_SENDTO = 128,      /* SEND takes a destination address (6.1): UDP sendto */
+	RL_FEAT_RECV_LIMIT = 256,  /* multishot RECV stops after a byte limit (6.17): the
+	                              receive keeps one multishot within the window */
 };
 
 /* -- configuration -- */

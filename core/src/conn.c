@@ -2,18 +2,20 @@
 /*
  * conn.c - one connection's receive path, send queue and close state machine.
  *
- * Receive: one single-shot recv at a time per connection, selecting one
+ * Receive: one recv at a time per connection, each completion bringing one
  * buffer from the provided ring; its bytes are appended to the accumulator
  * and the buffer is recycled at once. recv_update() is the single place that
  * decides whether a recv should be armed: it arms one when the connection is
  * open, the window has room and the ring is not dry, and cancels the armed one
- * only when the connection closes. A recv is armed only while the window has
- * room and brings at most one buffer, so the buffered bytes never exceed the
- * window plus one provided buffer, whatever the kernel holds. (A multishot
- * recv, cancelled when the window filled, let the kernel deliver every
- * buffer it could take before the cancel landed: a window of 256 KiB held
- * over 500 KB, and the window, the cancel and the re-arm after the
- * multishot's end were three states to keep in step.)
+ * only when the connection closes. Where the kernel can bound a multishot
+ * recv's total (RL_FEAT_RECV_LIMIT, 6.17) the recv is one multishot limited
+ * to the window's room at arming: it stays armed across messages (no SQE
+ * per message) and ends by itself at the limit. Elsewhere it is single-shot,
+ * one buffer per recv. Either way the buffered bytes never exceed the window
+ * plus one provided buffer, whatever the kernel holds. (A multishot recv
+ * without a limit, cancelled when the window filled, let the kernel deliver
+ * every buffer it could take before the cancel landed: a window of 256 KiB
+ * held over 500 KB.)
  *
  * Send: a FIFO of chunks with exactly one SEND in flight, always for the head
  * chunk's unsent range, so bytes reach the wire in queue order whatever the
@@ -124,11 +126,22 @@ static void recv_arm(struct rl_worker *w, struct rl_conn *c)
 		starve(w, c); /* retried after this batch */
 		return;
 	}
-	/* len 0: one whole provided buffer. When the last recv left the socket
-	 * empty, wait for data first rather than try a recv bound to fail. */
-	io_uring_prep_recv(sqe, (int)c->slot, NULL, 0, 0);
-	if (c->recv_idle)
-		sqe->ioprio |= IORING_RECVSEND_POLL_FIRST;
+	if (w->features & RL_FEAT_RECV_LIMIT) {
+		/* up to the window's room, then the kernel ends it: what it
+		 * brings past the room is less than one buffer */
+		uint64_t room = window(w, c) - c->acc.len;
+		io_uring_prep_recv_multishot(sqe, (int)c->slot, NULL, 0, 0);
+		rl__sqe_set_recv_limit(sqe, room > UINT32_MAX ? UINT32_MAX : (uint32_t)room);
+		c->recv_multi = 1;
+	} else {
+		/* len 0: one whole provided buffer. When the last recv left the
+		 * socket empty, wait for data first rather than try a recv bound
+		 * to fail. */
+		io_uring_prep_recv(sqe, (int)c->slot, NULL, 0, 0);
+		if (c->recv_idle)
+			sqe->ioprio |= IORING_RECVSEND_POLL_FIRST;
+		c->recv_multi = 0;
+	}
 	sqe->flags |= IOSQE_FIXED_FILE | IOSQE_BUFFER_SELECT;
 	sqe->buf_group = w->bufs.bgid;
 	set_ud(sqe, RL_OP_RECV, c);
@@ -238,7 +251,10 @@ void rl__conn_on_recv(struct rl_worker *w, struct io_uring_cqe *cqe)
 		rl__bufring_recycle(&w->bufs, bid);
 	maybe_emit_recv(w, c);
 
-	/* single-shot: every completion is the recv's last; decide the next */
+	/* a multishot goes on (its limit not reached); single-shot: every
+	 * completion is the recv's last. Then decide the next. */
+	if (c->recv_multi && (cqe->flags & IORING_CQE_F_MORE))
+		return;
 	c->recv_armed = 0;
 	c->recv_cancel = 0;
 	rl__conn_op_done(w, c);

@@ -183,6 +183,7 @@ struct rl_conn {
 	uint8_t recv_cancel;       /* an ASYNC_CANCEL for the recv is in flight */
 	uint8_t recv_paused;       /* window full, no recv armed (counted once) */
 	uint8_t recv_idle;         /* the last recv drained the socket: poll first */
+	uint8_t recv_multi;        /* the armed recv is a limited multishot */
 	uint8_t starved;           /* on the re-arm list */
 	uint8_t send_inflight;
 	uint8_t send_cancel;
@@ -447,6 +448,13 @@ RL_HIDDEN uint32_t rl__disabled_features(void);
 /* An SQE, flushing the SQ to the kernel when it is full. NULL only if the
  * kernel refuses submissions (then the caller reports -EBUSY). */
 RL_HIDDEN struct io_uring_sqe *rl__sqe(struct rl_worker *w);
+/* A multishot RECV's total byte limit (RL_FEAT_RECV_LIMIT): newer UAPI
+ * headers call the word optlen; liburing 2.3's, file_index. The kernel ends
+ * the multishot (no IORING_CQE_F_MORE) once that many bytes arrived. */
+static inline void rl__sqe_set_recv_limit(struct io_uring_sqe *sqe, uint32_t bytes)
+{
+	sqe->file_index = bytes;
+}
 RL_HIDDEN int rl__submit(struct rl_worker *w);
 RL_HIDDEN double rl__clock_now(void);
 

@@ -36,7 +36,7 @@ uint32_t rl__disabled_features(void)
 		{ "defer_taskrun", RL_FEAT_DEFER_TASKRUN }, { "single_issuer", RL_FEAT_SINGLE_ISSUER },
 		{ "sendmsg_zc", RL_FEAT_SENDMSG_ZC },       { "fd_install", RL_FEAT_FD_INSTALL },
 		{ "msg_ring", RL_FEAT_MSG_RING },           { "zc_report_usage", RL_FEAT_ZC_REPORT_USAGE },
-		{ "sendto", RL_FEAT_SENDTO },
+		{ "sendto", RL_FEAT_SENDTO },               { "recv_limit", RL_FEAT_RECV_LIMIT },
 	};
 	static int warned;
 	const char *env = getenv("RINGLINE_DISABLE_FEATURES");
@@ -62,7 +62,7 @@ uint32_t rl__disabled_features(void)
 		if (!known && !__atomic_exchange_n(&warned, 1, __ATOMIC_RELAXED))
 			fprintf(stderr, "ringline: RINGLINE_DISABLE_FEATURES: unknown feature '%.*s' "
 				"ignored (valid: defer_taskrun, single_issuer, sendmsg_zc, "
-				"zc_report_usage, fd_install, msg_ring, sendto, all)\n", (int)n, p);
+				"zc_report_usage, fd_install, msg_ring, sendto, recv_limit, all)\n", (int)n, p);
 		p += n + (p[n] == ',');
 	}
 	return off;
@@ -142,6 +142,21 @@ static int sendto_ok(struct rl_worker *w)
 	return accepts(w, sqe);
 }
 
+/* A multishot RECV with a total byte limit (the SQE word newer UAPI calls
+ * optlen) came in 6.17; before, RECV refuses that word (it is file_index
+ * there) with -EINVAL while preparing. */
+static int recv_limit_ok(struct rl_worker *w)
+{
+	struct io_uring_sqe *sqe = io_uring_get_sqe(&w->ring);
+
+	if (!sqe)
+		return 0;
+	io_uring_prep_recv_multishot(sqe, -1, NULL, 0, 0);
+	sqe->flags |= IOSQE_BUFFER_SELECT;
+	rl__sqe_set_recv_limit(sqe, 1);
+	return accepts(w, sqe);
+}
+
 /* Operations the worker cannot run without, with the kernel that added them. */
 static const struct {
 	int op;
@@ -213,6 +228,8 @@ int rl__ring_setup(struct rl_worker *w, char *msg, size_t msglen)
 		w->features |= RL_FEAT_ZC_REPORT_USAGE;
 	if (sendto_ok(w))
 		w->features |= RL_FEAT_SENDTO;
+	if (recv_limit_ok(w))
+		w->features |= RL_FEAT_RECV_LIMIT;
 	w->features &= ~off;
 	return 0;
 }

@@ -18,11 +18,17 @@
  * completes, the window falls back to recv_window with more than that
  * buffered, the reader then asks for more than the window). Many rounds
  * with seeded random sizes over several connections: each want completes.
+ *
+ * Both receive shapes are held to it: a multishot recv limited to the
+ * window's room (RL_FEAT_RECV_LIMIT, required of 6.17+ unless the caller
+ * disabled it) and the single-shot recv of older kernels (CI's second pass
+ * runs with RINGLINE_DISABLE_FEATURES=...,recv_limit).
  */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/utsname.h>
 #include <unistd.h>
 
 #include "helpers.h"
@@ -335,6 +341,17 @@ int main(void)
 	t.on_event = on_event;
 	t.pump = pump;
 	t_listen(&t, NULL);
+
+	int limited = (rl_worker_features(t.w) & RL_FEAT_RECV_LIMIT) != 0;
+	const char *off = getenv("RINGLINE_DISABLE_FEATURES");
+	struct utsname un;
+	int major = 0, minor = 0;
+	if (uname(&un) == 0)
+		sscanf(un.release, "%d.%d", &major, &minor);
+	if ((major > 6 || (major == 6 && minor >= 17)) &&
+	    !(off && (strstr(off, "recv_limit") || strstr(off, "all"))))
+		CHECK(limited); /* the probe must find it on 6.17+ */
+	printf("recv_window: %s receive\n", limited ? "limited multishot" : "single-shot");
 
 	uint8_t *bufs[NPEERS];
 	size_t len = 24u << 20;
