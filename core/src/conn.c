@@ -128,10 +128,16 @@ static void recv_arm(struct rl_worker *w, struct rl_conn *c)
 	}
 	if (w->features & RL_FEAT_RECV_LIMIT) {
 		/* up to the window's room, then the kernel ends it: what it
-		 * brings past the room is less than one buffer */
+		 * brings past the room is less than one buffer. Never more than
+		 * recv_window at once, even for a reader waiting for more: once
+		 * its want is met the window shrinks back, and an armed recv
+		 * cannot be shortened, so what it may still bring stays within
+		 * one window. */
 		uint64_t room = window(w, c) - c->acc.len;
+		if (room > w->cfg.recv_window)
+			room = w->cfg.recv_window;
 		io_uring_prep_recv_multishot(sqe, (int)c->slot, NULL, 0, 0);
-		rl__sqe_set_recv_limit(sqe, room > UINT32_MAX ? UINT32_MAX : (uint32_t)room);
+		rl__sqe_set_recv_limit(sqe, (uint32_t)room);
 		c->recv_multi = 1;
 	} else {
 		/* len 0: one whole provided buffer. When the last recv left the
