@@ -39,9 +39,9 @@ function M.new(S, slot, gen)
   local c = setmetatable({
     S = S, w = w, slot = slot, gen = gen, io = C.rl_conn_io(w, slot),
     closed = false, reading = false, rtask = false,
-    wq = false, nw = 0,
+    writers = false, nwriters = 0,
     guards = 0,          -- its guarded send parts not yet released (region.lua)
-    fd = false, fdpending = false, fdw = false, fderr = false,
+    fd = false, fdpending = false, fd_waiters = false, fderr = false,
     -- the run's defaults (read_timeout, send_timeout: ms, 0 = none) until
     -- settimeout(s) says otherwise
     read_to = S.read_to_s, send_to = S.send_to_s,
@@ -103,11 +103,11 @@ local function wake_all(c, why)
     c.rtask = false
     wake(S, t, why)
   end
-  if c.nw > 0 then wake_writers(c, why) end
-  local fdw = c.fdw
-  if fdw then
-    c.fdw = false
-    for j = 1, #fdw do wake(S, fdw[j], why) end
+  if c.nwriters > 0 then wake_writers(c, why) end
+  local fd_waiters = c.fd_waiters
+  if fd_waiters then
+    c.fd_waiters = false
+    for j = 1, #fd_waiters do wake(S, fd_waiters[j], why) end
   end
 end
 
@@ -146,18 +146,18 @@ local function conn_fd(c)
   end
   local S = c.S
   local t = sched.waiter(S, "conn: getting the socket's descriptor needs a ringline task")
-  local fdw = c.fdw
-  if not fdw then fdw = {}; c.fdw = fdw end
-  fdw[#fdw + 1] = t
+  local fd_waiters = c.fd_waiters
+  if not fd_waiters then fd_waiters = {}; c.fd_waiters = fd_waiters end
+  fd_waiters[#fd_waiters + 1] = t
   local why
   repeat
     why = park(S, t)
   until why or not c.fdpending
   if why then
-    fdw = c.fdw
-    if fdw then
-      for i = #fdw, 1, -1 do
-        if fdw[i] == t then table.remove(fdw, i) end
+    fd_waiters = c.fd_waiters
+    if fd_waiters then
+      for i = #fd_waiters, 1, -1 do
+        if fd_waiters[i] == t then table.remove(fd_waiters, i) end
       end
     end
     return nil, why
@@ -215,7 +215,7 @@ function methods.setowner(c, task)
   if task ~= nil and getmetatable(task) ~= sched.Task_mt then
     misuse("conn:setowner: expected a task (ringline.spawn's result) or nil", 2)
   end
-  if task and task.st == sched.DEAD then misuse("conn:setowner: the task has finished", 2) end
+  if task and task.state == sched.DEAD then misuse("conn:setowner: the task has finished", 2) end
   if c.closed then return nil, "closed" end
   local old = c.owner
   if old then

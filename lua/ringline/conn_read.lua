@@ -77,7 +77,7 @@ M.begin_wait = begin_wait
 local function end_read(c, t)
   if t then
     c.reading = false
-    if t.tmr then timer_disarm(c.S, t) end
+    if t.timer_id then timer_disarm(c.S, t) end
   end
 end
 

@@ -168,12 +168,12 @@ local function queue(c, wait, ...)
 end
 
 local function remove_writer(c, t)
-  local wq, nw = c.wq, c.nw
-  for i = 1, nw do
-    if wq[i] == t then
-      for j = i, nw - 1 do wq[j] = wq[j + 1] end
-      wq[nw] = nil
-      c.nw = nw - 1
+  local writers, nwriters = c.writers, c.nwriters
+  for i = 1, nwriters do
+    if writers[i] == t then
+      for j = i, nwriters - 1 do writers[j] = writers[j + 1] end
+      writers[nwriters] = nil
+      c.nwriters = nwriters - 1
       return
     end
   end
@@ -197,11 +197,11 @@ local function park_writer(c, t, thresh)
     local rc = C.rl_conn_want_send(c.w, c.slot, c.gen, thresh)
     if rc < 0 then return errstr(rc) end
   end
-  local wq = c.wq
-  if not wq then wq = {}; c.wq = wq end
-  local nw = c.nw + 1
-  c.nw = nw
-  wq[nw] = t
+  local writers = c.writers
+  if not writers then writers = {}; c.writers = writers end
+  local nwriters = c.nwriters + 1
+  c.nwriters = nwriters
+  writers[nwriters] = t
   local why = park(c.S, t)
   if why then remove_writer(c, t) end
   return why
@@ -218,7 +218,7 @@ local function wait_send(c, thresh, timeout)
   while r == MORE do
     r = park_writer(c, t, thresh) or send_check(c, io, thresh)
   end
-  if t.tmr then timer_disarm(c.S, t) end
+  if t.timer_id then timer_disarm(c.S, t) end
   return r
 end
 
@@ -235,7 +235,7 @@ end
 -- Release it; the sends waiting for it re-check (they are c's writers).
 local function unlock(c)
   c.sending = false
-  if c.nw > 0 then wake_writers(c, nil) end
+  if c.nwriters > 0 then wake_writers(c, nil) end
 end
 
 -- Wait until no other send holds c's lock; nil, or the reason.
@@ -247,7 +247,7 @@ local function wait_unlocked(c)
     why = park_writer(c, t, false)
   end
   if not why and c.closed then why = "closed" end
-  if t.tmr then timer_disarm(c.S, t) end
+  if t.timer_id then timer_disarm(c.S, t) end
   return why
 end
 
@@ -304,7 +304,7 @@ local function wait_slab(c)
     if q[i] == t then table_remove(q, i) break end
   end
   remove_writer(c, t)
-  if t.tmr then timer_disarm(S, t) end
+  if t.timer_id then timer_disarm(S, t) end
   return why
 end
 
@@ -456,20 +456,20 @@ local function wait_guards(c, timeout)
   while why == MORE or why == GUARDS do
     why = flush_step(c, t, io, why)
   end
-  if t.tmr then timer_disarm(c.S, t) end
+  if t.timer_id then timer_disarm(c.S, t) end
   return why
 end
 
 -- Wake every parked writer and flusher of c with why: when c's last guard
 -- is released (region.conn_idle, why nil) and when c closes (ringline.conn).
 wake_writers = function(c, why)
-  local S, wq = c.S, c.wq
-  for j = 1, c.nw do
-    local t = wq[j]
-    wq[j] = nil
+  local S, writers = c.S, c.writers
+  for j = 1, c.nwriters do
+    local t = writers[j]
+    writers[j] = nil
     wake(S, t, why)
   end
-  c.nw = 0
+  c.nwriters = 0
 end
 M.wake_writers = wake_writers
 region.conn_idle = wake_writers

@@ -108,7 +108,7 @@ function M.sleep(s)
   local why
   repeat
     why = sched.park(S, t)
-  until why or not t.tmr            -- the dispatcher clears t.tmr when it fires
+  until why or not t.timer_id            -- the dispatcher clears t.timer_id when it fires
   if why then
     sched.timer_disarm(S, t)
     return nil, why

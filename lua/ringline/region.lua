@@ -596,7 +596,7 @@ local function on_guard(S, ev)
   S.guards_out = S.guards_out - 1
   local n = c.guards - 1
   c.guards = n
-  if n == 0 and c.nw > 0 then M.conn_idle(c) end
+  if n == 0 and c.nwriters > 0 then M.conn_idle(c) end
   local id = ev.slot
   local z = g.zombies
   if z[id] and C.rl_region_inflight(S.w, id) == 0 then

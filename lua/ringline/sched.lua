@@ -5,11 +5,11 @@
 -- The model
 -- ---------
 -- A task is a coroutine plus a small table. A task that must wait records
--- what it waits on in the object it waits for (conn.rtask, conn.wq,
--- S.timers[id], S.connecting[token], task.joiners, conn.fdw) and parks:
+-- what it waits on in the object it waits for (conn.rtask, conn.writers,
+-- S.timers[id], S.connecting[token], task.joiners, conn.fd_waiters) and parks:
 -- it yields the private SENTINEL to the scheduler. The event dispatcher looks
 -- up exactly that task and wakes it: the task is put on the ready queue with
--- a reason in task.r1 (nil = "re-check your condition", or an error string
+-- a reason in task.wake_reason (nil = "re-check your condition", or an error string
 -- such as "timeout", "closed", "canceled"). Every park site loops on its own
 -- condition, so a spurious wake-up is harmless, and a reason given while a
 -- task is already queued (a deadline firing in the same batch as its data)
@@ -178,33 +178,33 @@ local function dispatch_one(S, ev)
     elseif ty == EV_SEND then
       local c = conns[ev.slot]
       if c and c.gen == ev.gen then
-        local nw = c.nw
-        if nw == 1 then
+        local nwriters = c.nwriters
+        if nwriters == 1 then
           -- the usual single writer, without a loop (a loop that runs once
           -- would abort the trace: "leaving loop in root trace")
-          local wq = c.wq
-          local t = wq[1]
-          wq[1] = nil
-          c.nw = 0
+          local writers = c.writers
+          local t = writers[1]
+          writers[1] = nil
+          c.nwriters = 0
           wake(S, t, nil)
-        elseif nw > 1 then
-          local wq = c.wq
-          for j = 1, nw do
-            local t = wq[j]
-            wq[j] = nil
+        elseif nwriters > 1 then
+          local writers = c.writers
+          for j = 1, nwriters do
+            local t = writers[j]
+            writers[j] = nil
             wake(S, t, nil)
           end
-          c.nw = 0
+          c.nwriters = 0
         end
       end
     elseif ty == EV_TIMER then
       local id = ev.slot
       local t = timers[id]
-      if t and t.ttok == ev.data then
+      if t and t.timer_token == ev.data then
         timers[id] = nil
-        t.tmr = nil
+        t.timer_id = nil
         local fire = t.fire   -- a ringline.timer handle, not a task
-        if fire then fire(S, t) else wake(S, t, t.twhy or nil) end
+        if fire then fire(S, t) else wake(S, t, t.timer_reason or nil) end
       end
     elseif ty == EV_ACCEPTED then
       hooks.accepted(S, ev.slot, ev.gen, ev.data, ev.aux)
@@ -241,10 +241,10 @@ local function dispatch_one(S, ev)
         local res = ev.res
         c.fdpending = false
         if res >= 0 then c.fd = res else c.fderr = errstr(res) end
-        local fdw = c.fdw
-        if fdw then
-          c.fdw = false
-          for j = 1, #fdw do wake(S, fdw[j], nil) end
+        local fd_waiters = c.fd_waiters
+        if fd_waiters then
+          c.fd_waiters = false
+          for j = 1, #fd_waiters do wake(S, fd_waiters[j], nil) end
         end
       end
     else

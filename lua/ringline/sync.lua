@@ -48,8 +48,8 @@ end
 
 -- A task that can still be satisfied: parked, or queued without a reason.
 local function waiting(t)
-  local st = t.st
-  return st == PARKED or (st == READY and t.r1 == nil)
+  local st = t.state
+  return st == PARKED or (st == READY and t.wake_reason == nil)
 end
 
 -- The first record whose task still waits, taken off the queue; nil if none.
@@ -125,7 +125,7 @@ function M.wait(...)
   end
   for i = 1, n do
     local t = ts[i]
-    if t.st == DEAD then return sched.collect(me, t) end
+    if t.state == DEAD then return sched.collect(me, t) end
   end
   for i = 1, n do
     local t = ts[i]
@@ -137,7 +137,7 @@ function M.wait(...)
   repeat
     why = park(S, me)
     for i = 1, n do
-      if ts[i].st == DEAD then done = ts[i] break end
+      if ts[i].state == DEAD then done = ts[i] break end
     end
   until why or done
   for i = 1, n do remove_joiner(ts[i], me) end

@@ -70,13 +70,13 @@ end
 -- Queue a parked task with a reason (nil = re-check). A task already queued
 -- keeps its first non-nil reason, so "timeout" or "canceled" is never lost.
 local function wake(S, t, why)
-  local st = t.st
+  local st = t.state
   if st == PARKED then
-    t.st = READY
-    t.r1 = why
+    t.state = READY
+    t.wake_reason = why
     push(S, t)
-  elseif st == READY and why ~= nil and t.r1 == nil then
-    t.r1 = why
+  elseif st == READY and why ~= nil and t.wake_reason == nil then
+    t.wake_reason = why
   end
 end
 M.wake = wake
@@ -120,8 +120,8 @@ M.waiter = waiter
 -- canceled while running or queued (this blocking call ends at once).
 local function may_yield(S, t)
   check_yieldable(S)
-  if t.cpend then
-    t.cpend = false
+  if t.cancel_pending then
+    t.cancel_pending = false
     return "canceled"
   end
 end
@@ -130,9 +130,9 @@ end
 local function park(S, t)
   local c = may_yield(S, t)
   if c then return c end
-  t.st = PARKED
+  t.state = PARKED
   local why = co_yield(SENTINEL)
-  if why == "canceled" then t.cpend = false end
+  if why == "canceled" then t.cancel_pending = false end
   return why
 end
 M.park = park
@@ -141,8 +141,8 @@ M.park = park
 local function yield_now(S, t)
   local c = may_yield(S, t)
   if c then return c end
-  t.st = READY
-  t.r1 = nil
+  t.state = READY
+  t.wake_reason = nil
   push(S, t)
   return (co_yield(SENTINEL))
 end
@@ -165,15 +165,15 @@ local function timer_arm(S, t, delay, why)
   local id = C.rl_timer_add(S.w or start(S), delay, tok)
   if id < 0 then return nil, errstr(id) end
   S.timers[id] = t
-  t.tmr, t.ttok, t.twhy = id, tok, why
+  t.timer_id, t.timer_token, t.timer_reason = id, tok, why
   return id
 end
 M.timer_arm = timer_arm
 
 local function timer_disarm(S, t)
-  local id = t.tmr
+  local id = t.timer_id
   if id then
-    t.tmr = nil
+    t.timer_id = nil
     if S.timers[id] == t then S.timers[id] = nil end
     C.rl_timer_cancel(S.w, id)
   end
@@ -206,8 +206,8 @@ local locate = watchdog.locate
 -- fn: the coroutine's body; loc: where the task starts (the watchdog's id).
 local function new_task(S, fn, loc)
   S.ntasks = S.ntasks + 1
-  local t = setmetatable({ S = S, co = false, fn = fn, loc = loc, st = READY, r1 = nil, args = nil, cpend = false,
-                        conn = nil, tmr = nil, ttok = 0, twhy = false,
+  local t = setmetatable({ S = S, co = false, fn = fn, loc = loc, state = READY, wake_reason = nil, args = nil, cancel_pending = false,
+                        conn = nil, timer_id = nil, timer_token = 0, timer_reason = false,
                         joiners = nil, res = nil, err = nil, failed = false }, Task_mt)
   S.live[t] = true
   return t
@@ -240,7 +240,7 @@ end
 -- handler wraps it).
 local function spawn_handler(S, handler, conn, named)
   local t = new_task(S, handler, locate(named or handler))
-  t.r1 = conn
+  t.wake_reason = conn
   t.conn = conn
   conn.owner = t
   push(S, t)
@@ -318,7 +318,7 @@ end
 M.collect = collect
 
 local function finish(S, t, ok, err)
-  t.st = DEAD
+  t.state = DEAD
   S.ntasks = S.ntasks - 1
   S.live[t] = nil
   timer_disarm(S, t)
@@ -350,15 +350,15 @@ local function resume_task(S, t)
     t.co, t.fn = co, false
   end
   S.current, S.cur_co = t, co
-  t.st = RUNNING
+  t.state = RUNNING
   local ok, a
   local args = t.args
   if args then
     t.args = nil
     ok, a = co_resume(co, unpack(args, 1, args.n))
   else
-    local why = t.r1
-    t.r1 = nil
+    local why = t.wake_reason
+    t.wake_reason = nil
     ok, a = co_resume(co, why)
   end
   S.current, S.cur_co = nil, nil
@@ -366,7 +366,7 @@ local function resume_task(S, t)
     if a == SENTINEL then return end
     if co_status(co) ~= "dead" then
       -- A plain coroutine.yield at the top of a task: a cooperative yield.
-      t.st = READY
+      t.state = READY
       push(S, t)
       return
     end
@@ -408,7 +408,7 @@ function Task.join(t, timeout)
   local me = current(S, "task:join")
   if me == t then error("ringline: a task cannot join itself", 2) end
   check.seconds(timeout, "task:join: timeout")
-  if t.st ~= DEAD then
+  if t.state ~= DEAD then
     if timeout then -- first: a timer that cannot be armed leaves nothing behind
       local id, err = timer_arm(S, me, timeout, "timeout")
       if not id then return nil, err end
@@ -419,12 +419,12 @@ function Task.join(t, timeout)
     local why
     repeat
       why = park(S, me)
-    until why or t.st == DEAD
+    until why or t.state == DEAD
     timer_disarm(S, me)
     -- A task that ended wins over a reason that came in the same batch (a
     -- timeout firing): its results (and connections it hands on) are not
     -- lost.
-    if why and t.st ~= DEAD then
+    if why and t.state ~= DEAD then
       remove_joiner(t, me)
       return nil, why
     end
@@ -435,18 +435,18 @@ end
 -- The task's current blocking call (or its next one, if it is running or
 -- queued) returns nil, "canceled". Returns false for a finished task.
 function Task.cancel(t)
-  local st = t.st
+  local st = t.state
   if st == DEAD then return false end
   if st == PARKED then
     wake(t.S, t, "canceled")
   else
-    t.cpend = true
+    t.cancel_pending = true
   end
   return true
 end
 
 function Task.status(t)
-  local st = t.st
+  local st = t.state
   return st == DEAD and "dead" or st == RUNNING and "running" or st == READY and "ready" or "parked"
 end
 

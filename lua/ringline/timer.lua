@@ -45,7 +45,7 @@ local function run(S, h, premature)
 end
 
 -- Called by the dispatcher when the handle's core timer fired (the entry in
--- S.timers and h.tmr are already cleared).
+-- S.timers and h.timer_id are already cleared).
 function Timer.fire(S, h)
   local ival = h.ival
   if ival then
@@ -65,14 +65,14 @@ end
 -- True if the timer was pending and will not run any more.
 function Timer.cancel(h)
   local S = h.S
-  if not h.tmr or S.dead then return false end
+  if not h.timer_id or S.dead then return false end
   timer_disarm(S, h)
   S.ntimers = S.ntimers - 1
   return true
 end
 
 function Timer.pending(h)
-  return h.tmr ~= nil and not h.S.dead
+  return h.timer_id ~= nil and not h.S.dead
 end
 
 local function add(what, S, delay, ival, fn, ...)
@@ -81,7 +81,7 @@ local function add(what, S, delay, ival, fn, ...)
   local w = S.w or sched.start(S)
   local h = setmetatable({ S = S, fn = fn, args = select("#", ...) > 0 and pack(...) or false,
                            ival = ival, due = C.rl_worker_now(w) + delay,
-                           tmr = nil, ttok = 0, twhy = false }, mt)
+                           timer_id = nil, timer_token = 0, timer_reason = false }, mt)
   local id, err = timer_arm(S, h, delay, false)
   if not id then return nil, err end
   S.ntimers = (S.ntimers or 0) + 1
