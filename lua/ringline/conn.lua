@@ -17,7 +17,7 @@ local ffi_string = ffi.string
 local type, tostring, error, getmetatable = type, tostring, error, getmetatable
 local setmetatable = setmetatable
 local errstr = errors.errstr
-local park, wake = sched.park, sched.wake
+local wake = sched.wake
 local wake_writers = send.wake_writers
 
 local RESET = C.RL_CLOSE_RESET
@@ -131,6 +131,9 @@ end
 -- Descriptors: names and options
 ------------------------------------------------------------------------
 
+-- wait_park's ready for conn:fd: the core answered.
+local function fd_known(c) return not c.fdpending end
+
 local function conn_fd(c)
   if c.closed then return nil, "closed" end
   local fd = c.fd
@@ -149,10 +152,7 @@ local function conn_fd(c)
   local fd_waiters = c.fd_waiters
   if not fd_waiters then fd_waiters = {}; c.fd_waiters = fd_waiters end
   fd_waiters[#fd_waiters + 1] = t
-  local why
-  repeat
-    why = park(S, t)
-  until why or not c.fdpending
+  local why = sched.wait_park(S, t, fd_known, c)   -- no deadline
   if why then
     fd_waiters = c.fd_waiters
     if fd_waiters then

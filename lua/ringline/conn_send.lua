@@ -33,8 +33,7 @@ local ffi_cast = ffi.cast
 local table_remove = table.remove
 local MUST_WAIT = "conn: a send that must wait needs a ringline task"
 local errstr = errors.errstr
-local park, wake = sched.park, sched.wake
-local timer_disarm = sched.timer_disarm
+local wake, wait_park, wait_end = sched.wake, sched.wait_park, sched.wait_end
 local has_slice, any_slice, send_guarded = region.has_slice, region.any_slice, region.send
 local resume_guarded, abandon_guarded = region.resume, region.abandon
 local view, begin_wait = read.methods.view, read.begin_wait
@@ -202,7 +201,7 @@ local function park_writer(c, t, thresh)
   local nwriters = c.nwriters + 1
   c.nwriters = nwriters
   writers[nwriters] = t
-  local why = park(c.S, t)
+  local why = wait_park(c.S, t)
   if why then remove_writer(c, t) end
   return why
 end
@@ -218,7 +217,7 @@ local function wait_send(c, thresh, timeout)
   while r == MORE do
     r = park_writer(c, t, thresh) or send_check(c, io, thresh)
   end
-  if t.timer_id then timer_disarm(c.S, t) end
+  wait_end(c.S, t)
   return r
 end
 
@@ -247,7 +246,7 @@ local function wait_unlocked(c)
     why = park_writer(c, t, false)
   end
   if not why and c.closed then why = "closed" end
-  if t.timer_id then timer_disarm(c.S, t) end
+  wait_end(c.S, t)
   return why
 end
 
@@ -304,7 +303,7 @@ local function wait_slab(c)
     if q[i] == t then table_remove(q, i) break end
   end
   remove_writer(c, t)
-  if t.timer_id then timer_disarm(S, t) end
+  wait_end(S, t)
   return why
 end
 
@@ -456,7 +455,7 @@ local function wait_guards(c, timeout)
   while why == MORE or why == GUARDS do
     why = flush_step(c, t, io, why)
   end
-  if t.timer_id then timer_disarm(c.S, t) end
+  wait_end(c.S, t)
   return why
 end
 

@@ -103,16 +103,12 @@ function M.sleep(s)
     if why then return nil, why end
     return true
   end
-  local id, err = sched.timer_arm(S, t, s, false)
-  if not id then return nil, err end
-  local why
-  repeat
-    why = sched.park(S, t)
-  until why or not t.timer_id            -- the dispatcher clears t.timer_id when it fires
-  if why then
-    sched.timer_disarm(S, t)
-    return nil, why
-  end
+  -- the call's deadline is the sleep: "timeout" is its normal end
+  local ok, err = sched.wait_begin(S, t, s)
+  if not ok then return nil, err end
+  local why = sched.wait_park(S, t, sched.never)
+  sched.wait_end(S, t)
+  if why ~= "timeout" then return nil, why end
   return true
 end
 

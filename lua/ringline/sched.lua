@@ -9,11 +9,13 @@
 -- S.timers[id], S.connecting[token], task.joiners, conn.fd_waiters) and parks:
 -- it yields the private SENTINEL to the scheduler. The event dispatcher looks
 -- up exactly that task and wakes it: the task is put on the ready queue with
--- a reason in task.wake_reason (nil = "re-check your condition", or an error string
--- such as "timeout", "closed", "canceled"). Every park site loops on its own
--- condition, so a spurious wake-up is harmless, and a reason given while a
--- task is already queued (a deadline firing in the same batch as its data)
--- is kept rather than lost.
+-- a reason in task.wake_reason (nil = "re-check your condition", or an
+-- error string such as "timeout", "closed", "canceled"). Every blocking
+-- call waits the same way, through ringline.task's wait (wait_begin arms
+-- the call's one deadline, wait_park parks and re-checks the call's
+-- condition after each wake-up, wait_end disarms), so a spurious wake-up is
+-- harmless, and a reason given while a task is already queued (a deadline
+-- firing in the same batch as its data) is kept rather than lost.
 --
 -- Waking never resumes a coroutine directly: wakes only queue, and the loop
 -- resumes queued tasks after the whole event batch has been dispatched. So
@@ -81,6 +83,10 @@ M.Task_mt = task.Task_mt
 M.wake, M.park, M.current, M.waiter, M.yield_now = wake, task.park, task.current, task.waiter,
   task.yield_now
 M.timer_arm, M.timer_disarm = task.timer_arm, task.timer_disarm
+-- The wait every blocking call makes (ringline.task describes it).
+M.wait_begin, M.wait_park, M.wait_end = task.wait_begin, task.wait_park, task.wait_end
+M.todeadline, M.totimeout, M.never, M.finished = task.todeadline, task.totimeout, task.never,
+  task.finished
 M.spawn, M.spawn_handler, M.collect = spawn, task.spawn_handler, task.collect
 M.remove_joiner, M.own = task.remove_joiner, task.own
 M.coroutine = task.coroutine

@@ -181,6 +181,73 @@ end
 M.timer_disarm = timer_disarm
 
 ------------------------------------------------------------------------
+-- The wait. Every blocking call of the API (receive, send, flush, connect,
+-- resolve, join, wait, semaphore, channel, sleep, UDP, conn:fd, the drain
+-- probe, the slab wait) waits in the same three steps, in this order:
+--
+--   local ok, err = wait_begin(S, t, timeout)  -- arm the call's deadline
+--   ... register t where the event that ends the wait will find it ...
+--   local why = wait_park(S, t [, ready, arg]) -- as often as the call needs
+--   ... deregister t ...
+--   wait_end(S, t)                              -- on every path out
+--
+-- t comes from current() or waiter(), which refuse a plain coroutine before
+-- anything is registered. A wait with no deadline of its own (ringline.wait,
+-- conn:fd, a connect attempt, whose deadline is the kernel's, and the drain
+-- probe, which parks inside a receive's) only parks: wait_end would disarm
+-- an enclosing call's deadline. wait_begin arms a core timer only for a timeout
+-- (seconds; nil or false: none), one per call: a call that parks several
+-- times (a receive waiting for more bytes) keeps the one deadline, and
+-- with_data, which runs user code between waits, carries it across
+-- separate waits with todeadline/totimeout (cqueues' names). When it fires
+-- it wakes t with "timeout". wait_end disarms it unless it has fired.
+--
+-- wait_park returns why t was woken: nil ("re-check your condition"), or a
+-- reason ("timeout", "canceled", "closed", ...). With ready it parks again
+-- until ready(arg) holds after a wake-up (then nil) or a reason comes; the
+-- first park is made before its loop, so a caller's trace ends at the yield
+-- instead of aborting on a loop it has not seen loop yet. Whether something
+-- that finished in the same batch as a reason wins over it is the caller's
+-- to say (join, wait, semaphore and channel let it win).
+------------------------------------------------------------------------
+
+local function wait_begin(S, t, timeout)
+  if timeout then
+    local id, err = timer_arm(S, t, timeout, "timeout")
+    if not id then return nil, err end
+  end
+  return true
+end
+M.wait_begin = wait_begin
+
+local function wait_park(S, t, ready, arg)
+  local why = park(S, t)
+  if ready then
+    while not why and not ready(arg) do why = park(S, t) end
+  end
+  return why
+end
+M.wait_park = wait_park
+
+local function wait_end(S, t)
+  if t.timer_id then timer_disarm(S, t) end
+end
+M.wait_end = wait_end
+
+-- The deadline of a timeout (seconds) on the loop clock, and back: nil
+-- stays nil (no deadline).
+function M.todeadline(S, timeout)
+  return timeout and C.rl_worker_now(S.w or start(S)) + timeout or nil
+end
+function M.totimeout(S, deadline)
+  return deadline and deadline - C.rl_worker_now(S.w) or nil
+end
+
+-- A ready() that never holds: wait until a reason comes (sleep).
+local function never() return false end
+M.never = never
+
+------------------------------------------------------------------------
 -- Tasks
 ------------------------------------------------------------------------
 
@@ -321,7 +388,7 @@ local function finish(S, t, ok, err)
   t.state = DEAD
   S.ntasks = S.ntasks - 1
   S.live[t] = nil
-  timer_disarm(S, t)
+  wait_end(S, t)     -- a task that raised in a wait leaves no deadline behind
   if not ok then
     t.failed, t.err = true, err
     if t == S.main then
@@ -403,24 +470,23 @@ local function remove_joiner(t, me)
 end
 M.remove_joiner = remove_joiner
 
+-- wait_park's ready for a join: t has finished.
+local function finished(t) return t.state == DEAD end
+M.finished = finished
+
 function Task.join(t, timeout)
   local S = t.S
   local me = current(S, "task:join")
   if me == t then error("ringline: a task cannot join itself", 2) end
   check.seconds(timeout, "task:join: timeout")
   if t.state ~= DEAD then
-    if timeout then -- first: a timer that cannot be armed leaves nothing behind
-      local id, err = timer_arm(S, me, timeout, "timeout")
-      if not id then return nil, err end
-    end
+    local ok, err = wait_begin(S, me, timeout)
+    if not ok then return nil, err end
     local js = t.joiners
     if not js then js = {}; t.joiners = js end
     js[#js + 1] = me
-    local why
-    repeat
-      why = park(S, me)
-    until why or t.state == DEAD
-    timer_disarm(S, me)
+    local why = wait_park(S, me, finished, t)
+    wait_end(S, me)
     -- A task that ended wins over a reason that came in the same batch (a
     -- timeout firing): its results (and connections it hands on) are not
     -- lost.

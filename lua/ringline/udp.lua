@@ -28,7 +28,7 @@ local ffi_string, ffi_new = ffi.string, ffi.new
 local type, tostring, tonumber, error, setmetatable, pairs = type, tostring, tonumber, error, setmetatable, pairs
 local math_floor = math.floor
 local errstr = errors.errstr
-local park, wake = sched.park, sched.wake
+local wake = sched.wake
 local numeric, join_addr, unbracket = client.numeric, client.join_addr, client.unbracket
 local addr_errstr = client.addr_errstr
 
@@ -229,15 +229,12 @@ local function wait_dgram(u, S)
   local rc = C.rl_udp_want(S.w, u.id)
   if rc < 0 then return errstr(rc) end
   if rc == 1 then return nil end
-  local timeout = u.read_to
-  if timeout then
-    local id, err = sched.timer_arm(S, t, timeout, "timeout")
-    if not id then return err end
-  end
+  local ok, err = sched.wait_begin(S, t, u.read_to)
+  if not ok then return err end
   u.rtask = t
-  why = park(S, t)
+  why = sched.wait_park(S, t)
   u.rtask = false
-  sched.timer_disarm(S, t)
+  sched.wait_end(S, t)
   return why or read_error(u, S)
 end
 
