@@ -55,7 +55,9 @@ local function misuse(msg)
   error("ringline: " .. msg, errors.caller_level())
 end
 
-sched.on_message(MSG_RESOLVED, function(S, from, ptr, len)
+-- The resolver's answer, an inbox message of kind RL_MSG_RESOLVED from
+-- "worker" tok (the resolve's token).
+local function on_resolved(S, from, ptr, len)
   local r = S.resolving
   local t = r and r[from]
   if t == nil then return end
@@ -64,7 +66,29 @@ sched.on_message(MSG_RESOLVED, function(S, from, ptr, len)
     t.rres = ffi_string(ptr, len)
     wake(S, t, nil)
   end
-end)
+end
+
+-- RL_EV_CONNECTED: a connect attempt ended (res: 0 or a negative errno).
+local function on_connected(S, ev)
+  local tok = ev.data
+  local t = S.connecting[tok]
+  S.connecting[tok] = nil
+  if t then
+    t.cres, t.cslot, t.cgen = ev.res, ev.slot, ev.gen
+    wake(S, t, nil)
+  elseif ev.res >= 0 then
+    -- Nobody waits any more (the connecting task was canceled and the
+    -- connect completed before rl_connect_cancel reached it): drop it.
+    C.rl_conn_close(S.w, ev.slot, ev.gen, RESET)
+  end
+end
+
+-- ringline (init.lua) installs this module's event and message handler
+-- (ringline.sched lists them).
+function M.attach(sched_)
+  sched_.on_event(C.RL_EV_CONNECTED, on_connected)
+  sched_.on_message(MSG_RESOLVED, on_resolved)
+end
 
 -- The error of a core call given an address (rl_listen, rl_connect,
 -- rl_udp_*): its parser refuses a malformed one with -EINVAL before any

@@ -235,4 +235,45 @@ function methods.getowner(c)
   return c.owner or nil
 end
 
+-- RL_EV_CLOSED: the core freed the connection's slot (its close completed):
+-- it reads as closed, and leaves its listener's and its address's counts.
+local function on_closed(S, ev)
+  local conns = S.conns
+  local slot = ev.slot
+  local c = conns[slot]
+  if c and c.gen == ev.gen then
+    conns[slot] = nil
+    c.closed = true
+    local l = c.listener
+    if l then l.nconns = l.nconns - 1 end
+    local ip = c.ip
+    if ip then
+      local per_ip = S.per_ip
+      local k = per_ip[ip] - 1
+      per_ip[ip] = k > 0 and k or nil
+    end
+  end
+end
+
+-- RL_EV_FD: the socket's descriptor (or why there is none) for conn:fd.
+local function on_fd(S, ev)
+  local c = S.conns[ev.slot]
+  if c and c.gen == ev.gen then
+    local res = ev.res
+    c.fdpending = false
+    if res >= 0 then c.fd = res else c.fderr = errstr(res) end
+    local fd_waiters = c.fd_waiters
+    if fd_waiters then
+      c.fd_waiters = false
+      for j = 1, #fd_waiters do wake(S, fd_waiters[j], nil) end
+    end
+  end
+end
+
+-- ringline (init.lua) installs this module's events (ringline.sched lists them).
+function M.attach(sched_)
+  sched_.on_event(C.RL_EV_CLOSED, on_closed)
+  sched_.on_event(C.RL_EV_FD, on_fd)
+end
+
 return M

@@ -27,7 +27,7 @@ local ffi_string = ffi.string
 local type, tostring, tonumber, error, pairs = type, tostring, tonumber, error, pairs
 local math_floor, math_ceil = math.floor, math.ceil
 local errstr = errors.errstr
-local waiter = sched.waiter
+local waiter, wake = sched.waiter, sched.wake
 local wait_begin, wait_park, wait_end = sched.wait_begin, sched.wait_park, sched.wait_end
 local todeadline, totimeout = sched.todeadline, sched.totimeout
 
@@ -91,14 +91,14 @@ end
 local EV_PENDING = C.RL_EV_PENDING
 local _ = C.rl_conn_probe   -- resolved now, not in a trace
 
-sched.on_event(EV_PENDING, function(S, ev)
+local function on_pending(S, ev)
   local c = S.conns[ev.slot]
   if c and c.gen == ev.gen then
     c.probe_res = ev.res
     local t = c.rtask
-    if t then sched.wake(S, t, nil) end
+    if t then wake(S, t, nil) end
   end
-end)
+end
 
 -- wait_park's ready for the probe: answered, or bytes came meanwhile.
 local function probe_answered(c)
@@ -535,6 +535,22 @@ end
 -- ringline.conn: add these methods to the connection's.
 function M.install(conn_methods)
   for k, f in pairs(methods) do conn_methods[k] = f end
+end
+
+-- RL_EV_RECV: what c's reader asked for with rl_conn_want_recv arrived (or
+-- EOF, or an error): it re-checks the buffer. The hot path: one lookup.
+local function on_recv(S, ev)
+  local c = S.conns[ev.slot]
+  if c and c.gen == ev.gen then
+    local t = c.rtask
+    if t then wake(S, t, nil) end
+  end
+end
+
+-- ringline (init.lua) installs this module's events (ringline.sched lists them).
+function M.attach(sched_)
+  sched_.on_event(C.RL_EV_RECV, on_recv)
+  sched_.on_event(EV_PENDING, on_pending)
 end
 
 return M

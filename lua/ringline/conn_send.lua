@@ -189,7 +189,7 @@ end
 
 -- Park t among c's writers until it is woken: by RL_EV_SEND, asked for
 -- here when thresh is a number (unsent <= thresh, or a send error), or,
--- with thresh false, by the release of c's last guard (region.conn_idle).
+-- with thresh false, by the release of c's last guard (the conn_idle hook, called by ringline.region).
 -- nil to re-check, else the reason (the writer has then left the list).
 local function park_writer(c, t, thresh)
   if thresh then
@@ -343,7 +343,7 @@ end
 
 -- RL_EV_SLAB: an entry came free; every send waiting for one tries again
 -- (in the order they came; the ones that find none wait again).
-sched.on_event(EV_SLAB, function(S)
+local function on_slab(S)
   local q = S.slabq
   if not q then return end
   for i = 1, #q do
@@ -351,7 +351,7 @@ sched.on_event(EV_SLAB, function(S)
     q[i] = nil
     wake(S, t, nil)
   end
-end)
+end
 
 function methods.send(c, ...)
   if c.closed then return nil, "closed" end
@@ -460,7 +460,7 @@ local function wait_guards(c, timeout)
 end
 
 -- Wake every parked writer and flusher of c with why: when c's last guard
--- is released (region.conn_idle, why nil) and when c closes (ringline.conn).
+-- is released (the conn_idle hook, why nil) and when c closes (ringline.conn).
 wake_writers = function(c, why)
   local S, writers = c.S, c.writers
   for j = 1, c.nwriters do
@@ -471,7 +471,6 @@ wake_writers = function(c, why)
   c.nwriters = 0
 end
 M.wake_writers = wake_writers
-region.conn_idle = wake_writers
 
 function methods.flush(c, timeout)
   check.milliseconds(timeout, "conn:flush: timeout")   -- ms, as settimeout
@@ -484,6 +483,40 @@ end
 function M.install(conn_methods, mt)
   conn_mt = mt
   for k, f in pairs(methods) do conn_methods[k] = f end
+end
+
+-- RL_EV_SEND: unsent fell to what c's writers asked for with
+-- rl_conn_want_send (or the send failed): they re-check. The hot path:
+-- the usual single writer is woken without a loop (a loop that runs once
+-- would abort the trace: "leaving loop in root trace").
+local function on_send(S, ev)
+  local c = S.conns[ev.slot]
+  if c and c.gen == ev.gen then
+    local nwriters = c.nwriters
+    if nwriters == 1 then
+      local writers = c.writers
+      local t = writers[1]
+      writers[1] = nil
+      c.nwriters = 0
+      wake(S, t, nil)
+    elseif nwriters > 1 then
+      local writers = c.writers
+      for j = 1, nwriters do
+        local t = writers[j]
+        writers[j] = nil
+        wake(S, t, nil)
+      end
+      c.nwriters = 0
+    end
+  end
+end
+
+-- ringline (init.lua) installs this module's events and hook (ringline.sched
+-- lists them): a release of c's last guard wakes its flushers (ringline.region).
+function M.attach(sched_)
+  sched_.on_event(C.RL_EV_SEND, on_send)
+  sched_.on_event(EV_SLAB, on_slab)
+  sched_.hook("conn_idle", wake_writers)
 end
 
 return M

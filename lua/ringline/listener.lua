@@ -194,13 +194,13 @@ function methods.connections(l) return l.nconns end
 -- The core stopped a listener for good (its socket failed, or the acceptor
 -- of a shared one did) and freed its id. An event for an earlier listener
 -- whose id a newer one has taken since carries the earlier generation.
-sched.on_event(EV_LISTENER, function(S, ev)
+local function on_listener(S, ev)
   local l = S.listeners[ev.slot]
   if l and l.gen == ev.gen then
     log.log(log.WARN, "listener ", tostring(l.addr), " stopped: ", errstr(ev.res))
     l:_drop()
   end
-end)
+end
 
 -- max_connections_per_ip: the handler task first learns the peer's address
 -- (getpeername: it may wait for the socket's descriptor), counts it, and
@@ -248,7 +248,10 @@ shed_if_full = function(S, new)
   end
 end
 
-sched.hooks.accepted = function(S, slot, gen, lid, lgen)
+-- RL_EV_ACCEPTED: slot/gen the new connection, data/aux the listener's
+-- id and generation.
+local function on_accepted(S, ev)
+  local slot, gen, lid, lgen = ev.slot, ev.gen, ev.data, ev.aux
   local l = S.listeners[lid]
   -- another generation: accepted by an earlier listener that had this id
   if l and l.gen ~= lgen then l = nil end
@@ -274,6 +277,12 @@ sched.hooks.accepted = function(S, slot, gen, lid, lgen)
   else
     spawn_handler(S, l.handler, c)
   end
+end
+
+-- ringline (init.lua) installs this module's events (ringline.sched lists them).
+function M.attach(sched_)
+  sched_.on_event(C.RL_EV_ACCEPTED, on_accepted)
+  sched_.on_event(EV_LISTENER, on_listener)
 end
 
 return M

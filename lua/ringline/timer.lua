@@ -110,7 +110,7 @@ function M.pending_count()
 end
 
 -- The end of a run: every pending timer runs once more, premature.
-sched.hooks.ending = function(S)
+local function on_ending(S)
   S.exiting = true
   local n = S.ntimers
   if not n or n == 0 then return false end
@@ -130,6 +130,11 @@ sched.hooks.ending = function(S)
     run(S, h, true)
   end
   return k > 0
+end
+
+-- ringline (init.lua) installs the ending hook (ringline.sched lists them).
+function M.attach(sched_)
+  sched_.hook("ending", on_ending)
 end
 
 return M

@@ -61,34 +61,42 @@ local function misuse(msg, lvl)
   error("ringline: " .. msg, lvl + 1)
 end
 
-sched.on_event(EV_UDP, function(S, ev)
+local function on_udp(S, ev)
   local us = S.udps
   local u = us and us[ev.slot]
   if not u then return end
   if ev.res < 0 then u.uerr = ev.res end
   local t = u.rtask
   if t then wake(S, t, nil) end
-end)
+end
 
 -- A graceful stop (SIGTERM, ringline.exit) ends the receives of bound
 -- sockets (servers) with "closed", now and whenever they would wait, as it
 -- does for accepted connections; sockets made by setpeername or sendto
 -- (clients) keep working until the run ends.
-sched.on_stop(function(S)
+local function on_stop(S)
   local us = S.udps
   if not us then return end
   for _, u in pairs(us) do
     local t = u.rtask
     if t and u.bound then wake(S, t, "closed") end
   end
-end)
+end
 
 -- Sockets the script left open close with the run.
-sched.on_drain(function(S)
+local function on_drain(S)
   local us = S.udps
   if not us then return end
   for _, u in pairs(us) do u:close() end
-end)
+end
+
+-- ringline (init.lua) installs this module's event and its stop and drain
+-- functions (ringline.sched lists them).
+function M.attach(sched_)
+  sched_.on_event(EV_UDP, on_udp)
+  sched_.on_stop(on_stop)
+  sched_.on_drain(on_drain)
+end
 
 function M.new(S, opts)
   check.options(opts, VALID, "ringline.udp")
