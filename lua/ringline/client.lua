@@ -90,13 +90,7 @@ function M.attach(sched_)
   sched_.on_message(MSG_RESOLVED, on_resolved)
 end
 
--- The error of a core call given an address (rl_listen, rl_connect,
--- rl_udp_*): its parser refuses a malformed one with -EINVAL before any
--- socket exists, so at these call sites EINVAL means the address.
-local function addr_errstr(rc)
-  if rc == -errors.EINVAL then return "invalid address" end
-  return errstr(rc)
-end
+local addr_errstr = errors.addr_errstr
 M.addr_errstr = addr_errstr
 
 -- A numeric address the core takes as it is (names go to the resolver).

@@ -115,7 +115,7 @@ function methods.close(c, how)
   if how ~= nil and how ~= "reset" then misuse("conn:close: how must be nil or \"reset\"", 2) end
   if c.closed then return nil, "closed" end
   c.closed = true
-  C.rl_conn_close(c.w, c.slot, c.gen, how == "reset" and RESET or 0)
+  C.rl_conn_close(c.w, c.slot, c.gen, how == "reset" and RESET or C.RL_CLOSE_GRACEFUL)
   wake_all(c, "closed")
   local o = c.owner
   if o then
@@ -178,7 +178,9 @@ end
 function methods.getpeername(c) return name(c, 1) end
 function methods.getsockname(c) return name(c, 0) end
 
-local OPTS = { ["tcp-nodelay"] = 1, keepalive = 2, sndbuf = 3, rcvbuf = 4 }
+-- option names -> enum rl_sockopt
+local OPTS = { ["tcp-nodelay"] = C.RL_OPT_NODELAY, keepalive = C.RL_OPT_KEEPALIVE,
+               sndbuf = C.RL_OPT_SNDBUF, rcvbuf = C.RL_OPT_RCVBUF }
 
 function methods.setoption(c, opt, value)
   local o = OPTS[opt]

@@ -29,10 +29,7 @@ local EV_LISTENER = C.RL_EV_LISTENER
 -- How several workers share an address: "reuseport" (a socket each) or
 -- "acceptor" (one socket; the host's acceptor thread hands connections to
 -- the workers round robin). The host's --accept sets the default.
-local ACCEPT do
-  local ok, h = pcall(require, "ringline.hostinfo")
-  ACCEPT = ok and type(h) == "table" and h.accept or "reuseport"
-end
+local ACCEPT = require "ringline.host" and require("ringline.hostinfo").accept or "reuseport"
 
 -- The options of listen, one entry each (ringline.check: true = valid, a
 -- string = refused with that reason).

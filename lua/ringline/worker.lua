@@ -60,10 +60,8 @@ local ffi_string = ffi.string
 local errstr = errors.errstr
 local need, wake, spawn = sched.need, sched.wake, sched.spawn
 
-local hostinfo do
-  local ok, h = pcall(require, "ringline.hostinfo")
-  hostinfo = ok and type(h) == "table" and h or nil
-end
+-- the host's settings, inside the host (ringline.host says whether it is)
+local hostinfo = require "ringline.host" and require "ringline.hostinfo" or nil
 
 local M = {}
 
