@@ -1,7 +1,7 @@
 -- ringline.listener: listening sockets and the accept path.
 --
 -- The core accepts (multishot, straight into the fixed file table) and
--- reports RL_EV_ACCEPTED; the scheduler calls the hook installed here, which
+-- reports RL_EV_ACCEPTED; its entry in the dispatch table (on_accepted, installed by attach)
 -- makes the connection object and starts the handler task. The handler's
 -- task owns the connection: it is closed (gracefully, after the queued data)
 -- when the handler returns, and reset when it raises.

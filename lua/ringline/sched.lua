@@ -282,7 +282,7 @@ local function loop(S)
       polling = false
       local ready = S.rq_tail ~= S.rq_head
       if not ready and S.ntasks == 0 and S.nlisteners == 0 then
-        -- hooks.ending (ringline.timer): run pending timers as premature;
+        -- the ending hook (ringline.timer): run pending timers as premature;
         -- true when that started tasks, so the run goes on until they end
         local h = hooks.ending
         if not (h and h(S)) then return end
@@ -377,7 +377,7 @@ local function teardown(S, normal)
   S.dead = true
   S.w = nil
   local rc = C.rl_worker_destroy(w)
-  -- hooks.destroyed (ringline.region): the anchors of guards the kernel
+  -- the destroyed hook (ringline.region): the anchors of guards the kernel
   -- gave back during destroy can go now
   local h = hooks.destroyed
   if h then h(S, rc) end

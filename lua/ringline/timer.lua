@@ -16,7 +16,7 @@
 -- timers (at and every alike) fire once more with premature = true, each in
 -- its own task, and the run ends when those tasks have. From then on
 -- timer.at/every return nil, "process exiting". (ringline.exit, when it
--- comes, stops the run through the same path: sched.hooks.ending.)
+-- comes, stops the run through the same path: the ending hook.)
 local C = require "ringline.lib"
 local sched = require "ringline.sched"
 local check = require "ringline.check"

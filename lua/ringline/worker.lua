@@ -6,7 +6,7 @@
 -- -------
 -- The host (bindings/host/main.c) runs the script once per worker thread,
 -- each in its own VM with its own ringline.run; nothing Lua-side is shared.
--- When this worker's C worker is created (sched.hooks.started) it is
+-- When this worker's C worker is created (the started hook) it is
 -- registered with the host under its id, and unregistered before it is
 -- destroyed, so the host and the other workers can post into its inbox by
 -- id (rl_host_post, under the registry's lock). Outside the host (plain
@@ -39,9 +39,9 @@
 --      handlers waiting for the next request on an idle connection end at
 --      once; outbound connections (ringline.connect) keep working,
 --      so a handler can finish what it is doing with an upstream; other
---      modules' servers do the same in their sched.on_stop hooks (bound UDP
+--      modules' servers do the same in the functions they give sched.on_stop (bound UDP
 --      sockets),
---   3. runs pending timers now with premature = true (sched.hooks.ending,
+--   3. runs pending timers now with premature = true (the ending hook,
 --      ringline.timer's), and timer.at/every refuse new ones,
 --   4. lets the run end the normal way: when the tasks have returned, queued
 --      sends are flushed and guards released while the connections close,
