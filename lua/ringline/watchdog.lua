@@ -9,7 +9,6 @@
 -- paths have no branch for it.
 local ffi = require "ffi"
 local H = require "ringline.host"
-local config = require "ringline.config"
 local log = require "ringline.log"
 
 local tostring, tonumber, setmetatable = tostring, tonumber, setmetatable
