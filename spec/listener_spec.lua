@@ -60,6 +60,7 @@ describe("ringline.listen", function()
   it("a listener whose socket fails is dropped; an event for an earlier one with its id is not", function()
     local ffi = require "ffi"
     local sched = require "ringline.sched"
+    local C_ = require "ringline.lib"
     pcall(ffi.cdef, [[
       int ringline_spec_shutdown(int fd, int how) __asm__("shutdown");
       struct ringline_spec_sin2 { uint16_t family; uint16_t port; uint32_t addr; uint8_t zero[8]; };
@@ -86,15 +87,15 @@ describe("ringline.listen", function()
       -- (same id, the old generation) must leave it alone
       local new, nport = server(function(c) c:send("still here") end)
       assert(new.id == old.id and new.gen ~= old.gen)
-      sched.handlers[8](sched.state(), { slot = old.id, gen = old.gen, res = -22 })
+      sched.dispatch[C_.RL_EV_LISTENER](sched.state(), { slot = old.id, gen = old.gen, res = -22 })
       -- and a late accept of the old one is not the new one's connection
-      sched.hooks.accepted(sched.state(), 0, 12345, old.id, old.gen)
+      sched.dispatch[C_.RL_EV_ACCEPTED](sched.state(), { slot = 0, gen = 12345, data = old.id, aux = old.gen })
       assert(new.nconns == 0 and new.refused == 0)
       local c = connect(nport)
       local reply = c:receive("*a")
       c:close()
       local open = not new.closed
-      sched.handlers[8](sched.state(), { slot = new.id, gen = new.gen, res = -22 })
+      sched.dispatch[C_.RL_EV_LISTENER](sched.state(), { slot = new.id, gen = new.gen, res = -22 })
       -- that one was made up: the core's listener is still there
       require("ringline.lib").rl_listener_close(sched.state().w, new.id)
       return { again, reply, open, new.closed }

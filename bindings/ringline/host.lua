@@ -3,6 +3,11 @@
 -- core. Returns that namespace inside the host, and false anywhere else
 -- (plain LuaJIT, busted): there is no host registry there, and the callers
 -- fall back to this worker alone.
+--
+-- This module is the one answer to "am I inside the host?": ringline.lib
+-- (which then uses ffi.C), and the modules reading ringline.hostinfo (the
+-- host's settings: log, worker, listener) ask it rather than looking for
+-- that module themselves.
 local ffi = require "ffi"
 require "ringline.cdef"
 

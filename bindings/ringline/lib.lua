@@ -3,7 +3,8 @@
 --
 -- Inside the host (ringline-lua) the core is linked into the executable and
 -- exported, so the namespace is ffi.C: no second copy of the library, no
--- search. The host marks itself by preloading "ringline.hostinfo".
+-- search. ringline.host is the one module that says whether this is the
+-- host (it looks at the "ringline.hostinfo" module the host preloads).
 -- Anywhere else (plain luajit, busted, an embedding program) the shared
 -- library is loaded from the first of these that exists:
 --   1. $RINGLINE_LIB, when set (a path; failure to load it is an error, not
@@ -20,12 +21,7 @@
 local ffi = require "ffi"
 require "ringline.cdef"
 
-local function in_host()
-  return package.loaded["ringline.hostinfo"] ~= nil
-      or package.preload["ringline.hostinfo"] ~= nil
-end
-
-if in_host() then
+if require "ringline.host" then
   return ffi.C
 end
 

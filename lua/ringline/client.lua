@@ -25,7 +25,8 @@ local ffi_string = ffi.string
 local type, tostring, tonumber, error = type, tostring, tonumber, error
 local math_ceil = math.ceil
 local errstr = errors.errstr
-local park, wake = sched.park, sched.wake
+local wake = sched.wake
+local wait_begin, wait_park, wait_end = sched.wait_begin, sched.wait_park, sched.wait_end
 
 local _ = C.rl_resolve, C.rl_connect, C.rl_connect_from, C.rl_connect_cancel  -- resolved at load, not in a trace
 
@@ -54,7 +55,9 @@ local function misuse(msg)
   error("ringline: " .. msg, errors.caller_level())
 end
 
-sched.on_message(MSG_RESOLVED, function(S, from, ptr, len)
+-- The resolver's answer, an inbox message of kind RL_MSG_RESOLVED from
+-- "worker" tok (the resolve's token).
+local function on_resolved(S, from, ptr, len)
   local r = S.resolving
   local t = r and r[from]
   if t == nil then return end
@@ -63,15 +66,31 @@ sched.on_message(MSG_RESOLVED, function(S, from, ptr, len)
     t.rres = ffi_string(ptr, len)
     wake(S, t, nil)
   end
-end)
-
--- The error of a core call given an address (rl_listen, rl_connect,
--- rl_udp_*): its parser refuses a malformed one with -EINVAL before any
--- socket exists, so at these call sites EINVAL means the address.
-local function addr_errstr(rc)
-  if rc == -errors.EINVAL then return "invalid address" end
-  return errstr(rc)
 end
+
+-- RL_EV_CONNECTED: a connect attempt ended (res: 0 or a negative errno).
+local function on_connected(S, ev)
+  local tok = ev.data
+  local t = S.connecting[tok]
+  S.connecting[tok] = nil
+  if t then
+    t.cres, t.cslot, t.cgen = ev.res, ev.slot, ev.gen
+    wake(S, t, nil)
+  elseif ev.res >= 0 then
+    -- Nobody waits any more (the connecting task was canceled and the
+    -- connect completed before rl_connect_cancel reached it): drop it.
+    C.rl_conn_close(S.w, ev.slot, ev.gen, RESET)
+  end
+end
+
+-- ringline (init.lua) installs this module's event and message handler
+-- (ringline.sched lists them).
+function M.attach(sched_)
+  sched_.on_event(C.RL_EV_CONNECTED, on_connected)
+  sched_.on_message(MSG_RESOLVED, on_resolved)
+end
+
+local addr_errstr = errors.addr_errstr
 M.addr_errstr = addr_errstr
 
 -- A numeric address the core takes as it is (names go to the resolver).
@@ -97,29 +116,27 @@ M.unbracket = unbracket
 -- timeout seconds, if given). Returns an array of numeric addresses, or
 -- nil and "<host> could not be resolved (<resolver message>)", "timeout"
 -- or "canceled".
+-- wait_park's ready for a resolve: the answer came.
+local function resolved(t) return t.rres end
+
 local function resolve(S, t, host, family, timeout)
   local w = sched.start(S)
+  local ok, err = wait_begin(S, t, timeout)
+  if not ok then return nil, err end
   local tok = (S.rtok or 0) + 1
   if tok > U32MAX then tok = 1 end
   S.rtok = tok
   local rc = C.rl_resolve(w, host, family, tok)
-  if rc < 0 then return nil, host .. " could not be resolved (" .. errstr(rc) .. ")" end
+  if rc < 0 then
+    wait_end(S, t)
+    return nil, host .. " could not be resolved (" .. errstr(rc) .. ")"
+  end
   local r = S.resolving
   if not r then r = {}; S.resolving = r end
   r[tok] = t
   t.rres = nil
-  if timeout then
-    local id, err = sched.timer_arm(S, t, timeout, "timeout")
-    if not id then
-      r[tok] = false
-      return nil, err
-    end
-  end
-  local why
-  repeat
-    why = park(S, t)
-  until why or t.rres
-  sched.timer_disarm(S, t)
+  local why = wait_park(S, t, resolved, t)
+  wait_end(S, t)
   local res = t.rres
   t.rres = nil
   if why then
@@ -134,6 +151,9 @@ local function resolve(S, t, host, family, timeout)
   return list
 end
 M.resolve = resolve
+
+-- wait_park's ready for a connect attempt: its completion came.
+local function connected(t) return t.cres ~= nil end
 
 -- One connect attempt to addr (from the local address from, if given) with
 -- a linked timeout of ms (0 = none). Returns the connection, or nil, err
@@ -150,12 +170,9 @@ local function attempt(S, t, w, addr, from, ms)
     rc = C.rl_connect(w, addr, ms, tok)
   end
   if rc < 0 then return nil, addr_errstr(rc), false end
-  S.connecting[tok] = t
+  S.connecting[tok] = t   -- no deadline of ours: the kernel's linked timeout is it
   t.cres = nil
-  local why
-  repeat
-    why = park(S, t)
-  until why or t.cres ~= nil
+  local why = wait_park(S, t, connected, t)
   local res, slot, gen = t.cres, t.cslot, t.cgen
   t.cres, t.cslot, t.cgen = nil, nil, nil
   if why then

@@ -21,15 +21,10 @@ local NEVS = 256          -- events per poll; the array is allocated once per wo
 local MSGLEN = 256        -- the core's error message buffer (S.msg)
 M.NEVS, M.MSGLEN = NEVS, MSGLEN
 
--- Hooks installed by other modules at load time, as sched.hooks (they
--- require ringline.sched). started(S, w) runs in start below; sched runs the
--- others: accepted(S, slot, gen, lid, lgen) and ending(S) in the loop,
--- stopping(S, w) and destroyed(S, rc) in teardown. started / stopping: the
--- C worker was created / is about to be destroyed (ringline.worker
--- registers it with the host in between).
--- configured(S): the Lua-level keys of S were set (the watchdog publishes
--- its timeout to the host).
-local hooks = { accepted = nil, ending = nil, started = nil, stopping = nil, configured = nil }
+-- The lifecycle hooks, set with sched.hook (ringline.sched lists them and
+-- who sets each). This module runs two: started(S, w) in start below and
+-- configured(S) in configure.
+local hooks = {}
 M.hooks = hooks
 
 -- Lua-level configuration keys (not in struct rl_config): min, max, doc,

@@ -17,7 +17,7 @@ local ffi_string = ffi.string
 local type, tostring, error, getmetatable = type, tostring, error, getmetatable
 local setmetatable = setmetatable
 local errstr = errors.errstr
-local park, wake = sched.park, sched.wake
+local wake = sched.wake
 local wake_writers = send.wake_writers
 
 local RESET = C.RL_CLOSE_RESET
@@ -39,9 +39,9 @@ function M.new(S, slot, gen)
   local c = setmetatable({
     S = S, w = w, slot = slot, gen = gen, io = C.rl_conn_io(w, slot),
     closed = false, reading = false, rtask = false,
-    wq = false, nw = 0,
+    writers = false, nwriters = 0,
     guards = 0,          -- its guarded send parts not yet released (region.lua)
-    fd = false, fdpending = false, fdw = false, fderr = false,
+    fd = false, fdpending = false, fd_waiters = false, fderr = false,
     -- the run's defaults (read_timeout, send_timeout: ms, 0 = none) until
     -- settimeout(s) says otherwise
     read_to = S.read_to_s, send_to = S.send_to_s,
@@ -103,11 +103,11 @@ local function wake_all(c, why)
     c.rtask = false
     wake(S, t, why)
   end
-  if c.nw > 0 then wake_writers(c, why) end
-  local fdw = c.fdw
-  if fdw then
-    c.fdw = false
-    for j = 1, #fdw do wake(S, fdw[j], why) end
+  if c.nwriters > 0 then wake_writers(c, why) end
+  local fd_waiters = c.fd_waiters
+  if fd_waiters then
+    c.fd_waiters = false
+    for j = 1, #fd_waiters do wake(S, fd_waiters[j], why) end
   end
 end
 
@@ -115,7 +115,7 @@ function methods.close(c, how)
   if how ~= nil and how ~= "reset" then misuse("conn:close: how must be nil or \"reset\"", 2) end
   if c.closed then return nil, "closed" end
   c.closed = true
-  C.rl_conn_close(c.w, c.slot, c.gen, how == "reset" and RESET or 0)
+  C.rl_conn_close(c.w, c.slot, c.gen, how == "reset" and RESET or C.RL_CLOSE_GRACEFUL)
   wake_all(c, "closed")
   local o = c.owner
   if o then
@@ -130,6 +130,9 @@ end
 ------------------------------------------------------------------------
 -- Descriptors: names and options
 ------------------------------------------------------------------------
+
+-- wait_park's ready for conn:fd: the core answered.
+local function fd_known(c) return not c.fdpending end
 
 local function conn_fd(c)
   if c.closed then return nil, "closed" end
@@ -146,18 +149,15 @@ local function conn_fd(c)
   end
   local S = c.S
   local t = sched.waiter(S, "conn: getting the socket's descriptor needs a ringline task")
-  local fdw = c.fdw
-  if not fdw then fdw = {}; c.fdw = fdw end
-  fdw[#fdw + 1] = t
-  local why
-  repeat
-    why = park(S, t)
-  until why or not c.fdpending
+  local fd_waiters = c.fd_waiters
+  if not fd_waiters then fd_waiters = {}; c.fd_waiters = fd_waiters end
+  fd_waiters[#fd_waiters + 1] = t
+  local why = sched.wait_park(S, t, fd_known, c)   -- no deadline
   if why then
-    fdw = c.fdw
-    if fdw then
-      for i = #fdw, 1, -1 do
-        if fdw[i] == t then table.remove(fdw, i) end
+    fd_waiters = c.fd_waiters
+    if fd_waiters then
+      for i = #fd_waiters, 1, -1 do
+        if fd_waiters[i] == t then table.remove(fd_waiters, i) end
       end
     end
     return nil, why
@@ -178,7 +178,9 @@ end
 function methods.getpeername(c) return name(c, 1) end
 function methods.getsockname(c) return name(c, 0) end
 
-local OPTS = { ["tcp-nodelay"] = 1, keepalive = 2, sndbuf = 3, rcvbuf = 4 }
+-- option names -> enum rl_sockopt
+local OPTS = { ["tcp-nodelay"] = C.RL_OPT_NODELAY, keepalive = C.RL_OPT_KEEPALIVE,
+               sndbuf = C.RL_OPT_SNDBUF, rcvbuf = C.RL_OPT_RCVBUF }
 
 function methods.setoption(c, opt, value)
   local o = OPTS[opt]
@@ -215,7 +217,7 @@ function methods.setowner(c, task)
   if task ~= nil and getmetatable(task) ~= sched.Task_mt then
     misuse("conn:setowner: expected a task (ringline.spawn's result) or nil", 2)
   end
-  if task and task.st == sched.DEAD then misuse("conn:setowner: the task has finished", 2) end
+  if task and task.state == sched.DEAD then misuse("conn:setowner: the task has finished", 2) end
   if c.closed then return nil, "closed" end
   local old = c.owner
   if old then
@@ -233,6 +235,47 @@ end
 
 function methods.getowner(c)
   return c.owner or nil
+end
+
+-- RL_EV_CLOSED: the core freed the connection's slot (its close completed):
+-- it reads as closed, and leaves its listener's and its address's counts.
+local function on_closed(S, ev)
+  local conns = S.conns
+  local slot = ev.slot
+  local c = conns[slot]
+  if c and c.gen == ev.gen then
+    conns[slot] = nil
+    c.closed = true
+    local l = c.listener
+    if l then l.nconns = l.nconns - 1 end
+    local ip = c.ip
+    if ip then
+      local per_ip = S.per_ip
+      local k = per_ip[ip] - 1
+      per_ip[ip] = k > 0 and k or nil
+    end
+  end
+end
+
+-- RL_EV_FD: the socket's descriptor (or why there is none) for conn:fd.
+local function on_fd(S, ev)
+  local c = S.conns[ev.slot]
+  if c and c.gen == ev.gen then
+    local res = ev.res
+    c.fdpending = false
+    if res >= 0 then c.fd = res else c.fderr = errstr(res) end
+    local fd_waiters = c.fd_waiters
+    if fd_waiters then
+      c.fd_waiters = false
+      for j = 1, #fd_waiters do wake(S, fd_waiters[j], nil) end
+    end
+  end
+end
+
+-- ringline (init.lua) installs this module's events (ringline.sched lists them).
+function M.attach(sched_)
+  sched_.on_event(C.RL_EV_CLOSED, on_closed)
+  sched_.on_event(C.RL_EV_FD, on_fd)
 end
 
 return M

@@ -27,8 +27,9 @@ local ffi_string = ffi.string
 local type, tostring, tonumber, error, pairs = type, tostring, tonumber, error, pairs
 local math_floor, math_ceil = math.floor, math.ceil
 local errstr = errors.errstr
-local park, waiter = sched.park, sched.waiter
-local timer_arm, timer_disarm = sched.timer_arm, sched.timer_disarm
+local waiter, wake = sched.waiter, sched.wake
+local wait_begin, wait_park, wait_end = sched.wait_begin, sched.wait_park, sched.wait_end
+local todeadline, totimeout = sched.todeadline, sched.totimeout
 
 -- libc helpers under private names (asm labels), so these declarations can
 -- never clash with anyone else's declaration of memchr/memmem.
@@ -51,20 +52,19 @@ local function misuse(msg, lvl)
   error("ringline: " .. msg, lvl + 1)
 end
 
--- Every wait for bytes starts here (conn_send's too; conn:fd waits on its
--- own): the
--- running task, about to wait in a `what` ("receive", "send" or "flush"),
--- with the call's deadline (timeout: seconds or false) armed; a receiver
--- also becomes c's reader. nil, err when the timer cannot be armed. A
--- misuse (no task, or a coroutine ringline did not make) raises before
--- anything is registered, naming the user's line.
+-- Every wait of a connection's I/O starts here (conn_send's too; conn:fd
+-- waits on its own): the running task, about to wait in a `what`
+-- ("receive", "send" or "flush"), with the call's deadline (timeout:
+-- seconds or false) armed by sched.wait_begin; a receiver also becomes c's
+-- reader. nil, err when the timer cannot be armed. A misuse (no task, or a
+-- coroutine ringline did not make) raises before anything is registered,
+-- naming the user's line. end_read (a receive) and sched.wait_end (a send)
+-- end it.
 local function begin_wait(c, timeout, what)
   local S = c.S
   local t = waiter(S, "conn: a " .. what .. " that must wait needs a ringline task")
-  if timeout then
-    local id, err = timer_arm(S, t, timeout, "timeout")
-    if not id then return nil, err end
-  end
+  local ok, err = wait_begin(S, t, timeout)
+  if not ok then return nil, err end
   if what == "receive" then
     c.reading = true
     local n = S.rseq + 1  -- how long it has been idle, for shed_idle
@@ -77,7 +77,7 @@ M.begin_wait = begin_wait
 local function end_read(c, t)
   if t then
     c.reading = false
-    if t.tmr then timer_disarm(c.S, t) end
+    wait_end(c.S, t)
   end
 end
 
@@ -91,14 +91,19 @@ end
 local EV_PENDING = C.RL_EV_PENDING
 local _ = C.rl_conn_probe   -- resolved now, not in a trace
 
-sched.on_event(EV_PENDING, function(S, ev)
+local function on_pending(S, ev)
   local c = S.conns[ev.slot]
   if c and c.gen == ev.gen then
     c.probe_res = ev.res
     local t = c.rtask
-    if t then sched.wake(S, t, nil) end
+    if t then wake(S, t, nil) end
   end
-end)
+end
+
+-- wait_park's ready for the probe: answered, or bytes came meanwhile.
+local function probe_answered(c)
+  return c.probe_res ~= false or c.io.rlen ~= c.probe_rlen
+end
 
 -- Returns false to wait for bytes the kernel holds, nil to re-check (bytes
 -- came meanwhile), or the reason the read ends.
@@ -108,10 +113,8 @@ local function drain_look(c, t)
   c.probe_res = false
   if C.rl_conn_probe(c.w, c.slot, c.gen) < 0 then return "closed" end
   c.rtask = t
-  local why
-  repeat
-    why = park(c.S, t)
-  until why or c.probe_res ~= false or io.rlen ~= rlen
+  c.probe_rlen = rlen
+  local why = wait_park(c.S, t, probe_answered, c)   -- inside the receive's deadline
   c.rtask = false
   if why then return why end
   if io.rlen ~= rlen then return nil end
@@ -142,7 +145,7 @@ local function wait_bytes(c, t, need)
   -- re-checks; needs are whole numbers, so it does not ask again)
   if rc > 0 then return nil end
   c.rtask = t
-  local why = park(c.S, t)
+  local why = wait_park(c.S, t)
   c.rtask = false
   return why
 end
@@ -381,16 +384,16 @@ end
 local function with_data_slow(c, fn, need)
   local io = c.io
   local max = c.S.line_max
-  local timeout = c.read_to
-  local deadline = timeout and C.rl_worker_now(c.w) + timeout
-  local why = wait_any(c, need, deadline and deadline - C.rl_worker_now(c.w))
+  local S = c.S
+  local deadline = todeadline(S, c.read_to)
+  local why = wait_any(c, need, totimeout(S, deadline))
   while not why do
     local len = io.rlen
     local used, res = fn(io.rdata, len)
     if used ~= nil and used ~= 0 then return used, res end
     need = len + 1
     if len >= max then return nil, "too long" end
-    why = wait_any(c, need, deadline and deadline - C.rl_worker_now(c.w))
+    why = wait_any(c, need, totimeout(S, deadline))
   end
   return nil, why
 end
@@ -532,6 +535,22 @@ end
 -- ringline.conn: add these methods to the connection's.
 function M.install(conn_methods)
   for k, f in pairs(methods) do conn_methods[k] = f end
+end
+
+-- RL_EV_RECV: what c's reader asked for with rl_conn_want_recv arrived (or
+-- EOF, or an error): it re-checks the buffer. The hot path: one lookup.
+local function on_recv(S, ev)
+  local c = S.conns[ev.slot]
+  if c and c.gen == ev.gen then
+    local t = c.rtask
+    if t then wake(S, t, nil) end
+  end
+end
+
+-- ringline (init.lua) installs this module's events (ringline.sched lists them).
+function M.attach(sched_)
+  sched_.on_event(C.RL_EV_RECV, on_recv)
+  sched_.on_event(EV_PENDING, on_pending)
 end
 
 return M

@@ -33,8 +33,7 @@ local ffi_cast = ffi.cast
 local table_remove = table.remove
 local MUST_WAIT = "conn: a send that must wait needs a ringline task"
 local errstr = errors.errstr
-local park, wake = sched.park, sched.wake
-local timer_disarm = sched.timer_disarm
+local wake, wait_park, wait_end = sched.wake, sched.wait_park, sched.wait_end
 local has_slice, any_slice, send_guarded = region.has_slice, region.any_slice, region.send
 local resume_guarded, abandon_guarded = region.resume, region.abandon
 local view, begin_wait = read.methods.view, read.begin_wait
@@ -168,12 +167,12 @@ local function queue(c, wait, ...)
 end
 
 local function remove_writer(c, t)
-  local wq, nw = c.wq, c.nw
-  for i = 1, nw do
-    if wq[i] == t then
-      for j = i, nw - 1 do wq[j] = wq[j + 1] end
-      wq[nw] = nil
-      c.nw = nw - 1
+  local writers, nwriters = c.writers, c.nwriters
+  for i = 1, nwriters do
+    if writers[i] == t then
+      for j = i, nwriters - 1 do writers[j] = writers[j + 1] end
+      writers[nwriters] = nil
+      c.nwriters = nwriters - 1
       return
     end
   end
@@ -190,19 +189,19 @@ end
 
 -- Park t among c's writers until it is woken: by RL_EV_SEND, asked for
 -- here when thresh is a number (unsent <= thresh, or a send error), or,
--- with thresh false, by the release of c's last guard (region.conn_idle).
+-- with thresh false, by the release of c's last guard (the conn_idle hook, called by ringline.region).
 -- nil to re-check, else the reason (the writer has then left the list).
 local function park_writer(c, t, thresh)
   if thresh then
     local rc = C.rl_conn_want_send(c.w, c.slot, c.gen, thresh)
     if rc < 0 then return errstr(rc) end
   end
-  local wq = c.wq
-  if not wq then wq = {}; c.wq = wq end
-  local nw = c.nw + 1
-  c.nw = nw
-  wq[nw] = t
-  local why = park(c.S, t)
+  local writers = c.writers
+  if not writers then writers = {}; c.writers = writers end
+  local nwriters = c.nwriters + 1
+  c.nwriters = nwriters
+  writers[nwriters] = t
+  local why = wait_park(c.S, t)
   if why then remove_writer(c, t) end
   return why
 end
@@ -218,7 +217,7 @@ local function wait_send(c, thresh, timeout)
   while r == MORE do
     r = park_writer(c, t, thresh) or send_check(c, io, thresh)
   end
-  if t.tmr then timer_disarm(c.S, t) end
+  wait_end(c.S, t)
   return r
 end
 
@@ -235,7 +234,7 @@ end
 -- Release it; the sends waiting for it re-check (they are c's writers).
 local function unlock(c)
   c.sending = false
-  if c.nw > 0 then wake_writers(c, nil) end
+  if c.nwriters > 0 then wake_writers(c, nil) end
 end
 
 -- Wait until no other send holds c's lock; nil, or the reason.
@@ -247,7 +246,7 @@ local function wait_unlocked(c)
     why = park_writer(c, t, false)
   end
   if not why and c.closed then why = "closed" end
-  if t.tmr then timer_disarm(c.S, t) end
+  wait_end(c.S, t)
   return why
 end
 
@@ -304,7 +303,7 @@ local function wait_slab(c)
     if q[i] == t then table_remove(q, i) break end
   end
   remove_writer(c, t)
-  if t.tmr then timer_disarm(S, t) end
+  wait_end(S, t)
   return why
 end
 
@@ -344,7 +343,7 @@ end
 
 -- RL_EV_SLAB: an entry came free; every send waiting for one tries again
 -- (in the order they came; the ones that find none wait again).
-sched.on_event(EV_SLAB, function(S)
+local function on_slab(S)
   local q = S.slabq
   if not q then return end
   for i = 1, #q do
@@ -352,7 +351,7 @@ sched.on_event(EV_SLAB, function(S)
     q[i] = nil
     wake(S, t, nil)
   end
-end)
+end
 
 function methods.send(c, ...)
   if c.closed then return nil, "closed" end
@@ -456,23 +455,22 @@ local function wait_guards(c, timeout)
   while why == MORE or why == GUARDS do
     why = flush_step(c, t, io, why)
   end
-  if t.tmr then timer_disarm(c.S, t) end
+  wait_end(c.S, t)
   return why
 end
 
 -- Wake every parked writer and flusher of c with why: when c's last guard
--- is released (region.conn_idle, why nil) and when c closes (ringline.conn).
+-- is released (the conn_idle hook, why nil) and when c closes (ringline.conn).
 wake_writers = function(c, why)
-  local S, wq = c.S, c.wq
-  for j = 1, c.nw do
-    local t = wq[j]
-    wq[j] = nil
+  local S, writers = c.S, c.writers
+  for j = 1, c.nwriters do
+    local t = writers[j]
+    writers[j] = nil
     wake(S, t, why)
   end
-  c.nw = 0
+  c.nwriters = 0
 end
 M.wake_writers = wake_writers
-region.conn_idle = wake_writers
 
 function methods.flush(c, timeout)
   check.milliseconds(timeout, "conn:flush: timeout")   -- ms, as settimeout
@@ -485,6 +483,40 @@ end
 function M.install(conn_methods, mt)
   conn_mt = mt
   for k, f in pairs(methods) do conn_methods[k] = f end
+end
+
+-- RL_EV_SEND: unsent fell to what c's writers asked for with
+-- rl_conn_want_send (or the send failed): they re-check. The hot path:
+-- the usual single writer is woken without a loop (a loop that runs once
+-- would abort the trace: "leaving loop in root trace").
+local function on_send(S, ev)
+  local c = S.conns[ev.slot]
+  if c and c.gen == ev.gen then
+    local nwriters = c.nwriters
+    if nwriters == 1 then
+      local writers = c.writers
+      local t = writers[1]
+      writers[1] = nil
+      c.nwriters = 0
+      wake(S, t, nil)
+    elseif nwriters > 1 then
+      local writers = c.writers
+      for j = 1, nwriters do
+        local t = writers[j]
+        writers[j] = nil
+        wake(S, t, nil)
+      end
+      c.nwriters = 0
+    end
+  end
+end
+
+-- ringline (init.lua) installs this module's events and hook (ringline.sched
+-- lists them): a release of c's last guard wakes its flushers (ringline.region).
+function M.attach(sched_)
+  sched_.on_event(C.RL_EV_SEND, on_send)
+  sched_.on_event(EV_SLAB, on_slab)
+  sched_.hook("conn_idle", wake_writers)
 end
 
 return M

@@ -45,6 +45,14 @@ function M.errstr(rc)
   return s
 end
 
+-- The error of a core call given an address (rl_listen, rl_connect,
+-- rl_udp_*): its parser refuses a malformed one with -EINVAL before any
+-- socket exists, so at these call sites EINVAL means the address.
+function M.addr_errstr(rc)
+  if rc == -M.EINVAL then return "invalid address" end
+  return M.errstr(rc)
+end
+
 -- The level, for error() in the function calling this, of the nearest
 -- Lua frame outside ringline's own modules: a misuse found deep inside (a wait
 -- with no task to park) then names the user's line, however many of our

@@ -22,6 +22,26 @@ local udp = require "ringline.udp"
 local log = require "ringline.log"
 local check = require "ringline.check"
 local task = require "ringline.task"
+local conn_read = require "ringline.conn_read"
+local conn_send = require "ringline.conn_send"
+local region = require "ringline.region"
+local watchdog = require "ringline.watchdog"
+local worker = require "ringline.worker"
+
+-- The event dispatch table and the lifecycle hooks (ringline.sched lists
+-- both) are filled here, once, in this order, and nowhere else: no module
+-- installs anything when it is loaded. Each attach says what it installs.
+sched.attach()              -- RL_EV_TIMER, RL_EV_MESSAGE
+conn.attach(sched)          -- RL_EV_CLOSED, RL_EV_FD
+conn_read.attach(sched)     -- RL_EV_RECV, RL_EV_PENDING
+conn_send.attach(sched)     -- RL_EV_SEND, RL_EV_SLAB; hook conn_idle
+listener.attach(sched)      -- RL_EV_ACCEPTED, RL_EV_LISTENER
+client.attach(sched)        -- RL_EV_CONNECTED; message RL_MSG_RESOLVED
+region.attach(sched)        -- RL_EV_GUARD; hook destroyed
+udp.attach(sched)           -- RL_EV_UDP; a graceful stop's and the drain's steps
+timer.attach(sched)         -- hook ending
+watchdog.attach(sched)      -- hook configured
+worker.attach(sched)        -- messages RL_MSG_SIGNAL, RL_MSG_USER; hooks started, stopping (in a host)
 
 local type, error, tonumber = type, error, tonumber
 local need = sched.need
@@ -36,7 +56,7 @@ M.ERR, M.WARN, M.NOTICE, M.INFO, M.DEBUG = log.ERR, log.WARN, log.NOTICE, log.IN
 M.coroutine = sched.coroutine
 
 M.run = sched.run
-M.region = require("ringline.region").new   -- registered memory for guarded sends
+M.region = region.new   -- registered memory for guarded sends
 
 function M.configure(t)
   if type(t) ~= "table" then error("ringline.configure: expected a table", 2) end
@@ -103,16 +123,12 @@ function M.sleep(s)
     if why then return nil, why end
     return true
   end
-  local id, err = sched.timer_arm(S, t, s, false)
-  if not id then return nil, err end
-  local why
-  repeat
-    why = sched.park(S, t)
-  until why or not t.tmr            -- the dispatcher clears t.tmr when it fires
-  if why then
-    sched.timer_disarm(S, t)
-    return nil, why
-  end
+  -- the call's deadline is the sleep: "timeout" is its normal end
+  local ok, err = sched.wait_begin(S, t, s)
+  if not ok then return nil, err end
+  local why = sched.wait_park(S, t, sched.never)
+  sched.wait_end(S, t)
+  if why ~= "timeout" then return nil, why end
   return true
 end
 
@@ -181,7 +197,6 @@ function M.worker_id() return log.worker_id end
 function M.workers() return log.workers end
 
 -- Several workers, signals, the graceful stop (ringline.worker).
-local worker = require "ringline.worker"
 M.worker = { post = worker.post, broadcast = worker.broadcast, on_message = worker.on_message,
              id = worker.id, count = worker.count }
 M.exit = worker.exit

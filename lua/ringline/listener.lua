@@ -1,7 +1,7 @@
 -- ringline.listener: listening sockets and the accept path.
 --
 -- The core accepts (multishot, straight into the fixed file table) and
--- reports RL_EV_ACCEPTED; the scheduler calls the hook installed here, which
+-- reports RL_EV_ACCEPTED; its entry in the dispatch table (on_accepted, installed by attach)
 -- makes the connection object and starts the handler task. The handler's
 -- task owns the connection: it is closed (gracefully, after the queued data)
 -- when the handler returns, and reset when it raises.
@@ -29,10 +29,7 @@ local EV_LISTENER = C.RL_EV_LISTENER
 -- How several workers share an address: "reuseport" (a socket each) or
 -- "acceptor" (one socket; the host's acceptor thread hands connections to
 -- the workers round robin). The host's --accept sets the default.
-local ACCEPT do
-  local ok, h = pcall(require, "ringline.hostinfo")
-  ACCEPT = ok and type(h) == "table" and h.accept or "reuseport"
-end
+local ACCEPT = require "ringline.host" and require("ringline.hostinfo").accept or "reuseport"
 
 -- The options of listen, one entry each (ringline.check: true = valid, a
 -- string = refused with that reason).
@@ -194,13 +191,13 @@ function methods.connections(l) return l.nconns end
 -- The core stopped a listener for good (its socket failed, or the acceptor
 -- of a shared one did) and freed its id. An event for an earlier listener
 -- whose id a newer one has taken since carries the earlier generation.
-sched.on_event(EV_LISTENER, function(S, ev)
+local function on_listener(S, ev)
   local l = S.listeners[ev.slot]
   if l and l.gen == ev.gen then
     log.log(log.WARN, "listener ", tostring(l.addr), " stopped: ", errstr(ev.res))
     l:_drop()
   end
-end)
+end
 
 -- max_connections_per_ip: the handler task first learns the peer's address
 -- (getpeername: it may wait for the socket's descriptor), counts it, and
@@ -248,7 +245,10 @@ shed_if_full = function(S, new)
   end
 end
 
-sched.hooks.accepted = function(S, slot, gen, lid, lgen)
+-- RL_EV_ACCEPTED: slot/gen the new connection, data/aux the listener's
+-- id and generation.
+local function on_accepted(S, ev)
+  local slot, gen, lid, lgen = ev.slot, ev.gen, ev.data, ev.aux
   local l = S.listeners[lid]
   -- another generation: accepted by an earlier listener that had this id
   if l and l.gen ~= lgen then l = nil end
@@ -274,6 +274,12 @@ sched.hooks.accepted = function(S, slot, gen, lid, lgen)
   else
     spawn_handler(S, l.handler, c)
   end
+end
+
+-- ringline (init.lua) installs this module's events (ringline.sched lists them).
+function M.attach(sched_)
+  sched_.on_event(C.RL_EV_ACCEPTED, on_accepted)
+  sched_.on_event(EV_LISTENER, on_listener)
 end
 
 return M

@@ -3,10 +3,8 @@
 -- The levels use nginx's numbers (ERR 4 .. DEBUG 8) so code written against
 -- ngx.log reads the same. Arguments are concatenated without separators, as
 -- ngx.log does. Logging is not a hot path: it allocates freely.
-local hostinfo do
-  local ok, h = pcall(require, "ringline.hostinfo")
-  hostinfo = ok and type(h) == "table" and h or nil
-end
+-- the host's settings, inside the host (ringline.host says whether it is)
+local hostinfo = require "ringline.host" and require "ringline.hostinfo" or nil
 
 local select, tostring, type = select, tostring, type
 local concat = table.concat

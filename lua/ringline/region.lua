@@ -576,8 +576,9 @@ function M.send(c, wait, lvl, nargs, ...)
   return total
 end
 
--- Set by conn_send.lua: wakes the connection's parked writers and flushers.
-M.conn_idle = nil
+-- hooks.conn_idle(c) (ringline.conn_send's): wakes c's parked writers and
+-- flushers when its last guard is released.
+local hooks = sched.hooks
 
 -- RL_EV_GUARD: data = token, slot = region id (or RL_PART_PINNED).
 local function on_guard(S, ev)
@@ -596,7 +597,7 @@ local function on_guard(S, ev)
   S.guards_out = S.guards_out - 1
   local n = c.guards - 1
   c.guards = n
-  if n == 0 and c.nw > 0 then M.conn_idle(c) end
+  if n == 0 and c.nwriters > 0 then hooks.conn_idle(c) end
   local id = ev.slot
   local z = g.zombies
   if z[id] and C.rl_region_inflight(S.w, id) == 0 then
@@ -604,12 +605,11 @@ local function on_guard(S, ev)
     C.rl_region_free(S.w, id)
   end
 end
-sched.on_event(EV_GUARD, on_guard)
 
 -- After rl_worker_destroy: it waited for the kernel to give everything back
 -- (then every anchor left can go), unless it timed out (then the kernel may
 -- still read them: keep them for the life of the process).
-sched.hooks.destroyed = function(S, rc)
+local function on_destroyed(S, rc)
   local g = S.rguards
   if not g then return end
   local left = S.guards_out
@@ -622,6 +622,13 @@ sched.hooks.destroyed = function(S, rc)
     g.obj, g.conn = {}, {}
     S.guards_out = 0
   end
+end
+
+-- ringline (init.lua) installs this module's event and hook (ringline.sched
+-- lists them).
+function M.attach(sched_)
+  sched_.on_event(EV_GUARD, on_guard)
+  sched_.hook("destroyed", on_destroyed)
 end
 
 -- Guard statistics of a run's state (specs): anchored = guards handed out,

@@ -5,15 +5,17 @@
 -- The model
 -- ---------
 -- A task is a coroutine plus a small table. A task that must wait records
--- what it waits on in the object it waits for (conn.rtask, conn.wq,
--- S.timers[id], S.connecting[token], task.joiners, conn.fdw) and parks:
+-- what it waits on in the object it waits for (conn.rtask, conn.writers,
+-- S.timers[id], S.connecting[token], task.joiners, conn.fd_waiters) and parks:
 -- it yields the private SENTINEL to the scheduler. The event dispatcher looks
 -- up exactly that task and wakes it: the task is put on the ready queue with
--- a reason in task.r1 (nil = "re-check your condition", or an error string
--- such as "timeout", "closed", "canceled"). Every park site loops on its own
--- condition, so a spurious wake-up is harmless, and a reason given while a
--- task is already queued (a deadline firing in the same batch as its data)
--- is kept rather than lost.
+-- a reason in task.wake_reason (nil = "re-check your condition", or an
+-- error string such as "timeout", "closed", "canceled"). Every blocking
+-- call waits the same way, through ringline.task's wait (wait_begin arms
+-- the call's one deadline, wait_park parks and re-checks the call's
+-- condition after each wake-up, wait_end disarms), so a spurious wake-up is
+-- harmless, and a reason given while a task is already queued (a deadline
+-- firing in the same batch as its data) is kept rather than lost.
 --
 -- Waking never resumes a coroutine directly: wakes only queue, and the loop
 -- resumes queued tasks after the whole event batch has been dispatched. So
@@ -71,9 +73,7 @@ for name in ([[rl_config_init rl_config_keys rl_config_set rl_config_validate
 end
 
 -- Event types (enum rl_event_type): numbers read from the header.
-local EV_ACCEPTED, EV_RECV, EV_SEND, EV_CLOSED = C.RL_EV_ACCEPTED, C.RL_EV_RECV, C.RL_EV_SEND,
-  C.RL_EV_CLOSED
-local EV_CONNECTED, EV_TIMER, EV_FD = C.RL_EV_CONNECTED, C.RL_EV_TIMER, C.RL_EV_FD
+local EV_TIMER, EV_MESSAGE = C.RL_EV_TIMER, C.RL_EV_MESSAGE
 
 -- Tasks (ringline.task).
 M.READY, M.RUNNING, M.PARKED, M.DEAD = task.READY, task.RUNNING, task.PARKED, task.DEAD
@@ -81,14 +81,18 @@ M.Task_mt = task.Task_mt
 M.wake, M.park, M.current, M.waiter, M.yield_now = wake, task.park, task.current, task.waiter,
   task.yield_now
 M.timer_arm, M.timer_disarm = task.timer_arm, task.timer_disarm
+-- The wait every blocking call makes (ringline.task describes it).
+M.wait_begin, M.wait_park, M.wait_end = task.wait_begin, task.wait_park, task.wait_end
+M.todeadline, M.totimeout, M.never, M.finished = task.todeadline, task.totimeout, task.never,
+  task.finished
 M.spawn, M.spawn_handler, M.collect = spawn, task.spawn_handler, task.collect
 M.remove_joiner, M.own = task.remove_joiner, task.own
 M.coroutine = task.coroutine
 M.errvalue_string = task.errvalue_string
 M.state, M.need = state, task.need
 
--- Configuration and the C worker (ringline.config), and the hooks other
--- modules install (the table is ringline.config's: start runs one of them).
+-- Configuration and the C worker (ringline.config); the hooks (M.hook,
+-- below) live in ringline.config's table, since it runs two of them.
 M.hooks = hooks
 M.LUA_KEYS = config.LUA_KEYS
 M.configure, M.start = configure, start
@@ -123,11 +127,50 @@ local function new_state()
   return S
 end
 
--- Event types handled by other modules: handlers[type] = fn(S, ev), set
--- with M.on_event at their load time (region: RL_EV_GUARD, udp: RL_EV_UDP).
-local handlers = {}
-M.handlers = handlers
-function M.on_event(ty, fn) handlers[ty] = fn end
+------------------------------------------------------------------------
+-- Event dispatch and lifecycle hooks
+------------------------------------------------------------------------
+
+-- The dispatch table: dispatch[C.RL_EV_X] = fn(S, ev), one function per
+-- event type, called for each event of a poll's batch. Nothing fills it at
+-- load time: ringline (init.lua) calls M.attach and each module's
+-- attach(sched), once, in the order it lists; they install their events
+-- here with on_event and their hooks with hook. Who handles what:
+--   sched       RL_EV_TIMER (tasks' deadlines and sleeps, ringline.timer
+--               handles), RL_EV_MESSAGE (the inbox, by message kind)
+--   conn        RL_EV_CLOSED, RL_EV_FD
+--   conn_read   RL_EV_RECV, RL_EV_PENDING
+--   conn_send   RL_EV_SEND, RL_EV_SLAB
+--   listener    RL_EV_ACCEPTED, RL_EV_LISTENER
+--   client      RL_EV_CONNECTED
+--   region      RL_EV_GUARD
+--   udp         RL_EV_UDP
+local dispatch = {}
+M.dispatch = dispatch
+
+-- Install the handler of event type ty; a second one for a type is a bug.
+function M.on_event(ty, fn)
+  if dispatch[ty] then error("ringline.sched: event type " .. ty .. " is handled already", 2) end
+  dispatch[ty] = fn
+end
+
+-- The lifecycle hooks (the table is ringline.config's, which runs two of
+-- them): one function each, set with M.hook from an attach.
+--   configured(S)    a run's keys were set (ringline.watchdog)
+--   started(S, w)    the C worker was created (ringline.worker, in a host)
+--   ending(S)        nothing is left to run: premature timers; true when
+--                    that started tasks (ringline.timer)
+--   stopping(S, w)   before rl_worker_destroy (ringline.worker, in a host)
+--   destroyed(S, rc) after it (ringline.region: guard anchors)
+--   conn_idle(c)     c's last guard was released while writers wait
+--                    (ringline.conn_send, called by ringline.region)
+local HOOKS = { configured = true, started = true, ending = true, stopping = true,
+                destroyed = true, conn_idle = true }
+function M.hook(name, fn)
+  if not HOOKS[name] then error("ringline.sched: no hook named " .. tostring(name), 2) end
+  if hooks[name] then error("ringline.sched: hook " .. name .. " is set already", 2) end
+  hooks[name] = fn
+end
 
 -- Inbox messages by kind: msg_handlers[kind] = fn(S, from, ptr, len); the
 -- bytes at ptr are valid only during the call.
@@ -135,8 +178,7 @@ local msg_handlers = {}
 M.msg_handlers = msg_handlers
 function M.on_message(kind, fn) msg_handlers[kind] = fn end
 
-local EV_MESSAGE = C.RL_EV_MESSAGE
-handlers[EV_MESSAGE] = function(S, ev)
+local function on_message(S, ev)
   local w = S.w
   local buf, cap = S.msgbuf, S.msgcap
   if not buf then
@@ -164,95 +206,30 @@ handlers[EV_MESSAGE] = function(S, ev)
   end
 end
 
+-- A task's deadline or sleep, or a ringline.timer handle, fired. The token
+-- tells a fired timer from a newer one that reuses its id.
+local function on_timer(S, ev)
+  local timers = S.timers
+  local id = ev.slot
+  local t = timers[id]
+  if t and t.timer_token == ev.data then
+    timers[id] = nil
+    t.timer_id = nil
+    local fire = t.fire   -- a ringline.timer handle, not a task
+    if fire then fire(S, t) else wake(S, t, t.timer_reason or nil) end
+  end
+end
+
+-- sched's own events (ringline calls this first).
+function M.attach()
+  M.on_event(EV_TIMER, on_timer)
+  M.on_event(EV_MESSAGE, on_message)
+end
+
 -- Dispatch one event: record results and wake the waiting task(s).
 local function dispatch_one(S, ev)
-  local conns, timers = S.conns, S.timers
-  do
-    local ty = ev.type
-    if ty == EV_RECV then
-      local c = conns[ev.slot]
-      if c and c.gen == ev.gen then
-        local t = c.rtask
-        if t then wake(S, t, nil) end
-      end
-    elseif ty == EV_SEND then
-      local c = conns[ev.slot]
-      if c and c.gen == ev.gen then
-        local nw = c.nw
-        if nw == 1 then
-          -- the usual single writer, without a loop (a loop that runs once
-          -- would abort the trace: "leaving loop in root trace")
-          local wq = c.wq
-          local t = wq[1]
-          wq[1] = nil
-          c.nw = 0
-          wake(S, t, nil)
-        elseif nw > 1 then
-          local wq = c.wq
-          for j = 1, nw do
-            local t = wq[j]
-            wq[j] = nil
-            wake(S, t, nil)
-          end
-          c.nw = 0
-        end
-      end
-    elseif ty == EV_TIMER then
-      local id = ev.slot
-      local t = timers[id]
-      if t and t.ttok == ev.data then
-        timers[id] = nil
-        t.tmr = nil
-        local fire = t.fire   -- a ringline.timer handle, not a task
-        if fire then fire(S, t) else wake(S, t, t.twhy or nil) end
-      end
-    elseif ty == EV_ACCEPTED then
-      hooks.accepted(S, ev.slot, ev.gen, ev.data, ev.aux)
-    elseif ty == EV_CLOSED then
-      local slot = ev.slot
-      local c = conns[slot]
-      if c and c.gen == ev.gen then
-        conns[slot] = nil
-        c.closed = true
-        local l = c.listener
-        if l then l.nconns = l.nconns - 1 end
-        local ip = c.ip
-        if ip then
-          local per_ip = S.per_ip
-          local k = per_ip[ip] - 1
-          per_ip[ip] = k > 0 and k or nil
-        end
-      end
-    elseif ty == EV_CONNECTED then
-      local tok = ev.data
-      local t = S.connecting[tok]
-      S.connecting[tok] = nil
-      if t then
-        t.cres, t.cslot, t.cgen = ev.res, ev.slot, ev.gen
-        wake(S, t, nil)
-      elseif ev.res >= 0 then
-        -- Nobody waits any more (the connecting task was canceled and the
-        -- connect completed before rl_connect_cancel reached it): drop it.
-        C.rl_conn_close(S.w, ev.slot, ev.gen, 1)
-      end
-    elseif ty == EV_FD then
-      local c = conns[ev.slot]
-      if c and c.gen == ev.gen then
-        local res = ev.res
-        c.fdpending = false
-        if res >= 0 then c.fd = res else c.fderr = errstr(res) end
-        local fdw = c.fdw
-        if fdw then
-          c.fdw = false
-          for j = 1, #fdw do wake(S, fdw[j], nil) end
-        end
-      end
-    else
-      -- events of the other modules (guards, UDP, inbox messages)
-      local h = handlers[ty]
-      if h then h(S, ev) end
-    end
-  end
+  local fn = dispatch[ev.type]
+  if fn then fn(S, ev) end
 end
 
 local function poll(S, w, tmo)
@@ -305,7 +282,7 @@ local function loop(S)
       polling = false
       local ready = S.rq_tail ~= S.rq_head
       if not ready and S.ntasks == 0 and S.nlisteners == 0 then
-        -- hooks.ending (ringline.timer): run pending timers as premature;
+        -- the ending hook (ringline.timer): run pending timers as premature;
         -- true when that started tasks, so the run goes on until they end
         local h = hooks.ending
         if not (h and h(S)) then return end
@@ -330,13 +307,13 @@ local function loop(S)
 end
 
 -- Other modules' resources to close at the end of a run (UDP sockets):
--- fn(S), registered with M.on_drain at their load time.
+-- fn(S), registered with M.on_drain from their attach.
 local drainers = {}
 function M.on_drain(fn) drainers[#drainers + 1] = fn end
 
 -- Functions a graceful stop (ringline.worker) runs when it begins, so other
 -- modules' servers stop waiting too (UDP sockets): fn(S), registered with
--- M.on_stop at their load time.
+-- M.on_stop from their attach.
 local stoppers = {}
 M.stoppers = stoppers
 function M.on_stop(fn) stoppers[#stoppers + 1] = fn end
@@ -400,7 +377,7 @@ local function teardown(S, normal)
   S.dead = true
   S.w = nil
   local rc = C.rl_worker_destroy(w)
-  -- hooks.destroyed (ringline.region): the anchors of guards the kernel
+  -- the destroyed hook (ringline.region): the anchors of guards the kernel
   -- gave back during destroy can go now
   local h = hooks.destroyed
   if h then h(S, rc) end

@@ -15,8 +15,8 @@ local sched = require "ringline.sched"
 local check = require "ringline.check"
 
 local type, select, error, getmetatable, setmetatable = type, select, error, getmetatable, setmetatable
-local park, wake, current, need = sched.park, sched.wake, sched.current, sched.need
-local timer_arm, timer_disarm = sched.timer_arm, sched.timer_disarm
+local wake, current, need = sched.wake, sched.current, sched.need
+local wait_begin, wait_park, wait_end = sched.wait_begin, sched.wait_park, sched.wait_end
 local PARKED, READY, DEAD = sched.PARKED, sched.READY, sched.DEAD
 local Task_mt = sched.Task_mt
 local remove_joiner = sched.remove_joiner
@@ -48,8 +48,8 @@ end
 
 -- A task that can still be satisfied: parked, or queued without a reason.
 local function waiting(t)
-  local st = t.st
-  return st == PARKED or (st == READY and t.r1 == nil)
+  local st = t.state
+  return st == PARKED or (st == READY and t.wake_reason == nil)
 end
 
 -- The first record whose task still waits, taken off the queue; nil if none.
@@ -82,22 +82,17 @@ local function q_leave(q, rec)
   end
 end
 
+-- wait_park's ready for a queued waiter: its record is done.
+local function rec_done(rec) return rec.ok end
+
 -- Park the running task t in queue q until its record is done or the wait
 -- ends otherwise. Returns rec.ok, or nil and the reason.
 local function q_wait(S, q, t, rec, timeout)
+  local ok, err = wait_begin(S, t, timeout)
+  if not ok then return nil, err end
   q_push(q, rec)
-  if timeout then
-    local id, err = timer_arm(S, t, timeout, "timeout")
-    if not id then
-      q_leave(q, rec)
-      return nil, err
-    end
-  end
-  local why
-  repeat
-    why = park(S, t)
-  until why or rec.ok
-  timer_disarm(S, t)
+  local why = wait_park(S, t, rec_done, rec)
+  wait_end(S, t)
   -- A done record wins over a reason that came later (a timeout firing in
   -- the same batch): what it was given is not lost. A cancel that came
   -- after the record was done stays pending for the next blocking call.
@@ -109,6 +104,15 @@ end
 ------------------------------------------------------------------------
 -- ringline.wait
 ------------------------------------------------------------------------
+
+-- wait_park's ready for ringline.wait: the first of the tasks ts that has
+-- finished, if any.
+local function first_finished(ts)
+  for i = 1, #ts do
+    local t = ts[i]
+    if t.state == DEAD then return t end
+  end
+end
 
 -- ok, res... = wait(t1, t2, ...): the results of the first task to finish
 -- (as join gives them: true, results, or false, err), or nil, "canceled".
@@ -125,7 +129,7 @@ function M.wait(...)
   end
   for i = 1, n do
     local t = ts[i]
-    if t.st == DEAD then return sched.collect(me, t) end
+    if t.state == DEAD then return sched.collect(me, t) end
   end
   for i = 1, n do
     local t = ts[i]
@@ -133,13 +137,8 @@ function M.wait(...)
     if not js then js = {}; t.joiners = js end
     js[#js + 1] = me
   end
-  local why, done
-  repeat
-    why = park(S, me)
-    for i = 1, n do
-      if ts[i].st == DEAD then done = ts[i] break end
-    end
-  until why or done
+  local why = wait_park(S, me, first_finished, ts)   -- no deadline
+  local done = first_finished(ts)
   for i = 1, n do remove_joiner(ts[i], me) end
   if why and not done then return nil, why end -- a task that ended wins, as in join
   return sched.collect(me, done)

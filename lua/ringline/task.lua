@@ -70,13 +70,13 @@ end
 -- Queue a parked task with a reason (nil = re-check). A task already queued
 -- keeps its first non-nil reason, so "timeout" or "canceled" is never lost.
 local function wake(S, t, why)
-  local st = t.st
+  local st = t.state
   if st == PARKED then
-    t.st = READY
-    t.r1 = why
+    t.state = READY
+    t.wake_reason = why
     push(S, t)
-  elseif st == READY and why ~= nil and t.r1 == nil then
-    t.r1 = why
+  elseif st == READY and why ~= nil and t.wake_reason == nil then
+    t.wake_reason = why
   end
 end
 M.wake = wake
@@ -120,8 +120,8 @@ M.waiter = waiter
 -- canceled while running or queued (this blocking call ends at once).
 local function may_yield(S, t)
   check_yieldable(S)
-  if t.cpend then
-    t.cpend = false
+  if t.cancel_pending then
+    t.cancel_pending = false
     return "canceled"
   end
 end
@@ -130,9 +130,9 @@ end
 local function park(S, t)
   local c = may_yield(S, t)
   if c then return c end
-  t.st = PARKED
+  t.state = PARKED
   local why = co_yield(SENTINEL)
-  if why == "canceled" then t.cpend = false end
+  if why == "canceled" then t.cancel_pending = false end
   return why
 end
 M.park = park
@@ -141,8 +141,8 @@ M.park = park
 local function yield_now(S, t)
   local c = may_yield(S, t)
   if c then return c end
-  t.st = READY
-  t.r1 = nil
+  t.state = READY
+  t.wake_reason = nil
   push(S, t)
   return (co_yield(SENTINEL))
 end
@@ -165,20 +165,87 @@ local function timer_arm(S, t, delay, why)
   local id = C.rl_timer_add(S.w or start(S), delay, tok)
   if id < 0 then return nil, errstr(id) end
   S.timers[id] = t
-  t.tmr, t.ttok, t.twhy = id, tok, why
+  t.timer_id, t.timer_token, t.timer_reason = id, tok, why
   return id
 end
 M.timer_arm = timer_arm
 
 local function timer_disarm(S, t)
-  local id = t.tmr
+  local id = t.timer_id
   if id then
-    t.tmr = nil
+    t.timer_id = nil
     if S.timers[id] == t then S.timers[id] = nil end
     C.rl_timer_cancel(S.w, id)
   end
 end
 M.timer_disarm = timer_disarm
+
+------------------------------------------------------------------------
+-- The wait. Every blocking call of the API (receive, send, flush, connect,
+-- resolve, join, wait, semaphore, channel, sleep, UDP, conn:fd, the drain
+-- probe, the slab wait) waits in the same three steps, in this order:
+--
+--   local ok, err = wait_begin(S, t, timeout)  -- arm the call's deadline
+--   ... register t where the event that ends the wait will find it ...
+--   local why = wait_park(S, t [, ready, arg]) -- as often as the call needs
+--   ... deregister t ...
+--   wait_end(S, t)                              -- on every path out
+--
+-- t comes from current() or waiter(), which refuse a plain coroutine before
+-- anything is registered. A wait with no deadline of its own (ringline.wait,
+-- conn:fd, a connect attempt, whose deadline is the kernel's, and the drain
+-- probe, which parks inside a receive's) only parks: wait_end would disarm
+-- an enclosing call's deadline. wait_begin arms a core timer only for a timeout
+-- (seconds; nil or false: none), one per call: a call that parks several
+-- times (a receive waiting for more bytes) keeps the one deadline, and
+-- with_data, which runs user code between waits, carries it across
+-- separate waits with todeadline/totimeout (cqueues' names). When it fires
+-- it wakes t with "timeout". wait_end disarms it unless it has fired.
+--
+-- wait_park returns why t was woken: nil ("re-check your condition"), or a
+-- reason ("timeout", "canceled", "closed", ...). With ready it parks again
+-- until ready(arg) holds after a wake-up (then nil) or a reason comes; the
+-- first park is made before its loop, so a caller's trace ends at the yield
+-- instead of aborting on a loop it has not seen loop yet. Whether something
+-- that finished in the same batch as a reason wins over it is the caller's
+-- to say (join, wait, semaphore and channel let it win).
+------------------------------------------------------------------------
+
+local function wait_begin(S, t, timeout)
+  if timeout then
+    local id, err = timer_arm(S, t, timeout, "timeout")
+    if not id then return nil, err end
+  end
+  return true
+end
+M.wait_begin = wait_begin
+
+local function wait_park(S, t, ready, arg)
+  local why = park(S, t)
+  if ready then
+    while not why and not ready(arg) do why = park(S, t) end
+  end
+  return why
+end
+M.wait_park = wait_park
+
+local function wait_end(S, t)
+  if t.timer_id then timer_disarm(S, t) end
+end
+M.wait_end = wait_end
+
+-- The deadline of a timeout (seconds) on the loop clock, and back: nil
+-- stays nil (no deadline).
+function M.todeadline(S, timeout)
+  return timeout and C.rl_worker_now(S.w or start(S)) + timeout or nil
+end
+function M.totimeout(S, deadline)
+  return deadline and deadline - C.rl_worker_now(S.w) or nil
+end
+
+-- A ready() that never holds: wait until a reason comes (sleep).
+local function never() return false end
+M.never = never
 
 ------------------------------------------------------------------------
 -- Tasks
@@ -206,8 +273,8 @@ local locate = watchdog.locate
 -- fn: the coroutine's body; loc: where the task starts (the watchdog's id).
 local function new_task(S, fn, loc)
   S.ntasks = S.ntasks + 1
-  local t = setmetatable({ S = S, co = false, fn = fn, loc = loc, st = READY, r1 = nil, args = nil, cpend = false,
-                        conn = nil, tmr = nil, ttok = 0, twhy = false,
+  local t = setmetatable({ S = S, co = false, fn = fn, loc = loc, state = READY, wake_reason = nil, args = nil, cancel_pending = false,
+                        conn = nil, timer_id = nil, timer_token = 0, timer_reason = false,
                         joiners = nil, res = nil, err = nil, failed = false }, Task_mt)
   S.live[t] = true
   return t
@@ -240,7 +307,7 @@ end
 -- handler wraps it).
 local function spawn_handler(S, handler, conn, named)
   local t = new_task(S, handler, locate(named or handler))
-  t.r1 = conn
+  t.wake_reason = conn
   t.conn = conn
   conn.owner = t
   push(S, t)
@@ -318,10 +385,10 @@ end
 M.collect = collect
 
 local function finish(S, t, ok, err)
-  t.st = DEAD
+  t.state = DEAD
   S.ntasks = S.ntasks - 1
   S.live[t] = nil
-  timer_disarm(S, t)
+  wait_end(S, t)     -- a task that raised in a wait leaves no deadline behind
   if not ok then
     t.failed, t.err = true, err
     if t == S.main then
@@ -350,15 +417,15 @@ local function resume_task(S, t)
     t.co, t.fn = co, false
   end
   S.current, S.cur_co = t, co
-  t.st = RUNNING
+  t.state = RUNNING
   local ok, a
   local args = t.args
   if args then
     t.args = nil
     ok, a = co_resume(co, unpack(args, 1, args.n))
   else
-    local why = t.r1
-    t.r1 = nil
+    local why = t.wake_reason
+    t.wake_reason = nil
     ok, a = co_resume(co, why)
   end
   S.current, S.cur_co = nil, nil
@@ -366,7 +433,7 @@ local function resume_task(S, t)
     if a == SENTINEL then return end
     if co_status(co) ~= "dead" then
       -- A plain coroutine.yield at the top of a task: a cooperative yield.
-      t.st = READY
+      t.state = READY
       push(S, t)
       return
     end
@@ -403,28 +470,27 @@ local function remove_joiner(t, me)
 end
 M.remove_joiner = remove_joiner
 
+-- wait_park's ready for a join: t has finished.
+local function finished(t) return t.state == DEAD end
+M.finished = finished
+
 function Task.join(t, timeout)
   local S = t.S
   local me = current(S, "task:join")
   if me == t then error("ringline: a task cannot join itself", 2) end
   check.seconds(timeout, "task:join: timeout")
-  if t.st ~= DEAD then
-    if timeout then -- first: a timer that cannot be armed leaves nothing behind
-      local id, err = timer_arm(S, me, timeout, "timeout")
-      if not id then return nil, err end
-    end
+  if t.state ~= DEAD then
+    local ok, err = wait_begin(S, me, timeout)
+    if not ok then return nil, err end
     local js = t.joiners
     if not js then js = {}; t.joiners = js end
     js[#js + 1] = me
-    local why
-    repeat
-      why = park(S, me)
-    until why or t.st == DEAD
-    timer_disarm(S, me)
+    local why = wait_park(S, me, finished, t)
+    wait_end(S, me)
     -- A task that ended wins over a reason that came in the same batch (a
     -- timeout firing): its results (and connections it hands on) are not
     -- lost.
-    if why and t.st ~= DEAD then
+    if why and t.state ~= DEAD then
       remove_joiner(t, me)
       return nil, why
     end
@@ -435,18 +501,18 @@ end
 -- The task's current blocking call (or its next one, if it is running or
 -- queued) returns nil, "canceled". Returns false for a finished task.
 function Task.cancel(t)
-  local st = t.st
+  local st = t.state
   if st == DEAD then return false end
   if st == PARKED then
     wake(t.S, t, "canceled")
   else
-    t.cpend = true
+    t.cancel_pending = true
   end
   return true
 end
 
 function Task.status(t)
-  local st = t.st
+  local st = t.state
   return st == DEAD and "dead" or st == RUNNING and "running" or st == READY and "ready" or "parked"
 end
 

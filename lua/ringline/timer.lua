@@ -16,7 +16,7 @@
 -- timers (at and every alike) fire once more with premature = true, each in
 -- its own task, and the run ends when those tasks have. From then on
 -- timer.at/every return nil, "process exiting". (ringline.exit, when it
--- comes, stops the run through the same path: sched.hooks.ending.)
+-- comes, stops the run through the same path: the ending hook.)
 local C = require "ringline.lib"
 local sched = require "ringline.sched"
 local check = require "ringline.check"
@@ -45,7 +45,7 @@ local function run(S, h, premature)
 end
 
 -- Called by the dispatcher when the handle's core timer fired (the entry in
--- S.timers and h.tmr are already cleared).
+-- S.timers and h.timer_id are already cleared).
 function Timer.fire(S, h)
   local ival = h.ival
   if ival then
@@ -65,14 +65,14 @@ end
 -- True if the timer was pending and will not run any more.
 function Timer.cancel(h)
   local S = h.S
-  if not h.tmr or S.dead then return false end
+  if not h.timer_id or S.dead then return false end
   timer_disarm(S, h)
   S.ntimers = S.ntimers - 1
   return true
 end
 
 function Timer.pending(h)
-  return h.tmr ~= nil and not h.S.dead
+  return h.timer_id ~= nil and not h.S.dead
 end
 
 local function add(what, S, delay, ival, fn, ...)
@@ -81,7 +81,7 @@ local function add(what, S, delay, ival, fn, ...)
   local w = S.w or sched.start(S)
   local h = setmetatable({ S = S, fn = fn, args = select("#", ...) > 0 and pack(...) or false,
                            ival = ival, due = C.rl_worker_now(w) + delay,
-                           tmr = nil, ttok = 0, twhy = false }, mt)
+                           timer_id = nil, timer_token = 0, timer_reason = false }, mt)
   local id, err = timer_arm(S, h, delay, false)
   if not id then return nil, err end
   S.ntimers = (S.ntimers or 0) + 1
@@ -110,7 +110,7 @@ function M.pending_count()
 end
 
 -- The end of a run: every pending timer runs once more, premature.
-sched.hooks.ending = function(S)
+local function on_ending(S)
   S.exiting = true
   local n = S.ntimers
   if not n or n == 0 then return false end
@@ -130,6 +130,11 @@ sched.hooks.ending = function(S)
     run(S, h, true)
   end
   return k > 0
+end
+
+-- ringline (init.lua) installs the ending hook (ringline.sched lists them).
+function M.attach(sched_)
+  sched_.hook("ending", on_ending)
 end
 
 return M

@@ -28,7 +28,7 @@ local ffi_string, ffi_new = ffi.string, ffi.new
 local type, tostring, tonumber, error, setmetatable, pairs = type, tostring, tonumber, error, setmetatable, pairs
 local math_floor = math.floor
 local errstr = errors.errstr
-local park, wake = sched.park, sched.wake
+local wake = sched.wake
 local numeric, join_addr, unbracket = client.numeric, client.join_addr, client.unbracket
 local addr_errstr = client.addr_errstr
 
@@ -61,34 +61,42 @@ local function misuse(msg, lvl)
   error("ringline: " .. msg, lvl + 1)
 end
 
-sched.on_event(EV_UDP, function(S, ev)
+local function on_udp(S, ev)
   local us = S.udps
   local u = us and us[ev.slot]
   if not u then return end
   if ev.res < 0 then u.uerr = ev.res end
   local t = u.rtask
   if t then wake(S, t, nil) end
-end)
+end
 
 -- A graceful stop (SIGTERM, ringline.exit) ends the receives of bound
 -- sockets (servers) with "closed", now and whenever they would wait, as it
 -- does for accepted connections; sockets made by setpeername or sendto
 -- (clients) keep working until the run ends.
-sched.on_stop(function(S)
+local function on_stop(S)
   local us = S.udps
   if not us then return end
   for _, u in pairs(us) do
     local t = u.rtask
     if t and u.bound then wake(S, t, "closed") end
   end
-end)
+end
 
 -- Sockets the script left open close with the run.
-sched.on_drain(function(S)
+local function on_drain(S)
   local us = S.udps
   if not us then return end
   for _, u in pairs(us) do u:close() end
-end)
+end
+
+-- ringline (init.lua) installs this module's event and its stop and drain
+-- functions (ringline.sched lists them).
+function M.attach(sched_)
+  sched_.on_event(EV_UDP, on_udp)
+  sched_.on_stop(on_stop)
+  sched_.on_drain(on_drain)
+end
 
 function M.new(S, opts)
   check.options(opts, VALID, "ringline.udp")
@@ -229,15 +237,12 @@ local function wait_dgram(u, S)
   local rc = C.rl_udp_want(S.w, u.id)
   if rc < 0 then return errstr(rc) end
   if rc == 1 then return nil end
-  local timeout = u.read_to
-  if timeout then
-    local id, err = sched.timer_arm(S, t, timeout, "timeout")
-    if not id then return err end
-  end
+  local ok, err = sched.wait_begin(S, t, u.read_to)
+  if not ok then return err end
   u.rtask = t
-  why = park(S, t)
+  why = sched.wait_park(S, t)
   u.rtask = false
-  sched.timer_disarm(S, t)
+  sched.wait_end(S, t)
   return why or read_error(u, S)
 end
 

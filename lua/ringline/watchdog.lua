@@ -9,7 +9,6 @@
 -- paths have no branch for it.
 local ffi = require "ffi"
 local H = require "ringline.host"
-local config = require "ringline.config"
 local log = require "ringline.log"
 
 local tostring, tonumber, setmetatable = tostring, tonumber, setmetatable
@@ -53,7 +52,7 @@ end
 
 -- The run's keys reach the host as they are set (configure, and the
 -- defaults when a run starts).
-config.hooks.configured = function(S)
+local function on_configured(S)
   local wd = S.wd
   if wd then
     wd.timeout_ms = S.watchdog_timeout
@@ -68,6 +67,11 @@ function M.unwatch(S)
     wd.timeout_ms = 0
     wd.loc = 0
   end
+end
+
+-- ringline (init.lua) installs the configured hook (ringline.sched lists them).
+function M.attach(sched_)
+  sched_.hook("configured", on_configured)
 end
 
 return M

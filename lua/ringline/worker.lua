@@ -6,7 +6,7 @@
 -- -------
 -- The host (bindings/host/main.c) runs the script once per worker thread,
 -- each in its own VM with its own ringline.run; nothing Lua-side is shared.
--- When this worker's C worker is created (sched.hooks.started) it is
+-- When this worker's C worker is created (the started hook) it is
 -- registered with the host under its id, and unregistered before it is
 -- destroyed, so the host and the other workers can post into its inbox by
 -- id (rl_host_post, under the registry's lock). Outside the host (plain
@@ -39,9 +39,9 @@
 --      handlers waiting for the next request on an idle connection end at
 --      once; outbound connections (ringline.connect) keep working,
 --      so a handler can finish what it is doing with an upstream; other
---      modules' servers do the same in their sched.on_stop hooks (bound UDP
+--      modules' servers do the same in the functions they give sched.on_stop (bound UDP
 --      sockets),
---   3. runs pending timers now with premature = true (sched.hooks.ending,
+--   3. runs pending timers now with premature = true (the ending hook,
 --      ringline.timer's), and timer.at/every refuse new ones,
 --   4. lets the run end the normal way: when the tasks have returned, queued
 --      sends are flushed and guards released while the connections close,
@@ -60,10 +60,8 @@ local ffi_string = ffi.string
 local errstr = errors.errstr
 local need, wake, spawn = sched.need, sched.wake, sched.spawn
 
-local hostinfo do
-  local ok, h = pcall(require, "ringline.hostinfo")
-  hostinfo = ok and type(h) == "table" and h or nil
-end
+-- the host's settings, inside the host (ringline.host says whether it is)
+local hostinfo = require "ringline.host" and require "ringline.hostinfo" or nil
 
 local M = {}
 
@@ -71,7 +69,7 @@ local ID, COUNT = log.worker_id, log.workers
 M.ID, M.COUNT = ID, COUNT
 
 -- Message kinds (enum rl_msg_kind).
-local MSG_SIGNAL, MSG_USER = 2, 16
+local MSG_SIGNAL, MSG_USER = C.RL_MSG_SIGNAL, C.RL_MSG_USER
 local ESHUTDOWN = errors.ESHUTDOWN
 
 -- Signal numbers by name: the host's (signal.h), else Linux's.
@@ -86,10 +84,8 @@ local DRAIN_TIMEOUT = hostinfo and tonumber(hostinfo.drain_timeout) or 5
 -- The host registry
 ------------------------------------------------------------------------
 
-if H then
-  sched.hooks.started = function(_, w) H.rl_host_register(ID, w) end
-  sched.hooks.stopping = function(_, w) H.rl_host_unregister(ID, w) end
-end
+local function on_started(_, w) H.rl_host_register(ID, w) end
+local function on_stopping(_, w) H.rl_host_unregister(ID, w) end
 
 ------------------------------------------------------------------------
 -- The graceful stop
@@ -185,7 +181,7 @@ function M.on_signal(name, fn)
   return old
 end
 
-sched.on_message(MSG_SIGNAL, function(S, from, ptr, len)
+local function on_signal_msg(S, from, ptr, len)
   local signo = tonumber(from)
   local name = SIGNAME[signo]
   if signo == 0 or name == "INT" or name == "TERM" then
@@ -198,7 +194,7 @@ sched.on_message(MSG_SIGNAL, function(S, from, ptr, len)
   else
     log.log(log.NOTICE, "SIG", name or tostring(signo), " ignored (no ringline.on_signal handler)")
   end
-end)
+end
 
 ------------------------------------------------------------------------
 -- Messages between workers
@@ -264,7 +260,7 @@ local function kick(S)
   end
 end
 
-sched.on_message(MSG_USER, function(S, from, ptr, len)
+local function on_user_msg(S, from, ptr, len)
   local q = S.mailbox
   if not q then
     q = { head = 1, tail = 0, from = {}, msg = {} }
@@ -274,7 +270,7 @@ sched.on_message(MSG_USER, function(S, from, ptr, len)
   q.tail = i
   q.from[i], q.msg[i] = tonumber(from), ffi_string(ptr, len)
   kick(S)
-end)
+end
 
 -- worker.on_message(fn): fn(from_id, msg) for each message posted to this
 -- worker, in order. Returns the previous handler.
@@ -291,5 +287,17 @@ end
 
 function M.id() return ID end
 function M.count() return COUNT end
+
+-- ringline (init.lua) installs this module's message handlers and, in a
+-- host, the hooks that register the C worker with it (ringline.sched lists
+-- them).
+function M.attach(sched_)
+  sched_.on_message(MSG_SIGNAL, on_signal_msg)
+  sched_.on_message(MSG_USER, on_user_msg)
+  if H then
+    sched_.hook("started", on_started)
+    sched_.hook("stopping", on_stopping)
+  end
+end
 
 return M
