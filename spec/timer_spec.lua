@@ -142,8 +142,10 @@ describe("ringline.timer.every", function()
       ringline.sleep(0.05)
       return { times = times, n = n, after = #times, cancel = c, pending = h:pending() }
     end)
-    assert.are.equal(5, r.n)
-    assert.are.equal(5, r.after)            -- nothing ran after the cancel
+    -- A late loop may run a due run in the same batch as the fifth, before
+    -- this task resumes to cancel: at least five, and none after the cancel.
+    assert.is_true(r.n >= 5, tostring(r.n))
+    assert.are.equal(r.n, r.after)          -- nothing ran after the cancel
     assert.is_true(r.cancel)
     assert.is_false(r.pending)
     for i, v in ipairs(r.times) do
