@@ -22,6 +22,7 @@ struct rl_config {
 	uint32_t udp_buffers;
 	uint32_t udp_buffer_size;
 	uint32_t udp_queue;
+	uint32_t close_timeout;
 };
 struct rl_config_key {
 	const char *name;
@@ -161,6 +162,7 @@ struct rl_metrics {
 	uint64_t udp_send_errors;
 	uint64_t send_heap_bytes;
 	uint64_t slab_waits;
+	uint64_t close_resets;
 };
 enum rl_feature {
 	RL_FEAT_DEFER_TASKRUN = 1,
@@ -210,6 +212,7 @@ int rl_conn_consume(struct rl_worker *w, uint32_t slot, uint32_t gen, uint32_t n
 int rl_conn_want_recv(struct rl_worker *w, uint32_t slot, uint32_t gen, uint32_t min_bytes);
 int rl_conn_send(struct rl_worker *w, uint32_t slot, uint32_t gen, const void *data, size_t len);
 int rl_conn_want_send(struct rl_worker *w, uint32_t slot, uint32_t gen, uint32_t threshold);
+int rl_conn_want_send_error(struct rl_worker *w, uint32_t slot, uint32_t gen);
 int rl_conn_probe(struct rl_worker *w, uint32_t slot, uint32_t gen);
 int rl_conn_shutdown(struct rl_worker *w, uint32_t slot, uint32_t gen);
 int rl_conn_close(struct rl_worker *w, uint32_t slot, uint32_t gen, int how);

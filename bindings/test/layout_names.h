@@ -19,6 +19,7 @@
 	F(rl_config, udp_buffers) \
 	F(rl_config, udp_buffer_size) \
 	F(rl_config, udp_queue) \
+	F(rl_config, close_timeout) \
 	S(rl_config_key) \
 	F(rl_config_key, name) \
 	F(rl_config_key, offset) \
@@ -89,6 +90,7 @@
 	F(rl_metrics, udp_send_errors) \
 	F(rl_metrics, send_heap_bytes) \
 	F(rl_metrics, slab_waits) \
+	F(rl_metrics, close_resets) \
 	/* end */
 #define RL_LAYOUT_ENUMS(E) \
 	E(RL_EPERM) \

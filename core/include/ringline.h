@@ -99,6 +99,8 @@ struct rl_config {
 	uint32_t udp_buffers;         /* provided buffers of the UDP receive ring */
 	uint32_t udp_buffer_size;     /* bytes per UDP buffer: the largest datagram kept whole */
 	uint32_t udp_queue;           /* datagrams queued per UDP socket before new ones are dropped */
+	uint32_t close_timeout;       /* ms a graceful close may go without send progress
+	                                 before it becomes a reset */
 };
 
 struct rl_config_key {
@@ -274,6 +276,8 @@ struct rl_metrics {
 				      * the caller was told only that it was queued */
 	uint64_t send_heap_bytes;    /* gauge: bytes of the heap chunks (send_heap_chunks) */
 	uint64_t slab_waits;         /* rl_conn_sendv_upto calls that stopped at a full slab */
+	uint64_t close_resets;       /* graceful closes reset after close_timeout without send
+				      * progress (a peer that does not read) */
 };
 
 /* Kernel features found by the start-up probe (rl_worker_features). */
@@ -422,6 +426,11 @@ int rl_conn_want_recv(struct rl_worker *w, uint32_t slot, uint32_t gen, uint32_t
 int rl_conn_send(struct rl_worker *w, uint32_t slot, uint32_t gen, const void *data, size_t len);
 /* Ask for one RL_EV_SEND once unsent <= threshold (0 = fully flushed). */
 int rl_conn_want_send(struct rl_worker *w, uint32_t slot, uint32_t gen, uint32_t threshold);
+/* Ask for one RL_EV_SEND once the send side fails (io->serr: a send error,
+ * or a receive error such as the peer's reset), whatever is unsent: for a
+ * writer that waits for something else (a send slab entry). Keeps a
+ * threshold asked for already. 1 when it has failed already. */
+int rl_conn_want_send_error(struct rl_worker *w, uint32_t slot, uint32_t gen);
 /* Does the kernel hold unread bytes for this connection? One RL_EV_PENDING
  * answers, after every receive completion already posted (so what it says
  * is beyond io->rlen): 1 = yes (the receive path will bring them when asked

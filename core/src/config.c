@@ -42,6 +42,9 @@ static const struct rl_config_key keys[] = {
 	    "bytes per UDP buffer: datagrams up to this size arrive whole, longer ones truncated"),
 	KEY(udp_queue, 256, 1, 1u << 20, 0,
 	    "datagrams queued per UDP socket; beyond it new ones are dropped and counted"),
+	KEY(close_timeout, 60000, 1, 86400000, 0,
+	    "ms a graceful close may go without send progress (a peer that does not read) "
+	    "before it becomes a reset, freeing its queue and zero-copy entries"),
 };
 
 #define NKEYS ((int)(sizeof(keys) / sizeof(keys[0])))

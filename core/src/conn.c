@@ -182,8 +182,10 @@ static void maybe_emit_recv(struct rl_worker *w, struct rl_conn *c)
 
 static void maybe_emit_send(struct rl_worker *w, struct rl_conn *c)
 {
-	if (c->want_send && (c->io.unsent <= c->want_send_thresh || c->io.serr)) {
+	if (c->want_send &&
+	    (c->io.serr || (!c->want_send_err && c->io.unsent <= c->want_send_thresh))) {
 		c->want_send = 0;
+		c->want_send_err = 0;
 		rl__emit(w, RL_EV_SEND, c->io.serr, c->slot, c->io.gen, c->io.unsent);
 	}
 }
@@ -251,11 +253,18 @@ void rl__conn_on_recv(struct rl_worker *w, struct io_uring_cqe *cqe)
 		w->m.recv_enobufs++;
 		starve(w, c);
 	} else if (res != -ECANCELED) {
+		/* The connection failed (the peer reset it): its send side
+		 * with it. A writer waiting for something else than this
+		 * connection's sends (a slab entry) hears it now, not when
+		 * nothing of the connection is in flight to fail. */
 		c->io.rerr = res;
+		if (!c->io.serr)
+			c->io.serr = res;
 	}
 	if (buf)
 		rl__bufring_recycle(&w->bufs, bid);
 	maybe_emit_recv(w, c);
+	maybe_emit_send(w, c);
 
 	/* a multishot goes on (its limit not reached); single-shot: every
 	 * completion is the recv's last. Then decide the next. */
@@ -352,6 +361,7 @@ static void send_done(struct rl_worker *w, struct rl_conn *c, int res)
 	rl__conn_op_done(w, c);
 	c->send_inflight = 0;
 	if (res > 0) {
+		c->close_progress = w->now;
 		c->io.unsent -= (uint32_t)res;
 		w->m.send_bytes_queued -= (uint64_t)res;
 		w->m.bytes_out += (uint64_t)res;
@@ -386,6 +396,7 @@ static struct rl_conn *slab_send_conn(struct rl_worker *w, const struct io_uring
 		rl__slab_release(w, e); /* if that was all it waited for */
 		if (owner && owner->zc_notifs) {
 			owner->zc_notifs--;
+			owner->close_progress = w->now; /* the peer took bytes */
 			if (owner->closing)
 				rl__conn_close_step(w, owner);
 		}
@@ -450,6 +461,45 @@ static void fd_install_submit(struct rl_worker *w, struct rl_conn *c)
 	rl__conn_op_start(w, c);
 }
 
+/* A graceful close waits for the peer to take what is queued. A peer that
+ * never reads must not hold the queue, and the send slab entries in it,
+ * forever (a few hundred such peers would leave no entry for anyone's
+ * zero-copy send): close_timeout without send progress turns the close
+ * into a reset, whose SO_LINGER 0 close purges the socket's queue, and the
+ * zero-copy notifications then arrive. The deadline is checked lazily:
+ * when it passes, a close that moved since is given another period. */
+static void close_deadline_arm(struct rl_worker *w, struct rl_conn *c)
+{
+	if (c->close_timer || c->close_how == RL_CLOSE_RESET)
+		return;
+	int id = rl__timers_add(&w->close_timers,
+				c->close_progress + w->cfg.close_timeout / 1000.0, c->slot);
+	if (id >= 0)
+		c->close_timer = (uint32_t)id + 1;
+	else
+		c->close_how = RL_CLOSE_RESET; /* no memory for a deadline: bounded anyway */
+}
+
+void rl__conn_close_deadlines(struct rl_worker *w)
+{
+	uint32_t slot;
+	int id;
+	while ((id = rl__timers_pop_due(&w->close_timers, w->now, &slot)) >= 0) {
+		struct rl_conn *c = &w->conns.conns[slot];
+		if (c->close_timer != (uint32_t)id + 1)
+			continue; /* a tripwire: a freed slot cancelled its timer */
+		c->close_timer = 0;
+		if (!c->closing || c->close_how == RL_CLOSE_RESET || c->close_submitted)
+			continue;
+		if (c->close_progress + w->cfg.close_timeout / 1000.0 > w->now) {
+			close_deadline_arm(w, c); /* it moved: another period */
+			continue;
+		}
+		w->m.close_resets++;
+		rl__conn_begin_close(w, c, RL_CLOSE_RESET, c->close_res);
+	}
+}
+
 void rl__conn_close_step(struct rl_worker *w, struct rl_conn *c)
 {
 	if (!c->closing || c->close_submitted || c->starved)
@@ -483,8 +533,10 @@ void rl__conn_close_step(struct rl_worker *w, struct rl_conn *c)
 	} else if (c->io.serr && !c->send_inflight) {
 		drop_queue(w, c);
 	}
-	if (c->send_inflight || c->sq_head)
+	if (c->send_inflight || c->sq_head) {
+		close_deadline_arm(w, c); /* a reset never waits here */
 		return;
+	}
 	if (c->recv_armed) {
 		if (!c->recv_cancel) {
 			c->recv_cancel = 1;
@@ -503,8 +555,10 @@ void rl__conn_close_step(struct rl_worker *w, struct rl_conn *c)
 	 * now would leave them to an orphaned socket nobody can reset, whose
 	 * notifications come whenever that peer reads - or never. A reset
 	 * purges the queue instead, and the notifications follow the close. */
-	if (c->zc_notifs && c->close_how != RL_CLOSE_RESET)
+	if (c->zc_notifs && c->close_how != RL_CLOSE_RESET) {
+		close_deadline_arm(w, c);
 		return;
+	}
 	if (c->rawfd >= 0) {
 		close(c->rawfd); /* the fixed entry still holds the socket */
 		c->rawfd = -1;
@@ -528,6 +582,7 @@ int rl__conn_begin_close(struct rl_worker *w, struct rl_conn *c, int how, int32_
 		c->io.state = RL_CONN_CLOSING;
 		c->close_how = (uint8_t)how;
 		c->close_res = reason;
+		c->close_progress = w->now;
 		c->shut_pending = 0;
 	}
 	rl__conn_close_step(w, c);
@@ -540,6 +595,8 @@ void rl__conn_on_close(struct rl_worker *w, struct io_uring_cqe *cqe)
 	if (!c)
 		return;
 	rl__conn_op_done(w, c);
+	if (c->close_timer)
+		rl__timers_cancel(&w->close_timers, (int)(c->close_timer - 1));
 	uint32_t gen = c->io.gen;
 	int silent = c->silent;
 	int32_t reason = c->close_res;
@@ -679,7 +736,22 @@ int rl_conn_want_send(struct rl_worker *w, uint32_t slot, uint32_t gen, uint32_t
 	if (c->io.unsent <= threshold || c->io.serr)
 		return 1;
 	c->want_send = 1;
+	c->want_send_err = 0; /* a threshold fires on an error too */
 	c->want_send_thresh = threshold;
+	return 0;
+}
+
+int rl_conn_want_send_error(struct rl_worker *w, uint32_t slot, uint32_t gen)
+{
+	struct rl_conn *c = rl__conntab_get(&w->conns, slot, gen);
+	if (!c)
+		return -ESTALE;
+	if (c->io.serr)
+		return 1;
+	if (!c->want_send) {
+		c->want_send = 1;
+		c->want_send_err = 1;
+	}
 	return 0;
 }
 

@@ -179,6 +179,8 @@ struct rl_conn {
 	uint32_t next_starved;     /* link in the ENOBUFS re-arm list */
 	uint32_t zc_notifs;        /* zero-copy notifications still due for its sends:
 	                              a graceful close keeps the socket until they came */
+	uint32_t close_timer;      /* its close deadline's timer id + 1 (0: none) */
+	double close_progress;     /* closing: when its send side last moved */
 	uint8_t recv_armed;        /* a single-shot recv is in the kernel */
 	uint8_t recv_cancel;       /* an ASYNC_CANCEL for the recv is in flight */
 	uint8_t recv_paused;       /* window full, no recv armed (counted once) */
@@ -189,6 +191,7 @@ struct rl_conn {
 	uint8_t send_cancel;
 	uint8_t want_recv;
 	uint8_t want_send;
+	uint8_t want_send_err;     /* want_send asks for a send error only */
 	uint8_t want_fd;
 	uint8_t fd_pending;
 	uint8_t shut_pending;      /* SHUT_WR requested, not yet submitted */
@@ -403,6 +406,7 @@ struct rl_worker {
 	struct rl_sendpool pool;
 	struct rl_conntab conns;
 	struct rl_timers timers;
+	struct rl_timers close_timers; /* graceful closes' no-progress deadlines (token: slot) */
 	struct rl_slab slab;
 	struct rl_region regions[RL_MAX_REGIONS];
 	int regions_table;         /* sparse buffer table registered */
@@ -471,6 +475,9 @@ RL_HIDDEN void rl__conn_on_send(struct rl_worker *w, struct io_uring_cqe *cqe);
 RL_HIDDEN void rl__conn_on_close(struct rl_worker *w, struct io_uring_cqe *cqe);
 RL_HIDDEN void rl__conn_on_simple(struct rl_worker *w, struct io_uring_cqe *cqe);
 RL_HIDDEN void rl__conn_rearm_starved(struct rl_worker *w);
+/* Reset the graceful closes whose send side made no progress for
+ * close_timeout (due at w->now). */
+RL_HIDDEN void rl__conn_close_deadlines(struct rl_worker *w);
 RL_HIDDEN void rl__conn_close_step(struct rl_worker *w, struct rl_conn *c);
 RL_HIDDEN int rl__conn_begin_close(struct rl_worker *w, struct rl_conn *c, int how, int32_t reason);
 

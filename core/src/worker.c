@@ -173,6 +173,7 @@ int rl_worker_new(const struct rl_config *cfg, struct rl_worker **out, char *msg
 		goto fail;
 	rl__regions_init(w);
 	rl__timers_init(&w->timers, w->cfg.max_timers);
+	rl__timers_init(&w->close_timers, w->cfg.max_connections);
 	rc = rl__inbox_init(&w->inbox);
 	if (rc)
 		goto fail;
@@ -283,6 +284,9 @@ static void wait_for_completions(struct rl_worker *w, int timeout_ms)
 {
 	double limit = timeout_ms < 0 ? -1.0 : timeout_ms / 1000.0;
 	double next = rl__timers_next(&w->timers);
+	double close_next = rl__timers_next(&w->close_timers);
+	if (close_next >= 0 && (next < 0 || close_next < next))
+		next = close_next;
 	if (w->accept_retry_at > 0 && (next < 0 || w->accept_retry_at < next))
 		next = w->accept_retry_at;
 	if (next >= 0) {
@@ -353,6 +357,8 @@ int rl_worker_poll(struct rl_worker *w, struct rl_event *events, int max, int ti
 
 	int may_wait = timeout_ms != 0 && w->nev == 0 && !io_uring_cq_ready(&w->ring);
 	wait_for_completions(w, may_wait ? timeout_ms : 0);
+	/* completions below stamp a closing connection's progress with it */
+	w->now = rl__clock_now();
 	reap(w);
 
 	/* Return this batch's buffers, then re-arm receives the dry ring
@@ -366,6 +372,7 @@ int rl_worker_poll(struct rl_worker *w, struct rl_event *events, int max, int ti
 	w->now = rl__clock_now();
 	if (w->accept_retry_at > 0 && w->now >= w->accept_retry_at)
 		rl__listeners_fd_freed(w);
+	rl__conn_close_deadlines(w);
 	uint32_t token;
 	int id;
 	while (w->nev < max && (id = rl__timers_pop_due(&w->timers, w->now, &token)) >= 0)
@@ -489,6 +496,7 @@ int rl_worker_destroy(struct rl_worker *w)
 	rl__sendpool_fini(&w->pool);
 	rl__conntab_fini(&w->conns);
 	rl__timers_fini(&w->timers);
+	rl__timers_fini(&w->close_timers);
 	rl__slab_fini(&w->slab);
 	rl__connect_fini(w);
 	free(w->pending_ev);

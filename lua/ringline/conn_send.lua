@@ -39,6 +39,7 @@ local resume_guarded, abandon_guarded = region.resume, region.abandon
 local view, begin_wait = read.methods.view, read.begin_wait
 
 local _ = C.rl_worker_want_slab   -- resolved at load time (see sched.lua)
+_ = C.rl_conn_want_send_error
 local EV_SLAB = C.RL_EV_SLAB
 local PART_COPY = C.RL_PART_COPY
 
@@ -285,13 +286,16 @@ send_big = function(c, p, n)
   return n
 end
 
--- Park t until a slab entry comes free (RL_EV_SLAB), c closes or fails, or
--- the send timeout passes; nil to try again, else the reason.
+-- Park t until a slab entry comes free (RL_EV_SLAB), c closes or fails (the
+-- core's RL_EV_SEND on a send error or the peer's reset, asked for here),
+-- or the send timeout passes; nil to try again, else the reason.
 local function wait_slab(c)
   if c.closed then return "closed" end
   local e = c.io.serr
   if e ~= 0 then return errstr(e) end
   if C.rl_worker_want_slab(c.w) ~= 0 then return nil end   -- one is free already
+  local rc = C.rl_conn_want_send_error(c.w, c.slot, c.gen)
+  if rc ~= 0 then return errstr(rc < 0 and rc or c.io.serr) end
   local t, err = begin_wait(c, c.send_to, "send")
   if not t then return err end
   local S = c.S
@@ -304,6 +308,10 @@ local function wait_slab(c)
   end
   remove_writer(c, t)
   wait_end(S, t)
+  if not why then
+    e = c.io.serr
+    if e ~= 0 then why = errstr(e) end
+  end
   return why
 end
 
