@@ -295,8 +295,14 @@ void rl__handoff_reap(struct rl_worker *w)
 		int stop, err = 0;
 		if (l->kind == RL_LISTENER_ACCEPTOR) {
 			stop = l->h->n == 0; /* still empty: nobody rejoined */
-			if (stop)
+			/* Refuse peers before saying so: whoever reads
+			 * `closed` may listen on the same path next, and a
+			 * socket still taking peers there would make that
+			 * listen fail with "address already in use". */
+			if (stop) {
+				rl__listener_refuse(l);
 				l->h->closed = 1;
+			}
 		} else {
 			stop = l->h->closed && !l->h->acceptor;
 			err = l->h->err ? l->h->err : -ECONNABORTED;

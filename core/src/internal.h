@@ -286,6 +286,9 @@ RL_HIDDEN struct rl_listener *rl__listener_get(struct rl_worker *w, uint32_t id,
 RL_HIDDEN void rl__listener_adopt(struct rl_worker *w, struct rl_listener *l, uint32_t id,
 				  uint32_t slot, int rawfd);
 RL_HIDDEN void rl__listener_close_slot(struct rl_worker *w, uint32_t slot);
+/* A unix listening socket refuses new peers from now (SHUT_RD), before its
+ * close completes; other sockets are left alone. */
+RL_HIDDEN void rl__listener_refuse(struct rl_listener *l);
 /* sqe becomes the close of fixed index slot, an unowned op. */
 RL_HIDDEN void rl__prep_close_slot(struct rl_worker *w, struct io_uring_sqe *sqe, uint32_t slot);
 /* A connection closed: arm plain listeners that ran out of descriptors. */

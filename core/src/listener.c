@@ -231,15 +231,8 @@ int rl_listener_gen(struct rl_worker *w, int id, uint32_t *gen)
 	return 0;
 }
 
-int rl_listener_close(struct rl_worker *w, int id)
+void rl__listener_refuse(struct rl_listener *l)
 {
-	if (id < 0 || id >= RL_MAX_LISTENERS || !w->listeners[id].used ||
-	    w->listeners[id].closing)
-		return -ENOENT;
-	struct rl_listener *l = &w->listeners[id];
-	l->closing = 1;
-	if (l->kind == RL_LISTENER_MEMBER)
-		rl__handoff_leave(l->h, w, id);
 	/* A unix socket refuses new peers from now on (connect sees
 	 * ECONNREFUSED once SHUT_RD is set), not only once its accept is
 	 * cancelled: a listener opened on its path right after this finds the
@@ -249,6 +242,18 @@ int rl_listener_close(struct rl_worker *w, int id)
 	if (l->fd >= 0 && getsockopt(l->fd, SOL_SOCKET, SO_DOMAIN, &domain, &dlen) == 0 &&
 	    domain == AF_UNIX)
 		shutdown(l->fd, SHUT_RD);
+}
+
+int rl_listener_close(struct rl_worker *w, int id)
+{
+	if (id < 0 || id >= RL_MAX_LISTENERS || !w->listeners[id].used ||
+	    w->listeners[id].closing)
+		return -ENOENT;
+	struct rl_listener *l = &w->listeners[id];
+	l->closing = 1;
+	if (l->kind == RL_LISTENER_MEMBER)
+		rl__handoff_leave(l->h, w, id);
+	rl__listener_refuse(l);
 	if (!l->armed) {
 		listener_free(w, l, 0);
 		return 0;
