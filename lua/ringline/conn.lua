@@ -48,6 +48,8 @@ function M.new(S, slot, gen)
     listener = false, owner = false, heir_of = false,
     ip = false,          -- its peer's address, when counted for max_connections_per_ip
     rsince = 0,          -- S.rseq when its last receive began to wait (shed_idle)
+    sending = false,     -- a send holds its send lock (conn_send.lua)
+    probe_res = false,   -- the answer of its pending-bytes probe (conn_read.lua)
   }, mt)
   S.conns[slot] = c
   return c
