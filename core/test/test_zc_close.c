@@ -15,6 +15,8 @@
  *     peer has not taken the bytes): the socket is held until it came, and
  *     rl_worker_destroy meanwhile resets it and ends at once.
  *  F. the kernel fails the send (-EFAULT on a held part it cannot read).
+ *  G. graceful close to a peer that never reads: after close_timeout
+ *     without progress it is reset, and the slab entries come free.
  */
 #include <errno.h>
 #include <poll.h>
@@ -361,6 +363,58 @@ static void phase_e_teardown(void)
 	CHECK_EQ(held_outstanding, 0);
 }
 
+/* ---- G: a graceful close to a peer that never reads ends in a reset ---- */
+
+/* close_timeout without send progress: the close becomes a reset, so the
+ * queue and its slab entries come free (they were held forever: a few
+ * hundred such peers left no entry for any zero-copy send). Both ways a
+ * graceful close waits: its send blocked (queue not drained), and its
+ * send done with the notification due (bytes in the socket's queue). */
+static void phase_g_close_timeout(void)
+{
+	struct t_ctx t;
+	struct rl_config cfg;
+	t_config_small(&cfg);
+	cfg.zc_threshold = THR;
+	cfg.close_timeout = 100;
+	zc_start(&t, &cfg);
+	for (int held = 0; held < 2; held++) {
+		struct sconn c;
+		struct reg r;
+		struct spec s[MAXPARTS];
+		if (held) {
+			send_held(&t, &c, &r);
+		} else {
+			conn_open(&t, &c, 23, 65536);
+			c.peer.no_read = 1;
+			int n = big_plan(s);
+			region_new(&t, &r, region_bytes(s, n));
+			CHECK_EQ(sendv(&t, &c, &r, s, n, c.gen, 0, 0), 0);
+			poll_immediate(&t);
+			T_WAIT(&t, peer_has_bytes, 10);
+			CHECK_GT(rl_conn_io(t.w, c.slot)->unsent, 0);
+		}
+		CHECK_GT(rl_worker_metrics(t.w)->slab_used, 0);
+		uint64_t resets = rl_worker_metrics(t.w)->close_resets;
+		CHECK_EQ(rl_conn_close(t.w, c.slot, c.gen, RL_CLOSE_GRACEFUL), 0);
+		/* the peer still reads nothing */
+		T_WAIT(&t, closed_and_released, 10);
+		CHECK_EQ(rl_worker_metrics(t.w)->close_resets, resets + 1);
+		CHECK_EQ(rl_worker_metrics(t.w)->slab_used, 0);
+		check_guards_idle(&t);
+		region_free(&t, &r);
+		c.peer.no_read = 0;
+		T_WAIT(&t, peer_failed, 10);
+		ASSERT(c.peer.err == ECONNRESET, "peer read: %s, eof %d after %zu bytes",
+		       strerror(c.peer.err), c.peer.eof, c.peer.inlen);
+		close(c.peer.fd);
+		cur = NULL;
+		t_check_idle(&t);
+	}
+	t.pump = NULL;
+	t_finish(&t);
+}
+
 /* ---- F: the kernel fails the send itself ---- */
 
 static int send_failed(struct t_ctx *t)
@@ -429,5 +483,6 @@ int main(void)
 
 	phase_d_teardown();
 	phase_e_teardown();
+	phase_g_close_timeout();
 	return 0;
 }
