@@ -25,10 +25,14 @@
  * (SENDMSG or SENDMSG_ZC), pops or drops it, and then hands it back to the
  * slab (sendslab.c), which never touches the queue.
  *
- * Close: closing -> (graceful: queue drained | reset: send cancelled, queue
- * dropped, SO_LINGER 0) -> recv cancelled -> every other op completed ->
- * (graceful: every zero-copy notification in) -> fixed file closed -> slot
- * freed on that completion.
+ * Close: a phase (enum rl_conn_phase) that only moves forward, except that
+ * a graceful close made a reset goes back to RESET: (reset: RESET, the send
+ * cancelled, the queue dropped, SO_LINGER 0) -> DRAIN, the queue empty ->
+ * CANCEL, the recv cancelled and every other op completed -> NOTIFS
+ * (graceful: every zero-copy notification in) -> CLOSE, the fixed file's
+ * close submitted -> the slot freed on its completion. What the
+ * connection's operations are doing, and what its caller asked for, are
+ * bits of one flag word (enum rl_conn_flag).
  */
 #include <errno.h>
 #include <string.h>
@@ -67,7 +71,8 @@ struct rl_conn *rl__conn_sendable(struct rl_worker *w, uint32_t slot, uint32_t g
 		*err = -ESTALE;
 	else if (c->io.serr)
 		*err = c->io.serr;
-	else if (c->closing || c->shut_pending || c->shut_inflight)
+	else if (rl__conn_closing(c) ||
+		 (c->flags & (RL_CONN_F_SHUT_PENDING | RL_CONN_F_SHUT_INFLIGHT)))
 		*err = -EPIPE;
 	else
 		return c;
@@ -90,7 +95,7 @@ static void sync_io(struct rl_conn *c)
 static uint64_t window(const struct rl_worker *w, const struct rl_conn *c)
 {
 	uint64_t win = w->cfg.recv_window;
-	if (c->want_recv && c->want_recv_min > win)
+	if ((c->flags & RL_CONN_F_WANT_RECV) && c->want_recv_min > win)
 		win = c->want_recv_min;
 	return win;
 }
@@ -112,9 +117,9 @@ static void cancel_op(struct rl_worker *w, struct rl_conn *c, enum rl_op target)
 
 static void starve(struct rl_worker *w, struct rl_conn *c)
 {
-	if (c->starved)
+	if (c->flags & RL_CONN_F_STARVED)
 		return;
-	c->starved = 1;
+	c->flags |= RL_CONN_F_STARVED;
 	c->next_starved = w->starved_head;
 	w->starved_head = c->slot + 1;
 }
@@ -138,54 +143,54 @@ static void recv_arm(struct rl_worker *w, struct rl_conn *c)
 			room = w->cfg.recv_window;
 		io_uring_prep_recv_multishot(sqe, (int)c->slot, NULL, 0, 0);
 		rl__sqe_set_recv_limit(sqe, (uint32_t)room);
-		c->recv_multi = 1;
+		c->flags |= RL_CONN_F_RECV_MULTI;
 	} else {
 		/* len 0: one whole provided buffer. When the last recv left the
 		 * socket empty, wait for data first rather than try a recv bound
 		 * to fail. */
 		io_uring_prep_recv(sqe, (int)c->slot, NULL, 0, 0);
-		if (c->recv_idle)
+		if (c->flags & RL_CONN_F_RECV_IDLE)
 			sqe->ioprio |= IORING_RECVSEND_POLL_FIRST;
-		c->recv_multi = 0;
+		c->flags &= ~RL_CONN_F_RECV_MULTI;
 	}
 	sqe->flags |= IOSQE_FIXED_FILE | IOSQE_BUFFER_SELECT;
 	sqe->buf_group = w->bufs.bgid;
 	set_ud(sqe, RL_OP_RECV, c);
-	c->recv_armed = 1;
-	c->recv_paused = 0;
+	c->flags = (c->flags | RL_CONN_F_RECV_ARMED) & ~RL_CONN_F_RECV_PAUSED;
 	rl__conn_op_start(w, c);
 }
 
 static void recv_update(struct rl_worker *w, struct rl_conn *c)
 {
-	int open = c->io.state == RL_CONN_OPEN && !c->connecting && !c->io.reof && !c->io.rerr;
+	int open = c->io.state == RL_CONN_OPEN && !(c->flags & RL_CONN_F_CONNECTING) &&
+		   !c->io.reof && !c->io.rerr;
 	int full = c->acc.len >= window(w, c);
-	if (open && !full && !c->starved && !c->recv_armed) {
+	if (open && !full && !(c->flags & (RL_CONN_F_STARVED | RL_CONN_F_RECV_ARMED))) {
 		recv_arm(w, c);
-	} else if (open && full && !c->recv_armed && !c->recv_paused) {
-		c->recv_paused = 1; /* counted once per pause */
+	} else if (open && full && !(c->flags & (RL_CONN_F_RECV_ARMED | RL_CONN_F_RECV_PAUSED))) {
+		c->flags |= RL_CONN_F_RECV_PAUSED; /* counted once per pause */
 		w->m.recv_pauses++;
-	} else if (c->closing && c->recv_armed && !c->recv_cancel) {
-		c->recv_cancel = 1;
+	} else if (rl__conn_closing(c) && (c->flags & (RL_CONN_F_RECV_ARMED | RL_CONN_F_RECV_CANCEL)) ==
+						  RL_CONN_F_RECV_ARMED) {
+		c->flags |= RL_CONN_F_RECV_CANCEL;
 		cancel_op(w, c, RL_OP_RECV);
 	}
 }
 
 static void maybe_emit_recv(struct rl_worker *w, struct rl_conn *c)
 {
-	if (c->want_recv &&
+	if ((c->flags & RL_CONN_F_WANT_RECV) &&
 	    (c->acc.len >= c->want_recv_min || c->io.reof || c->io.rerr)) {
-		c->want_recv = 0;
+		c->flags &= ~RL_CONN_F_WANT_RECV;
 		rl__emit(w, RL_EV_RECV, c->io.rerr, c->slot, c->io.gen, c->acc.len);
 	}
 }
 
 static void maybe_emit_send(struct rl_worker *w, struct rl_conn *c)
 {
-	if (c->want_send &&
-	    (c->io.serr || (!c->want_send_err && c->io.unsent <= c->want_send_thresh))) {
-		c->want_send = 0;
-		c->want_send_err = 0;
+	if ((c->flags & RL_CONN_F_WANT_SEND) &&
+	    (c->io.serr || (!(c->flags & RL_CONN_F_WANT_SEND_ERR) && c->io.unsent <= c->want_send_thresh))) {
+		c->flags &= ~(RL_CONN_F_WANT_SEND | RL_CONN_F_WANT_SEND_ERR);
 		rl__emit(w, RL_EV_SEND, c->io.serr, c->slot, c->io.gen, c->io.unsent);
 	}
 }
@@ -203,8 +208,8 @@ void rl__conn_rearm_starved(struct rl_worker *w)
 	while (s) {
 		struct rl_conn *c = &w->conns.conns[s - 1];
 		s = c->next_starved;
-		c->starved = 0;
-		if (c->closing)
+		c->flags &= ~RL_CONN_F_STARVED;
+		if (rl__conn_closing(c))
 			rl__conn_close_step(w, c);
 		else
 			recv_update(w, c);
@@ -244,8 +249,11 @@ void rl__conn_on_recv(struct rl_worker *w, struct io_uring_cqe *cqe)
 			w->m.bytes_in += (uint64_t)res;
 			sync_io(c);
 			/* a short read drained the socket: the next recv polls first */
-			c->recv_idle = (uint32_t)res < w->bufs.size &&
-				       !(cqe->flags & IORING_CQE_F_SOCK_NONEMPTY);
+			if ((uint32_t)res < w->bufs.size &&
+			    !(cqe->flags & IORING_CQE_F_SOCK_NONEMPTY))
+				c->flags |= RL_CONN_F_RECV_IDLE;
+			else
+				c->flags &= ~RL_CONN_F_RECV_IDLE;
 		}
 	} else if (res == 0) {
 		c->io.reof = 1;
@@ -268,12 +276,11 @@ void rl__conn_on_recv(struct rl_worker *w, struct io_uring_cqe *cqe)
 
 	/* a multishot goes on (its limit not reached); single-shot: every
 	 * completion is the recv's last. Then decide the next. */
-	if (c->recv_multi && (cqe->flags & IORING_CQE_F_MORE))
+	if ((c->flags & RL_CONN_F_RECV_MULTI) && (cqe->flags & IORING_CQE_F_MORE))
 		return;
-	c->recv_armed = 0;
-	c->recv_cancel = 0;
+	c->flags &= ~(RL_CONN_F_RECV_ARMED | RL_CONN_F_RECV_CANCEL);
 	rl__conn_op_done(w, c);
-	if (c->closing)
+	if (rl__conn_closing(c))
 		rl__conn_close_step(w, c);
 	else
 		recv_update(w, c);
@@ -307,7 +314,7 @@ static void send_submit(struct rl_worker *w, struct rl_conn *c)
 		io_uring_sqe_set_data64(sqe, rl_ud_pack(RL_OP_SEND_SLAB, e->index, e->gen));
 	else
 		set_ud(sqe, RL_OP_SEND, c);
-	c->send_inflight = 1;
+	c->flags |= RL_CONN_F_SEND_INFLIGHT;
 	rl__conn_op_start(w, c);
 }
 
@@ -330,13 +337,13 @@ static void drop_queue(struct rl_worker *w, struct rl_conn *c)
 static void shutdown_submit(struct rl_worker *w, struct rl_conn *c)
 {
 	struct io_uring_sqe *sqe = rl__sqe(w);
-	c->shut_pending = 0;
+	c->flags &= ~RL_CONN_F_SHUT_PENDING;
 	if (!sqe)
 		return;
 	io_uring_prep_shutdown(sqe, (int)c->slot, SHUT_WR);
 	sqe->flags |= IOSQE_FIXED_FILE;
 	set_ud(sqe, RL_OP_SHUTDOWN, c);
-	c->shut_inflight = 1;
+	c->flags |= RL_CONN_F_SHUT_INFLIGHT;
 	rl__conn_op_start(w, c);
 }
 
@@ -350,7 +357,7 @@ void rl__conn_enqueue(struct rl_worker *w, struct rl_conn *c, struct rl_chunk *n
 	c->sq_tail = node;
 	c->io.unsent += node->len - node->off;
 	w->m.send_bytes_queued += node->len - node->off;
-	if (!c->send_inflight && !c->connecting)
+	if (!(c->flags & (RL_CONN_F_SEND_INFLIGHT | RL_CONN_F_CONNECTING)))
 		send_submit(w, c);
 }
 
@@ -359,7 +366,7 @@ void rl__conn_enqueue(struct rl_worker *w, struct rl_conn *c, struct rl_chunk *n
 static void send_done(struct rl_worker *w, struct rl_conn *c, int res)
 {
 	rl__conn_op_done(w, c);
-	c->send_inflight = 0;
+	c->flags &= ~RL_CONN_F_SEND_INFLIGHT;
 	if (res > 0) {
 		c->close_progress = w->now;
 		c->io.unsent -= (uint32_t)res;
@@ -368,16 +375,17 @@ static void send_done(struct rl_worker *w, struct rl_conn *c, int res)
 	} else if (res == 0 || (res != -EAGAIN && res != -EINTR && res != -ECANCELED)) {
 		c->io.serr = res ? res : -EPIPE;
 	}
-	if (c->send_cancel || c->io.serr) {
-		c->send_cancel = 0;
+	if ((c->flags & RL_CONN_F_SEND_CANCEL) || c->io.serr) {
+		c->flags &= ~RL_CONN_F_SEND_CANCEL;
 		drop_queue(w, c);
 	}
-	if (c->sq_head && !(c->closing && c->close_how == RL_CLOSE_RESET))
+	if (c->sq_head && !(c->flags & RL_CONN_F_RESET))
 		send_submit(w, c);
 	maybe_emit_send(w, c);
-	if (!c->sq_head && !c->send_inflight && c->shut_pending && !c->closing)
+	if (!c->sq_head && (c->flags & (RL_CONN_F_SEND_INFLIGHT | RL_CONN_F_SHUT_PENDING)) ==
+				   RL_CONN_F_SHUT_PENDING && !rl__conn_closing(c))
 		shutdown_submit(w, c);
-	if (c->closing)
+	if (rl__conn_closing(c))
 		rl__conn_close_step(w, c);
 }
 
@@ -397,7 +405,7 @@ static struct rl_conn *slab_send_conn(struct rl_worker *w, const struct io_uring
 		if (owner && owner->zc_notifs) {
 			owner->zc_notifs--;
 			owner->close_progress = w->now; /* the peer took bytes */
-			if (owner->closing)
+			if (rl__conn_closing(owner))
 				rl__conn_close_step(w, owner);
 		}
 		return NULL;
@@ -457,7 +465,7 @@ static void fd_install_submit(struct rl_worker *w, struct rl_conn *c)
 	io_uring_prep_rw(RL_IORING_OP_FIXED_FD_INSTALL, sqe, (int)c->slot, NULL, 0, 0);
 	sqe->flags |= IOSQE_FIXED_FILE;
 	set_ud(sqe, RL_OP_FD_INSTALL, c);
-	c->fd_pending = 1;
+	c->flags |= RL_CONN_F_FD_PENDING;
 	rl__conn_op_start(w, c);
 }
 
@@ -467,17 +475,22 @@ static void fd_install_submit(struct rl_worker *w, struct rl_conn *c)
  * zero-copy send): close_timeout without send progress turns the close
  * into a reset, whose SO_LINGER 0 close purges the socket's queue, and the
  * zero-copy notifications then arrive. The deadline is checked lazily:
- * when it passes, a close that moved since is given another period. */
-static void close_deadline_arm(struct rl_worker *w, struct rl_conn *c)
+ * when it passes, a close that moved since is given another period.
+ * Returns 0 when the close may wait, else it was made a reset (no memory
+ * for a deadline: bounded all the same) and must step again. */
+static int close_wait(struct rl_worker *w, struct rl_conn *c)
 {
-	if (c->close_timer || c->close_how == RL_CLOSE_RESET)
-		return;
+	if (c->close_timer || (c->flags & RL_CONN_F_RESET))
+		return 0;
 	int id = rl__timers_add(&w->close_timers,
 				c->close_progress + w->cfg.close_timeout / 1000.0, c->slot);
-	if (id >= 0)
+	if (id >= 0) {
 		c->close_timer = (uint32_t)id + 1;
-	else
-		c->close_how = RL_CLOSE_RESET; /* no memory for a deadline: bounded anyway */
+		return 0;
+	}
+	c->flags |= RL_CONN_F_RESET;
+	c->phase = RL_PHASE_RESET;
+	return -1;
 }
 
 void rl__conn_close_deadlines(struct rl_worker *w)
@@ -489,10 +502,11 @@ void rl__conn_close_deadlines(struct rl_worker *w)
 		if (c->close_timer != (uint32_t)id + 1)
 			continue; /* a tripwire: a freed slot cancelled its timer */
 		c->close_timer = 0;
-		if (!c->closing || c->close_how == RL_CLOSE_RESET || c->close_submitted)
+		if (!rl__conn_closing(c) || (c->flags & RL_CONN_F_RESET) ||
+		    c->phase == RL_PHASE_CLOSE)
 			continue;
 		if (c->close_progress + w->cfg.close_timeout / 1000.0 > w->now) {
-			close_deadline_arm(w, c); /* it moved: another period */
+			close_wait(w, c); /* it moved: another period */
 			continue;
 		}
 		w->m.close_resets++;
@@ -500,90 +514,122 @@ void rl__conn_close_deadlines(struct rl_worker *w)
 	}
 }
 
-void rl__conn_close_step(struct rl_worker *w, struct rl_conn *c)
+/* RL_PHASE_RESET's work; 0 when done, else the descriptor install (for
+ * SO_LINGER) is in flight. */
+static int reset_step(struct rl_worker *w, struct rl_conn *c)
 {
-	if (!c->closing || c->close_submitted || c->starved)
-		return;
-	if (c->close_how == RL_CLOSE_RESET) {
-		if (c->send_inflight) {
-			if (!c->send_cancel) {
-				c->send_cancel = 1;
-				/* a slab send carries its entry's user_data, not the conn's */
-				struct rl_slab_entry *e = c->sq_head ? c->sq_head->zc : NULL;
-				if (e)
-					cancel_ud(w, c, rl_ud_pack(RL_OP_SEND_SLAB, e->index, e->gen));
-				else
-					cancel_op(w, c, RL_OP_SEND);
-			}
-		} else {
-			drop_queue(w, c);
+	if (c->flags & RL_CONN_F_SEND_INFLIGHT) {
+		if (!(c->flags & RL_CONN_F_SEND_CANCEL)) {
+			c->flags |= RL_CONN_F_SEND_CANCEL; /* its completion drops the queue */
+			/* a slab send carries its entry's user_data, not the conn's */
+			struct rl_slab_entry *e = c->sq_head ? c->sq_head->zc : NULL;
+			if (e)
+				cancel_ud(w, c, rl_ud_pack(RL_OP_SEND_SLAB, e->index, e->gen));
+			else
+				cancel_op(w, c, RL_OP_SEND);
 		}
-		/* An RST needs SO_LINGER{1,0}, which needs a plain descriptor. */
-		if (c->rawfd < 0 && !c->fd_pending && (w->features & RL_FEAT_FD_INSTALL) &&
-		    !c->connecting && !c->linger_tried) {
-			c->linger_tried = 1;
-			fd_install_submit(w, c);
-		}
-		if (c->fd_pending)
-			return;
-		if (c->rawfd >= 0) {
-			struct linger lg = { .l_onoff = 1, .l_linger = 0 };
-			setsockopt(c->rawfd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
-		}
-	} else if (c->io.serr && !c->send_inflight) {
+	} else {
 		drop_queue(w, c);
 	}
-	if (c->send_inflight || c->sq_head) {
-		close_deadline_arm(w, c); /* a reset never waits here */
-		return;
+	/* An RST needs SO_LINGER{1,0}, which needs a plain descriptor. */
+	if (c->rawfd < 0 && (w->features & RL_FEAT_FD_INSTALL) &&
+	    !(c->flags & (RL_CONN_F_FD_PENDING | RL_CONN_F_CONNECTING | RL_CONN_F_LINGER_TRIED))) {
+		c->flags |= RL_CONN_F_LINGER_TRIED;
+		fd_install_submit(w, c);
 	}
-	if (c->recv_armed) {
-		if (!c->recv_cancel) {
-			c->recv_cancel = 1;
-			cancel_op(w, c, RL_OP_RECV);
-		}
-		return;
-	}
-	if (c->connecting && !c->connect_cancel) {
-		c->connect_cancel = 1;
-		cancel_op(w, c, RL_OP_CONNECT);
-	}
-	if (c->ops)
-		return;
-	/* Zero-copy bytes still in the socket's send queue: a graceful close
-	 * waits until the kernel gave them back (the peer took them). Closing
-	 * now would leave them to an orphaned socket nobody can reset, whose
-	 * notifications come whenever that peer reads - or never. A reset
-	 * purges the queue instead, and the notifications follow the close. */
-	if (c->zc_notifs && c->close_how != RL_CLOSE_RESET) {
-		close_deadline_arm(w, c);
-		return;
-	}
+	if (c->flags & RL_CONN_F_FD_PENDING)
+		return -1;
 	if (c->rawfd >= 0) {
-		close(c->rawfd); /* the fixed entry still holds the socket */
-		c->rawfd = -1;
+		struct linger lg = { .l_onoff = 1, .l_linger = 0 };
+		setsockopt(c->rawfd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
 	}
-	struct io_uring_sqe *sqe = rl__sqe(w);
-	if (!sqe)
-		return; /* retried by the next completion or teardown */
-	io_uring_prep_close_direct(sqe, c->slot);
-	set_ud(sqe, RL_OP_CLOSE, c);
-	c->close_submitted = 1;
-	rl__conn_op_start(w, c);
+	return 0;
+}
+
+/* Take the close as far as it can go now; every completion of a closing
+ * connection calls it again. Each phase falls through to the next once its
+ * condition holds. */
+void rl__conn_close_step(struct rl_worker *w, struct rl_conn *c)
+{
+	if (c->flags & RL_CONN_F_STARVED)
+		return; /* the re-arm list steps it */
+	switch ((enum rl_conn_phase)c->phase) {
+	case RL_PHASE_OPEN:
+	case RL_PHASE_CLOSE:
+		return;
+	case RL_PHASE_RESET:
+		if (reset_step(w, c))
+			return;
+		c->phase = RL_PHASE_DRAIN;
+		/* fallthrough */
+	case RL_PHASE_DRAIN:
+		if (c->io.serr && !(c->flags & RL_CONN_F_SEND_INFLIGHT))
+			drop_queue(w, c); /* it cannot be sent */
+		if ((c->flags & RL_CONN_F_SEND_INFLIGHT) || c->sq_head) {
+			if (close_wait(w, c)) /* a reset never waits here */
+				rl__conn_close_step(w, c);
+			return;
+		}
+		c->phase = RL_PHASE_CANCEL;
+		/* fallthrough */
+	case RL_PHASE_CANCEL:
+		if (c->flags & RL_CONN_F_RECV_ARMED) {
+			if (!(c->flags & RL_CONN_F_RECV_CANCEL)) {
+				c->flags |= RL_CONN_F_RECV_CANCEL;
+				cancel_op(w, c, RL_OP_RECV);
+			}
+			return;
+		}
+		if ((c->flags & (RL_CONN_F_CONNECTING | RL_CONN_F_CONNECT_CANCEL)) ==
+		    RL_CONN_F_CONNECTING) {
+			c->flags |= RL_CONN_F_CONNECT_CANCEL;
+			cancel_op(w, c, RL_OP_CONNECT);
+		}
+		if (c->ops)
+			return;
+		c->phase = RL_PHASE_NOTIFS;
+		/* fallthrough */
+	case RL_PHASE_NOTIFS: {
+		/* Zero-copy bytes still in the socket's send queue: a graceful
+		 * close waits until the kernel gave them back (the peer took
+		 * them). Closing now would leave them to an orphaned socket
+		 * nobody can reset, whose notifications come whenever that peer
+		 * reads - or never. A reset purges the queue instead, and the
+		 * notifications follow the close. */
+		if (c->zc_notifs && !(c->flags & RL_CONN_F_RESET)) {
+			if (close_wait(w, c))
+				rl__conn_close_step(w, c);
+			return;
+		}
+		if (c->rawfd >= 0) {
+			close(c->rawfd); /* the fixed entry still holds the socket */
+			c->rawfd = -1;
+		}
+		struct io_uring_sqe *sqe = rl__sqe(w);
+		if (!sqe)
+			return; /* retried by the next completion or teardown */
+		io_uring_prep_close_direct(sqe, c->slot);
+		set_ud(sqe, RL_OP_CLOSE, c);
+		c->phase = RL_PHASE_CLOSE;
+		rl__conn_op_start(w, c);
+		return;
+	}
+	}
 }
 
 int rl__conn_begin_close(struct rl_worker *w, struct rl_conn *c, int how, int32_t reason)
 {
-	if (c->closing) {
-		if (how == RL_CLOSE_RESET)
-			c->close_how = RL_CLOSE_RESET;
-	} else {
-		c->closing = 1;
+	if (!rl__conn_closing(c)) {
 		c->io.state = RL_CONN_CLOSING;
-		c->close_how = (uint8_t)how;
+		c->phase = RL_PHASE_DRAIN;
 		c->close_res = reason;
 		c->close_progress = w->now;
-		c->shut_pending = 0;
+		c->flags &= ~RL_CONN_F_SHUT_PENDING;
+	}
+	/* a reset, or a graceful close made one: from its first phase */
+	if (how == RL_CLOSE_RESET && !(c->flags & RL_CONN_F_RESET) && c->phase != RL_PHASE_CLOSE) {
+		c->flags |= RL_CONN_F_RESET;
+		c->phase = RL_PHASE_RESET;
 	}
 	rl__conn_close_step(w, c);
 	return 0;
@@ -598,7 +644,7 @@ void rl__conn_on_close(struct rl_worker *w, struct io_uring_cqe *cqe)
 	if (c->close_timer)
 		rl__timers_cancel(&w->close_timers, (int)(c->close_timer - 1));
 	uint32_t gen = c->io.gen;
-	int silent = c->silent;
+	int silent = (c->flags & RL_CONN_F_SILENT) != 0;
 	int32_t reason = c->close_res;
 	rl__accum_free(&c->acc, &w->m.accum_bytes);
 	rl__conntab_free(&w->conns, c);
@@ -616,10 +662,10 @@ void rl__conn_on_simple(struct rl_worker *w, struct io_uring_cqe *cqe)
 	rl__conn_op_done(w, c);
 	switch (rl_ud_op(cqe->user_data)) {
 	case RL_OP_SHUTDOWN:
-		c->shut_inflight = 0;
+		c->flags &= ~RL_CONN_F_SHUT_INFLIGHT;
 		break;
 	case RL_OP_PROBE:
-		c->probe_inflight = 0;
+		c->flags &= ~RL_CONN_F_PROBE_INFLIGHT;
 		/* > 0: bytes wait (the receive path brings them); 0 (the peer
 		 * ended its side) and -EAGAIN (nothing there): none */
 		rl__emit(w, RL_EV_PENDING,
@@ -627,22 +673,22 @@ void rl__conn_on_simple(struct rl_worker *w, struct io_uring_cqe *cqe)
 			 c->slot, c->io.gen, 0);
 		break;
 	case RL_OP_FD_INSTALL:
-		c->fd_pending = 0;
+		c->flags &= ~RL_CONN_F_FD_PENDING;
 		if (cqe->res >= 0) {
 			if (c->rawfd >= 0)
 				close(cqe->res); /* never overwrite (and leak) one we hold */
 			else
 				c->rawfd = cqe->res;
 		}
-		if (c->want_fd) {
-			c->want_fd = 0;
+		if (c->flags & RL_CONN_F_WANT_FD) {
+			c->flags &= ~RL_CONN_F_WANT_FD;
 			rl__emit(w, RL_EV_FD, cqe->res >= 0 ? c->rawfd : cqe->res, c->slot, c->io.gen, 0);
 		}
 		break;
 	default:
 		break;
 	}
-	if (c->closing)
+	if (rl__conn_closing(c))
 		rl__conn_close_step(w, c);
 }
 
@@ -664,7 +710,7 @@ int rl_conn_consume(struct rl_worker *w, uint32_t slot, uint32_t gen, uint32_t n
 		return -EINVAL;
 	rl__accum_consume(&c->acc, n, &w->m.accum_bytes);
 	sync_io(c);
-	if (!c->closing)
+	if (!rl__conn_closing(c))
 		recv_update(w, c);
 	return 0;
 }
@@ -680,9 +726,9 @@ int rl_conn_want_recv(struct rl_worker *w, uint32_t slot, uint32_t gen, uint32_t
 	 * accumulator can ever hold is refused here, not failed on arrival */
 	if ((uint64_t)min_bytes + w->bufs.size > RL_ACCUM_MAX_LEN)
 		return -EMSGSIZE;
-	c->want_recv = 1;
+	c->flags |= RL_CONN_F_WANT_RECV;
 	c->want_recv_min = min_bytes;
-	if (!c->closing)
+	if (!rl__conn_closing(c))
 		recv_update(w, c);
 	return 0;
 }
@@ -723,7 +769,7 @@ int rl_conn_send(struct rl_worker *w, uint32_t slot, uint32_t gen, const void *d
 		c->io.unsent += n;
 		w->m.send_bytes_queued += n;
 	}
-	if (!c->send_inflight && !c->connecting && c->sq_head)
+	if (!(c->flags & (RL_CONN_F_SEND_INFLIGHT | RL_CONN_F_CONNECTING)) && c->sq_head)
 		send_submit(w, c);
 	return rc;
 }
@@ -735,8 +781,8 @@ int rl_conn_want_send(struct rl_worker *w, uint32_t slot, uint32_t gen, uint32_t
 		return -ESTALE;
 	if (c->io.unsent <= threshold || c->io.serr)
 		return 1;
-	c->want_send = 1;
-	c->want_send_err = 0; /* a threshold fires on an error too */
+	c->flags |= RL_CONN_F_WANT_SEND;
+	c->flags &= ~RL_CONN_F_WANT_SEND_ERR; /* a threshold fires on an error too */
 	c->want_send_thresh = threshold;
 	return 0;
 }
@@ -748,9 +794,8 @@ int rl_conn_want_send_error(struct rl_worker *w, uint32_t slot, uint32_t gen)
 		return -ESTALE;
 	if (c->io.serr)
 		return 1;
-	if (!c->want_send) {
-		c->want_send = 1;
-		c->want_send_err = 1;
+	if (!(c->flags & RL_CONN_F_WANT_SEND)) {
+		c->flags |= RL_CONN_F_WANT_SEND | RL_CONN_F_WANT_SEND_ERR;
 	}
 	return 0;
 }
@@ -760,12 +805,12 @@ int rl_conn_shutdown(struct rl_worker *w, uint32_t slot, uint32_t gen)
 	struct rl_conn *c = rl__conntab_get(&w->conns, slot, gen);
 	if (!c)
 		return -ESTALE;
-	if (c->closing)
+	if (rl__conn_closing(c))
 		return -EPIPE;
-	if (c->shut_pending || c->shut_inflight)
+	if (c->flags & (RL_CONN_F_SHUT_PENDING | RL_CONN_F_SHUT_INFLIGHT))
 		return 0;
-	c->shut_pending = 1;
-	if (!c->send_inflight && !c->sq_head && !c->connecting)
+	c->flags |= RL_CONN_F_SHUT_PENDING;
+	if (!(c->flags & (RL_CONN_F_SEND_INFLIGHT | RL_CONN_F_CONNECTING)) && !c->sq_head)
 		shutdown_submit(w, c);
 	return 0;
 }
@@ -780,11 +825,11 @@ int rl_conn_probe(struct rl_worker *w, uint32_t slot, uint32_t gen)
 	struct rl_conn *c = rl__conntab_get(&w->conns, slot, gen);
 	if (!c)
 		return -ESTALE;
-	if (c->closing)
+	if (rl__conn_closing(c))
 		return -EPIPE;
-	if (c->connecting)
+	if (c->flags & RL_CONN_F_CONNECTING)
 		return -ENOTCONN;
-	if (c->probe_inflight)
+	if (c->flags & RL_CONN_F_PROBE_INFLIGHT)
 		return 0; /* its answer serves this call too */
 	struct io_uring_sqe *sqe = rl__sqe(w);
 	if (!sqe)
@@ -792,7 +837,7 @@ int rl_conn_probe(struct rl_worker *w, uint32_t slot, uint32_t gen)
 	io_uring_prep_recv(sqe, (int)c->slot, &w->probe_byte, 1, MSG_PEEK | MSG_DONTWAIT);
 	sqe->flags |= IOSQE_FIXED_FILE;
 	set_ud(sqe, RL_OP_PROBE, c);
-	c->probe_inflight = 1;
+	c->flags |= RL_CONN_F_PROBE_INFLIGHT;
 	rl__conn_op_start(w, c);
 	return 0;
 }
@@ -816,10 +861,10 @@ int rl_conn_fd(struct rl_worker *w, uint32_t slot, uint32_t gen)
 		return c->rawfd;
 	if (!(w->features & RL_FEAT_FD_INSTALL))
 		return -EOPNOTSUPP;
-	if (c->closing)
+	if (rl__conn_closing(c))
 		return -EPIPE;
-	if (!c->fd_pending)
+	if (!(c->flags & RL_CONN_F_FD_PENDING))
 		fd_install_submit(w, c);
-	c->want_fd = 1;
+	c->flags |= RL_CONN_F_WANT_FD;
 	return -EAGAIN;
 }

@@ -237,7 +237,7 @@ void rl__connect_on_install(struct rl_worker *w, struct io_uring_cqe *cqe)
 		return;
 	}
 	c->rawfd = r->rawfd;
-	c->connecting = 1;
+	c->flags |= RL_CONN_F_CONNECTING;
 	c->token = token;
 	c->connreq = (int32_t)idx;
 	r->slot = (int32_t)slot;
@@ -245,9 +245,9 @@ void rl__connect_on_install(struct rl_worker *w, struct io_uring_cqe *cqe)
 		/* canceled (or the worker torn down) while the socket was being
 		 * installed: teardown resets only connections that exist, so one
 		 * made now must not go on to connect */
-		c->connecting = 0;
+		c->flags &= ~RL_CONN_F_CONNECTING;
 		c->connreq = -1;
-		c->silent = 1;
+		c->flags |= RL_CONN_F_SILENT;
 		req_free(w, r);
 		fail(w, token, -ECANCELED);
 		rl__conn_begin_close(w, c, RL_CLOSE_RESET, -ECANCELED);
@@ -260,8 +260,8 @@ void rl__connect_on_install(struct rl_worker *w, struct io_uring_cqe *cqe)
 	struct io_uring_sqe *sqe = io_uring_sq_space_left(&w->ring) >= 2 ? io_uring_get_sqe(&w->ring)
 									  : NULL;
 	if (!sqe) { /* the kernel refuses submissions */
-		c->connecting = 0;
-		c->silent = 1;
+		c->flags &= ~RL_CONN_F_CONNECTING;
+		c->flags |= RL_CONN_F_SILENT;
 		req_free(w, r);
 		c->connreq = -1;
 		fail(w, token, -EBUSY);
@@ -292,9 +292,9 @@ void rl__connect_on_connect(struct rl_worker *w, struct io_uring_cqe *cqe)
 		req_free(w, w->reqs[c->connreq]);
 		c->connreq = -1;
 	}
-	c->connecting = 0;
+	c->flags &= ~RL_CONN_F_CONNECTING;
 	int res = cqe->res;
-	if (c->closing) /* rl_connect_cancel (or teardown) got there first */
+	if (rl__conn_closing(c)) /* rl_connect_cancel (or teardown) got there first */
 		res = -ECANCELED;
 	if (res == 0 && !w->destroying) {
 		w->m.conns_connected++;
@@ -302,10 +302,10 @@ void rl__connect_on_connect(struct rl_worker *w, struct io_uring_cqe *cqe)
 		rl__emit(w, RL_EV_CONNECTED, 0, c->slot, c->io.gen, c->token);
 		return;
 	}
-	if (res == 0 || (res == -ECANCELED && !c->closing))
+	if (res == 0 || (res == -ECANCELED && !rl__conn_closing(c)))
 		res = res == 0 ? -ECANCELED : -ETIMEDOUT; /* the link timeout fired */
 	fail(w, c->token, res);
-	c->silent = 1;
+	c->flags |= RL_CONN_F_SILENT;
 	rl__conn_begin_close(w, c, RL_CLOSE_GRACEFUL, res);
 }
 
@@ -320,9 +320,9 @@ int rl_connect_cancel(struct rl_worker *w, uint32_t token)
 			return 0;
 		}
 		struct rl_conn *c = &w->conns.conns[r->slot];
-		if (!c->connecting || c->closing)
+		if (!(c->flags & RL_CONN_F_CONNECTING) || rl__conn_closing(c))
 			return -ENOENT;
-		c->silent = 1;
+		c->flags |= RL_CONN_F_SILENT;
 		/* closing cancels the CONNECT; its completion reports -ECANCELED */
 		return rl__conn_begin_close(w, c, RL_CLOSE_RESET, -ECANCELED);
 	}
@@ -335,6 +335,6 @@ void rl__connect_on_timeout(struct rl_worker *w, struct io_uring_cqe *cqe)
 	if (!c)
 		return;
 	rl__conn_op_done(w, c);
-	if (c->closing)
+	if (rl__conn_closing(c))
 		rl__conn_close_step(w, c);
 }

@@ -164,6 +164,51 @@ RL_HIDDEN void rl__accum_consume(struct rl_accum *a, uint32_t n, uint64_t *bytes
 RL_HIDDEN void rl__accum_free(struct rl_accum *a, uint64_t *bytes_gauge);
 
 /* ---- connections (conntab.c, conn.c) ---- */
+/* Where a connection's close stands: rl__conn_close_step is a switch on it.
+ * The phases come in this order; a graceful close starts at DRAIN, a reset
+ * at RESET, and a graceful close made a reset later (close_timeout,
+ * teardown) goes back to RESET from any phase before CLOSE. */
+enum rl_conn_phase {
+	RL_PHASE_OPEN = 0, /* not closing */
+	RL_PHASE_RESET,    /* reset: the send in flight cancelled, the queue dropped, a plain
+			      descriptor fetched for SO_LINGER 0 */
+	RL_PHASE_DRAIN,    /* the send queue empties (sent; on a reset or error dropped) */
+	RL_PHASE_CANCEL,   /* the receive and a connect cancelled; every op completes */
+	RL_PHASE_NOTIFS,   /* graceful: the zero-copy notifications of its sends come in */
+	RL_PHASE_CLOSE,    /* the fixed file's close submitted: freed on its completion */
+};
+
+/* struct rl_conn's flag word (as libuv's handle flags): one bit per fact
+ * about a connection's operations and what its caller asked for. */
+enum rl_conn_flag {
+	/* receive */
+	RL_CONN_F_RECV_ARMED = 1u << 0,      /* a recv is in the kernel */
+	RL_CONN_F_RECV_MULTI = 1u << 1,      /* the armed recv is a limited multishot */
+	RL_CONN_F_RECV_CANCEL = 1u << 2,     /* an ASYNC_CANCEL for the recv is in flight */
+	RL_CONN_F_RECV_PAUSED = 1u << 3,     /* window full, no recv armed (counted once) */
+	RL_CONN_F_RECV_IDLE = 1u << 4,       /* the last recv drained the socket: poll first */
+	RL_CONN_F_STARVED = 1u << 5,         /* on the re-arm list (no buffer or no SQE) */
+	/* send */
+	RL_CONN_F_SEND_INFLIGHT = 1u << 6,   /* the queue head's send is in the kernel */
+	RL_CONN_F_SEND_CANCEL = 1u << 7,     /* reset: that send is cancelled, drop the queue */
+	RL_CONN_F_SHUT_PENDING = 1u << 8,    /* SHUT_WR requested, not yet submitted */
+	RL_CONN_F_SHUT_INFLIGHT = 1u << 9,   /* SHUT_WR in the kernel */
+	/* events the caller asked for: one each */
+	RL_CONN_F_WANT_RECV = 1u << 10,      /* RL_EV_RECV at want_recv_min bytes */
+	RL_CONN_F_WANT_SEND = 1u << 11,      /* RL_EV_SEND at want_send_thresh unsent */
+	RL_CONN_F_WANT_SEND_ERR = 1u << 12,  /* ... on a send error only */
+	RL_CONN_F_WANT_FD = 1u << 13,        /* RL_EV_FD when the install completes */
+	/* other operations */
+	RL_CONN_F_FD_PENDING = 1u << 14,     /* a FIXED_FD_INSTALL is in flight */
+	RL_CONN_F_PROBE_INFLIGHT = 1u << 15, /* an rl_conn_probe peek is in flight */
+	RL_CONN_F_CONNECTING = 1u << 16,     /* outbound: its CONNECT is in flight */
+	RL_CONN_F_CONNECT_CANCEL = 1u << 17, /* closing while connecting: CONNECT cancelled */
+	/* close */
+	RL_CONN_F_RESET = 1u << 18,          /* the close is a reset (else graceful) */
+	RL_CONN_F_LINGER_TRIED = 1u << 19,   /* reset: the descriptor install was tried */
+	RL_CONN_F_SILENT = 1u << 20,         /* freed without RL_EV_CLOSED (failed connect) */
+};
+
 struct rl_conn {
 	struct rl_conn_io io;      /* what the caller reads in place */
 	struct rl_accum acc;
@@ -171,41 +216,26 @@ struct rl_conn {
 	struct rl_chunk *sq_tail;
 	uint32_t slot;
 	uint32_t ops;              /* SQEs of this connection not yet completed */
+	uint32_t flags;            /* enum rl_conn_flag */
+	uint8_t phase;             /* enum rl_conn_phase */
 	uint32_t want_recv_min;
 	uint32_t want_send_thresh;
 	int rawfd;                 /* plain descriptor, -1 until installed */
 	int32_t close_res;         /* reason reported with RL_EV_CLOSED */
 	int32_t connreq;           /* outbound: request index until connected, else -1 */
-	uint32_t next_starved;     /* link in the ENOBUFS re-arm list */
+	uint32_t next_starved;     /* link in the re-arm list */
 	uint32_t zc_notifs;        /* zero-copy notifications still due for its sends:
 	                              a graceful close keeps the socket until they came */
 	uint32_t close_timer;      /* its close deadline's timer id + 1 (0: none) */
 	double close_progress;     /* closing: when its send side last moved */
-	uint8_t recv_armed;        /* a single-shot recv is in the kernel */
-	uint8_t recv_cancel;       /* an ASYNC_CANCEL for the recv is in flight */
-	uint8_t recv_paused;       /* window full, no recv armed (counted once) */
-	uint8_t recv_idle;         /* the last recv drained the socket: poll first */
-	uint8_t recv_multi;        /* the armed recv is a limited multishot */
-	uint8_t starved;           /* on the re-arm list */
-	uint8_t send_inflight;
-	uint8_t send_cancel;
-	uint8_t want_recv;
-	uint8_t want_send;
-	uint8_t want_send_err;     /* want_send asks for a send error only */
-	uint8_t want_fd;
-	uint8_t fd_pending;
-	uint8_t shut_pending;      /* SHUT_WR requested, not yet submitted */
-	uint8_t shut_inflight;
-	uint8_t closing;
-	uint8_t close_how;
-	uint8_t close_submitted;
-	uint8_t silent;            /* free without RL_EV_CLOSED (failed connect) */
-	uint8_t connecting;
-	uint8_t linger_tried;      /* reset: fd install attempted */
-	uint8_t connect_cancel;    /* closing while connecting: CONNECT cancelled */
-	uint8_t probe_inflight;    /* an rl_conn_probe peek is in flight */
 	uint32_t token;            /* outbound: the caller's connect token */
 };
+
+/* Closing: from rl__conn_begin_close until the slot is freed. */
+static inline int rl__conn_closing(const struct rl_conn *c)
+{
+	return c->phase != RL_PHASE_OPEN;
+}
 
 struct rl_conntab {
 	struct rl_conn *conns;

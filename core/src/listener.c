@@ -321,7 +321,7 @@ void rl__listener_adopt(struct rl_worker *w, struct rl_listener *l, uint32_t id,
 	w->m.conns_accepted++;
 	rl__conn_start(w, c);
 	if (l->closing || w->destroying) {
-		c->silent = 1;
+		c->flags |= RL_CONN_F_SILENT;
 		rl__conn_begin_close(w, c, RL_CLOSE_RESET, -ECANCELED);
 	} else {
 		rl__emit_aux(w, RL_EV_ACCEPTED, 0, c->slot, c->io.gen, id, l->gen);

@@ -447,7 +447,7 @@ int rl_worker_destroy(struct rl_worker *w)
 	for (uint32_t i = 0; i < w->conns.count; i++) {
 		struct rl_conn *c = &w->conns.conns[i];
 		if (c->io.state != RL_CONN_FREE) {
-			c->silent = 1;
+			c->flags |= RL_CONN_F_SILENT;
 			rl__conn_begin_close(w, c, RL_CLOSE_RESET, -ECANCELED);
 		}
 	}

@@ -51,7 +51,8 @@ int main(void)
 	/* free: generation bumped, state reset, stale gen resolves to NULL */
 	c->rawfd = 42;
 	c->ops = 3;
-	c->want_recv = 1;
+	c->flags = RL_CONN_F_WANT_RECV | RL_CONN_F_RESET;
+	c->phase = RL_PHASE_CANCEL;
 	c->io.rlen = 5;
 	c->io.reof = 1;
 	c->io.rerr = -5;
@@ -66,7 +67,8 @@ int main(void)
 	CHECK_NE(g2, 0);
 	CHECK_EQ(c->rawfd, -1);
 	CHECK_EQ(c->ops, 0);
-	CHECK_EQ(c->want_recv, 0);
+	CHECK_EQ(c->flags, 0);
+	CHECK_EQ(c->phase, RL_PHASE_OPEN);
 	CHECK_EQ(c->io.rlen, 0);
 	CHECK_EQ(c->io.reof, 0);
 	CHECK_EQ(c->io.rerr, 0);
