@@ -50,6 +50,7 @@ function M.new(S, slot, gen)
     rsince = 0,          -- S.rseq when its last receive began to wait (shed_idle)
     sending = false,     -- a send holds its send lock (conn_send.lua)
     probe_res = false,   -- the answer of its pending-bytes probe (conn_read.lua)
+    probe_rlen = 0,      -- rlen when that probe was asked
   }, mt)
   S.conns[slot] = c
   return c
