@@ -8,6 +8,9 @@
  *     on an idle inbound connection, on one with a send in flight (its queue
  *     is dropped), and on an outbound connection (the worker's own listener
  *     sees the reset).
+ *  C. the peer resets a connection with nothing of it in flight: the reset
+ *     fails its send side too, and rl_conn_want_send_error hears it (a
+ *     writer waiting for a slab entry would otherwise wait on).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -22,7 +25,7 @@
  * tcp_wmem allows bigger send buffers */
 static uint32_t big_len = 16u << 20;
 
-enum { PH_A, PH_B1, PH_B2, PH_B3 };
+enum { PH_A, PH_B1, PH_B2, PH_B3, PH_C };
 static int phase;
 static uint8_t *big;
 static struct t_peer peer;
@@ -46,9 +49,11 @@ static void on_event(struct t_ctx *t, const struct rl_event *e)
 			CHECK_EQ(rl_conn_close(t->w, s_slot, s_gen, RL_CLOSE_RESET), 0);
 		if (phase == PH_B3)
 			CHECK_EQ(rl_conn_want_recv(t->w, s_slot, s_gen, 1), 0);
+		if (phase == PH_C)
+			CHECK_EQ(rl_conn_want_send_error(t->w, s_slot, s_gen), 0);
 		break;
 	case RL_EV_CONNECTED:
-		CHECK_EQ(phase, PH_B3);
+		CHECK(phase == PH_B3 || phase == PH_C);
 		ASSERT(e->res == 0, "connect: %s", rl_strerror(e->res));
 		CHECK_EQ(e->data, 77);
 		o_slot = e->slot;
@@ -224,6 +229,34 @@ static void local_reset_outbound(struct t_ctx *t)
 	t_check_idle(t);
 }
 
+static int c_send_error_seen(struct t_ctx *t)
+{
+	return t_count(t, RL_EV_SEND, s_slot, s_gen) == 1;
+}
+
+static void peer_reset_idle_send_side(struct t_ctx *t)
+{
+	char addr[64];
+	phase = PH_C;
+	s_slot = o_slot = T_ANY;
+	peer.fd = -1;
+	snprintf(addr, sizeof(addr), "127.0.0.1:%d", t->port);
+	CHECK_EQ(rl_connect(t->w, addr, 0, 77), 0);
+	T_WAIT(t, b3_ready, 10);
+	const struct rl_conn_io *io = rl_conn_io(t->w, s_slot);
+	CHECK_EQ(io->unsent, 0);
+	CHECK_EQ(rl_conn_close(t->w, o_slot, o_gen, RL_CLOSE_RESET), 0);
+	T_WAIT(t, c_send_error_seen, 10);
+	CHECK_EQ(t_last(t, RL_EV_SEND, s_slot, s_gen)->res, -ECONNRESET);
+	CHECK_EQ(io->serr, -ECONNRESET);
+	CHECK_EQ(io->rerr, -ECONNRESET);
+	CHECK_EQ(rl_conn_send(t->w, s_slot, s_gen, "x", 1), -ECONNRESET);
+	CHECK_EQ(rl_conn_want_send_error(t->w, s_slot, s_gen), 1);
+	CHECK_EQ(rl_conn_close(t->w, s_slot, s_gen, RL_CLOSE_GRACEFUL), 0);
+	T_WAIT(t, b3_closed, 10);
+	t_check_idle(t);
+}
+
 int main(void)
 {
 	if (t_tcp_wmem_max() * 2 + (4u << 20) > big_len)
@@ -244,6 +277,7 @@ int main(void)
 	local_reset_idle(&t);
 	local_reset_mid_send(&t);
 	local_reset_outbound(&t);
+	peer_reset_idle_send_side(&t);
 
 	peer.fd = -1;
 	t_finish(&t);
