@@ -16,7 +16,8 @@
  *     rl_worker_destroy meanwhile resets it and ends at once.
  *  F. the kernel fails the send (-EFAULT on a held part it cannot read).
  *  G. graceful close to a peer that never reads: after close_timeout
- *     without progress it is reset, and the slab entries come free.
+ *     without progress it is reset, and the slab entries come free; one
+ *     that reads slowly but steadily is not.
  */
 #include <errno.h>
 #include <poll.h>
@@ -415,6 +416,69 @@ static void phase_g_close_timeout(void)
 	t_finish(&t);
 }
 
+static double pace_until;
+
+static int paced(struct t_ctx *t)
+{
+	return t_now() >= pace_until;
+}
+
+/* A peer that reads slowly but steadily is not reset: each send completion
+ * and notification moves the deadline. What the core sees as progress is a
+ * send completing, which needs the peer to take about half of the sending
+ * socket's buffer (the kernel wakes a blocked send only then): so each
+ * round the peer reads one tcp_wmem maximum, then pauses 250 ms; rounds go
+ * on for 2.5 times close_timeout, so two deadlines pass while it reads. */
+static void phase_g_progress(void)
+{
+	struct t_ctx t;
+	struct rl_config cfg;
+	t_config_small(&cfg);
+	cfg.zc_threshold = THR;
+	cfg.close_timeout = 600;
+	zc_start(&t, &cfg);
+	size_t step = t_tcp_wmem_max();
+	if (step < (1u << 20))
+		step = 1u << 20;
+	struct sconn c;
+	struct reg r;
+	struct spec s[32];
+	for (int i = 0; i < 32; i++) /* 8 steps: more than the rounds take */
+		s[i] = (struct spec){ K_REGION, (uint32_t)(step / 4) };
+	conn_open(&t, &c, 24, 256 * 1024);
+	c.peer.no_read = 1;
+	region_new(&t, &r, region_bytes(s, 32));
+	CHECK_EQ(sendv(&t, &c, &r, s, 32, c.gen, 1, 0), 0);
+	poll_immediate(&t);
+	T_WAIT(&t, peer_has_bytes, 10);
+	CHECK_EQ(rl_conn_close(t.w, c.slot, c.gen, RL_CLOSE_GRACEFUL), 0);
+	double end = t_now() + 1.5;
+	while (t_now() < end) {
+		c.peer.read_limit = c.peer.inlen + step;
+		c.peer.no_read = 0;
+		T_WAIT(&t, read_some, 10);
+		c.peer.no_read = 1;
+		pace_until = t_now() + 0.25;
+		T_WAIT(&t, paced, 10);
+		CHECK_EQ(rl_worker_metrics(t.w)->close_resets, 0);
+		CHECK(!server_closed(&t));
+	}
+	CHECK_LT(c.peer.inlen, c.queued); /* it was still sending all along */
+	c.peer.read_limit = 0;
+	c.peer.no_read = 0;
+	T_WAIT(&t, peer_done, 60);
+	CHECK_EQ(c.peer.err, 0);
+	T_WAIT(&t, closed_and_released, 10);
+	CHECK_EQ(rl_worker_metrics(t.w)->close_resets, 0);
+	check_guards_idle(&t);
+	region_free(&t, &r);
+	close(c.peer.fd);
+	cur = NULL;
+	t_check_idle(&t);
+	t.pump = NULL;
+	t_finish(&t);
+}
+
 /* ---- F: the kernel fails the send itself ---- */
 
 static int send_failed(struct t_ctx *t)
@@ -484,5 +548,6 @@ int main(void)
 	phase_d_teardown();
 	phase_e_teardown();
 	phase_g_close_timeout();
+	phase_g_progress();
 	return 0;
 }
