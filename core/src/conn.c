@@ -272,7 +272,8 @@ void rl__conn_on_recv(struct rl_worker *w, struct io_uring_cqe *cqe)
 	if (buf)
 		rl__bufring_recycle(&w->bufs, bid);
 	maybe_emit_recv(w, c);
-	maybe_emit_send(w, c);
+	if (res < 0 && c->io.serr == res)
+		maybe_emit_send(w, c);
 
 	/* a multishot goes on (its limit not reached); single-shot: every
 	 * completion is the recv's last. Then decide the next. */
