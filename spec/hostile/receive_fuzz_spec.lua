@@ -228,7 +228,7 @@ local function exec(c, op)
     local r
     local opts = op.max and { max = op.max } or nil
     if op.slot == 2 and opts then r = pack(c:view(op.min, opts)) else r = pack(c:view(op.min, nil, opts)) end
-    if r[1] ~= nil then
+    if type(r[1]) == "cdata" then  -- (NULL, 0 for view(0) on an empty buffer)
       rec(pack("view", ffi.string(r[1], r[2]), r[2], r.n))
       rec(pack(c:consume(op.consume)))
     else
@@ -610,6 +610,9 @@ describe("hostile: receive fuzz against a reference model", function()
         table.sort(keys)
         for _, key in ipairs(keys) do keys[_] = key .. "=" .. tally[key] end
         io.stderr:write(cfg.name, ": ", table.concat(keys, " "), "\n")
+      end
+      if os.getenv("RINGLINE_FUZZ_VERBOSE") then
+        for _, f in ipairs(failures) do io.stderr:write(f, "\n") end
       end
       if failures[1] then
         error(("%d of %d seeds diverge from the model; the first:\n%s"):format(#failures,
