@@ -19,8 +19,9 @@
 --
 -- A failure names the seed and the first divergence; rerun one seed with
 --   RINGLINE_FUZZ_SEED=n busted --lua=luajit spec/hostile/receive_fuzz_spec.lua
--- RINGLINE_FUZZ_SEEDS=n runs seeds 1..n per configuration (default 200,
--- bench/soak.sh uses many more).
+-- RINGLINE_FUZZ_SEEDS=n runs n seeds per configuration (default 200;
+-- bench/soak.sh runs many more), from RINGLINE_FUZZ_FIRST (default 1);
+-- RINGLINE_FUZZ_VERBOSE=1 prints every divergence and the outcomes seen.
 local ffi = require "ffi"
 local ringline = require "ringline"
 local support = require "support"
@@ -35,6 +36,7 @@ end
 
 local ONE = tonumber(os.getenv("RINGLINE_FUZZ_SEED"))
 local NSEEDS = tonumber(os.getenv("RINGLINE_FUZZ_SEEDS")) or 200
+local FIRST = tonumber(os.getenv("RINGLINE_FUZZ_FIRST")) or 1
 
 -- The configurations: default buffers with short lines; many small buffers
 -- and a small window; lines longer than the window (a reader waiting for
@@ -565,7 +567,7 @@ end
 local function seed_list()
   local t = {}
   if ONE then return { ONE } end
-  for s = 1, NSEEDS do t[s] = s end
+  for s = 1, NSEEDS do t[s] = FIRST + s - 1 end
   return t
 end
 
@@ -602,7 +604,7 @@ describe("hostile: receive fuzz against a reference model", function()
 
   for _, cfg in ipairs(CONFIGS) do
     it(("%s: every pattern, random splits, %s"):format(ONE and ("seed " .. ONE)
-      or (NSEEDS .. " seeds"), cfg.name), function()
+      or (NSEEDS .. " seeds from " .. FIRST), cfg.name), function()
       local failures, tally = fuzz(cfg, seed_list())
       if os.getenv("RINGLINE_FUZZ_VERBOSE") then
         local keys = {}
