@@ -40,13 +40,18 @@ local FIRST = tonumber(os.getenv("RINGLINE_FUZZ_FIRST")) or 1
 
 -- The configurations: default buffers with short lines; many small buffers
 -- and a small window; lines longer than the window (a reader waiting for
--- one raises it).
+-- one raises it); several connections sharing a tiny buffer ring.
 local CONFIGS = {
   { name = "default buffers", line_max = 200, max_receive = 4000 },
   { name = "recv_window=1024 recv_buffer_size=256", line_max = 600, max_receive = 3000,
-    recv_window = 1024, recv_buffer_size = 256 },
+    recv_window = 1024, recv_buffer_size = 256, expect = { "recv_pauses" } },
   { name = "line_max=3000 past recv_window=1024", line_max = 3000, max_receive = 6000,
-    recv_window = 1024, recv_buffer_size = 256 },
+    recv_window = 1024, recv_buffer_size = 256, expect = { "recv_pauses" } },
+  -- four connections at once on a ring of 4 small buffers: it runs dry
+  -- (ENOBUFS) and receives are re-armed
+  { name = "4 connections at once on recv_buffers=4 of 256 bytes", line_max = 400,
+    max_receive = 2000, recv_window = 1024, recv_buffer_size = 256, recv_buffers = 4,
+    parallel = 4, expect = { "recv_pauses", "recv_enobufs" } },
 }
 
 ---------------------------------------------------------------------------
@@ -518,15 +523,18 @@ end
 ---------------------------------------------------------------------------
 -- One configuration: every seed over one worker, one connection per seed.
 
+-- One configuration: every seed over one worker, a connection per seed,
+-- cfg.parallel of them at a time (default 1). The client first sends the
+-- seed as 10 digits, so the handler knows its script.
 local function fuzz(cfg, seeds)
   local lim = { line_max = cfg.line_max, max_receive = cfg.max_receive }
   local ropts = { timeout = math.max(30, #seeds * 0.2), read_timeout = 5000, send_timeout = 5000 }
-  for k, v in pairs(cfg) do if k ~= "name" then ropts[k] = v end end
+  for k, v in pairs(cfg) do if k ~= "name" and k ~= "parallel" and k ~= "expect" then ropts[k] = v end end
   local failures, tally = {}, {}
   support.run(function()
-    local job
+    local jobs = {}
     local lst, port = support.server(function(c)
-      local j = job
+      local j = jobs[tonumber(c:receive(10))]
       local res = {}
       for i, op in ipairs(j.ops) do
         local ok, r = pcall(exec, c, op)
@@ -537,30 +545,45 @@ local function fuzz(cfg, seeds)
       j.results = res
       j.done.set()
     end)
-    for _, seed in ipairs(seeds) do
+    local function one(seed)
       local ops, stream, writes = generate(seed, lim)
-      job = { ops = ops, done = support.event() }
+      local job = { ops = ops, done = support.event() }
+      jobs[seed] = job
       local c = support.connect(port)
       local i = 0
-      for _, w in ipairs(writes) do
-        if not c:send(stream:sub(i + 1, i + w.n)) then break end
-        i = i + w.n
-        if w.turn then
-          if not c:flush() then break end
-          ringline.sleep(0)
+      if c:send(("%010d"):format(seed)) then
+        for _, w in ipairs(writes) do
+          if not c:send(stream:sub(i + 1, i + w.n)) then break end
+          i = i + w.n
+          if w.turn then
+            if not c:flush() then break end
+            ringline.sleep(0)
+          end
         end
       end
       c:flush()
       c:close()
       job.done.wait()
+      jobs[seed] = nil
       local bad = verify(ops, stream, job.results, lim, tally)
       if bad then
         failures[#failures + 1] = ("seed %d [%s]: %s\n  (stream %d bytes, %d writes; rerun: RINGLINE_FUZZ_SEED=%d)")
           :format(seed, cfg.name, bad, #stream, #writes, seed)
       end
     end
+    local par = cfg.parallel or 1
+    local tasks = {}
+    for k = 1, par do
+      tasks[k] = ringline.spawn(function()
+        for n = k, #seeds, par do one(seeds[n]) end
+      end)
+    end
+    for k = 1, par do assert(tasks[k]:join()) end
+    local m = ringline.metrics()
+    tally["metrics:recv_enobufs"], tally["metrics:recv_pauses"] = m.recv_enobufs, m.recv_pauses
     lst:close()
   end, ropts)
+  table.sort(failures)
   return failures, tally
 end
 
@@ -627,6 +650,11 @@ describe("hostile: receive fuzz against a reference model", function()
           "until:too long", "view:ok", "view:too large", "with:ok", "with:too long", "all:ok",
           "all:too large" }) do
           assert(tally[key], "no " .. key .. " result in " .. NSEEDS .. " seeds")
+        end
+        -- and the configuration does what it is for: a full window pauses
+        -- receiving, a dry ring ends receives with ENOBUFS (metrics)
+        for _, key in ipairs(cfg.expect or {}) do
+          assert(tally["metrics:" .. key] > 0, "metrics()." .. key .. " stayed 0")
         end
       end
     end)
