@@ -47,10 +47,10 @@ local CONFIGS = {
     recv_window = 1024, recv_buffer_size = 256, expect = { "recv_pauses" } },
   { name = "line_max=3000 past recv_window=1024", line_max = 3000, max_receive = 6000,
     recv_window = 1024, recv_buffer_size = 256, expect = { "recv_pauses" } },
-  -- four connections at once on a ring of 4 small buffers: it runs dry
+  -- four connections at once on a ring of 2 small buffers: it runs dry
   -- (ENOBUFS) and receives are re-armed
-  { name = "4 connections at once on recv_buffers=4 of 256 bytes", line_max = 400,
-    max_receive = 2000, recv_window = 1024, recv_buffer_size = 256, recv_buffers = 4,
+  { name = "4 connections at once on recv_buffers=2 of 256 bytes", line_max = 400,
+    max_receive = 2000, recv_window = 1024, recv_buffer_size = 256, recv_buffers = 2,
     parallel = 4, expect = { "recv_pauses", "recv_enobufs" } },
 }
 
