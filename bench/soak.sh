@@ -60,12 +60,12 @@ fuzz() { # seeds [env...]
     busted --lua=luajit spec/hostile/receive_fuzz_spec.lua
 }
 
-stage "receive fuzz, $FUZZ_SEEDS seeds x 3 configurations from $FUZZ_FIRST" fuzz "$FUZZ_SEEDS"
-stage "receive fuzz, single-shot receives, $((FUZZ_SEEDS / 4)) seeds x 3" \
+stage "receive fuzz, $FUZZ_SEEDS seeds per configuration from $FUZZ_FIRST" fuzz "$FUZZ_SEEDS"
+stage "receive fuzz, single-shot receives, $((FUZZ_SEEDS / 4)) seeds per configuration" \
   fuzz $((FUZZ_SEEDS / 4)) RINGLINE_DISABLE_FEATURES=fd_install,recv_limit
 asan=$PWD/build-asan/libringline.so.0
 if [ -e "$asan" ]; then
-  stage "receive fuzz under ASan+UBSan, $((FUZZ_SEEDS / 20)) seeds x 3" \
+  stage "receive fuzz under ASan+UBSan, $((FUZZ_SEEDS / 20)) seeds per configuration" \
     fuzz $((FUZZ_SEEDS / 20)) RINGLINE_LIB="$asan" \
       LD_PRELOAD="$(gcc -print-file-name=libasan.so) $(gcc -print-file-name=libubsan.so)" \
       ASAN_OPTIONS=detect_leaks=0:abort_on_error=1:verify_asan_link_order=0 \
