@@ -451,6 +451,7 @@ local function show(v)
 end
 
 local function show_call(r)
+  if r.n == 0 then return "(nil)" end
   local t = {}
   for i = 1, r.n do t[i] = show(r[i]) end
   return "(" .. table.concat(t, ", ") .. ")"
