@@ -59,6 +59,27 @@ describe("sleep", function()
   end)
 end)
 
+describe("max_timers", function()
+  it("a timer past it fails with \"too many timers\"; one canceled makes room", function()
+    local r = run(function()
+      local hs, err = {}, nil
+      for _ = 1, 10 do           -- the run's own deadline holds one as well
+        local h, e = ringline.timer.at(10, function() end)
+        if not h then err = e break end
+        hs[#hs + 1] = h
+      end
+      local ok, serr = ringline.sleep(0.5)     -- a sleep needs a timer too
+      hs[#hs]:cancel()
+      local again = ringline.timer.at(10, function() end)
+      for _, h in ipairs(hs) do h:cancel() end
+      if again then again:cancel() end
+      return { #hs, err, ok, serr, again ~= nil }
+    end, { max_timers = 4 })
+    assert.is_true(r[1] >= 1 and r[1] <= 4, tostring(r[1]))
+    assert.are.same({ "too many timers", nil, "too many timers", true }, { r[2], r[3], r[4], r[5] })
+  end)
+end)
+
 describe("ringline.timer.at", function()
   it("runs fn(false, ...) in a new task after the delay", function()
     local r = run(function()

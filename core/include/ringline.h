@@ -126,6 +126,7 @@ enum rl_errno {
 	RL_ENOMEM = 12,
 	RL_EBUSY = 16,
 	RL_EINVAL = 22,
+	RL_ENOSPC = 28,
 	RL_EPIPE = 32,
 	RL_EDESTADDRREQ = 89,
 	RL_EMSGSIZE = 90,

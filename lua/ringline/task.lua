@@ -31,6 +31,7 @@ local band = bit.band
 local select, type, error, tostring, setmetatable = select, type, error, tostring, setmetatable
 local unpack = unpack or table.unpack
 local errstr = errors.errstr
+local ENOSPC = errors.ENOSPC
 local traceback = debug.traceback
 local start = config.start
 
@@ -163,7 +164,11 @@ local function timer_arm(S, t, delay, why)
   -- finite whatever reaches it)
   if not (delay >= 0) then delay = 0 elseif delay > 1e9 then delay = 1e9 end
   local id = C.rl_timer_add(S.w or start(S), delay, tok)
-  if id < 0 then return nil, errstr(id) end
+  if id < 0 then
+    -- -ENOSPC: max_timers are armed; the OS text ("no space left on
+    -- device") would send a user looking at disks
+    return nil, id == -ENOSPC and "too many timers" or errstr(id)
+  end
   S.timers[id] = t
   t.timer_id, t.timer_token, t.timer_reason = id, tok, why
   return id
