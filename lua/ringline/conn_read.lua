@@ -345,6 +345,12 @@ function methods.lines(c)
   return lines_iter, c
 end
 
+-- An empty buffer has no storage in the core (rdata is NULL): view hands out
+-- this instead, so the pointer is never a NULL cdata (which is truthy yet
+-- equal to nil, and would slip past `if not p`).
+local EMPTY_BUF = ffi.new("uint8_t[1]")   -- kept alive by this upvalue
+local EMPTY = ffi.cast("const uint8_t *", EMPTY_BUF)
+
 -- Zero-copy access: ptr, len with len >= min (waiting if needed), valid
 -- until the next operation on the connection. Nothing is consumed.
 -- view(min [, timeout] [, opts]): min past opts.max (else max_receive) is
@@ -364,7 +370,9 @@ function methods.view(c, min, timeout, opts)
     local why = wait_any(c, min, check.call_ms(timeout, c.read_to))
     if why then return nil, why end
   end
-  return io.rdata, io.rlen
+  local n = io.rlen
+  if n == 0 then return EMPTY, 0 end
+  return io.rdata, n
 end
 
 function methods.consume(c, n)
