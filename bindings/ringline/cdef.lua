@@ -23,6 +23,7 @@ struct rl_config {
 	uint32_t udp_buffer_size;
 	uint32_t udp_queue;
 	uint32_t close_timeout;
+	uint32_t tls_handshake_timeout;
 };
 struct rl_config_key {
 	const char *name;
@@ -44,6 +45,7 @@ enum rl_errno {
 	RL_EINVAL = 22,
 	RL_ENOSPC = 28,
 	RL_EPIPE = 32,
+	RL_EPROTO = 71,
 	RL_EDESTADDRREQ = 89,
 	RL_EMSGSIZE = 90,
 	RL_EOPNOTSUPP = 95,
@@ -72,6 +74,7 @@ enum rl_event_type {
 	RL_EV_GUARD = 9,
 	RL_EV_SLAB = 12,
 	RL_EV_PENDING = 13,
+	RL_EV_TLS = 14,
 };
 struct rl_part {
 	const void *ptr;
@@ -164,6 +167,8 @@ struct rl_metrics {
 	uint64_t send_heap_bytes;
 	uint64_t slab_waits;
 	uint64_t close_resets;
+	uint64_t tls_handshakes;
+	uint64_t tls_failures;
 };
 enum rl_feature {
 	RL_FEAT_DEFER_TASKRUN = 1,
@@ -242,6 +247,26 @@ int rl_fd_name(int fd, int peer, char *host, size_t hostlen);
 int rl_fd_setoption(int fd, int opt, int value);
 int rl_timer_add(struct rl_worker *w, double delay, uint32_t token);
 int rl_timer_cancel(struct rl_worker *w, int id);
+struct rl_tls_ctx;
+int rl_tls_ctx_new_server(const char *cert_pem_path, const char *key_pem_path,
+			  struct rl_tls_ctx **out, char *msg, size_t msglen);
+int rl_tls_ctx_new_client(const char *ca_path, int verify, struct rl_tls_ctx **out, char *msg,
+			  size_t msglen);
+void rl_tls_ctx_free(struct rl_tls_ctx *ctx);
+int rl_conn_tls_start(struct rl_worker *w, uint32_t slot, uint32_t gen, struct rl_tls_ctx *ctx,
+		      const char *server_name);
+struct rl_tls_info {
+	char protocol[16];
+	char cipher[64];
+	char server_name[256];
+	char peer_subject[256];
+	char error[160];
+	int32_t established;
+	int32_t peer_verified;
+	int32_t resumed;
+	int32_t pad;
+};
+int rl_conn_tls_info(struct rl_worker *w, uint32_t slot, uint32_t gen, struct rl_tls_info *out);
 const char *rl_strerror(int err);
 const char *rl_version(void);
 ]]

@@ -20,6 +20,7 @@
 	F(rl_config, udp_buffer_size) \
 	F(rl_config, udp_queue) \
 	F(rl_config, close_timeout) \
+	F(rl_config, tls_handshake_timeout) \
 	S(rl_config_key) \
 	F(rl_config_key, name) \
 	F(rl_config_key, offset) \
@@ -91,6 +92,18 @@
 	F(rl_metrics, send_heap_bytes) \
 	F(rl_metrics, slab_waits) \
 	F(rl_metrics, close_resets) \
+	F(rl_metrics, tls_handshakes) \
+	F(rl_metrics, tls_failures) \
+	S(rl_tls_info) \
+	F(rl_tls_info, protocol) \
+	F(rl_tls_info, cipher) \
+	F(rl_tls_info, server_name) \
+	F(rl_tls_info, peer_subject) \
+	F(rl_tls_info, error) \
+	F(rl_tls_info, established) \
+	F(rl_tls_info, peer_verified) \
+	F(rl_tls_info, resumed) \
+	F(rl_tls_info, pad) \
 	/* end */
 #define RL_LAYOUT_ENUMS(E) \
 	E(RL_EPERM) \
@@ -103,6 +116,7 @@
 	E(RL_EINVAL) \
 	E(RL_ENOSPC) \
 	E(RL_EPIPE) \
+	E(RL_EPROTO) \
 	E(RL_EDESTADDRREQ) \
 	E(RL_EMSGSIZE) \
 	E(RL_EOPNOTSUPP) \
@@ -129,6 +143,7 @@
 	E(RL_EV_GUARD) \
 	E(RL_EV_SLAB) \
 	E(RL_EV_PENDING) \
+	E(RL_EV_TLS) \
 	E(RL_PART_COPY) \
 	E(RL_PART_PINNED) \
 	E(RL_CONN_FREE) \

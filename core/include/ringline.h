@@ -101,6 +101,7 @@ struct rl_config {
 	uint32_t udp_queue;           /* datagrams queued per UDP socket before new ones are dropped */
 	uint32_t close_timeout;       /* ms a graceful close may go without send progress
 	                                 before it becomes a reset */
+	uint32_t tls_handshake_timeout; /* ms from rl_conn_tls_start to a finished handshake */
 };
 
 struct rl_config_key {
@@ -128,6 +129,7 @@ enum rl_errno {
 	RL_EINVAL = 22,
 	RL_ENOSPC = 28,
 	RL_EPIPE = 32,
+	RL_EPROTO = 71,
 	RL_EDESTADDRREQ = 89,
 	RL_EMSGSIZE = 90,
 	RL_EOPNOTSUPP = 95,
@@ -162,6 +164,10 @@ enum rl_event_type {
 	                        data = entries free now */
 	RL_EV_PENDING = 13,  /* rl_conn_probe's answer: res = 1 (unread bytes wait in the
 	                        kernel), 0 (none) or -errno */
+	RL_EV_TLS = 14,      /* the handshake rl_conn_tls_start began ended: res = 0
+	                        (established), -EPROTO (failed: rl_conn_tls_info says why),
+	                        -ETIMEDOUT (tls_handshake_timeout) or the connection's
+	                        -errno; emitted once, unless the caller closed it first */
 };
 
 /* One part of a scatter-gather send (rl_conn_sendv). */
@@ -279,6 +285,8 @@ struct rl_metrics {
 	uint64_t slab_waits;         /* rl_conn_sendv_upto calls that stopped at a full slab */
 	uint64_t close_resets;       /* graceful closes reset after close_timeout without send
 				      * progress (a peer that does not read) */
+	uint64_t tls_handshakes;     /* TLS handshakes completed */
+	uint64_t tls_failures;       /* TLS handshakes failed or timed out */
 };
 
 /* Kernel features found by the start-up probe (rl_worker_features). */
@@ -535,6 +543,51 @@ int rl_fd_setoption(int fd, int opt, int value);
 int rl_timer_add(struct rl_worker *w, double delay, uint32_t token);
 /* 0 if cancelled, -ENOENT if it already fired or never existed. */
 int rl_timer_cancel(struct rl_worker *w, int id);
+
+/* -- TLS (OpenSSL 3, in userspace) --
+ * A connection becomes TLS with rl_conn_tls_start: from then on the core
+ * runs the record layer. Ciphertext arriving in provided buffers is
+ * decrypted into the accumulator (io->rdata/rlen are plaintext, the window
+ * counts plaintext), rl_conn_send encrypts into copy chunks of the same
+ * ordered send queue (io->unsent counts ciphertext), and rl_conn_sendv
+ * encrypts guarded parts at once and releases their guards then (no zero
+ * copy through a userspace record layer). The handshake is driven by
+ * completions and ends with one RL_EV_TLS; sends before it return
+ * -ENOTCONN. The peer's close_notify reads as EOF (io->reof);
+ * rl_conn_shutdown and a graceful rl_conn_close send one first. A context
+ * is shared by any number of connections and workers; freeing it while
+ * connections use it is safe (each holds a reference). */
+struct rl_tls_ctx;
+/* A server context from PEM files (the certificate file may hold the
+ * chain). -EINVAL with the reason in msg. TLS 1.2 and 1.3. */
+int rl_tls_ctx_new_server(const char *cert_pem_path, const char *key_pem_path,
+			  struct rl_tls_ctx **out, char *msg, size_t msglen);
+/* A client context. verify != 0: the peer's chain is checked against
+ * ca_path (a PEM file or a hashed directory), or the system store when
+ * ca_path is NULL, and its name against rl_conn_tls_start's server_name. */
+int rl_tls_ctx_new_client(const char *ca_path, int verify, struct rl_tls_ctx **out, char *msg,
+			  size_t msglen);
+void rl_tls_ctx_free(struct rl_tls_ctx *ctx);
+/* Begin the handshake on an open connection (client or server by the
+ * context); bytes already received and not consumed are taken as the
+ * peer's first ciphertext. server_name (client): SNI and the name
+ * checked (a numeric address is checked, not sent), NULL for none.
+ * -ESTALE, -EPIPE (closing), -ENOTCONN (still connecting), -EALREADY. */
+int rl_conn_tls_start(struct rl_worker *w, uint32_t slot, uint32_t gen, struct rl_tls_ctx *ctx,
+		      const char *server_name);
+struct rl_tls_info {
+	char protocol[16];     /* "TLSv1.3" */
+	char cipher[64];
+	char server_name[256]; /* client: the name asked for; server: the SNI received */
+	char peer_subject[256];
+	char error[160];       /* why the handshake or a record failed, else "" */
+	int32_t established;
+	int32_t peer_verified; /* the peer's certificate was checked and passed */
+	int32_t resumed;
+	int32_t pad;
+};
+/* -ENOENT when the connection is not TLS. */
+int rl_conn_tls_info(struct rl_worker *w, uint32_t slot, uint32_t gen, struct rl_tls_info *out);
 
 const char *rl_strerror(int err);
 const char *rl_version(void);

@@ -45,6 +45,8 @@ static const struct rl_config_key keys[] = {
 	KEY(close_timeout, 60000, 1, 86400000, 0,
 	    "ms a graceful close may go without send progress (a peer that does not read) "
 	    "before it becomes a reset, freeing its queue and zero-copy entries"),
+	KEY(tls_handshake_timeout, 10000, 1, 3600000, 0,
+	    "ms a TLS handshake may take: a peer that stalls in it costs only its connection"),
 };
 
 #define NKEYS ((int)(sizeof(keys) / sizeof(keys[0])))

@@ -195,6 +195,134 @@ static void maybe_emit_send(struct rl_worker *w, struct rl_conn *c)
 	}
 }
 
+/* ---- TLS: conn.c drives tls.c, which never calls back ---- */
+
+static void send_submit(struct rl_worker *w, struct rl_conn *c);
+
+/* The queue's tail chunk when it has room for copied bytes, else a new one
+ * appended (NULL only on ENOMEM). */
+static struct rl_chunk *tail_room(struct rl_worker *w, struct rl_conn *c, size_t want)
+{
+	struct rl_chunk *t = c->sq_tail;
+	if (t && t->len < t->cap && !t->zc)
+		return t;
+	t = rl__chunk_get(&w->pool, want);
+	if (!t)
+		return NULL;
+	if (c->sq_tail)
+		c->sq_tail->next = t;
+	else
+		c->sq_head = t;
+	c->sq_tail = t;
+	return t;
+}
+
+/* The engine's ciphertext onto the send queue as copy chunks, in order
+ * with everything queued before. A connection whose queue can no longer
+ * send (failed, reset, past draining) drops it. */
+static int tls_flush(struct rl_worker *w, struct rl_conn *c)
+{
+	size_t left = rl__tls_out_pending(c->tls);
+	if (!left)
+		return 0;
+	int dead = c->io.serr || (c->flags & RL_CONN_F_RESET) || c->phase > RL_PHASE_DRAIN;
+	int rc = 0;
+	while (left) {
+		struct rl_chunk *t = dead ? NULL : tail_room(w, c, left);
+		if (!t) {
+			uint8_t scratch[4096];
+			while (rl__tls_out_take(c->tls, scratch, sizeof(scratch)))
+				;
+			rc = dead ? 0 : -ENOMEM;
+			break;
+		}
+		uint32_t n = rl__tls_out_take(c->tls, t->data + t->len, t->cap - t->len);
+		if (!n)
+			break;
+		t->len += n;
+		left -= n < left ? n : left;
+		c->io.unsent += n;
+		w->m.send_bytes_queued += n;
+	}
+	if (!(c->flags & (RL_CONN_F_SEND_INFLIGHT | RL_CONN_F_CONNECTING)) && c->sq_head &&
+	    !(c->flags & RL_CONN_F_RESET))
+		send_submit(w, c);
+	return rc;
+}
+
+static void tls_timer_cancel(struct rl_worker *w, struct rl_conn *c)
+{
+	if (c->tls_timer) {
+		rl__timers_cancel(&w->tls_timers, (int)(c->tls_timer - 1));
+		c->tls_timer = 0;
+	}
+}
+
+/* The handshake ended without a session: one RL_EV_TLS says so. Receiving
+ * ends with it; queued bytes (the engine's alert) still go out on a
+ * graceful close. */
+static void tls_fail(struct rl_worker *w, struct rl_conn *c, int err)
+{
+	if (!(c->flags & RL_CONN_F_TLS_PENDING))
+		return;
+	c->flags &= ~RL_CONN_F_TLS_PENDING;
+	tls_timer_cancel(w, c);
+	w->m.tls_failures++;
+	if (!c->io.rerr)
+		c->io.rerr = err;
+	rl__emit(w, RL_EV_TLS, err, c->slot, c->io.gen, 0);
+	maybe_emit_recv(w, c);
+}
+
+/* Ciphertext was fed: move the handshake on, or decrypt what it completed
+ * into the accumulator. Everything fed is decrypted at once, so plaintext
+ * held stays within the window plus one buffer (plus under one record). */
+static void tls_progress(struct rl_worker *w, struct rl_conn *c)
+{
+	struct rl_tls *t = c->tls;
+	if (!rl__tls_done(t)) {
+		if (!(c->flags & RL_CONN_F_TLS_PENDING))
+			return; /* failed already */
+		int r = rl__tls_handshake(t);
+		tls_flush(w, c);
+		if (r < 0) {
+			tls_fail(w, c, r);
+			return;
+		}
+		if (r == 0)
+			return;
+		c->flags &= ~RL_CONN_F_TLS_PENDING;
+		tls_timer_cancel(w, c);
+		w->m.tls_handshakes++;
+		rl__emit(w, RL_EV_TLS, 0, c->slot, c->io.gen, 0);
+	}
+	if (c->io.rerr || c->io.reof)
+		return;
+	int r = rl__tls_read(t, &c->acc, window(w, c) + w->bufs.size, &w->m.accum_bytes);
+	tls_flush(w, c);
+	if (r > 0)
+		c->io.reof = 1;
+	else if (r < 0)
+		c->io.rerr = r;
+	sync_io(c);
+}
+
+void rl__conn_tls_deadlines(struct rl_worker *w)
+{
+	uint32_t slot;
+	int id;
+	while ((id = rl__timers_pop_due(&w->tls_timers, w->now, &slot)) >= 0) {
+		struct rl_conn *c = &w->conns.conns[slot];
+		if (c->tls_timer != (uint32_t)id + 1)
+			continue; /* a tripwire: a freed slot cancelled its timer */
+		c->tls_timer = 0;
+		if (c->tls && (c->flags & RL_CONN_F_TLS_PENDING)) {
+			rl__tls_set_error(c->tls, "handshake timed out");
+			tls_fail(w, c, -ETIMEDOUT);
+		}
+	}
+}
+
 void rl__conn_start(struct rl_worker *w, struct rl_conn *c)
 {
 	sync_io(c);
@@ -238,7 +366,19 @@ void rl__conn_on_recv(struct rl_worker *w, struct io_uring_cqe *cqe)
 		return;
 	}
 
-	if (res > 0) {
+	if (res > 0 && buf && c->tls) {
+		/* ciphertext: the engine decrypts it into the accumulator */
+		w->m.bytes_in += (uint64_t)res;
+		int rc = rl__tls_feed(c->tls, buf, (uint32_t)res);
+		if (rc)
+			c->io.rerr = rc;
+		else
+			tls_progress(w, c);
+		if ((uint32_t)res < w->bufs.size && !(cqe->flags & IORING_CQE_F_SOCK_NONEMPTY))
+			c->flags |= RL_CONN_F_RECV_IDLE;
+		else
+			c->flags &= ~RL_CONN_F_RECV_IDLE;
+	} else if (res > 0) {
 		if (buf) {
 			/* the most this connection may hold: its window plus one buffer */
 			uint64_t hint = window(w, c) + w->bufs.size;
@@ -271,6 +411,11 @@ void rl__conn_on_recv(struct rl_worker *w, struct io_uring_cqe *cqe)
 	}
 	if (buf)
 		rl__bufring_recycle(&w->bufs, bid);
+	if ((c->flags & RL_CONN_F_TLS_PENDING) && (c->io.reof || c->io.rerr)) {
+		if (!c->io.rerr)
+			rl__tls_set_error(c->tls, "handshake failed: the peer closed the connection");
+		tls_fail(w, c, c->io.rerr ? c->io.rerr : -EPROTO);
+	}
 	maybe_emit_recv(w, c);
 	if (res < 0 && c->io.serr == res)
 		maybe_emit_send(w, c);
@@ -644,6 +789,8 @@ void rl__conn_on_close(struct rl_worker *w, struct io_uring_cqe *cqe)
 	rl__conn_op_done(w, c);
 	if (c->close_timer)
 		rl__timers_cancel(&w->close_timers, (int)(c->close_timer - 1));
+	tls_timer_cancel(w, c);
+	rl__tls_free(c->tls);
 	uint32_t gen = c->io.gen;
 	int silent = (c->flags & RL_CONN_F_SILENT) != 0;
 	int32_t reason = c->close_res;
@@ -734,6 +881,26 @@ int rl_conn_want_recv(struct rl_worker *w, uint32_t slot, uint32_t gen, uint32_t
 	return 0;
 }
 
+/* Plaintext through the engine, a record's worth at a time so its output
+ * buffer stays small, then onto the queue as ciphertext. */
+static int tls_send(struct rl_worker *w, struct rl_conn *c, const void *data, size_t len)
+{
+	if (!rl__tls_done(c->tls))
+		return c->io.rerr && !(c->flags & RL_CONN_F_TLS_PENDING) ? -EPROTO : -ENOTCONN;
+	const uint8_t *p = data;
+	while (len) {
+		size_t n = len < 16384 ? len : 16384;
+		int rc = rl__tls_write(c->tls, p, n);
+		if (!rc)
+			rc = tls_flush(w, c);
+		if (rc)
+			return rc;
+		p += n;
+		len -= n;
+	}
+	return 0;
+}
+
 int rl_conn_send(struct rl_worker *w, uint32_t slot, uint32_t gen, const void *data, size_t len)
 {
 	int err;
@@ -742,22 +909,16 @@ int rl_conn_send(struct rl_worker *w, uint32_t slot, uint32_t gen, const void *d
 		return err;
 	if (len > (size_t)(UINT32_MAX - c->io.unsent))
 		return -ENOBUFS;
+	if (c->tls)
+		return tls_send(w, c, data, len);
 	const uint8_t *p = data;
 	size_t left = len;
 	int rc = 0;
 	while (left) {
-		struct rl_chunk *t = c->sq_tail;
-		if (!t || t->len == t->cap || t->zc) {
-			t = rl__chunk_get(&w->pool, left);
-			if (!t) {
-				rc = -ENOMEM; /* what was copied goes out all the same */
-				break;
-			}
-			if (c->sq_tail)
-				c->sq_tail->next = t;
-			else
-				c->sq_head = t;
-			c->sq_tail = t;
+		struct rl_chunk *t = tail_room(w, c, left);
+		if (!t) {
+			rc = -ENOMEM; /* what was copied goes out all the same */
+			break;
 		}
 		uint32_t n = t->cap - t->len;
 		if (n > left)
@@ -810,6 +971,10 @@ int rl_conn_shutdown(struct rl_worker *w, uint32_t slot, uint32_t gen)
 		return -EPIPE;
 	if (c->flags & (RL_CONN_F_SHUT_PENDING | RL_CONN_F_SHUT_INFLIGHT))
 		return 0;
+	if (c->tls && rl__tls_done(c->tls) && !c->io.serr) {
+		rl__tls_close_notify(c->tls); /* before the FIN: a clean end, not a truncation */
+		tls_flush(w, c);
+	}
 	c->flags |= RL_CONN_F_SHUT_PENDING;
 	if (!(c->flags & (RL_CONN_F_SEND_INFLIGHT | RL_CONN_F_CONNECTING)) && !c->sq_head)
 		shutdown_submit(w, c);
@@ -850,6 +1015,11 @@ int rl_conn_close(struct rl_worker *w, uint32_t slot, uint32_t gen, int how)
 		return -ESTALE;
 	if (how != RL_CLOSE_GRACEFUL && how != RL_CLOSE_RESET)
 		return -EINVAL;
+	if (how == RL_CLOSE_GRACEFUL && c->tls && rl__tls_done(c->tls) && !c->io.serr &&
+	    !rl__conn_closing(c) && !(c->flags & (RL_CONN_F_SHUT_PENDING | RL_CONN_F_SHUT_INFLIGHT))) {
+		rl__tls_close_notify(c->tls);
+		tls_flush(w, c);
+	}
 	return rl__conn_begin_close(w, c, how, 0);
 }
 
@@ -868,4 +1038,61 @@ int rl_conn_fd(struct rl_worker *w, uint32_t slot, uint32_t gen)
 		fd_install_submit(w, c);
 	c->flags |= RL_CONN_F_WANT_FD;
 	return -EAGAIN;
+}
+
+/* ---- TLS ---- */
+
+int rl_conn_tls_start(struct rl_worker *w, uint32_t slot, uint32_t gen, struct rl_tls_ctx *ctx,
+		      const char *server_name)
+{
+	struct rl_conn *c = rl__conntab_get(&w->conns, slot, gen);
+	if (!c)
+		return -ESTALE;
+	if (!ctx)
+		return -EINVAL;
+	if (rl__conn_closing(c) || c->io.serr)
+		return -EPIPE;
+	if (c->flags & RL_CONN_F_CONNECTING)
+		return -ENOTCONN;
+	if (c->tls)
+		return -EALREADY;
+	int rc = rl__tls_new(ctx, server_name, &c->tls);
+	if (rc)
+		return rc;
+	int id = rl__timers_add(&w->tls_timers, w->now + w->cfg.tls_handshake_timeout / 1000.0,
+				c->slot);
+	if (id < 0) {
+		rl__tls_free(c->tls);
+		c->tls = NULL;
+		return -ENOMEM;
+	}
+	c->tls_timer = (uint32_t)id + 1;
+	c->flags |= RL_CONN_F_TLS_PENDING;
+	/* bytes received and not consumed are the peer's first ciphertext */
+	if (c->acc.len) {
+		rc = rl__tls_feed(c->tls, c->acc.buf + c->acc.off, c->acc.len);
+		rl__accum_consume(&c->acc, c->acc.len, &w->m.accum_bytes);
+		sync_io(c);
+		if (rc)
+			c->io.rerr = rc;
+	}
+	if (c->io.rerr || c->io.reof) {
+		rl__tls_set_error(c->tls, "handshake failed: the connection ended");
+		tls_fail(w, c, c->io.rerr ? c->io.rerr : -EPROTO);
+		return 0;
+	}
+	tls_progress(w, c); /* a client's hello goes out now */
+	recv_update(w, c);
+	return 0;
+}
+
+int rl_conn_tls_info(struct rl_worker *w, uint32_t slot, uint32_t gen, struct rl_tls_info *out)
+{
+	struct rl_conn *c = rl__conntab_get(&w->conns, slot, gen);
+	if (!c)
+		return -ESTALE;
+	if (!c->tls)
+		return -ENOENT;
+	rl__tls_info(c->tls, out);
+	return 0;
 }

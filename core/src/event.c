@@ -23,6 +23,7 @@ _Static_assert(RL_EBUSY == EBUSY, "RL_EBUSY");
 _Static_assert(RL_EINVAL == EINVAL, "RL_EINVAL");
 _Static_assert(RL_ENOSPC == ENOSPC, "RL_ENOSPC");
 _Static_assert(RL_EPIPE == EPIPE, "RL_EPIPE");
+_Static_assert(RL_EPROTO == EPROTO, "RL_EPROTO");
 _Static_assert(RL_EDESTADDRREQ == EDESTADDRREQ, "RL_EDESTADDRREQ");
 _Static_assert(RL_EMSGSIZE == EMSGSIZE, "RL_EMSGSIZE");
 _Static_assert(RL_EOPNOTSUPP == EOPNOTSUPP, "RL_EOPNOTSUPP");

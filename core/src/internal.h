@@ -207,6 +207,8 @@ enum rl_conn_flag {
 	RL_CONN_F_RESET = 1u << 18,          /* the close is a reset (else graceful) */
 	RL_CONN_F_LINGER_TRIED = 1u << 19,   /* reset: the descriptor install was tried */
 	RL_CONN_F_SILENT = 1u << 20,         /* freed without RL_EV_CLOSED (failed connect) */
+	/* TLS */
+	RL_CONN_F_TLS_PENDING = 1u << 21,    /* handshake running: RL_EV_TLS still due */
 };
 
 struct rl_conn {
@@ -229,6 +231,8 @@ struct rl_conn {
 	uint32_t close_timer;      /* its close deadline's timer id + 1 (0: none) */
 	double close_progress;     /* closing: when its send side last moved */
 	uint32_t token;            /* outbound: the caller's connect token */
+	struct rl_tls *tls;        /* the record layer (tls.c), or NULL: plaintext */
+	uint32_t tls_timer;        /* its handshake deadline's timer id + 1 (0: none) */
 };
 
 /* Closing: from rl__conn_begin_close until the slot is freed. */
@@ -429,6 +433,27 @@ RL_HIDDEN void rl__udp_fini(struct rl_worker *w);
 struct rl_resolver;
 RL_HIDDEN void rl__resolver_stop(struct rl_worker *w);
 
+/* ---- TLS (tls.c): a leaf but for the accumulator ---- */
+struct rl_tls;
+RL_HIDDEN int rl__tls_new(struct rl_tls_ctx *ctx, const char *server_name, struct rl_tls **out);
+RL_HIDDEN void rl__tls_free(struct rl_tls *t);
+/* Ciphertext in. */
+RL_HIDDEN int rl__tls_feed(struct rl_tls *t, const uint8_t *p, uint32_t n);
+/* 1: established, 0: needs more from the peer, -EPROTO: failed (the reason
+ * is in rl__tls_info's error). */
+RL_HIDDEN int rl__tls_handshake(struct rl_tls *t);
+RL_HIDDEN int rl__tls_done(const struct rl_tls *t);
+RL_HIDDEN void rl__tls_set_error(struct rl_tls *t, const char *why);
+/* Decrypt everything fed so far into a: 0, 1 (the peer's close_notify) or
+ * -errno (-EPROTO: a bad record). */
+RL_HIDDEN int rl__tls_read(struct rl_tls *t, struct rl_accum *a, uint64_t hint, uint64_t *gauge);
+/* Encrypt n bytes (the ciphertext waits in rl__tls_out_*). */
+RL_HIDDEN int rl__tls_write(struct rl_tls *t, const void *p, size_t n);
+RL_HIDDEN void rl__tls_close_notify(struct rl_tls *t);
+RL_HIDDEN size_t rl__tls_out_pending(struct rl_tls *t);
+RL_HIDDEN uint32_t rl__tls_out_take(struct rl_tls *t, uint8_t *dst, uint32_t cap);
+RL_HIDDEN void rl__tls_info(const struct rl_tls *t, struct rl_tls_info *out);
+
 /* ---- the worker ---- */
 struct rl_worker {
 	struct io_uring ring;
@@ -440,6 +465,7 @@ struct rl_worker {
 	struct rl_conntab conns;
 	struct rl_timers timers;
 	struct rl_timers close_timers; /* graceful closes' no-progress deadlines (token: slot) */
+	struct rl_timers tls_timers;   /* TLS handshake deadlines (token: slot) */
 	struct rl_slab slab;
 	struct rl_region regions[RL_MAX_REGIONS];
 	int regions_table;         /* sparse buffer table registered */
@@ -511,6 +537,8 @@ RL_HIDDEN void rl__conn_rearm_starved(struct rl_worker *w);
 /* Reset the graceful closes whose send side made no progress for
  * close_timeout (due at w->now). */
 RL_HIDDEN void rl__conn_close_deadlines(struct rl_worker *w);
+/* Fail the TLS handshakes past tls_handshake_timeout (due at w->now). */
+RL_HIDDEN void rl__conn_tls_deadlines(struct rl_worker *w);
 RL_HIDDEN void rl__conn_close_step(struct rl_worker *w, struct rl_conn *c);
 RL_HIDDEN int rl__conn_begin_close(struct rl_worker *w, struct rl_conn *c, int how, int32_t reason);
 

@@ -53,6 +53,19 @@ static int sendv(struct rl_worker *w, uint32_t slot, uint32_t gen, const struct 
 	if (total > (uint64_t)(UINT32_MAX - c->io.unsent))
 		return -ENOBUFS;
 
+	if (c->tls) {
+		/* The record layer is in userspace: every part is encrypted
+		 * now, so a guarded part's memory is free at once. */
+		for (int i = 0; i < n; i++) {
+			const struct rl_part *p = &parts[i];
+			int rc = p->len ? rl_conn_send(w, slot, gen, p->ptr, p->len) : 0;
+			if (rc)
+				return rc; /* parts before it were queued (as -ENOMEM) */
+			if (p->region != RL_PART_COPY)
+				rl__emit(w, RL_EV_GUARD, 0, (uint32_t)p->region, 0, p->token);
+		}
+		return wait ? n : 0;
+	}
 	uint32_t thr = w->cfg.zc_threshold;
 	int zc_ok = (w->features & RL_FEAT_SENDMSG_ZC) != 0;
 	uint32_t big_copy = w->pool.slot_size / 2;

@@ -174,6 +174,7 @@ int rl_worker_new(const struct rl_config *cfg, struct rl_worker **out, char *msg
 	rl__regions_init(w);
 	rl__timers_init(&w->timers, w->cfg.max_timers);
 	rl__timers_init(&w->close_timers, w->cfg.max_connections);
+	rl__timers_init(&w->tls_timers, w->cfg.max_connections);
 	rc = rl__inbox_init(&w->inbox);
 	if (rc)
 		goto fail;
@@ -287,6 +288,9 @@ static void wait_for_completions(struct rl_worker *w, int timeout_ms)
 	double close_next = rl__timers_next(&w->close_timers);
 	if (close_next >= 0 && (next < 0 || close_next < next))
 		next = close_next;
+	double tls_next = rl__timers_next(&w->tls_timers);
+	if (tls_next >= 0 && (next < 0 || tls_next < next))
+		next = tls_next;
 	if (w->accept_retry_at > 0 && (next < 0 || w->accept_retry_at < next))
 		next = w->accept_retry_at;
 	if (next >= 0) {
@@ -373,6 +377,7 @@ int rl_worker_poll(struct rl_worker *w, struct rl_event *events, int max, int ti
 	if (w->accept_retry_at > 0 && w->now >= w->accept_retry_at)
 		rl__listeners_fd_freed(w);
 	rl__conn_close_deadlines(w);
+	rl__conn_tls_deadlines(w);
 	uint32_t token;
 	int id;
 	while (w->nev < max && (id = rl__timers_pop_due(&w->timers, w->now, &token)) >= 0)
@@ -497,6 +502,7 @@ int rl_worker_destroy(struct rl_worker *w)
 	rl__conntab_fini(&w->conns);
 	rl__timers_fini(&w->timers);
 	rl__timers_fini(&w->close_timers);
+	rl__timers_fini(&w->tls_timers);
 	rl__slab_fini(&w->slab);
 	rl__connect_fini(w);
 	free(w->pending_ev);

@@ -27,6 +27,7 @@ local conn_send = require "ringline.conn_send"
 local region = require "ringline.region"
 local watchdog = require "ringline.watchdog"
 local worker = require "ringline.worker"
+local tls = require "ringline.tls"
 
 -- The event dispatch table and the lifecycle hooks (ringline.sched lists
 -- both) are filled here, once, in this order, and nowhere else: no module
@@ -37,6 +38,7 @@ conn_read.attach(sched)     -- RL_EV_RECV, RL_EV_PENDING
 conn_send.attach(sched)     -- RL_EV_SEND, RL_EV_SLAB; hook conn_idle
 listener.attach(sched)      -- RL_EV_ACCEPTED, RL_EV_LISTENER
 client.attach(sched)        -- RL_EV_CONNECTED; message RL_MSG_RESOLVED
+tls.attach(sched)           -- RL_EV_TLS
 region.attach(sched)        -- RL_EV_GUARD; hook destroyed
 udp.attach(sched)           -- RL_EV_UDP; a graceful stop's and the drain's steps
 timer.attach(sched)         -- hook ending

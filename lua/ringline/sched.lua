@@ -143,6 +143,7 @@ end
 --   conn_send   RL_EV_SEND, RL_EV_SLAB
 --   listener    RL_EV_ACCEPTED, RL_EV_LISTENER
 --   client      RL_EV_CONNECTED
+--   tls         RL_EV_TLS
 --   region      RL_EV_GUARD
 --   udp         RL_EV_UDP
 local dispatch = {}
