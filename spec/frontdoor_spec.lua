@@ -34,9 +34,9 @@ describe("unknown options", function()
     end)
     assert.is_false(r.listen[1])
     assert.matches("ringline.listen: unknown option 'max_conections' (valid: accept, backlog, "
-      .. "max_connections, mode, nodelay, reuseport)", r.listen[2], 1, true)
+      .. "max_connections, mode, nodelay, reuseport, ssl)", r.listen[2], 1, true)
     assert.is_false(r.connect[1])
-    assert.matches("ringline.connect: unknown option 'timout' (valid: bind, timeout)",
+    assert.matches("ringline.connect: unknown option 'timout' (valid: bind, ssl, timeout)",
       r.connect[2], 1, true)
     assert.is_false(r.udp[1])
     assert.matches("ringline.udp: unknown option 'bind' (valid: none)", r.udp[2], 1, true)
@@ -61,7 +61,7 @@ describe("unknown options", function()
       out[2] = at(ringline.connect, "127.0.0.1", 1, { bogus = 1 })
       out[3] = at(ringline.udp, { bogus = 1 })
       out[4] = at(ringline.region, 4096, { bogus = 1 })
-      out[5] = at(ringline.connect, "127.0.0.1", 1, { ssl = true })
+      out[5] = at(ringline.connect, "127.0.0.1", 1, { ssl_verify = true })
       out[6] = at(ringline.sleep, -1)
       out[7] = at(ringline.connect, "127.0.0.1", 1, { timeout = -1 })
       -- the calls' other misuses too (ringline.listen/connect tail-call the
@@ -88,11 +88,11 @@ describe("unknown options", function()
     local r = run(function()
       local line = debug.getinfo(1, "l").currentline
       local _, e1 = pcall(ringline.listen, 0, function() end, { bogus = 1 })
-      local _, e2 = pcall(ringline.connect, "127.0.0.1", 1, { ssl = true })
+      local _, e2 = pcall(ringline.connect, "127.0.0.1", 1, { ssl_verify = true })
       return { e1, e2, line }
     end)
     assert.matches(SPEC .. (r[3] + 1) .. ": ringline.listen: unknown option 'bogus'", r[1], 1, true)
-    assert.matches(SPEC .. (r[3] + 2) .. ": ringline.connect: option 'ssl'", r[2], 1, true)
+    assert.matches(SPEC .. (r[3] + 2) .. ": ringline.connect: option 'ssl_verify'", r[2], 1, true)
   end)
 
   it("ringline.config names an unknown key and lists the valid ones", function()
@@ -111,16 +111,17 @@ describe("unknown options", function()
     assert.matches(SPEC, err, 1, true)
   end)
 
-  it("ssl, ssl_verify, server_name: refused as not supported, nothing goes out in plaintext", function()
+  it("flat ssl_verify, server_name, ssl_ca: refused (TLS is asked with ssl = {...}), nothing goes out in plaintext", function()
     local r = run(function()
       local accepted = 0
       local lst, port = server(function() accepted = accepted + 1 end)
       local out = {}
       for _, o in ipairs { { ssl = true, ssl_verify = true }, { ssl_verify = true },
-                           { server_name = "example.com" }, { ssl = false } } do
+                           { server_name = "example.com" }, { ssl_ca = "x.pem" } } do
         out[#out + 1] = { pcall(ringline.connect, "127.0.0.1", port, o) }
       end
       out.listen = { pcall(ringline.listen, 0, function() end, { ssl = true }) }
+      out.listen2 = { pcall(ringline.listen, 0, function() end, { ssl_cert = "x.pem" }) }
       -- a plain connect afterwards is accepted: had one of those connected,
       -- the count would be above 1
       local c = assert(ringline.connect("127.0.0.1", port))
@@ -132,11 +133,13 @@ describe("unknown options", function()
     end)
     for i = 1, 4 do
       assert.is_false(r[i][1])
-      assert.matches("ringline.connect: option '[%w_]+' is not supported %(TLS is not implemented yet",
-        r[i][2])
+      assert.matches("ringline.connect: option '[%w_]+' is not supported %(use ssl = { ... }; the "
+        .. "connection would be plaintext%)", r[i][2])
     end
     assert.is_false(r.listen[1])
-    assert.matches("ringline.listen: option 'ssl' is not supported", r.listen[2], 1, true)
+    assert.matches("ringline.listen: opts.ssl must be a table { cert = ..., key = ... }", r.listen[2], 1, true)
+    assert.is_false(r.listen2[1])
+    assert.matches("ringline.listen: option 'ssl_cert' is not supported (use ssl = {", r.listen2[2], 1, true)
     assert.are.equal(1, r.accepted)
   end)
 

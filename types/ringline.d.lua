@@ -44,10 +44,12 @@
 ---@field reuseport? boolean
 ---@field backlog? integer        accepted and ignored (listen_backlog key)
 ---@field mode? integer|string    unix sockets: the file's permissions (tonumber("660", 8) or "0660")
+---@field ssl? {cert: string, key: string} TLS: PEM certificate (chain) and key files
 
 ---@class ringline.connectopts
 ---@field timeout? number seconds for the lookup and every attempt (nil or 0: none)
 ---@field bind? string    local address: "host", "host:port", "[v6]:port", a name, or a unix path
+---@field ssl? true|{verify: boolean?, server_name: string?, ca: string?, cafile: string?} TLS (verify on by default)
 
 ---@class ringline.receiveuntilopts
 ---@field inclusive? boolean include the delimiter in the part
@@ -300,6 +302,10 @@ function listener:getsockname() end
 ---@return integer
 function listener:connections() end
 
+---TLS handshakes on this listener that failed, timed out or ended closed.
+---@return integer
+function listener:tls_failures() end
+
 ---Stop listening.
 ---@return true|nil ok
 ---@return string? err
@@ -419,6 +425,20 @@ function conn:shutdown(how) end
 ---@return true|nil ok
 ---@return string? err
 function conn:close(how) end
+
+---Start TLS on a plaintext connection (client; a table argument: server).
+---@param reused_session any|{cert: string, key: string}
+---@param server_name string?
+---@param ssl_verify boolean? default true
+---@param opts {ca: string?}?
+---@return true|nil ok
+---@return string? err
+function conn:sslhandshake(reused_session, server_name, ssl_verify, opts) end
+
+---What a TLS connection negotiated.
+---@return {protocol: string, cipher: string, server_name: string?, peer_subject: string?, peer_verified: boolean, resumed: boolean, alpn: string?}|nil info
+---@return string? err
+function conn:sslinfo() end
 
 ---@return string|nil ip
 ---@return integer|string port_or_err

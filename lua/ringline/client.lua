@@ -20,6 +20,7 @@ local sched = require "ringline.sched"
 local conn = require "ringline.conn"
 local errors = require "ringline.errors"
 local check = require "ringline.check"
+local tls = require "ringline.tls"
 
 local ffi_string = ffi.string
 local type, tostring, tonumber, error = type, tostring, tonumber, error
@@ -36,14 +37,15 @@ local U32MAX = 0xffffffff
 local EAFNOSUPPORT = errors.EAFNOSUPPORT
 
 -- The options of connect, one entry each (ringline.check: true = valid, a
--- string = refused with that reason). TLS options are refused until TLS
--- exists: a connection asked to be encrypted must never go out in clear.
-local NO_TLS = "not supported (TLS is not implemented yet; the connection would be plaintext)"
+-- string = refused with that reason). TLS is asked for with ssl only: the
+-- flat names of other APIs are refused, so a connection asked to be
+-- encrypted never goes out in clear.
+local FLAT = "not supported (use ssl = { ... }; the connection would be plaintext)"
 local VALID = {
-  timeout = true,           -- seconds for the whole call (resolve + connect)
+  timeout = true,           -- seconds for the whole call (resolve + connect + handshake)
   bind = true,              -- the local address
-  ssl = NO_TLS, ssl_verify = NO_TLS, server_name = NO_TLS, ssl_ca = NO_TLS,
-  ssl_cert = NO_TLS, ssl_key = NO_TLS,
+  ssl = true,               -- true or { verify, server_name, ca }: TLS (ringline.tls)
+  ssl_verify = FLAT, server_name = FLAT, ssl_ca = FLAT, ssl_cert = FLAT, ssl_key = FLAT,
 }
 
 local M = {}
@@ -232,6 +234,7 @@ function M.connect(S, host, port, opts)
   if bind ~= nil and (type(bind) ~= "string" or bind == "") then
     misuse("ringline.connect: opts.bind must be an address string")
   end
+  local ssl = tls.client_opts(opts and opts.ssl, host, "ringline.connect")
   local bunix = bind and (unix or bind:sub(1, 5) == "unix:")
   local bh, bport
   if bind and not bunix then bh, bport = split_bind(bind) end
@@ -284,6 +287,18 @@ function M.connect(S, host, port, opts)
     end
     if c then
       sched.own(t, c) -- the connecting task's: closed when it ends
+      if ssl then
+        local ctx, ok
+        ctx, e = tls.client_ctx(S, ssl)
+        if ctx then
+          ok, e = tls.handshake(S, t, c, ctx, ssl.server_name or nil,
+                                deadline and deadline - C.rl_worker_now(w))
+        end
+        if not ok then
+          c:close()
+          return nil, e
+        end
+      end
       return c
     end
     if final then return nil, e end

@@ -12,6 +12,7 @@ local errors = require "ringline.errors"
 local check = require "ringline.check"
 local read = require "ringline.conn_read"
 local send = require "ringline.conn_send"
+local tls = require "ringline.tls"
 
 local ffi_string = ffi.string
 local type, tostring, error, getmetatable = type, tostring, error, getmetatable
@@ -51,6 +52,7 @@ function M.new(S, slot, gen)
     sending = false,     -- a send holds its send lock (conn_send.lua)
     probe_res = false,   -- the answer of its pending-bytes probe (conn_read.lua)
     probe_rlen = 0,      -- rlen when that probe was asked
+    tls = false,         -- false: plaintext; 1: handshake running; true: TLS (tls.lua)
   }, mt)
   S.conns[slot] = c
   return c
@@ -129,6 +131,41 @@ function methods.close(c, how)
   end
   return true
 end
+
+------------------------------------------------------------------------
+-- TLS (ringline.tls): upgrade and what was negotiated
+------------------------------------------------------------------------
+
+-- OpenResty's tcpsock:sslhandshake(reused_session, server_name, ssl_verify)
+-- for a client; a table argument ({ cert = ..., key = ... }) makes it the
+-- server side. Unlike OpenResty, ssl_verify defaults to true (nil: verify
+-- against the system store). Sessions are not resumed yet: the result is
+-- true either way.
+function methods.sslhandshake(c, reused_session, server_name, ssl_verify, opts)
+  local S = c.S
+  local t = sched.current(S, "conn:sslhandshake")
+  local ctx, err
+  if type(reused_session) == "table" then
+    ctx, err = tls.server_ctx(S, tls.server_opts(reused_session, "conn:sslhandshake"))
+    server_name = nil
+  else
+    if server_name ~= nil and type(server_name) ~= "string" then
+      misuse("conn:sslhandshake: server_name must be a string", 2)
+    end
+    local o = tls.client_opts({ verify = ssl_verify ~= false, server_name = server_name,
+                                ca = type(opts) == "table" and opts.ca or nil }, nil,
+                              "conn:sslhandshake")
+    server_name = o.server_name
+    ctx, err = tls.client_ctx(S, o)
+  end
+  if not ctx then return nil, err end
+  local ok
+  ok, err = tls.handshake(S, t, c, ctx, server_name or nil)
+  if not ok then return nil, err end
+  return true
+end
+
+methods.sslinfo = tls.sslinfo
 
 ------------------------------------------------------------------------
 -- Descriptors: names and options

@@ -12,6 +12,7 @@ local conn = require "ringline.conn"
 local errors = require "ringline.errors"
 local log = require "ringline.log"
 local check = require "ringline.check"
+local tls = require "ringline.tls"
 local addr_errstr = require("ringline.client").addr_errstr
 
 local ffi = require "ffi"
@@ -40,9 +41,9 @@ local VALID = {
   nodelay = true,           -- TCP_NODELAY on accepted connections (default on)
   backlog = true,           -- accepted and ignored: the backlog is per worker
   mode = true,              -- unix sockets: the socket file's permissions
-  ssl = "not supported (TLS is not implemented yet)",
-  ssl_cert = "not supported (TLS is not implemented yet)",
-  ssl_key = "not supported (TLS is not implemented yet)",
+  ssl = true,               -- { cert = PATH, key = PATH }: TLS (ringline.tls)
+  ssl_cert = "not supported (use ssl = { cert = ..., key = ... })",
+  ssl_key = "not supported (use ssl = { cert = ..., key = ... })",
 }
 -- A misuse raises at the user's line: ringline.listen tail-calls listen
 -- below, so a fixed level would name no line.
@@ -126,7 +127,14 @@ function M.listen(S, addr, handler, opts)
   if reuseport == nil then reuseport = log.workers > 1 end
   local flags = (opts.nodelay ~= false and LISTEN_NODELAY or 0) + (reuseport and LISTEN_REUSEPORT or 0)
   if mode then flags = flags + LISTEN_MODE + mode * MODE_SHIFT end
+  local ssl = tls.server_opts(opts.ssl, "ringline.listen")
   local w = sched.start(S)
+  local tls_ctx = false
+  if ssl then
+    local err
+    tls_ctx, err = tls.server_ctx(S, ssl)
+    if not tls_ctx then return nil, err end
+  end
   local id
   if shared then
     id = H.rl_host_listen_shared(w, addr, flags, S.cfg.listen_backlog)
@@ -149,7 +157,8 @@ function M.listen(S, addr, handler, opts)
       "a different port; give a fixed port to share one")
   end
   local l = setmetatable({ S = S, id = id, gen = gen[0], addr = addr, handler = handler,
-                           max = max or false, nconns = 0, refused = 0, closed = false }, mt)
+                           max = max or false, nconns = 0, refused = 0, closed = false,
+                           tls_ctx = tls_ctx, tls_failed = 0 }, mt)
   S.listeners[id] = l
   S.nlisteners = S.nlisteners + 1
   return l
@@ -205,6 +214,27 @@ end
 -- count drops when the connection's RL_EV_CLOSED comes (ringline.sched).
 -- Per worker: with -w N a client can hold up to N times the maximum.
 -- Unix-socket peers have no address and are not counted.
+-- The handler, after the TLS handshake on a TLS listener: a handshake
+-- that fails is counted (listener:tls_failures()), logged at debug level
+-- and reset; it never reaches the handler.
+local function serve(c)
+  local l = c.listener
+  if l.tls_ctx then
+    local S = c.S
+    local ok, err = tls.handshake(S, S.current, c, l.tls_ctx, nil)
+    if not ok then
+      l.tls_failed = l.tls_failed + 1
+      log.log(log.DEBUG, "TLS handshake on ", tostring(l.addr), " failed: ", err)
+      if not c.closed then c:close("reset") end
+      return
+    end
+  end
+  return l.handler(c)
+end
+
+-- TLS handshakes this listener saw fail (or time out, or end closed).
+function methods.tls_failures(l) return l.tls_failed end
+
 admit = function(c)
   local S = c.S
   local ip = c:getpeername()
@@ -220,7 +250,7 @@ admit = function(c)
     per_ip[ip] = n
     c.ip = ip
   end
-  return c.listener.handler(c)
+  return serve(c)
 end
 
 -- shed_idle: when the connection just accepted (new) left the table at
@@ -271,6 +301,8 @@ local function on_accepted(S, ev)
   if S.shed_idle ~= 0 then shed_if_full(S, c) end
   if S.max_connections_per_ip > 0 then
     spawn_handler(S, admit, c, l.handler)
+  elseif l.tls_ctx then
+    spawn_handler(S, serve, c, l.handler)
   else
     spawn_handler(S, l.handler, c)
   end
