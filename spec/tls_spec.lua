@@ -127,6 +127,25 @@ describe("TLS", function()
     assert.are.equal(1, r.reached)
   end)
 
+  it("a peer silent in the handshake is reset after tls_handshake_timeout, never a handler", function()
+    local r = run(function()
+      local reached = 0
+      local lst, port = tls_server(function() reached = reached + 1 end)
+      local t0 = ringline.now()
+      local silent = assert(ringline.connect("127.0.0.1", port))
+      local got = { silent:receive("*a") }
+      local waited = ringline.now() - t0
+      silent:close()
+      assert(support.eventually(function() return lst:tls_failures() == 1 end))
+      lst:close()
+      return { got = got, waited = waited, reached = reached, m = ringline.metrics().tls_failures }
+    end, { tls_handshake_timeout = 200 })
+    assert.is_nil(r.got[1])              -- reset, not a clean end
+    assert.is_true(r.waited >= 0.19, tostring(r.waited))
+    assert.are.equal(0, r.reached)
+    assert.are.equal(1, r.m)
+  end)
+
   it("refuses ssl keys it does not implement by name, and flat ssl_* options", function()
     local r = run(function()
       return {

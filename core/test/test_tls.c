@@ -105,6 +105,7 @@ static int tls_ended(struct t_ctx *t) { return cli_tls != 1; }
 static int echoed(struct t_ctx *t) { return inlen == want; }
 static int fails_1(struct t_ctx *t) { return srv_fails == 1; }
 static int fails_2(struct t_ctx *t) { return srv_fails == 2; }
+static int fails_3(struct t_ctx *t) { return srv_fails == 3; }
 static int cli_eof(struct t_ctx *t) { return rl_conn_io(t->w, cli_slot)->reof != 0; }
 static int all_closed(struct t_ctx *t) { return rl_worker_metrics(t->w)->conns_open == 0; }
 
@@ -208,7 +209,18 @@ int main(void)
 	CHECK_EQ(srv_fail_res, -ETIMEDOUT);
 	ASSERT(t_now() - t0 >= 0.25, "timed out after %.3f s, before tls_handshake_timeout",
 	       t_now() - t0);
-	CHECK_EQ(rl_worker_metrics(t.w)->tls_failures, 2);
+	/* a handshake record cut short by the peer's FIN: the core fails it
+	 * at the FIN, not at the deadline */
+	int cut = t_tcp_connect("127.0.0.1", t.port, 1);
+	const uint8_t rec[] = { 0x16, 0x03, 0x01, 0x00, 0x80, 0x01, 0x00, 0x00, 0x7c, 0x03, 0x03 };
+	CHECK_EQ(write(cut, rec, sizeof(rec)), (ssize_t)sizeof(rec));
+	CHECK_EQ(shutdown(cut, SHUT_WR), 0);
+	t0 = t_now();
+	T_WAIT(&t, fails_3, 10);
+	CHECK_EQ(srv_fail_res, -EPROTO);
+	ASSERT(t_now() - t0 < 0.25, "a cut handshake waited %.3f s for the deadline", t_now() - t0);
+	CHECK_EQ(rl_worker_metrics(t.w)->tls_failures, 3);
+	close(cut);
 	close(junk);
 	close(silent);
 	/* the TLS connection is untouched */
