@@ -189,37 +189,42 @@ describe("TLS", function()
     assert.are.same({ nil, "already TLS" }, r[2])
   end)
 
-  it("serves curl (when installed): a real client verifies the Lua server", function()
+  it("serves curl (when installed) over TLS 1.3 and 1.2: a real client verifies the Lua server", function()
     if not sh("command -v curl >/dev/null 2>&1") then
       pending("no curl on this machine")
       return
     end
-    local outf = dir .. "/curl.out"
     local r = run(function()
-      local got
+      local got = {}
       local lst, port = tls_server(function(c)
-        got = c:receive("*l")
+        local line = c:receive("*l")
         while true do
           local l = c:receive("*l")
           if not l or l == "" then break end
         end
+        got[#got + 1] = { line = line, protocol = c:sslinfo().protocol }
         c:send("HTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: close\r\n\r\nhi\n")
       end)
-      -- curl runs in the background (a blocking popen would stop the loop
-      -- it talks to); its output file says when it is done
-      assert(sh(("(curl -s --max-time 5 --cacert %s https://localhost:%d/x; echo \" rc=$?\") > %s 2>&1 &")
-        :format(cert, port, outf)))
-      local body
-      assert(support.eventually(function()
-        local f = io.open(outf)
-        body = f and f:read("*a")
-        if f then f:close() end
-        return body and body:find("rc=%d+") ~= nil
-      end, 10))
+      local bodies = {}
+      for i, extra in ipairs { "", "--tls-max 1.2" } do
+        -- curl runs in the background (a blocking popen would stop the
+        -- loop it talks to); its output file says when it is done
+        local outf = dir .. "/curl" .. i .. ".out"
+        assert(sh(("(curl -s --max-time 5 %s --cacert %s https://localhost:%d/x; echo \" rc=$?\") > %s 2>&1 &")
+          :format(extra, cert, port, outf)))
+        assert(support.eventually(function()
+          local f = io.open(outf)
+          local body = f and f:read("*a")
+          if f then f:close() end
+          bodies[i] = body
+          return body and body:find("rc=%d+") ~= nil
+        end, 10))
+      end
       lst:close()
-      return { got = got, body = body }
+      return { got = got, bodies = bodies }
     end)
-    assert.are.equal("GET /x HTTP/1.1", r.got)
-    assert.are.equal("hi\n rc=0\n", r.body)
+    assert.are.same({ "hi\n rc=0\n", "hi\n rc=0\n" }, r.bodies)
+    assert.are.same({ { line = "GET /x HTTP/1.1", protocol = "TLSv1.3" },
+                      { line = "GET /x HTTP/1.1", protocol = "TLSv1.2" } }, r.got)
   end)
 end)
