@@ -51,6 +51,30 @@ describe("ringline.run", function()
     assert.are.equal("timeout", err)
   end)
 
+  it("a timed-out run lists tasks that never started too (no coroutine yet)", function()
+    local lines = {}
+    local old = rlog.set_sink(function(l) lines[#lines + 1] = l end)
+    local ok, err = pcall(ringline.run, { timeout = 0.02 }, function()
+      -- a round runs at most 4096 tasks (sched.lua's ROUND): these fill
+      -- the next one, and the deadline has passed when it ends, so the
+      -- three after them never start
+      for _ = 1, 4096 do ringline.spawn(function() end) end
+      for _ = 1, 3 do ringline.spawn(function() ringline.sleep(100) end) end
+      local t0 = os.clock()
+      while os.clock() - t0 < 0.05 do end
+      ringline.sleep(100)
+    end)
+    rlog.set_sink(old)
+    assert.is_false(ok)
+    assert.are.equal("timeout", err)
+    assert.are.equal(5, #lines)   -- the count, main, the three spawned
+    local ready = 0
+    for i = 2, 5 do
+      assert.matches("%] ringline worker 0: task table: 0x%x+ %(", lines[i])
+      if lines[i]:find("(ready): not started", 1, true) then ready = ready + 1 end
+    end
+    assert.are.equal(3, ready)
+  end)
   it("can run again in the same process, with fresh state", function()
     for i = 1, 3 do
       local r = ringline.run(function()

@@ -345,7 +345,10 @@ local function dump_tasks(S)
   for t in pairs(S.live) do
     k = k + 1
     if k > 10 then break end
-    log.log(log.WARN, traceback(t.co, "task " .. tostring(t) .. " (" .. t:status() .. ")"))
+    local msg = "task " .. tostring(t) .. " (" .. t:status() .. ")"
+    -- a task gets its coroutine when it first runs (ringline.task):
+    -- traceback(false, msg) would return false
+    log.log(log.WARN, t.co and traceback(t.co, msg) or msg .. ": not started")
   end
 end
 
