@@ -47,7 +47,7 @@
 ---@field ssl? {cert: string, key: string} TLS: PEM certificate (chain) and key files
 
 ---@class ringline.connectopts
----@field timeout? number seconds for the lookup and every attempt (nil or 0: none)
+---@field timeout? number seconds for the lookup and every attempt (0: none; nil: connect_timeout)
 ---@field bind? string    local address: "host", "host:port", "[v6]:port", a name, or a unix path
 ---@field ssl? true|{verify: boolean?, server_name: string?, ca: string?, cafile: string?} TLS (verify on by default)
 
