@@ -336,6 +336,27 @@ describe("max_connections_per_ip", function()
   end)
 end)
 
+describe("shed_idle", function()
+  -- max_connections = 0 (the default) lets the core size the table to
+  -- RLIMIT_NOFILE: the shed test compared against that 0 and shed an idle
+  -- connection at every accept, however empty the table.
+  it("with the default max_connections sheds nothing while the table has room", function()
+    local r = run(function()
+      local lst, port = server(function(c) c:send("hi\n"); c:receive() end)
+      local a = connect(port)
+      local da = a:receive()        -- its handler has parked in a receive
+      local b = connect(port)
+      local db = b:receive()        -- b was accepted (a shed comes before)
+      local shed = ringline.metrics().conns_shed
+      assert(a:send("x\n"))          -- a's handler was not reset: it reads
+      local max = ringline.config("max_connections")
+      a:close(); b:close(); lst:close()
+      return { da, db, shed, max > 0 }
+    end, { shed_idle = 1 })
+    assert.are.same({ "hi", "hi", 0, true }, r)
+  end)
+end)
+
 describe("RINGLINE_LOG_LEVEL", function()
   it("an unknown value is reported with the valid ones", function()
     local root = debug.getinfo(1, "S").source:match("^@(.*)/spec/[^/]+$") or "."

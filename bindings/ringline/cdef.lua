@@ -199,6 +199,7 @@ enum rl_msg_kind {
 int rl_worker_take_message(struct rl_worker *w, void *buf, size_t cap, uint32_t *from, uint32_t *kind);
 struct rl_metrics *rl_worker_metrics(struct rl_worker *w);
 uint32_t rl_worker_features(const struct rl_worker *w);
+const struct rl_config *rl_worker_config(const struct rl_worker *w);
 double rl_worker_now(const struct rl_worker *w);
 int rl_worker_live(const struct rl_worker *w);
 int rl_listen(struct rl_worker *w, const char *addr, uint32_t flags);

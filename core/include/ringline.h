@@ -349,6 +349,9 @@ enum rl_msg_kind {
 int rl_worker_take_message(struct rl_worker *w, void *buf, size_t cap, uint32_t *from, uint32_t *kind);
 struct rl_metrics *rl_worker_metrics(struct rl_worker *w);
 uint32_t rl_worker_features(const struct rl_worker *w);
+/* The configuration in effect: the one given, with max_connections resolved
+ * when it was 0 (sized to RLIMIT_NOFILE). */
+const struct rl_config *rl_worker_config(const struct rl_worker *w);
 /* Monotonic loop time in seconds, cached at the last poll. */
 double rl_worker_now(const struct rl_worker *w);
 /* Connections, listeners, timers, UDP sockets and pending connects or

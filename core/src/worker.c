@@ -405,6 +405,11 @@ uint32_t rl_worker_features(const struct rl_worker *w)
 	return w->features;
 }
 
+const struct rl_config *rl_worker_config(const struct rl_worker *w)
+{
+	return &w->cfg;
+}
+
 double rl_worker_now(const struct rl_worker *w)
 {
 	return w->now;

@@ -141,6 +141,9 @@ local function start(S)
   end
   w = pw[0]
   S.w = w
+  -- the values in effect (max_connections = 0 is resolved by the core):
+  -- ringline.config and shed_idle read them
+  ffi.copy(S.cfg, C.rl_worker_config(w), ffi.sizeof("struct rl_config"))
   S.evs = ffi_new("struct rl_event[?]", NEVS)
   S.hiwat = S.cfg.send_high_watermark
   S.lowat = S.cfg.send_low_watermark
