@@ -192,6 +192,18 @@ describe("ringline.listen", function()
     assert.are.equal("hello", r[4])
   end)
 
+  it("max_connections = 0 is no cap of the listener's own", function()
+    local r = run(function()
+      local lst, port = server(function(c) c:send("hello\n") end, { max_connections = 0 })
+      local c = connect(port)
+      local line, err = c:receive("*l")
+      c:close()
+      lst:close()
+      return { line, err, lst.refused }
+    end)
+    assert.are.same({ "hello", nil, 0 }, { r[1], r[2], r[3] })
+  end)
+
   it("opts.nodelay = false and reuseport are accepted", function()
     local r = run(function()
       local lst = assert(ringline.listen("127.0.0.1:0", function(c) c:send("x") end,

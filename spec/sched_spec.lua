@@ -139,6 +139,16 @@ describe("tasks", function()
     assert.are.same({ { true, 42, "ok" }, { true, 42, "ok" }, "dead" }, r)
   end)
 
+  it("join(0) does not wait: a running task gives nil, \"timeout\" at once", function()
+    local r = ringline.run(function()
+      local t = ringline.spawn(function() return 42 end)
+      local a = { t:join(0) }          -- t has not run yet
+      local b = { t:join() }
+      return { a, b, (t:join(0)) }
+    end)
+    assert.are.same({ { nil, "timeout" }, { true, 42 }, true }, r)
+  end)
+
   it("join of a task that raised gives false, err; the error also goes to on_error", function()
     local seen = {}
     local r = ringline.run(function()

@@ -98,6 +98,7 @@ function M.listen(S, addr, handler, opts)
   if max ~= nil and (type(max) ~= "number" or max < 0 or max % 1 ~= 0) then
     misuse("ringline.listen: opts.max_connections must be an integer >= 0")
   end
+  if max == 0 then max = nil end   -- 0: no cap of its own, as the config keys' 0
   local accept = opts.accept
   if accept == nil then
     accept = ACCEPT

@@ -484,6 +484,8 @@ function Task.join(t, timeout)
   local me = current(S, "task:join")
   if me == t then error("ringline: a task cannot join itself", 2) end
   check.seconds(timeout, "task:join: timeout")
+  -- 0: do not wait (as semaphore:wait(0) and the channel calls)
+  if timeout == 0 and t.state ~= DEAD then return nil, "timeout" end
   if t.state ~= DEAD then
     local ok, err = wait_begin(S, me, timeout)
     if not ok then return nil, err end
