@@ -444,6 +444,10 @@ function methods.receiveuntil(c, delim, opts)
     max = c.S.line_max
   elseif type(max) ~= "number" or max ~= max or max < 0 or max == math.huge then
     misuse("conn:receiveuntil: opts.max must be a finite number >= 0, got " .. tostring(max), 2)
+  elseif max > c.S.max_receive then
+    -- no part may be buffered past the connection's max_receive: a larger
+    -- max would end in the core's refusal ("message too long") instead
+    max = c.S.max_receive
   end
   local dlen = #delim
   local d1 = delim:byte(1)
