@@ -44,7 +44,6 @@ local function tick()
   local t = os.time()
   clock.date = os.date("!Date: %a, %d %b %Y %H:%M:%S GMT\r\n", t)
   clock.log = os.date("!%d/%b/%Y:%H:%M:%S +0000", t)
-  for f in pairs(clock.files or {}) do f:flush() end
 end
 
 local function start_clock()
@@ -135,8 +134,6 @@ function M.listen(addr, handler, opts)
     end
     local f, err = open_log(log)
     if not f then return nil, err end
-    clock.files = clock.files or setmetatable({}, { __mode = "k" })
-    if f ~= io.stderr then clock.files[f] = true end
     cfg.log = logger(f)
   end
   start_clock()

@@ -177,7 +177,10 @@ function M.chunk_size(p, len)
     v = v * 16 + d
     i = i + 1
   end
-  if i == len then return len < LINE_MAX and nil or false end
+  if i == len then
+    if len < LINE_MAX then return nil end
+    return false
+  end
   if i == 0 then return false end
   -- chunk-ext: ";" and anything printable (read and ignored); then CRLF
   local c = p[i]
@@ -192,7 +195,8 @@ function M.chunk_size(p, len)
     if (c < 32 and c ~= HT) or c == 127 then return false end
     i = i + 1
   end
-  return len < LINE_MAX and nil or false
+  if len < LINE_MAX then return nil end
+  return false
 end
 
 -- A trailer line at p[0, len): its length with CRLF (2 for the empty line

@@ -267,6 +267,7 @@ end
 function Res.write(res, x)
   if res.done then return nil, "finished" end
   local st = res._st
+  if st.bfail and not res.started then return nil, "bad request body" end
   local n = size_of(x, 0)
   res.bytes = res.bytes + n
   if not res.started then put_head(res, st, nil) end
@@ -293,6 +294,7 @@ end
 function Res.finish(res, x)
   if res.done then return nil, "finished" end
   local st = res._st
+  if st.bfail and not res.started then return nil, "bad request body" end
   local n = 0
   if x ~= nil then n = size_of(x, 0) end
   res.bytes = res.bytes + n
