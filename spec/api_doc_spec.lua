@@ -13,9 +13,11 @@
 -- Functions of the ringline table and of its sub-tables are written
 -- ringline.name / ringline.sub.name, methods object:name with the objects
 -- named conn, listener, udp, region, slice, timer (a timer handle), task,
--- semaphore and channel. Other level-3 headings do not start with a
--- backquote.
+-- semaphore and channel. The module ringline.http is written http.name, its
+-- request and response objects req:name and res:name. Other level-3
+-- headings do not start with a backquote.
 local ringline = require "ringline"
+local http = require "ringline.http"
 
 local root = debug.getinfo(1, "S").source:match("^@(.*)/spec/[^/]+$") or "."
 if root:sub(1, 1) ~= "/" then root = (os.getenv("PWD") or ".") .. "/" .. root end
@@ -50,17 +52,28 @@ local function exported()
       end
     end
   end
+  for k, v in pairs(http) do
+    if public(k) and type(v) == "function" then required["http." .. k] = true end
+  end
   -- The objects' methods, from real objects made in a run.
   local objects = ringline.run({ timeout = 5 }, function()
     local lst = assert(ringline.listen("127.0.0.1:0", function(c) c:receive() end))
     local _, port = lst:getsockname()
     local c = assert(ringline.connect("127.0.0.1", port))
+    local hreq, hres
+    local hl = assert(http.listen("127.0.0.1:0", function(q, s) hreq, hres = q, s end))
+    local hc = assert(ringline.connect("127.0.0.1", select(2, hl:getsockname())))
+    assert(hc:send("GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"))
+    assert(hc:receive("*a"))
+    hc:close()
+    hl:close()
     local r = assert(ringline.region(4096))
     local h = assert(ringline.timer.at(60, function() end))
     local t = ringline.spawn(function() end)
     local o = {
       conn = c, listener = lst, udp = ringline.udp(), region = r, slice = r:slice(0, 16),
       timer = h, task = t, semaphore = ringline.semaphore(1), channel = ringline.channel(1),
+      req = hreq, res = hres,
     }
     h:cancel()
     t:join()
@@ -139,7 +152,8 @@ describe("the API reference", function()
     for _, n in ipairs({ "ringline.listen", "ringline.timer.at", "ringline.worker.post",
                          "ringline.coroutine.wrap", "ringline.ERR", "conn:receive",
                          "listener:close", "udp:receivefrom", "region:slice", "slice:string",
-                         "timer:cancel", "task:join", "semaphore:wait", "channel:get" }) do
+                         "timer:cancel", "task:join", "semaphore:wait", "channel:get",
+                         "http.listen", "req:body", "res:finish" }) do
       assert.is_true(required[n], n)
     end
     assert.is_nil(required["timer:fire"])
@@ -227,6 +241,11 @@ describe("the API reference", function()
     for _, kind in ipairs({ "conn", "listener", "udp", "region", "slice", "timer", "task",
                             "semaphore", "channel" }) do
       assert.is_truthy(text:find("\n%-%-%-@class ringline%." .. kind .. "\n"), "no class for " .. kind)
+      assert.is_truthy(text:find("\nlocal " .. kind .. " = {}\n"), "no methods table for " .. kind)
+    end
+    for kind, class in pairs({ http = "ringline.http", req = "ringline.http.req",
+                               res = "ringline.http.res" }) do
+      assert.is_truthy(text:find("\n%-%-%-@class " .. class:gsub("%.", "%%.") .. "\n"), "no class for " .. kind)
       assert.is_truthy(text:find("\nlocal " .. kind .. " = {}\n"), "no methods table for " .. kind)
     end
   end)

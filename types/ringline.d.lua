@@ -645,4 +645,73 @@ function ringline.exit(code) end
 ---@return boolean
 function ringline.exiting() end
 
+------------------------------------------------------------------------
+-- HTTP server: require "ringline.http"
+------------------------------------------------------------------------
+
+---@class ringline.http
+local http = {}
+
+---@class ringline.http.listen_opts
+---@field max_header_bytes? integer request line and fields (8192)
+---@field max_body_bytes? integer a request body (1048576)
+---@field header_timeout? number ms a head may take (10000; 0 = none)
+---@field keepalive_timeout? number ms an idle connection waits (60000; 0 = none)
+---@field access_log? string a path or "stderr" (combined log format)
+---@field ssl? any passed to ringline.listen (refused until TLS exists)
+
+---Serve HTTP/1.1 on addr: handler(req, res) per request.
+---@param addr string|integer
+---@param handler fun(req: ringline.http.req, res: ringline.http.res)
+---@param opts? ringline.http.listen_opts|table
+---@return ringline.listener|nil
+---@return string? err
+function http.listen(addr, handler, opts) end
+
+---@class ringline.http.req
+---@field method string
+---@field target string
+---@field path string
+---@field query string|nil
+---@field version '"1.0"'|'"1.1"'
+---@field headers table<string, string|string[]>
+local req = {}
+
+---The query decoded: name -> string, true, or an array of strings.
+---@return table<string, string|boolean|string[]>
+function req:args() end
+
+---The whole body (bounded by max_body_bytes).
+---@return string|nil body
+---@return string? err
+function req:body() end
+
+---An iterator over the body's pieces.
+---@return fun(): string|nil, string|nil
+function req:body_reader() end
+
+---@class ringline.http.res
+local res = {}
+
+---@param code integer
+---@return ringline.http.res
+function res:status(code) end
+
+---@param name string
+---@param value string|number|(string|number)[]|nil
+---@return ringline.http.res
+function res:header(name, value) end
+
+---Stream a piece of the body (chunked for 1.1, close-delimited for 1.0).
+---@param data any what conn:send takes
+---@return true|nil ok
+---@return string? err
+function res:write(data) end
+
+---End the response; without writes before it, data is the whole body.
+---@param data? any what conn:send takes
+---@return true|nil ok
+---@return string? err
+function res:finish(data) end
+
 return ringline

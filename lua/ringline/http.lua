@@ -32,7 +32,6 @@ local PASS = {
 local VALID = { access_log = true }
 for k in pairs(DEFAULTS) do VALID[k] = true end
 for k in pairs(PASS) do VALID[k] = true end
-M.DEFAULTS = DEFAULTS
 
 ------------------------------------------------------------------------
 -- The clock: "Date: ...\r\n" and the access log's time, once a second
