@@ -75,9 +75,10 @@ end
 local function flush(st, x)
   local out = st.out
   if #out == 0 and x == nil then return true end
+  -- as one string: conn:send of a string.buffer (buf:ref()) aborts traces
+  local s = out:get()
   local ok, err
-  if x == nil then ok, err = st.conn:send(out) else ok, err = st.conn:send(out, x) end
-  out:reset()
+  if x == nil then ok, err = st.conn:send(s) else ok, err = st.conn:send(s, x) end
   if not ok then st.close, st.broken = true, true end
   return ok, err
 end
@@ -159,15 +160,24 @@ function Res.status(res, code)
   return res
 end
 
+-- Header names already checked (a handler sets the same few again and
+-- again; a pattern match is not compiled by the JIT), at most NAMES_MAX.
+local names_ok, names_n, NAMES_MAX = {}, 0, 1024
+
 local function check_field(k, v)
-  if type(k) ~= "string" or k == "" or k:find("[^%w!#$%%&'*+%-.^_`|~]") then
-    error("res:header: bad header name " .. tostring(k), 3)
+  if not names_ok[k] then
+    if type(k) ~= "string" or k == "" or k:find("[^%w!#$%%&'*+%-.^_`|~]") then
+      error("res:header: bad header name " .. tostring(k), 3)
+    end
+    if names_n < NAMES_MAX then names_ok[k], names_n = true, names_n + 1 end
   end
-  if type(v) ~= "string" and type(v) ~= "number" then
+  local tv = type(v)
+  if tv == "string" then
+    if v:find("\r", 1, true) or v:find("\n", 1, true) or v:find("\0", 1, true) then
+      error("res:header: a value cannot hold CR, LF or NUL", 3)
+    end
+  elseif tv ~= "number" then
     error("res:header: value must be a string, a number or an array of them", 3)
-  end
-  if type(v) == "string" and v:find("[%z\r\n]") then
-    error("res:header: a value cannot hold CR, LF or NUL", 3)
   end
 end
 
@@ -175,19 +185,24 @@ end
 -- one line each (Set-Cookie); v nil removes it.
 function Res.header(res, k, v)
   if res.started then error("res:header: the response head is already sent", 2) end
-  local lk = type(k) == "string" and k:lower() or k
-  if lk == "content-length" or lk == "transfer-encoding" then
-    error("res:header: " .. k .. " is set by ringline.http", 2)
-  end
-  if lk == "connection" then
-    if v ~= nil and tostring(v):lower() == "close" then res.close = true end
-    return res
+  if type(k) ~= "string" then error("res:header: bad header name " .. tostring(k), 2) end
+  local b = k:byte(1)
+  if b == 99 or b == 67 or b == 116 or b == 84 then      -- c, C, t, T
+    local lk = k:lower()
+    if lk == "content-length" or lk == "transfer-encoding" then
+      error("res:header: " .. k .. " is set by ringline.http", 2)
+    end
+    if lk == "connection" then
+      if v ~= nil and tostring(v):lower() == "close" then res.close = true end
+      return res
+    end
   end
   local h = res.hdrs
   if not h then
     h = {}
     res.hdrs = h
   else
+    local lk = k:lower()
     local n = #h
     local i = 1
     while i < n do
