@@ -199,6 +199,11 @@ function Res.header(res, k, v)
   end
   local h = res.hdrs
   if not h then
+    if type(v) ~= "table" then
+      check_field(k, v)
+      res.hdrs = { k, v }
+      return res
+    end
     h = {}
     res.hdrs = h
   else
@@ -387,6 +392,13 @@ local function split_target(target)
   return path, query
 end
 
+-- Every field a response gets is in its constructor: a field added later
+-- would grow (rehash) the table, per request.
+local function new_res(st, code, head)
+  return setmetatable({ code = code, _st = st, bytes = 0, head = head, started = false,
+                        done = false, chunked = false, close = false, hdrs = false }, res_mt)
+end
+
 -- Runs one request whose head is already consumed. Returns true to go on
 -- with the next request.
 local function exchange(st, handler, method, target, version, headers, clen, chunked, close,
@@ -405,9 +417,9 @@ local function exchange(st, handler, method, target, version, headers, clen, chu
   local path, query = split_target(target)
   local req = setmetatable({
     method = method, target = target, path = path, query = query, version = version,
-    headers = headers, _st = st, _seq = st.seq,
+    headers = headers, _st = st, _seq = st.seq, _body = false,
   }, req_mt)
-  local res = setmetatable({ code = 200, _st = st, bytes = 0, head = method == "HEAD" }, res_mt)
+  local res = new_res(st, 200, method == "HEAD")
   local ok, err = xpcall(handler, traceback, req, res)
   if st.broken then return false end
   if not ok then
@@ -420,7 +432,7 @@ local function exchange(st, handler, method, target, version, headers, clen, chu
     -- a new answer: 500, kept alive only when the body can be read to its end
     if not st.bdone and (st.expect or not body.drain(st)) then st.close = true end
     if st.bfail then st.close = true end
-    res = setmetatable({ code = 500, _st = st, bytes = 0, head = req.method == "HEAD" }, res_mt)
+    res = new_res(st, 500, req.method == "HEAD")
     res:finish()
     if st.log then st.log(st, req, 500, 0) end
     return not st.close and not st.broken
