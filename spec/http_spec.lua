@@ -371,12 +371,34 @@ describe("ringline.http server", function()
     assert.is_true(got)
   end)
 
-  it("passes ssl to ringline.listen, which refuses it until TLS exists", function()
-    local ok, err = pcall(ringline.run, { timeout = 5 }, function()
-      return http.listen("127.0.0.1:0", function() end, { ssl = true })
+  it("serves HTTPS with ssl = { cert, key } (passed to ringline.listen)", function()
+    local dir = os.tmpname()
+    os.remove(dir)
+    finally(function() os.execute("rm -rf " .. dir) end)
+    assert(os.execute("mkdir -p " .. dir) == 0)
+    local cert, key = dir .. "/cert.pem", dir .. "/key.pem"
+    assert(os.execute("unset LD_PRELOAD; openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 "
+      .. "-nodes -days 1 -subj /CN=localhost -addext subjectAltName=DNS:localhost,IP:127.0.0.1 "
+      .. "-keyout " .. key .. " -out " .. cert .. " >/dev/null 2>&1") == 0, "openssl makes a certificate")
+    local got = with_server({ ssl = { cert = cert, key = key } }, function(req, res)
+      res:finish(req.method .. " " .. assert(req:body()))
+    end, function(port)
+      local c = assert(ringline.connect("localhost", port, { ssl = { ca = cert }, timeout = 5 }))
+      c:settimeout(5000)
+      assert(c:send("POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\nhi", GET))
+      local s1, _, b1 = read_response(c)
+      local s2, _, b2 = read_response(c)
+      return { s1, b1, s2, b2 }
     end)
-    assert.is_false(ok)
-    assert.matches("option 'ssl' is not supported", tostring(err))
+    assert.are.same({ 200, "POST hi", 200, "GET " }, got)
+    -- a plaintext client gets no HTTP answer
+    local raw = with_server({ ssl = { cert = cert, key = key } }, function(_, res) res:finish("x") end,
+      function(port)
+        local c = connect(port)
+        assert(c:send(GET))
+        return c:receive("*a") or ""
+      end)
+    assert.is_nil(raw:find("HTTP/1.1", 1, true))
   end)
 
   it("refuses bad options at the caller's line", function()

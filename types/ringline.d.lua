@@ -658,7 +658,7 @@ local http = {}
 ---@field header_timeout? number ms a head may take (10000; 0 = none)
 ---@field keepalive_timeout? number ms an idle connection waits (60000; 0 = none)
 ---@field access_log? string a path or "stderr" (combined log format)
----@field ssl? any passed to ringline.listen (refused until TLS exists)
+---@field ssl? table { cert = PATH, key = PATH }: HTTPS (passed to ringline.listen)
 
 ---Serve HTTP/1.1 on addr: handler(req, res) per request.
 ---@param addr string|integer

@@ -19,14 +19,15 @@ local clock = server.clock
 
 local M = {}
 
--- The options of http.listen and their defaults (true: passed to
--- ringline.listen as they are, so `ssl` works there the day TLS lands).
+-- The options of http.listen and their defaults; PASS: ringline.listen's
+-- own, handed to it as they are (`ssl = { cert = ..., key = ... }` for TLS,
+-- checked there).
 local DEFAULTS = {
   max_header_bytes = 8192, max_body_bytes = 1048576,
   header_timeout = 10000, keepalive_timeout = 60000,
 }
 local PASS = {
-  ssl = true, ssl_cert = true, ssl_key = true, max_connections = true, accept = true,
+  ssl = true, max_connections = true, accept = true,
   reuseport = true, nodelay = true, backlog = true, mode = true,
 }
 local VALID = { access_log = true }
