@@ -206,6 +206,22 @@ describe("ringline.http server", function()
     assert.are.equal(200, got)
   end)
 
+  it("with Expect: 100-continue, a body past the limit is refused without 100; an unread one closes", function()
+    local got = with_server({ max_body_bytes = 10 }, function(_, res)
+      res:finish("no need")
+    end, function(port)
+      local c = connect(port)
+      assert(c:send("POST / HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: 11\r\n\r\n"))
+      local s1, h1 = read_response(c)
+      local r1 = { s1, h1.connection, closed(c) }
+      c = connect(port)
+      assert(c:send("POST / HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\n"))
+      local s2, h2, b2 = read_response(c)
+      return { r1, { s2, h2.connection, b2, closed(c) } }
+    end)
+    assert.are.same({ { 413, "close", true }, { 200, "close", "no need", true } }, got)
+  end)
+
   it("closes after Connection: close, and after HTTP/1.0 unless asked to keep alive", function()
     with_server(nil, function(_, res) res:finish("x") end, function(port)
       local c = connect(port)

@@ -263,6 +263,9 @@ local function put_head(res, st, len)
     end
   end
   if res.close then st.close = true end
+  -- a client still waiting for 100 Continue may or may not send its body:
+  -- the connection closes after this response, and says so
+  if st.expect then st.close = true end
   if st.close then
     out:put("Connection: close\r\n\r\n")
   elseif st.v10 then
