@@ -12,6 +12,7 @@ local ffi = require "ffi"
 ffi.cdef [[
 const uint8_t *ringline_http_memmem(const uint8_t *h, size_t hl, const char *n, size_t nl) __asm__("memmem");
 const uint8_t *ringline_http_memchr(const uint8_t *s, int c, size_t n) __asm__("memchr");
+size_t ringline_http_strspn(const uint8_t *s, const char *accept) __asm__("strspn");
 ]]
 local C = ffi.C
 local ffi_string = ffi.string
@@ -30,23 +31,16 @@ for c = 0, 255 do
   if ch:match("[%w]") and c < 128 or ("!#$%&'*+-.^_`|~"):find(ch, 1, true) then TCHAR[c] = 1 end
 end
 M.TCHAR = TCHAR
-
--- Header names up to this long are lower-cased here, without a temporary string.
-local NAME_MAX = 256
-local scratch = ffi.new("uint8_t[?]", NAME_MAX)
-
--- p[s, e) as a lower-case string.
-local function lname(p, s, e, upper)
-  if not upper then return ffi_string(p + s, e - s) end
-  local n = e - s
-  if n > NAME_MAX then return lower(ffi_string(p + s, n)) end
-  for k = 0, n - 1 do
-    local c = p[s + k]
-    if c >= 65 and c <= 90 then c = c + 32 end
-    scratch[k] = c
-  end
-  return ffi_string(scratch, n)
+-- The same sets as strings for strspn: a scan stops at the first byte not in
+-- the set, and a head always holds a CR (in no set) before its end, so
+-- strspn never reads past it.
+local TCHARS, VCHARS = {}, {}
+for c = 1, 255 do
+  if TCHAR[c] == 1 then TCHARS[#TCHARS + 1] = string.char(c) end
+  if c > 32 and c < 127 then VCHARS[#VCHARS + 1] = string.char(c) end
 end
+TCHARS, VCHARS = table.concat(TCHARS), table.concat(VCHARS)
+local OWS = " \t"
 
 -- Index just past the first CRLFCRLF in p[0, n), or nil.
 local function head_end(p, n)
@@ -68,13 +62,12 @@ function M.parse_head(p, len, lim)
     return nil
   end
   -- request line: method SP target SP HTTP/d.d CRLF
-  local i = 0
-  while TCHAR[p[i]] == 1 do i = i + 1 end
+  local i = tonumber(C.ringline_http_strspn(p, TCHARS))
   if i == 0 or p[i] ~= SP then return 400 end
   local method = ffi_string(p, i)
   i = i + 1
   local t = i
-  while p[i] > 32 and p[i] < 127 do i = i + 1 end
+  i = i + tonumber(C.ringline_http_strspn(p + i, VCHARS))
   if i == t or p[i] ~= SP then return 400 end
   local target = ffi_string(p + t, i - t)
   i = i + 1
@@ -92,18 +85,13 @@ function M.parse_head(p, len, lim)
   local clen, chunked, close, keepalive, expect, hosts = -1, false, false, false, false, 0
   local te
   while i < e - 2 do
-    local ns, upper = i, false
-    while true do
-      local c = p[i]
-      if TCHAR[c] ~= 1 then break end
-      if c >= 65 and c <= 90 then upper = true end
-      i = i + 1
-    end
+    local ns = i
+    i = i + tonumber(C.ringline_http_strspn(p + i, TCHARS))
     -- an empty name is also how obs-fold (a line starting with SP/HT) shows
     if i == ns or p[i] ~= COLON then return 400 end
     local ne = i
     i = i + 1
-    while p[i] == SP or p[i] == HT do i = i + 1 end
+    i = i + tonumber(C.ringline_http_strspn(p + i, OWS))
     local vs = i
     -- value: up to the CR of its CRLF (the head ends in CRLFCRLF, so there
     -- is one before e); a NUL or a bare LF in it is refused (libc scans: a
@@ -118,7 +106,7 @@ function M.parse_head(p, len, lim)
     local ve = i
     while ve > vs and (p[ve - 1] == SP or p[ve - 1] == HT) do ve = ve - 1 end
     i = i + 2
-    local name = lname(p, ns, ne, upper)
+    local name = lower(ffi_string(p + ns, ne - ns))
     local value = ffi_string(p + vs, ve - vs)
     if name == "content-length" then
       local n = ve - vs
