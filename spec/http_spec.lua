@@ -98,6 +98,12 @@ describe("ringline.http server", function()
     assert.are.equal("6", h["content-length"])
     assert.are.equal("ringline", h.server)
     assert.matches("^%a%a%a, %d%d %a%a%a %d%d%d%d %d%d:%d%d:%d%d GMT$", h.date)
+    -- the time is now (UTC), to the second the timer last updated it
+    local near = false
+    for dt = -3, 1 do
+      if os.date("!%a, %d %b %Y %H:%M:%S GMT", os.time() + dt) == h.date then near = true end
+    end
+    assert.is_true(near, h.date)
     assert.are.equal("text/plain", h["content-type"])
     assert.are.equal("GET", seen.method)
     assert.are.equal("/p/a%20th?x=1&y=a%2Bb+c&x=2&flag", seen.target)

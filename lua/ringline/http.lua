@@ -40,10 +40,16 @@ for k in pairs(PASS) do VALID[k] = true end
 
 local timer
 
+-- English names whatever the C locale says (strftime's %a and %b follow it).
+local DAYS = { "Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat" }
+local MONTHS = { "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec" }
+
 local function tick()
-  local t = os.time()
-  clock.date = os.date("!Date: %a, %d %b %Y %H:%M:%S GMT\r\n", t)
-  clock.log = os.date("!%d/%b/%Y:%H:%M:%S +0000", t)
+  local d = os.date("!*t")
+  clock.date = ("Date: %s, %02d %s %04d %02d:%02d:%02d GMT\r\n"):format(
+    DAYS[d.wday], d.day, MONTHS[d.month], d.year, d.hour, d.min, d.sec)
+  clock.log = ("%02d/%s/%04d:%02d:%02d:%02d +0000"):format(
+    d.day, MONTHS[d.month], d.year, d.hour, d.min, d.sec)
 end
 
 local function start_clock()
