@@ -294,6 +294,10 @@ describe("ringline.http server", function()
   end)
 
   it("answers 500 to a handler that raises, and keeps the connection when its body was read", function()
+    local lines = {}
+    local rlog = require "ringline.log"
+    local old = rlog.set_sink(function(l) lines[#lines + 1] = l end)
+    finally(function() rlog.set_sink(old) end)
     local got = with_server(nil, function(req, res)
       if req.path == "/boom" then error("boom!") end
       if req.path == "/late" then res:write("partial") error("late") end
@@ -311,6 +315,9 @@ describe("ringline.http server", function()
                raw:find("0\r\n\r\n$") == nil }
     end)
     assert.are.same({ 500, nil, 200, "fine", true, true }, got)
+    assert.are.equal(2, #lines)
+    assert.matches("%[error%].*http handler error: .*boom!", lines[1])
+    assert.matches("http handler error: .*late", lines[2])
   end)
 
   -- Each: raw request -> the status expected; the connection then closes.
