@@ -193,7 +193,7 @@ function Res.header(res, k, v)
       error("res:header: " .. k .. " is set by ringline.http", 2)
     end
     if lk == "connection" then
-      if v ~= nil and tostring(v):lower() == "close" then res.close = true end
+      if v ~= nil and tostring(v):lower() == "close" then res._st.close = true end
       return res
     end
   end
@@ -262,7 +262,6 @@ local function put_head(res, st, len)
       out:put("Transfer-Encoding: chunked\r\n")
     end
   end
-  if res.close then st.close = true end
   -- a client still waiting for 100 Continue may or may not send its body:
   -- the connection closes after this response, and says so
   if st.expect then st.close = true end
@@ -395,11 +394,12 @@ local function split_target(target)
   return path, query
 end
 
--- Every field a response gets is in its constructor: a field added later
--- would grow (rehash) the table, per request.
+-- Every field a response gets is in its constructor, and there are 8 (a
+-- hash part of 8): a field added later would grow (rehash) the table, per
+-- request. Connection: close from the handler goes to st.close.
 local function new_res(st, code, head)
   return setmetatable({ code = code, _st = st, bytes = 0, head = head, started = false,
-                        done = false, chunked = false, close = false, hdrs = false }, res_mt)
+                        done = false, chunked = false, hdrs = false }, res_mt)
 end
 
 -- Runs one request whose head is already consumed. Returns true to go on
@@ -418,10 +418,12 @@ local function exchange(st, handler, method, target, version, headers, clen, chu
   end
   body.start(st, clen, chunked, expect)
   local path, query = split_target(target)
+  -- 8 fields (a hash part of 8); a query makes the 9th
   local req = setmetatable({
-    method = method, target = target, path = path, query = query, version = version,
+    method = method, target = target, path = path, version = version,
     headers = headers, _st = st, _seq = st.seq, _body = false,
   }, req_mt)
+  if query then req.query = query end
   local res = new_res(st, 200, method == "HEAD")
   local ok, err = xpcall(handler, traceback, req, res)
   if st.broken then return false end
