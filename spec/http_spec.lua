@@ -341,6 +341,7 @@ describe("ringline.http server", function()
     { "POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n1111111111111111\r\n", 400 },
     { "POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip\r\n\r\n", 501 },
     { "POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", 400 },
+    { ("\r\n"):rep(33) .. GET, 400 },                                 -- a stream of empty lines
     { "GET / HTTP/2.0\r\nHost: t\r\n\r\n", 505 },
     { "GET / HTTP/1.2\r\nHost: t\r\n\r\n", 505 },
     { "GET / HTTP/1.x\r\nHost: t\r\n\r\n", 400 },

@@ -24,6 +24,7 @@ local M = {}
 
 local OUT_FLUSH = 65536     -- bytes of answers held before they are sent
 local INLINE_BODY = 16384   -- string bodies up to this are copied into st.out
+local BLANK_MAX = 64        -- bytes of empty lines taken before a request
 
 local REASONS = {
   [100] = "Continue", [101] = "Switching Protocols",
@@ -434,6 +435,11 @@ local function exchange(st, handler, method, target, version, headers, clen, chu
       if st.log then st.log(st, req, res.code, res.bytes) end
       return false
     end
+    if st.bfail then
+      st.close = true
+      refuse(st, st.bfail)               -- the body was bad: that is the answer
+      return false
+    end
     -- a new answer: 500, kept alive only when the body can be read to its end
     if not st.bdone and (st.expect or not body.drain(st)) then st.close = true end
     if st.bfail then st.close = true end
@@ -470,13 +476,20 @@ function M.serve(conn, cfg, handler)
   local lim = cfg.max_header_bytes
   local idle = cfg.header_timeout       -- the first request must come in time too
   local deadline
+  local blank = 0                       -- bytes of empty lines before this request
   while true do
     local p, len = conn:view(0)
     if not p then return end
-    -- empty lines before a request are ignored (RFC 9112 2.2)
+    -- empty lines before a request are ignored (RFC 9112 2.2), a few: a
+    -- stream of them would hold the connection past every timeout
     if len >= 2 and p[0] == 13 and p[1] == 10 then
       local k = 0
       while k + 1 < len and p[k] == 13 and p[k + 1] == 10 do k = k + 2 end
+      blank = blank + k
+      if blank > BLANK_MAX then
+        refuse(st, 400)
+        return
+      end
       conn:consume(k)
       p, len = conn:view(0)
     end
@@ -507,7 +520,7 @@ function M.serve(conn, cfg, handler)
       return
     else
       conn:consume(e)
-      deadline = nil
+      deadline, blank = nil, 0
       if not exchange(st, handler, method, target, version, headers, clen, chunked, close,
                       keepalive, expect) then
         flush(st)
