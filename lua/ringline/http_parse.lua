@@ -62,9 +62,14 @@ function M.parse_head(p, len, lim)
     return nil
   end
   -- request line: method SP target SP HTTP/d.d CRLF
-  local i = tonumber(C.ringline_http_strspn(p, TCHARS))
-  if i == 0 or p[i] ~= SP then return 400 end
-  local method = ffi_string(p, i)
+  local i, method
+  if p[0] == 71 and p[1] == 69 and p[2] == 84 and p[3] == SP then      -- "GET "
+    i, method = 3, "GET"
+  else
+    i = tonumber(C.ringline_http_strspn(p, TCHARS))
+    if i == 0 or p[i] ~= SP then return 400 end
+    method = ffi_string(p, i)
+  end
   i = i + 1
   local t = i
   i = i + tonumber(C.ringline_http_strspn(p + i, VCHARS))
