@@ -3,6 +3,8 @@
 # C core's own echo server added as peers, in the same run as the others.
 #
 #   bench/run.sh [all|http|echo] [peer...]     e.g. bench/run.sh echo ringline-lua ringline-c c-uring luv
+#   bench/run.sh http ringline-lua ringline-http   (ringline-http: the ringline.http module
+#   serving examples/http_module_hello.lua, against the raw parser of http_hello.lua)
 #   RL_BUILD_B=/path/to/other/build bench/run.sh echo ringline-lua ringline-lua-B   (A/B of two
 #   builds in the same run; each host finds its own lua/ tree)
 #   WORKERS=2 SERVER_CPU=0,1 CLIENT_CPU=0,1 bench/run.sh http ringline-lua   (ringline-lua -w 2;
@@ -43,10 +45,11 @@ ours = (
   "peer ringline-lua http     '$RL_BUILD/bindings/ringline-lua -w $WORKERS $RL_ROOT/examples/http_hello.lua'\n"
   "peer ringline-lua echo     '$RL_BUILD/bindings/ringline-lua -w $WORKERS $RL_ROOT/examples/echo.lua'\n"
   "peer ringline-c   echo     '$RL_BUILD/rl_echo'\n"
+  "peer ringline-http http    '$RL_BUILD/bindings/ringline-lua -w $WORKERS $RL_ROOT/examples/http_module_hello.lua'\n"
   "peer ringline-lua-B http   '$RL_BUILD_B/bindings/ringline-lua -w $WORKERS $RL_ROOT_B/examples/http_hello.lua'\n"
   "peer ringline-lua-B echo   '$RL_BUILD_B/bindings/ringline-lua -w $WORKERS $RL_ROOT_B/examples/echo.lua'\n"
 )
-if "peer ringline-lua-B " not in s:
+if "peer ringline-http " not in s:
     s = "\n".join(l for l in s.split("\n") if not l.startswith("peer ringline-"))
     s = s.replace(mark, mark + ours)
 open(p, "w").write(s)
