@@ -14,10 +14,13 @@
 -- ringline.name / ringline.sub.name, methods object:name with the objects
 -- named conn, listener, udp, region, slice, timer (a timer handle), task,
 -- semaphore and channel. The module ringline.http is written http.name, its
--- request and response objects req:name and res:name. Other level-3
--- headings do not start with a backquote.
+-- request and response objects req:name and res:name; ringline.resp is
+-- written resp.name and its reader's methods reader:name (declared in
+-- types/ringline.resp.d.lua). Other level-3 headings do not start with a
+-- backquote.
 local ringline = require "ringline"
 local http = require "ringline.http"
+local resp = require "ringline.resp"
 
 local root = debug.getinfo(1, "S").source:match("^@(.*)/spec/[^/]+$") or "."
 if root:sub(1, 1) ~= "/" then root = (os.getenv("PWD") or ".") .. "/" .. root end
@@ -55,6 +58,10 @@ local function exported()
   for k, v in pairs(http) do
     if public(k) and type(v) == "function" then required["http." .. k] = true end
   end
+  -- The modules beside ringline: resp.name
+  for k in pairs(resp) do
+    if public(k) then required["resp." .. k] = true end
+  end
   -- The objects' methods, from real objects made in a run.
   local objects = ringline.run({ timeout = 5 }, function()
     local lst = assert(ringline.listen("127.0.0.1:0", function(c) c:receive() end))
@@ -74,6 +81,7 @@ local function exported()
       conn = c, listener = lst, udp = ringline.udp(), region = r, slice = r:slice(0, 16),
       timer = h, task = t, semaphore = ringline.semaphore(1), channel = ringline.channel(1),
       req = hreq, res = hres,
+      reader = resp.reader(c),
     }
     h:cancel()
     t:join()
@@ -116,7 +124,7 @@ local function declared(text)
   for line in text:gmatch("[^\n]+") do
     local f = line:match("^function%s+([%w_.:]+)%s*%(")
     if f then names[f] = true end
-    local v = line:match("^(ringline%.[%w_.]+)%s*=")
+    local v = line:match("^(ringline%.[%w_.]+)%s*=") or line:match("^(resp%.[%w_.]+)%s*=")
     if v then names[v] = true end
   end
   -- methods are written on the locals named after the objects' kinds
@@ -144,6 +152,14 @@ local function compare(what, required, tables, have)
   return table.concat(msg, "; ")
 end
 
+-- The LuaCATS definitions: ringline's and the protocol modules'.
+local TYPES = { "types/ringline.d.lua", "types/ringline.resp.d.lua" }
+local function types_text()
+  local t = {}
+  for i, f in ipairs(TYPES) do t[i] = slurp(f) end
+  return table.concat(t, "\n")
+end
+
 describe("the API reference", function()
   local required, tables = exported()
   local doc = slurp("docs/api.md")
@@ -153,7 +169,8 @@ describe("the API reference", function()
                          "ringline.coroutine.wrap", "ringline.ERR", "conn:receive",
                          "listener:close", "udp:receivefrom", "region:slice", "slice:string",
                          "timer:cancel", "task:join", "semaphore:wait", "channel:get",
-                         "http.listen", "req:body", "res:finish" }) do
+                         "http.listen", "req:body", "res:finish",
+                         "resp.reader", "resp.null", "reader:read", "reader:pending" }) do
       assert.is_true(required[n], n)
     end
     assert.is_nil(required["timer:fire"])
@@ -177,9 +194,12 @@ describe("the API reference", function()
   end)
 
   it("types/ringline.d.lua declares the same names, and loads", function()
-    local text = slurp("types/ringline.d.lua")
-    assert.is_truthy(text:find("^%-%-%-@meta"))
-    assert(loadstring(text, "=types/ringline.d.lua"))
+    for _, f in ipairs(TYPES) do
+      local one = slurp(f)
+      assert.is_truthy(one:find("^%-%-%-@meta"), f)
+      assert(loadstring(one, "=" .. f))
+    end
+    local text = types_text()
     local msg = compare("types/ringline.d.lua", required, tables, declared(text))
     assert(msg == nil, msg)
   end)
@@ -193,7 +213,7 @@ describe("the API reference", function()
 
   it("docs/api.md and types/ringline.d.lua give the same arguments", function()
     local meta = {}
-    for name, a in slurp("types/ringline.d.lua"):gmatch("\nfunction%s+([%w_.:]+)%s*(%b())") do
+    for name, a in types_text():gmatch("\nfunction%s+([%w_.:]+)%s*(%b())") do
       meta[name] = arglist(a:sub(2, -2))
     end
     local bad = {}
@@ -213,7 +233,7 @@ describe("the API reference", function()
 
   it("types/ringline.d.lua has a @param for each parameter, and no other", function()
     local params, bad = {}, {}
-    for line in slurp("types/ringline.d.lua"):gmatch("([^\n]*)\n") do
+    for line in types_text():gmatch("([^\n]*)\n") do
       local p = line:match("^%-%-%-@param%s+([%w_.]+)")
       local fname, a = line:match("^function%s+([%w_.:]+)%s*%((.-)%)")
       if p then
@@ -248,6 +268,9 @@ describe("the API reference", function()
       assert.is_truthy(text:find("\n%-%-%-@class " .. class:gsub("%.", "%%.") .. "\n"), "no class for " .. kind)
       assert.is_truthy(text:find("\nlocal " .. kind .. " = {}\n"), "no methods table for " .. kind)
     end
+    local rtext = slurp("types/ringline.resp.d.lua")
+    assert.is_truthy(rtext:find("\n%-%-%-@class ringline%.resp%.reader\n"), "no class for reader")
+    assert.is_truthy(rtext:find("\nlocal reader = {}\n"), "no methods table for reader")
   end)
 end)
 
