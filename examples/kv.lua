@@ -24,6 +24,7 @@
 local ringline = require "ringline"
 local resp = require "ringline.resp"
 local ffi = require "ffi"
+local string_buffer = require "string.buffer"
 
 local host = os.getenv("BENCH_HOST") or "127.0.0.1"
 local port = tonumber(os.getenv("PORT") or "6380")
@@ -451,29 +452,34 @@ end
 -- Connections
 ------------------------------------------------------------------------
 
+-- A reply into the batch's buffer: a string, or an array of them (nested).
+local function put(buf, v)
+  if type(v) == "string" then
+    buf:put(v)
+  else
+    for i = 1, #v do put(buf, v[i]) end
+  end
+end
+
 local function serve(conn)
   local r = resp.reader(conn)
-  local out, nout = {}, 0
+  local buf = string_buffer.new()   -- the replies to one batch: one send, one copy into the queue
   while true do
     local cmd = r:read()
     if not cmd then return end                 -- closed, or a protocol error answered
     local reply = dispatch(cmd)
     if reply == QUIT then
-      nout = nout + 1
-      out[nout] = OK
-      for i = nout + 1, #out do out[i] = nil end
-      conn:send(out)
+      buf:put(OK)
+      conn:send(buf)
       return                                   -- closes after flushing
     end
-    if nout == 0 and r:pending() == 0 then
+    if #buf == 0 and r:pending() == 0 then
       if not conn:send(reply) then return end  -- one command: no batch
     else
-      nout = nout + 1
-      out[nout] = reply
+      put(buf, reply)
       if r:pending() == 0 then
-        for i = nout + 1, #out do out[i] = nil end
-        if not conn:send(out) then return end
-        nout = 0
+        if not conn:send(buf) then return end
+        buf:reset()
       end
     end
   end
