@@ -62,18 +62,31 @@ function M.spawn(cmd, limit_s)
   local line = ("timeout -s KILL %d sh -c %s 2>%s & echo \"pid=$!\"; wait $!; echo \"exit=$?\""):format(
     limit_s or 60, quote("exec env " .. cmd), quote(errfile))
   local p = assert(io.popen(line, "r"))
-  local self = setmetatable({ p = p, errfile = errfile, lines = {} }, Server)
-  local first = p:read("*l")
-  self.pid = first and tonumber(first:match("^pid=(%d+)$"))
-  assert(self.pid, "spawn: no pid from the shell: " .. tostring(first))
+  local self = setmetatable({ p = p, errfile = errfile, lines = {}, early = {} }, Server)
+  -- The shell's "pid=" line races the program's own first lines (the
+  -- program starts before the shell's echo runs): keep those for :expect().
+  while true do
+    local l = p:read("*l")
+    if not l then break end
+    local pid = l:match("^pid=(%d+)$")
+    if pid then self.pid = tonumber(pid) break end
+    self.early[#self.early + 1] = l
+  end
+  assert(self.pid, "spawn: no pid from the shell: " .. table.concat(self.early, "\n"))
   return self
+end
+
+-- The next stdout line: one read before the pid first.
+function Server:read_line()
+  if #self.early > 0 then return table.remove(self.early, 1) end
+  return self.p:read("*l")
 end
 
 -- Reads stdout lines until one matches `pattern`; returns its captures, or
 -- nil and everything seen (stdout and stderr) when the program ended first.
 function Server:expect(pattern)
   while true do
-    local l = self.p:read("*l")
+    local l = self:read_line()
     if not l then
       return nil, table.concat(self.lines, "\n") .. "\n" .. slurp(self.errfile)
     end
