@@ -20,6 +20,15 @@ local table_sort, table_concat = table.sort, table.concat
 
 local M = {}
 
+-- A string.buffer? Its metatable hides behind __metatable = "buffer", and
+-- getmetatable of a userdata aborts a trace ("bad argument type"); the real
+-- metatable compared with debug.getmetatable compiles.
+local BUFFER_MT = debug.getmetatable(require("string.buffer").new())
+local getmt = debug.getmetatable
+function M.is_buffer(x)
+  return type(x) == "userdata" and getmt(x) == BUFFER_MT
+end
+
 -- The valid keys of valid, sorted, as one string ("a, b, c" or "none").
 local function list(valid)
   local names = {}

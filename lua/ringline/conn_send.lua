@@ -25,6 +25,7 @@ local C = require "ringline.lib"
 local sched = require "ringline.sched"
 local errors = require "ringline.errors"
 local check = require "ringline.check"
+local is_buffer = check.is_buffer
 local region = require "ringline.region"
 local read = require "ringline.conn_read"
 
@@ -113,7 +114,7 @@ send_part = function(c, x, lvl, wait)
       total = total + k
     end
     return total
-  elseif tx == "userdata" and getmetatable(x) == "buffer" then
+  elseif is_buffer(x) then
     local p, n = x:ref()
     return send_bytes(c, p, n, wait)
   end

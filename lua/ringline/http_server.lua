@@ -17,6 +17,7 @@ local body = require "ringline.http_body"
 local type, tostring, error, xpcall, select = type, tostring, error, xpcall, select
 local traceback = debug.traceback
 local is_slice = region.is_slice
+local is_buffer = require("ringline.check").is_buffer
 local parse_head = parse.parse_head
 local fmt = string.format
 
@@ -68,7 +69,7 @@ local function size_of(x, depth)
     for i = 1, #x do n = n + size_of(x[i], depth + 1) end
     return n
   end
-  if tx == "userdata" and getmetatable(x) == "buffer" then return #x end
+  if is_buffer(x) then return #x end
   error("res: cannot send a " .. tx .. " (strings, numbers, arrays, string.buffers, slices)", 4)
 end
 

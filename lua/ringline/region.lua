@@ -43,6 +43,7 @@ local sched = require "ringline.sched"
 local errors = require "ringline.errors"
 local log = require "ringline.log"
 local check = require "ringline.check"
+local is_buffer = check.is_buffer
 
 local type, tostring, tonumber, error, select = type, tostring, tonumber, error, select
 local getmetatable, setmetatable = getmetatable, setmetatable
@@ -402,7 +403,7 @@ add = function(S, g, c, x, lvl, d)
     g.nkeep = k
     g.keep[k] = s
     return put(g, c, s, #s, PART_COPY, nil)
-  elseif tx == "userdata" and getmetatable(x) == "buffer" then
+  elseif is_buffer(x) then
     local p, n = x:ref()
     if n == 0 then return 0 end
     return put(g, c, p, n, PART_COPY, nil)   -- mutable: always copied
