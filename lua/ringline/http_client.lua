@@ -97,7 +97,7 @@ local function take(origin, idle_timeout)
     local e = list[#list]
     list[#list] = nil
     local c = e[1]
-    if alive(c) and (now - e[2]) * 1000 <= idle_timeout then
+    if alive(c) and (now - e[2]) * 1000 < idle_timeout then
       c:setowner(ringline.current())
       return c
     end
@@ -125,6 +125,14 @@ function M._pool_count(origin)
   local n = 0
   for _, l in pairs(pools) do n = n + #l end
   return n
+end
+
+-- Whether an idle connection of origin is still usable (for tests).
+function M._pool_alive(origin)
+  for _, e in ipairs(pools[origin] or {}) do
+    if alive(e[1]) then return true end
+  end
+  return false
 end
 
 function M._pool_close()
@@ -303,11 +311,9 @@ local function exchange(c, method, target, hosthdr, headers, body, o)
   local have_host, have_len, have_te, have_ua
   if headers then
     for k, v in pairs(headers) do
-      if type(k) ~= "string" or not match(k, METHOD_OK) then error("ringline.http: bad header name", 4) end
       local vals = type(v) == "table" and v or { v }
       for _, x in ipairs(vals) do
         x = tostring(x)
-        if find(x, "[\r\n%z]") then error("ringline.http: bad header value for " .. k, 4) end
         parts[#parts + 1] = k
         parts[#parts + 1] = ": "
         parts[#parts + 1] = x
@@ -398,6 +404,12 @@ local function request_once(t, url, method, body, o)
   if not scheme then return nil, host end
   if scheme ~= "http" and scheme ~= "https" then return nil, "unsupported scheme" end
   local origin = scheme .. "://" .. hosthdr .. (find(hosthdr, ":%d+$") and "" or ":" .. port)
+  -- a connection is reused only under the same TLS settings
+  if scheme == "https" and type(t.ssl) == "table" then
+    local ssl = t.ssl
+    origin = origin .. " " .. tostring(ssl.verify) .. " " .. tostring(ssl.server_name) .. " "
+      .. tostring(ssl.ca or ssl.cafile)
+  end
   for attempt = 1, 2 do
     local c = o.keepalive and take(origin, o.idle_timeout)
     local reused = c and true or false
@@ -434,6 +446,17 @@ function M.request(t)
   local body = t.body
   if body ~= nil and type(body) ~= "string" then error("ringline.http.request: body must be a string", 2) end
   if type(t.url) ~= "string" then error("ringline.http.request: url must be a string", 2) end
+  if t.headers ~= nil then
+    if type(t.headers) ~= "table" then error("ringline.http.request: headers must be a table", 2) end
+    for k, v in pairs(t.headers) do
+      if type(k) ~= "string" or not match(k, METHOD_OK) then
+        error("ringline.http.request: bad header name " .. tostring(k), 2)
+      end
+      for _, x in ipairs(type(v) == "table" and v or { v }) do
+        if find(tostring(x), "[\r\n%z]") then error("ringline.http.request: bad header value for " .. k, 2) end
+      end
+    end
+  end
   local o = {
     timeout = opt(t, "timeout"), max_header_bytes = opt(t, "max_header_bytes"),
     max_body_bytes = opt(t, "max_body_bytes"), pool_size = opt(t, "pool_size"),
