@@ -525,3 +525,96 @@ else:
     assert.is_true(r.frames > 0 and r.closes > 0 and r.errors > 0)
   end)
 end)
+
+-- Node's ws (npm) as the peer, when RINGLINE_NODE_WS names a directory
+-- holding node_modules/ws (`npm install ws` there): the package comes from
+-- the network, so CI runs the Python peer above and this runs on demand.
+local node_dir = os.getenv("RINGLINE_NODE_WS")
+if node_dir then
+  describe("ringline.websocket against Node's ws", function()
+    local NODE = [=[
+const WebSocket = require("ws");
+if (process.argv[2] === "server") {
+  const wss = new WebSocket.Server({ host: "127.0.0.1", port: 0 }, () =>
+    console.log("port " + wss.address().port));
+  wss.on("connection", (ws) => {
+    ws.on("message", (m, isBinary) => ws.send(m, { binary: isBinary }));
+    ws.on("close", (code) => { console.log("closed " + code); process.exit(0); });
+  });
+} else {
+  const ws = new WebSocket("ws://127.0.0.1:" + process.argv[3] + "/node");
+  const got = [];
+  ws.on("open", () => { ws.send("héllo"); ws.send(Buffer.alloc(70000, 7)); ws.ping("pp"); });
+  ws.on("message", (m, isBinary) => { got.push((isBinary ? "b" : "t") + m.length); });
+  ws.on("pong", (m) => { got.push("pong:" + m.toString()); if (got.length >= 3) ws.close(1000, "bye"); });
+  ws.on("close", (code, reason) => { console.log(got.sort().join(" ") + " close " + code); process.exit(0); });
+}
+]=]
+    it("echoes through Node's ws server and serves Node's ws client", function()
+      local dir = os.tmpname()
+      os.remove(dir)
+      assert(sh("mkdir -p " .. dir))
+      local f = assert(io.open(dir .. "/peer.js", "wb"))
+      f:write(NODE)
+      f:close()
+      finally(function() os.execute("rm -rf " .. dir) end)
+      local function slurp(p)
+        local h = io.open(p)
+        if not h then return "" end
+        local s = h:read("*a")
+        h:close()
+        return s
+      end
+      local env = "NODE_PATH=" .. node_dir .. "/node_modules "
+      assert(sh(("%s node %s/peer.js server > %s/srv.log 2>&1 &"):format(env, dir, dir)))
+      local r = run(function()
+        local out = {}
+        local port
+        assert(support.eventually(function()
+          port = slurp(dir .. "/srv.log"):match("port (%d+)")
+          return port ~= nil
+        end, 10), "node did not start")
+        local ws = assert(websocket.connect("ws://127.0.0.1:" .. port .. "/", { max_payload_len = 100000 }))
+        assert(ws:send_text("héllo"))
+        out.text = { ws:recv_frame() }
+        assert(ws:send_frame(false, 2, "ab"))
+        assert(ws:send_frame(true, 0, "cd"))
+        out.frag = { ws:recv_frame() }
+        assert(ws:send_ping("x"))
+        out.pong = { ws:recv_frame() }
+        assert(ws:send_close(1000, "done"))
+        out.close = { ws:recv_frame() }
+        local seen = {}
+        local done = support.event()
+        local lst, sport = support.server(function(c)
+          local sws = assert(websocket.accept(c, nil, { max_payload_len = 100000 }))
+          while true do
+            local data, typ, err = sws:recv_frame()
+            seen[#seen + 1] = { data and #data, typ, err }
+            if not data or typ == "close" then break end
+            if typ == "text" then sws:send_text(data) else sws:send_binary(data) end
+          end
+          done.set(true)
+        end)
+        assert(sh(("%s node %s/peer.js client %d > %s/cli.log 2>&1 &"):format(env, dir, sport, dir)))
+        done.wait()
+        assert(support.eventually(function() return slurp(dir .. "/cli.log"):find("\n") ~= nil end, 10))
+        out.cli = slurp(dir .. "/cli.log")
+        support.eventually(function() return slurp(dir .. "/srv.log"):find("closed") ~= nil end, 10)
+        out.srvlog = slurp(dir .. "/srv.log")
+        out.seen = seen
+        lst:close()
+        return out
+      end)
+      assert.are.same({ "héllo", "text" }, r.text)
+      assert.are.same({ "abcd", "binary" }, r.frag)
+      assert.are.same({ "x", "pong" }, r.pong)
+      assert.are.same({ "done", "close", 1000 }, r.close)   -- ws echoes the reason too
+      assert.matches("closed 1000", r.srvlog)
+      assert.are.equal("b70000 pong:pp t6 close 1000\n", r.cli)
+      assert.are.same({ 6, "text" }, r.seen[1])
+      assert.are.same({ 70000, "binary" }, r.seen[2])
+      assert.are.same({ 3, "close", 1000 }, r.seen[3])
+    end)
+  end)
+end
