@@ -335,7 +335,9 @@ function ws:recv_frame()
       end
       -- answer the close (echoing its code) unless this end began it
       if not self.close_sent then self:send_frame(true, 8, code and char(rshift(code, 8), band(code, 255)) or "") end
+      -- the closing handshake is done: nothing more may come or go
       self.fatal = true
+      self.conn:close()
       return reason, "close", code
     elseif opcode == 9 and self.auto_pong then
       local ok, serr = self:send_frame(true, 10, data)
