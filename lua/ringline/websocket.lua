@@ -26,7 +26,7 @@ local byte, char, sub, lower, match, find = string.byte, string.char, string.sub
   string.match, string.find
 local type, tostring, tonumber, error, setmetatable, pairs = type, tostring, tonumber, error,
   setmetatable, pairs
-local ffi_string, ffi_copy = ffi.string, ffi.copy
+local ffi_string = ffi.string
 local concat = table.concat
 
 ffi.cdef [[
@@ -163,6 +163,10 @@ function M.new(conn, opts)
   return new(conn, opts, opts.client and true or false)
 end
 
+-- The masked copy of a client's payload (grown, never shrunk; one per
+-- worker: it is turned into a string before anything can yield).
+local mask_buf, mask_cap = nil, 0
+
 -- One frame's bytes: header, mask, (masked) payload.
 local function build(fin, opcode, payload, mask)
   local len = #payload
@@ -183,10 +187,14 @@ local function build(fin, opcode, payload, mask)
   if not mask then return hdr, payload end
   local key = random_bytes(4)
   if len == 0 then return hdr .. key, "" end
-  local out = ffi.new("uint8_t[?]", len)
-  ffi_copy(out, payload, len)
+  if mask_cap < len then
+    mask_cap = len < 4096 and 4096 or len
+    mask_buf = ffi.new("uint8_t[?]", mask_cap)
+  end
+  local out = mask_buf
+  local src = ffi.cast("const uint8_t *", payload)
   local k = ffi.cast("const uint8_t *", key)
-  for i = 0, len - 1 do out[i] = bxor(out[i], k[band(i, 3)]) end
+  for i = 0, len - 1 do out[i] = bxor(src[i], k[band(i, 3)]) end
   return hdr .. key, ffi_string(out, len)
 end
 
@@ -347,7 +355,7 @@ function ws:recv_frame()
       local mtyp = opcode == 0 and self.fragment or typ
       if opcode < 8 then
         if mtyp == "text" then
-          local s = self.utf8_tail .. data
+          local s = self.utf8_tail == "" and data or self.utf8_tail .. data
           local tail = utf8_check(ffi.cast("const uint8_t *", s), #s)
           if not tail or (fin and tail ~= 0) then
             return violation(self, 1007, "invalid UTF-8 in a text message")
