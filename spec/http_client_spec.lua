@@ -226,6 +226,26 @@ describe("ringline.http_client", function()
     assert.are.equal(3, r.reqs)
   end)
 
+  it("does not repeat a POST the reused connection may have delivered", function()
+    local r = run(function()
+      local st = server(function(_, n)
+        return function(c)
+          if n == 2 then return "close" end
+          assert(c:send("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"))
+        end
+      end)
+      local out = {}
+      out.a = assert(hc.get(st.url .. "/")):body()
+      out.b = { hc.request{ method = "POST", url = st.url .. "/", body = "x" } }
+      out.reqs = #st.reqs
+      finish(st)
+      return out
+    end)
+    assert.are.equal("ok", r.a)
+    assert.are.same({ nil, "closed" }, r.b)
+    assert.are.equal(2, r.reqs)
+  end)
+
   it("bounds the pool per origin and drops connections idle past idle_timeout", function()
     local r = run(function()
       local st = server(function() return "HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nx" end)
@@ -301,6 +321,20 @@ describe("ringline.http_client", function()
       local out = { status = a.status, loc = a.headers.location, body = a:body() }
       local b = assert(hc.get(st.url .. "/old", { redirects = 1 }))
       out.status2, out.body2 = b.status, b:body()
+      -- relative to the path; to another origin without the credentials
+      local st2 = server(function(req)
+        if req.path == "/a/rel" then return "HTTP/1.1 301 Moved\r\nLocation: next\r\nContent-Length: 0\r\n\r\n" end
+        if req.path == "/a/next" then
+          return "HTTP/1.1 307 Moved\r\nLocation: " .. st.url .. "/new\r\nContent-Length: 0\r\n\r\n"
+        end
+      end)
+      local c = assert(hc.get(st2.url .. "/a/rel", { redirects = 5,
+        headers = { Authorization = "secret", ["X-Keep"] = "1" } }))
+      out.body3 = c:body()
+      out.paths2 = st2.reqs[2].path
+      out.auth_same = st2.reqs[2].head:match("Authorization: (%S+)")
+      out.last_head = st.reqs[#st.reqs].head
+      finish(st2)
       finish(st)
       return out
     end)
@@ -309,6 +343,11 @@ describe("ringline.http_client", function()
     assert.are.equal("old", r.body)
     assert.are.equal(200, r.status2)
     assert.are.equal("new", r.body2)
+    assert.are.equal("new", r.body3)
+    assert.are.equal("/a/next", r.paths2)
+    assert.are.equal("secret", r.auth_same)
+    assert.is_nil(r.last_head:find("Authorization", 1, true))
+    assert.is_truthy(r.last_head:find("X-Keep: 1", 1, true))
   end)
 
   it("raises on misuse and returns nil, err for bad URLs", function()

@@ -399,6 +399,8 @@ local function opt(t, k)
   return v
 end
 
+local IDEMPOTENT = { GET = true, HEAD = true, OPTIONS = true, TRACE = true, PUT = true, DELETE = true }
+
 local function request_once(t, url, method, body, o)
   local scheme, host, port, target, hosthdr = M._parse_url(url)
   if not scheme then return nil, host end
@@ -428,7 +430,12 @@ local function request_once(t, url, method, body, o)
       return res
     end
     c:close()
-    if not (reused and retry and attempt == 1) then return nil, err end
+    -- a reused connection the peer closed meanwhile: once more on a new
+    -- one, when the request may be repeated (RFC 9110's idempotent methods)
+    if not (reused and retry and attempt == 1 and IDEMPOTENT[method]
+            and err ~= "timeout" and err ~= "canceled") then
+      return nil, err
+    end
   end
 end
 
@@ -477,13 +484,27 @@ function M.request(t)
     -- the body of a redirect is read and dropped so its connection is reused
     local _, berr = res:body()
     if berr then res:close() end
-    if not match(loc, "^%a[%w+.-]*://") then
-      local scheme, _, _, _, hosthdr = M._parse_url(url)
+    local scheme, host, port, target, hosthdr = M._parse_url(url)
+    if sub(loc, 1, 2) == "//" then
+      loc = scheme .. ":" .. loc
+    elseif not match(loc, "^%a[%w+.-]*://") then
       if sub(loc, 1, 1) == "/" then
         loc = scheme .. "://" .. hosthdr .. loc
       else
-        loc = match(url, "^(.*/)") .. loc
+        loc = scheme .. "://" .. hosthdr .. match(target, "^[^?]*/") .. loc
       end
+    end
+    -- credentials do not follow a redirect to another origin
+    local s2, h2, p2 = M._parse_url(loc)
+    if t.headers and (s2 ~= scheme or h2 ~= host or p2 ~= port) then
+      local kept = {}
+      for k, v in pairs(t.headers) do
+        local lk = lower(k)
+        if lk ~= "authorization" and lk ~= "cookie" and lk ~= "proxy-authorization" and lk ~= "host" then
+          kept[k] = v
+        end
+      end
+      t = setmetatable({ headers = kept }, { __index = t })
     end
     url = loc
     if res.status == 303 or ((res.status == 301 or res.status == 302) and method == "POST") then
