@@ -76,6 +76,20 @@ local function random_bytes(n)
   return ffi_string(randbuf, n)
 end
 
+-- Masking keys, 4 bytes each, taken from a block of 1024 random bytes
+-- refilled when used up (one RAND_bytes call per 256 frames).
+local keybuf = ffi.new("unsigned char[1024]")
+local keypos = 1024
+local function mask_key()
+  if keypos >= 1024 then
+    if crypto.RAND_bytes(keybuf, 1024) ~= 1 then error("ringline.websocket: RAND_bytes failed") end
+    keypos = 0
+  end
+  local k = ffi_string(keybuf + keypos, 4)
+  keypos = keypos + 4
+  return k
+end
+
 ------------------------------------------------------------------------
 -- UTF-8
 ------------------------------------------------------------------------
@@ -145,7 +159,9 @@ end
 -- masked frames).
 local function new(conn, opts, client)
   local max = opts.max_payload_len or M._defaults.max_payload_len
-  if type(max) ~= "number" or max < 0 then error("ringline.websocket: bad max_payload_len", 3) end
+  if type(max) ~= "number" or max < 0 or max > 1073741800 then
+    error("ringline.websocket: max_payload_len must be 0..1073741800", 3)
+  end
   if opts.timeout ~= nil then conn:settimeout(opts.timeout) end
   return setmetatable({
     conn = conn, client = client, max_payload_len = max,
@@ -185,7 +201,7 @@ local function build(fin, opcode, payload, mask)
       band(rshift(lo, 24), 255), band(rshift(lo, 16), 255), band(rshift(lo, 8), 255), band(lo, 255))
   end
   if not mask then return hdr, payload end
-  local key = random_bytes(4)
+  local key = mask_key()
   if len == 0 then return hdr .. key, "" end
   if mask_cap < len then
     mask_cap = len < 4096 and 4096 or len
@@ -260,12 +276,16 @@ function ws:recv_frame()
   if self.fatal then return nil, nil, "closed" end
   local c = self.conn
   while true do
-    local h, err = c:receive(2)
-    if not h then
-      if err ~= "timeout" and err ~= "canceled" then self.fatal = true end
-      return nil, nil, err
+    -- The frame is parsed in place in the receive buffer and consumed
+    -- whole at the end: a timeout anywhere consumes nothing, so the ws
+    -- stays usable; one view for the header, one more for the payload
+    -- when it has not all arrived.
+    local p, n = c:view(2)
+    if not p then
+      if n ~= "timeout" and n ~= "canceled" then self.fatal = true end
+      return nil, nil, n
     end
-    local b1, b2 = byte(h, 1, 2)
+    local b1, b2 = p[0], p[1]
     local fin = band(b1, 0x80) ~= 0
     if band(b1, 0x70) ~= 0 then return violation(self, 1002, "reserved bits set") end
     local opcode = band(b1, 0x0f)
@@ -280,21 +300,21 @@ function ws:recv_frame()
       if not fin then return violation(self, 1002, "fragmented control frame") end
       if len > 125 then return violation(self, 1002, "control frame too long") end
     end
+    local hlen = 2 + (len == 126 and 2 or len == 127 and 8 or 0) + (masked and 4 or 0)
+    if n < hlen then
+      p, n = c:view(hlen)
+      if not p then
+        if n ~= "timeout" and n ~= "canceled" then self.fatal = true end
+        return nil, nil, n
+      end
+    end
     if len == 126 then
-      local x
-      x, err = c:receive(2)
-      if not x then self.fatal = true return nil, nil, err end
-      local a, b = byte(x, 1, 2)
-      len = a * 256 + b
+      len = p[2] * 256 + p[3]
       if len < 126 then return violation(self, 1002, "length not minimal") end
     elseif len == 127 then
-      local x
-      x, err = c:receive(8)
-      if not x then self.fatal = true return nil, nil, err end
-      local a = byte(x, 1)
-      if a >= 0x80 then return violation(self, 1002, "length with the top bit set") end
+      if p[2] >= 0x80 then return violation(self, 1002, "length with the top bit set") end
       len = 0
-      for i = 1, 8 do len = len * 256 + byte(x, i) end
+      for i = 2, 9 do len = len * 256 + p[i] end
       if len < 65536 then return violation(self, 1002, "length not minimal") end
     end
     if len > self.max_payload_len then return violation(self, 1009, "frame too large") end
@@ -305,30 +325,31 @@ function ws:recv_frame()
     elseif opcode < 8 then
       if self.fragment then return violation(self, 1002, "data frame inside a fragmented message") end
     end
-    local key
-    if masked then
-      key, err = c:receive(4)
-      if not key then self.fatal = true return nil, nil, err end
+    local total = hlen + len
+    if n < total then
+      p, n = c:view(total, { max = total })
+      if not p then
+        if n ~= "timeout" and n ~= "canceled" then self.fatal = true end
+        return nil, nil, n
+      end
     end
     local data = ""
     if len > 0 then
       if masked then
-        local p, verr = c:view(len, { max = len })
-        if not p then self.fatal = true return nil, nil, verr end
         if unmask_cap < len then
           unmask_cap = len < 4096 and 4096 or len
           unmask_buf = ffi.new("uint8_t[?]", unmask_cap)
         end
-        local k = ffi.cast("const uint8_t *", key)
+        local k = p + (hlen - 4)
+        local src = p + hlen
         local out = unmask_buf
-        for i = 0, len - 1 do out[i] = bxor(p[i], k[band(i, 3)]) end
+        for i = 0, len - 1 do out[i] = bxor(src[i], k[band(i, 3)]) end
         data = ffi_string(out, len)
-        c:consume(len)
       else
-        data, err = c:receive(len)
-        if not data then self.fatal = true return nil, nil, err end
+        data = ffi_string(p + hlen, len)
       end
     end
+    c:consume(total)
     if opcode == 8 then
       self.close_received = true
       local code, reason
