@@ -3,6 +3,7 @@
 -- malformed lengths), the keep-alive pool seen through the server's
 -- connection counter, timeouts, https through the TLS support, and a real
 -- server (Python's http.server).
+local bit = require "bit"
 local ringline = require "ringline"
 local hc = require "ringline.http_client"
 local support = require "support"
@@ -288,6 +289,8 @@ describe("ringline.http_client", function()
                      "both content-length and transfer-encoding" },
       ["/chunk"] = { "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", "bad chunk size" },
       ["/status"] = { "HTTP/2 200 OK\r\n\r\n", "bad status line" },
+      ["/status0"] = { "HTTP/1.1 000 Zero\r\nContent-Length: 0\r\n\r\n", "bad status line" },
+      ["/status4"] = { "HTTP/1.1 2000 OK\r\nContent-Length: 0\r\n\r\n", "bad status line" },
       ["/short"] = { "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc", "closed before the end of the body" },
     }
     local r = run(function()
@@ -368,6 +371,55 @@ describe("ringline.http_client", function()
     assert.matches("unknown option bogus", r[4][2])
     assert.is_false(r[5][1])
     assert.is_false(r[6][1])
+  end)
+
+  it("survives a seeded mutation fuzz of responses: a response or nil, err", function()
+    local seed = tonumber(os.getenv("RINGLINE_FUZZ_SEED") or "") or 5
+    math.randomseed(seed)
+    local corpus = {
+      "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello",
+      "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;x=y\r\nhello\r\n0\r\nT: 1\r\n\r\n",
+      "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 204 No Content\r\nX: y\r\n\r\n",
+      "HTTP/1.0 200 OK\r\nA: b\r\n\r\nuntil close",
+    }
+    local rounds = 400
+    local r = run(function()
+      local answer
+      local st = server(function()
+        return function(c)
+          assert(c:send(answer))
+          return "close"
+        end
+      end)
+      local stats = { ok = 0, err = 0, rounds = 0 }
+      for i = 1, rounds do
+        local s = corpus[math.random(#corpus)]
+        local t = {}
+        for j = 1, #s do t[j] = s:sub(j, j) end
+        for _ = 1, math.random(1, 4) do
+          local op, j = math.random(3), math.random(#t)
+          if op == 1 then t[j] = string.char(bit.bxor(t[j]:byte(), bit.lshift(1, math.random(0, 7))))
+          elseif op == 2 then table.remove(t, j)
+          else table.insert(t, j, t[j]) end
+        end
+        answer = table.concat(t)
+        local res, err = hc.get(st.url .. "/", { keepalive = false, timeout = 2000 })
+        if res then
+          assert(type(res.status) == "number" and res.status >= 100 and res.status <= 599)
+          res, err = res:body()
+        end
+        assert(err ~= "timeout", "a mutated response hung the client")
+        if res then stats.ok = stats.ok + 1 else
+          assert(type(err) == "string")
+          stats.err = stats.err + 1
+        end
+        stats.rounds = stats.rounds + 1
+      end
+      finish(st)
+      return stats
+    end, { timeout = 30 })
+    assert.are.equal(rounds, r.rounds)
+    assert.is_true(r.ok > 0 and r.err > 0, ("%d ok, %d errors"):format(r.ok, r.err))
   end)
 
   it("speaks https:// through the TLS support", function()

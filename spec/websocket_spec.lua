@@ -462,7 +462,7 @@ else:
     local TYPES = { text = true, binary = true, continuation = true, close = true, ping = true, pong = true }
     local CODES = { [1000] = true, [1001] = true, [1002] = true, [1003] = true, [1007] = true,
                     [1009] = true, [1010] = true, [1011] = true }
-    local rounds = 300
+    local rounds = 1000
     local r = run(function()
       local stats = { frames = 0, closes = 0, errors = 0, rounds = 0 }
       local lst, port = support.server(function(c)

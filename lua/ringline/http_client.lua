@@ -278,8 +278,9 @@ local function header_parse(c, max)
   local line, err = c:receive("*l")
   if not line then return nil, err, true end
   local used = #line + 2
-  local version, status = match(line, "^HTTP/1%.([01]) (%d%d%d)")
-  if not version then return nil, "bad status line" end
+  -- "HTTP/1.x NNN[ reason]" with NNN in 100..599
+  local version, status = match(line, "^HTTP/1%.([01]) ([1-5]%d%d)")
+  if not version or not (#line == 12 or sub(line, 13, 13) == " ") then return nil, "bad status line" end
   local headers = {}
   while true do
     line, err = c:receive("*l")
