@@ -17,6 +17,7 @@
 -- before any byte of the answer came is retried once on a new connection
 -- (the peer may have closed it while it was handed out).
 local ringline = require "ringline"
+local sched = require "ringline.sched"
 
 local type, tonumber, tostring, error, pairs, ipairs = type, tonumber, tostring, error, pairs, ipairs
 local setmetatable, select = setmetatable, select
@@ -76,9 +77,18 @@ end
 -- The pool
 ------------------------------------------------------------------------
 
--- pools[origin] = array of { conn, since } (the newest last). Per worker:
--- every worker has its own Lua state.
-local pools = {}
+-- pools[origin] = array of { conn, since } (the newest last). Per worker
+-- (every worker has its own Lua state) and per run: the first use in a
+-- new run drops the last run's (closed) connections.
+local pools, pools_run = {}, false
+
+local function current_pools()
+  local S = sched.state()
+  if S ~= pools_run then
+    pools, pools_run = {}, S
+  end
+  return pools
+end
 
 -- Usable: open, the peer has not closed it, nothing unasked-for buffered.
 -- (Reads the connection's own fields: there is no public "is it still
@@ -90,7 +100,7 @@ local function alive(c)
 end
 
 local function take(origin, idle_timeout)
-  local list = pools[origin]
+  local list = current_pools()[origin]
   if not list then return nil end
   local now = ringline.now()
   while #list > 0 do
@@ -108,8 +118,9 @@ end
 
 local function give(origin, c, pool_size)
   if not alive(c) or pool_size <= 0 then c:close() return end
-  local list = pools[origin]
-  if not list then list = {} pools[origin] = list end
+  local p = current_pools()
+  local list = p[origin]
+  if not list then list = {} p[origin] = list end
   if #list >= pool_size then
     local old = table.remove(list, 1)
     old[1]:close()
