@@ -160,6 +160,35 @@ describe("ringline.websocket", function()
     assert.are.same({ "going", "close", 1001 }, s[7])
   end)
 
+  it("a timeout, even inside a frame, consumes nothing and leaves the ws usable", function()
+    local r = run(function()
+      local out = {}
+      local step = support.event()
+      local lst, port = support.server(function(c)
+        local ws = websocket.new(c, { timeout = 50 })
+        out[1] = { ws:recv_frame() }            -- nothing yet
+        step.set(true)
+        out[2] = { ws:recv_frame() }            -- half a frame
+        ws:set_timeout(5000)
+        out[3] = { ws:recv_frame() }            -- the rest came
+        c:close()
+      end)
+      local c = support.connect(port)
+      local f = cframe(0x81, "whole")
+      step.wait()
+      assert(c:send(f:sub(1, 5)))
+      assert(c:flush())
+      support.eventually(function() return out[2] ~= nil end)
+      assert(c:send(f:sub(6)))
+      support.eventually(function() return out[3] ~= nil end)
+      lst:close()
+      return out
+    end)
+    assert.are.same({ nil, nil, "timeout" }, { r[1][1], r[1][2], r[1][3] })
+    assert.are.same({ nil, nil, "timeout" }, { r[2][1], r[2][2], r[2][3] })
+    assert.are.same({ "whole", "text" }, r[3])
+  end)
+
   it("answers pings itself unless auto_pong = false", function()
     local r = feed(cframe(0x89, "hi") .. cframe(0x81, "after") .. cframe(0x88, "\3\232"))
     assert.are.same({ "after", "text" }, r.got[1])         -- the ping was not returned

@@ -267,6 +267,9 @@ end
 
 local unmask_buf, unmask_cap = nil, 0
 
+-- Errors after which the ws is still usable: nothing was consumed.
+local SOFT = { timeout = true, canceled = true, ["socket busy reading"] = true }
+
 -- recv_frame(): the next frame: data, typ, err. typ is "text", "binary",
 -- "continuation", "close", "ping" or "pong". A fragment that is not the
 -- last of its message gives err "again". A close frame gives its reason
@@ -282,7 +285,7 @@ function ws:recv_frame()
     -- when it has not all arrived.
     local p, n = c:view(2)
     if not p then
-      if n ~= "timeout" and n ~= "canceled" then self.fatal = true end
+      if not SOFT[n] then self.fatal = true end
       return nil, nil, n
     end
     local b1, b2 = p[0], p[1]
@@ -304,7 +307,7 @@ function ws:recv_frame()
     if n < hlen then
       p, n = c:view(hlen)
       if not p then
-        if n ~= "timeout" and n ~= "canceled" then self.fatal = true end
+        if not SOFT[n] then self.fatal = true end
         return nil, nil, n
       end
     end
@@ -329,7 +332,7 @@ function ws:recv_frame()
     if n < total then
       p, n = c:view(total, { max = total })
       if not p then
-        if n ~= "timeout" and n ~= "canceled" then self.fatal = true end
+        if not SOFT[n] then self.fatal = true end
         return nil, nil, n
       end
     end
