@@ -102,6 +102,23 @@ describe("ringline.websocket", function()
     assert.are.equal("s3pPLMBiTxaQ9kYGzzhZRbK+xOo=", websocket._accept_key("dGhlIHNhbXBsZSBub25jZQ=="))
   end)
 
+  it("checks UTF-8 as RFC 3629 has it", function()
+    local valid = { "", "ascii", "é", "€", "\240\159\152\128", "\244\143\191\191", "\237\159\191",
+                    "\239\191\191", "a\0b" }
+    local invalid = { "\128", "\192\128", "\193\191", "\224\128\128", "\237\160\128",
+                      "\240\128\128\128", "\244\144\128\128", "\245\128\128\128", "\255",
+                      "\226\130", "\226\40\172", "é\128" }
+    for _, v in ipairs(valid) do assert.is_true(websocket._utf8_valid(v), v) end
+    for _, v in ipairs(invalid) do assert.is_false(websocket._utf8_valid(v), v) end
+    -- split anywhere across two fragments, a valid text stays valid
+    local text = "aé€\240\159\152\128z"
+    for cut = 0, #text do
+      local r = feed(cframe(0x01, text:sub(1, cut)) .. cframe(0x80, text:sub(cut + 1)) .. cframe(0x88, ""))
+      assert.are.equal("continuation", r.got[2][2], "cut at " .. cut)
+      assert.are.equal(text, r.got[1][1] .. r.got[2][1])
+    end
+  end)
+
   it("client and server: text, binary, 64-bit lengths, fragments, ping/pong, close", function()
     local big = support.pattern(70000, 5)
     local r = run(function()

@@ -97,6 +97,31 @@ end
 -- Validates p[0..n-1]. Returns the number of bytes at the end that begin a
 -- sequence the data cuts short (0..3; a later fragment may complete it),
 -- or nil when the bytes are not UTF-8 (overlongs, surrogates, > U+10FFFF).
+-- The ranges of a sequence's bytes after its first: the second's is
+-- narrower after E0, ED, F0 and F4 (no overlongs, surrogates or code
+-- points past U+10FFFF), the others are 80..BF.
+local function lead(c)
+  if c >= 0xC2 and c <= 0xDF then return 1, 0x80, 0xBF end
+  if c == 0xE0 then return 2, 0xA0, 0xBF end
+  if c == 0xED then return 2, 0x80, 0x9F end
+  if c >= 0xE1 and c <= 0xEF then return 2, 0x80, 0xBF end
+  if c == 0xF0 then return 3, 0x90, 0xBF end
+  if c >= 0xF1 and c <= 0xF3 then return 3, 0x80, 0xBF end
+  if c == 0xF4 then return 3, 0x80, 0x8F end
+  return nil
+end
+
+-- A sequence the data cuts short at p[i]: its bytes so far must be right.
+local function utf8_tail(p, i, n, lo, hi)
+  if i + 1 < n and (p[i + 1] < lo or p[i + 1] > hi) then return nil end
+  if i + 2 < n and (p[i + 2] < 0x80 or p[i + 2] > 0xBF) then return nil end
+  return n - i
+end
+
+-- Validates p[0..n-1]. Returns the number of bytes at the end that begin a
+-- sequence the data cuts short (0..3; a later fragment may complete it),
+-- or nil when the bytes are not UTF-8. One loop, no inner one, so it
+-- compiles to one trace.
 local function utf8_check(p, n)
   local i = 0
   while i < n do
@@ -104,23 +129,17 @@ local function utf8_check(p, n)
     if c < 0x80 then
       i = i + 1
     else
-      local need, lo, hi
-      if c >= 0xC2 and c <= 0xDF then need, lo, hi = 1, 0x80, 0xBF
-      elseif c == 0xE0 then need, lo, hi = 2, 0xA0, 0xBF
-      elseif c == 0xED then need, lo, hi = 2, 0x80, 0x9F
-      elseif c >= 0xE1 and c <= 0xEF then need, lo, hi = 2, 0x80, 0xBF
-      elseif c == 0xF0 then need, lo, hi = 3, 0x90, 0xBF
-      elseif c >= 0xF1 and c <= 0xF3 then need, lo, hi = 3, 0x80, 0xBF
-      elseif c == 0xF4 then need, lo, hi = 3, 0x80, 0x8F
-      else return nil end
-      -- the second byte has a narrower range, the others 80..BF
-      for k = 1, need do
-        if i + k >= n then return n - i end
-        local d = p[i + k]
-        if k == 1 then
-          if d < lo or d > hi then return nil end
-        elseif d < 0x80 or d > 0xBF then
-          return nil
+      local need, lo, hi = lead(c)
+      if not need then return nil end
+      if i + need >= n then return utf8_tail(p, i, n, lo, hi) end
+      local d = p[i + 1]
+      if d < lo or d > hi then return nil end
+      if need >= 2 then
+        d = p[i + 2]
+        if d < 0x80 or d > 0xBF then return nil end
+        if need == 3 then
+          d = p[i + 3]
+          if d < 0x80 or d > 0xBF then return nil end
         end
       end
       i = i + need + 1
