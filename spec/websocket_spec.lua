@@ -353,6 +353,36 @@ describe("ringline.websocket", function()
     assert.are.same({ nil, "unsupported scheme" }, r.scheme)
   end)
 
+  it("connects to wss:// through the TLS support", function()
+    local dir = os.tmpname()
+    os.remove(dir)
+    assert(sh("mkdir -p " .. dir))
+    finally(function() os.execute("rm -rf " .. dir) end)
+    local cert, key = dir .. "/cert.pem", dir .. "/key.pem"
+    assert(sh("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 "
+      .. "-subj /CN=localhost -addext subjectAltName=DNS:localhost,IP:127.0.0.1 >/dev/null 2>&1 "
+      .. "-keyout " .. key .. " -out " .. cert))
+    local r = run(function()
+      local lst, port = support.server(function(c)
+        local ws = assert(websocket.accept(c))
+        local d = ws:recv_frame()
+        ws:send_text("tls:" .. d .. ":" .. tostring(c:sslinfo() and c:sslinfo().protocol))
+        ws:recv_frame()
+      end, { ssl = { cert = cert, key = key } })
+      local out = {}
+      local ws = assert(websocket.connect("wss://localhost:" .. port .. "/", { ssl = { ca = cert } }))
+      ws:send_text("hi")
+      out.echo = ws:recv_frame()
+      ws:send_close(1000)
+      out.refused = { websocket.connect("wss://localhost:" .. port .. "/") }   -- not verified
+      lst:close()
+      return out
+    end)
+    assert.matches("^tls:hi:TLSv1", r.echo)
+    assert.is_nil(r.refused[1])
+    assert.matches("^certificate verify failed", r.refused[2])
+  end)
+
   -- A peer written from RFC 6455 with Python's hashlib and base64: as a
   -- server it echoes frames (unmasked); as a client it sends masked frames
   -- and prints what comes back.
