@@ -140,6 +140,7 @@ describe("ringline.http_client", function()
       local st = server(function(req)
         if req.path == "/head" then return "HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n" end
         if req.path == "/204" then return "HTTP/1.1 204 No Content\r\n\r\n" end
+        if req.path == "/empty" then return "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n" end
         if req.path == "/close" then
           return function(c)
             assert(c:send("HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"))
@@ -155,6 +156,9 @@ describe("ringline.http_client", function()
       local res = assert(hc.request{ method = "HEAD", url = st.url .. "/head" })
       out.head_len, out.head_body = res.headers["content-length"], res:body()
       out.no_content = assert(hc.get(st.url .. "/204")):body()
+      -- an empty body needs no reading to give the connection back
+      assert(hc.get(st.url .. "/empty"))
+      out.idle_empty = hc._pool_count()
       out.conns1 = st.conns
       out.close = assert(hc.get(st.url .. "/close")):body()
       out.conns2 = st.conns
@@ -166,7 +170,8 @@ describe("ringline.http_client", function()
     assert.are.equal("1000", r.head_len)
     assert.are.equal("", r.head_body)
     assert.are.equal("", r.no_content)
-    assert.are.equal(1, r.conns1)   -- HEAD and 204 on one connection
+    assert.are.equal(1, r.idle_empty)
+    assert.are.equal(1, r.conns1)   -- HEAD, 204 and the empty 200 on one connection
     assert.are.equal("ok", r.close)
     assert.are.equal(1, r.conns2)   -- the pooled one answered and then closed
     assert.are.equal("ok", r.v10)

@@ -387,7 +387,7 @@ local function exchange(c, method, target, hosthdr, headers, body, o)
       n = x
     end
     if not n then return nil, "bad content-length" end
-    res._kind, res._length = "length", n
+    if n == 0 then res._kind = "none" else res._kind, res._length = "length", n end
   else
     res._kind, keep = "close", false
   end
