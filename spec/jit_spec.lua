@@ -208,7 +208,17 @@ describe("JIT", function()
     assert(ok, res)
     assert.are.equal(ROUNDS / 4, res)
     assert.is_truthy(log:find("TRACE", 1, true), "jit.v logged nothing")
-    local bad = our_aborts(log, our_basenames())
+    -- The WebSocket module's own aborts (the connection's are the echo
+    -- test's above). "inner loop in root trace" is not one: a trace that
+    -- began at a function's entry met the function's loop, and the
+    -- recorder starts over at the loop itself, which compiles (utf8_check,
+    -- xor_mask are one loop each).
+    local bad = {}
+    for _, line in ipairs(our_aborts(log, our_basenames())) do
+      if line:find(" at websocket%.lua:%d+%]$") and not line:find("inner loop in root trace", 1, true) then
+        bad[#bad + 1] = line
+      end
+    end
     assert(#bad == 0, table.concat(bad, "\n") .. "\n--- jit.v log ---\n" .. log)
   end)
 end)

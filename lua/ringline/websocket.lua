@@ -198,6 +198,12 @@ function M.new(conn, opts)
   return new(conn, opts, opts.client and true or false)
 end
 
+-- out[i] = src[i] xor k[i % 4]. A function of its own: its loop is a
+-- trace of its own, not an inner loop of its callers' traces.
+local function xor_mask(out, src, k, len)
+  for i = 0, len - 1 do out[i] = bxor(src[i], k[band(i, 3)]) end
+end
+
 -- The masked copy of a client's payload (grown, never shrunk; one per
 -- worker: it is turned into a string before anything can yield).
 local mask_buf, mask_cap = nil, 0
@@ -228,8 +234,7 @@ local function build(fin, opcode, payload, mask)
   end
   local out = mask_buf
   local src = ffi.cast("const uint8_t *", payload)
-  local k = ffi.cast("const uint8_t *", key)
-  for i = 0, len - 1 do out[i] = bxor(src[i], k[band(i, 3)]) end
+  xor_mask(out, src, ffi.cast("const uint8_t *", key), len)
   return hdr .. key, ffi_string(out, len)
 end
 
@@ -297,7 +302,7 @@ local SOFT = { timeout = true, canceled = true, ["socket busy reading"] = true }
 function ws:recv_frame()
   if self.fatal then return nil, nil, "closed" end
   local c = self.conn
-  while true do
+  do
     -- The frame is parsed in place in the receive buffer and consumed
     -- whole at the end: a timeout anywhere consumes nothing, so the ws
     -- stays usable; one view for the header, one more for the payload
@@ -365,7 +370,7 @@ function ws:recv_frame()
         local k = p + (hlen - 4)
         local src = p + hlen
         local out = unmask_buf
-        for i = 0, len - 1 do out[i] = bxor(src[i], k[band(i, 3)]) end
+        xor_mask(out, src, k, len)
         data = ffi_string(out, len)
       else
         data = ffi_string(p + hlen, len)
@@ -393,7 +398,9 @@ function ws:recv_frame()
     elseif opcode == 9 and self.auto_pong then
       local ok, serr = self:send_frame(true, 10, data)
       if not ok and not self.close_sent then return nil, nil, serr end
-      -- answered: read on
+      -- answered: read on (a tail call, no loop: the frame path is one
+      -- trace, and a run of pings does not grow the stack)
+      return self:recv_frame()
     else
       local mtyp = opcode == 0 and self.fragment or typ
       if opcode < 8 then
