@@ -16,7 +16,11 @@
 -- semaphore and channel. The module ringline.http is written http.name, its
 -- request and response objects req:name and res:name; ringline.resp is
 -- written resp.name and its reader's methods reader:name (declared in
--- types/ringline.resp.d.lua). Other level-3 headings do not start with a
+-- types/ringline.resp.d.lua). The client and WebSocket modules' functions
+-- are written http.name (ringline.http_client: request, get,
+-- websocket_connect, which the ringline.http facade exports again) and
+-- websocket.name (ringline.websocket), the methods of their objects
+-- response:name and ws:name. Other level-3 headings do not start with a
 -- backquote.
 local ringline = require "ringline"
 local http = require "ringline.http"
@@ -37,6 +41,9 @@ end
 local INTERNAL = { ["timer:fire"] = true }
 
 local function public(name) return name:sub(1, 1) ~= "_" end
+
+-- Modules outside the ringline table: { module, the name the docs use }.
+local MODULES = { { "ringline.http_client", "http" }, { "ringline.websocket", "websocket" } }
 
 -- The exported API: names that must be documented (required) and names a
 -- document may also mention (the sub-tables themselves).
@@ -62,6 +69,13 @@ local function exported()
   for k in pairs(resp) do
     if public(k) then required["resp." .. k] = true end
   end
+  -- The protocol modules, under the names the docs give them.
+  for _, m in ipairs(MODULES) do
+    tables[m[2]] = true
+    for k, v in pairs(require(m[1])) do
+      if type(v) == "function" and public(k) then required[m[2] .. "." .. k] = true end
+    end
+  end
   -- The objects' methods, from real objects made in a run.
   local objects = ringline.run({ timeout = 5 }, function()
     local lst = assert(ringline.listen("127.0.0.1:0", function(c) c:receive() end))
@@ -77,12 +91,21 @@ local function exported()
     local r = assert(ringline.region(4096))
     local h = assert(ringline.timer.at(60, function() end))
     local t = ringline.spawn(function() end)
+    -- a client response, from a server that answers 204
+    local cl = assert(ringline.listen("127.0.0.1:0", function(sc)
+      sc:receive()
+      sc:send("HTTP/1.1 204 No Content\r\n\r\n")
+    end))
+    local cres = assert(require("ringline.http_client").request{
+      url = "http://127.0.0.1:" .. select(2, cl:getsockname()) .. "/", keepalive = false })
     local o = {
       conn = c, listener = lst, udp = ringline.udp(), region = r, slice = r:slice(0, 16),
       timer = h, task = t, semaphore = ringline.semaphore(1), channel = ringline.channel(1),
       req = hreq, res = hres,
       reader = resp.reader(c),
+      response = cres, ws = require("ringline.websocket").new(c),
     }
+    cl:close()
     h:cancel()
     t:join()
     c:close()
@@ -170,7 +193,9 @@ describe("the API reference", function()
                          "listener:close", "udp:receivefrom", "region:slice", "slice:string",
                          "timer:cancel", "task:join", "semaphore:wait", "channel:get",
                          "http.listen", "req:body", "res:finish",
-                         "resp.reader", "resp.null", "reader:read", "reader:pending" }) do
+                         "resp.reader", "resp.null", "reader:read", "reader:pending",
+                         "http.request", "http.websocket_connect", "websocket.accept",
+                         "response:body", "ws:recv_frame" }) do
       assert.is_true(required[n], n)
     end
     assert.is_nil(required["timer:fire"])
@@ -259,7 +284,7 @@ describe("the API reference", function()
   it("each object kind has its LuaCATS class", function()
     local text = slurp("types/ringline.d.lua")
     for _, kind in ipairs({ "conn", "listener", "udp", "region", "slice", "timer", "task",
-                            "semaphore", "channel" }) do
+                            "semaphore", "channel", "response", "ws" }) do
       assert.is_truthy(text:find("\n%-%-%-@class ringline%." .. kind .. "\n"), "no class for " .. kind)
       assert.is_truthy(text:find("\nlocal " .. kind .. " = {}\n"), "no methods table for " .. kind)
     end

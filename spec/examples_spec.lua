@@ -220,3 +220,52 @@ describe("examples/chat.lua", function()
 
   it("stops with status 0 on SIGTERM", function() stop_cleanly(srv) end)
 end)
+
+describe("examples/ws_echo.lua", function()
+  local websocket = require "ringline.websocket"
+  local srv, port, hint
+  setup(function() srv, port, hint = start("ws_echo") end)
+  teardown(function() if srv and not srv.code then srv:stop("KILL") end end)
+
+  it("says how to try it", function()
+    assert.matches("ws://127.0.0.1:" .. port .. "/", hint, 1, true)
+  end)
+
+  it("echoes text, binary and fragments, answers pings, echoes the close", function()
+    local r = ringline.run({ timeout = 20 }, function()
+      local ws = assert(websocket.connect("ws://127.0.0.1:" .. port .. "/",
+        { timeout = 5000, max_payload_len = 200000 }))
+      local out = {}
+      assert(ws:send_text("héllo"))
+      out.text = { ws:recv_frame() }
+      local big = ("x"):rep(100000)
+      assert(ws:send_binary(big))
+      local d, t = ws:recv_frame()
+      out.big = { d == big, t }
+      assert(ws:send_frame(false, 1, "fr"))
+      assert(ws:send_frame(true, 0, "ag"))
+      out.f1 = { ws:recv_frame() }
+      out.f2 = { ws:recv_frame() }
+      assert(ws:send_ping("p"))
+      out.pong = { ws:recv_frame() }
+      assert(ws:send_close(1000, "bye"))
+      out.close = { ws:recv_frame() }
+      -- not an upgrade: 400
+      local c = assert(ringline.connect("127.0.0.1", port, { timeout = 5 }))
+      c:settimeout(5000)
+      assert(c:send("GET / HTTP/1.1\r\nHost: x\r\n\r\n"))
+      out.plain = c:receive("*l")
+      c:close()
+      return out
+    end)
+    assert.are.same({ "héllo", "text" }, r.text)
+    assert.are.same({ true, "binary" }, r.big)
+    assert.are.same({ "fr", "text", "again" }, r.f1)
+    assert.are.same({ "ag", "continuation" }, r.f2)
+    assert.are.same({ "p", "pong" }, r.pong)
+    assert.are.same({ "", "close", 1000 }, r.close)
+    assert.are.equal("HTTP/1.1 400 Bad Request", r.plain)
+  end)
+
+  it("stops with status 0 on SIGTERM", function() stop_cleanly(srv) end)
+end)

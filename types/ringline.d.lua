@@ -713,5 +713,143 @@ function res:write(data) end
 ---@return true|nil ok
 ---@return string? err
 function res:finish(data) end
+-- HTTP client: require "ringline.http_client" (and the ringline.http
+-- facade's request, get, websocket_connect)
+------------------------------------------------------------------------
+
+---@class ringline.requestopts
+---@field url string              "http://host[:port]/path" or "https://..."
+---@field method? string          default "GET"
+---@field headers? table<string, string|string[]>
+---@field body? string
+---@field timeout? number         ms for each connect, send and read (default 60000)
+---@field ssl? true|{verify: boolean?, server_name: string?, ca: string?, cafile: string?}
+---@field redirects? integer      redirects to follow (default 0)
+---@field keepalive? boolean      default true
+---@field pool_size? integer      idle connections kept per origin (default 16)
+---@field idle_timeout? number    ms an idle connection is kept (default 60000)
+---@field max_header_bytes? integer default 65536
+---@field max_body_bytes? integer  response:body()'s limit (default 64 MiB)
+
+---@class ringline.response
+---@field status integer
+---@field headers table<string, string> lower-case names
+---@field version string "1.0" or "1.1"
+local response = {}
+
+---@param t ringline.requestopts
+---@return ringline.response|nil res
+---@return string? err
+function http.request(t) end
+
+---@param url string
+---@param opts? ringline.requestopts without url and method
+---@return ringline.response|nil res
+---@return string? err
+function http.get(url, opts) end
+
+---@param url string "ws://..." or "wss://..."
+---@param opts? ringline.wsopts
+---@return ringline.ws|nil ws
+---@return string? err
+function http.websocket_connect(url, opts) end
+
+---@return string|nil body
+---@return string? err
+function response:body() end
+
+---@param size? integer largest piece (default 65536)
+---@return fun(): string|nil, string?
+function response:body_reader(size) end
+
+---@return true
+function response:close() end
+
+------------------------------------------------------------------------
+-- WebSocket: require "ringline.websocket"
+------------------------------------------------------------------------
+
+---@class ringline.wsopts
+---@field max_payload_len? integer largest frame accepted (default 65535; else close 1009)
+---@field auto_pong? boolean       answer pings without returning them (default true)
+---@field timeout? number          ms, the connection's read and send timeouts
+---@field protocols? string|string[] connect: Sec-WebSocket-Protocol
+---@field origin? string           connect: Origin
+---@field headers? table<string, string> connect: extra headers
+---@field ssl? true|table          connect to wss://: connect's ssl table
+---@field protocol? string         accept: the Sec-WebSocket-Protocol answered
+---@field max_header_bytes? integer handshake's header block (default 16384)
+---@field client? boolean          new: this end is the client
+
+---@class ringline.websocket_module
+local websocket = {}
+
+---@param url string
+---@param opts? ringline.wsopts
+---@return ringline.ws|nil ws
+---@return string? err
+function websocket.connect(url, opts) end
+
+---@param conn ringline.conn
+---@param req? {method: string, version: string?, headers: table<string, string>}
+---@param opts? ringline.wsopts
+---@return ringline.ws|nil ws
+---@return string? err
+---@return integer? status 400 or 426: the answer the caller owes
+function websocket.accept(conn, req, opts) end
+
+---@param conn ringline.conn
+---@param opts? ringline.wsopts
+---@return ringline.ws
+function websocket.new(conn, opts) end
+
+---@class ringline.ws
+---@field protocol? string the subprotocol the server chose (client side)
+local ws = {}
+
+---@return string|nil data
+---@return '"text"'|'"binary"'|'"continuation"'|'"close"'|'"ping"'|'"pong"'|nil typ
+---@return string|integer|nil err "again" for a fragment, the code for a close, or the error
+function ws:recv_frame() end
+
+---@param data string
+---@return integer|nil bytes
+---@return string? err
+function ws:send_text(data) end
+
+---@param data string
+---@return integer|nil bytes
+---@return string? err
+function ws:send_binary(data) end
+
+---@param data? string at most 125 bytes
+---@return integer|nil bytes
+---@return string? err
+function ws:send_ping(data) end
+
+---@param data? string at most 125 bytes
+---@return integer|nil bytes
+---@return string? err
+function ws:send_pong(data) end
+
+---@param code? integer
+---@param reason? string
+---@return integer|nil bytes
+---@return string? err
+function ws:send_close(code, reason) end
+
+---@param fin boolean
+---@param opcode integer 0 continuation, 1 text, 2 binary, 8 close, 9 ping, 10 pong
+---@param payload string
+---@return integer|nil bytes
+---@return string? err
+function ws:send_frame(fin, opcode, payload) end
+
+---@param ms number
+function ws:set_timeout(ms) end
+
+---@return true|nil ok
+---@return string? err
+function ws:close() end
 
 return ringline
