@@ -696,3 +696,44 @@ if (process.argv[2] === "server") {
     end)
   end)
 end
+
+describe("http.websocket (the HTTP server's upgrade)", function()
+  local http = require "ringline.http"
+
+  it("upgrades inside an http.listen handler; a non-upgrade gets 400, another version 426", function()
+    local r = run(function()
+      local lst = assert(http.listen("127.0.0.1:0", function(req, res)
+        local ws, err = http.websocket(req, res)
+        if not ws then return end
+        while true do
+          local data, typ = ws:recv_frame()
+          if not data or typ == "close" then return end
+          ws:send_text("echo:" .. data)
+        end
+      end))
+      local _, port = lst:getsockname()
+      local ws = assert(http.websocket_connect("ws://127.0.0.1:" .. port .. "/chat"))
+      assert(ws:send_text("hi"))
+      local got, typ = ws:recv_frame()
+      ws:send_close(1000, "bye")
+      -- a plain GET: 400; a wrong version: 426 naming the one spoken
+      local function raw(head)
+        local c = assert(ringline.connect("127.0.0.1", port))
+        c:settimeout(2000)
+        c:send(head)
+        local all = c:receive("*a")
+        c:close()
+        return all
+      end
+      local plain = raw("GET /chat HTTP/1.1\r\nHost: x\r\n\r\n")
+      local v8 = raw("GET /chat HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        .. "Sec-WebSocket-Version: 8\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
+      lst:close()
+      return { got, typ, plain, v8 }
+    end)
+    assert.are.same({ "echo:hi", "text" }, { r[1], r[2] })
+    assert.matches("^HTTP/1%.1 400 ", r[3])
+    assert.matches("^HTTP/1%.1 426 ", r[4])
+    assert.matches("\r\nSec%-WebSocket%-Version: 13\r\n", r[4])
+  end)
+end)

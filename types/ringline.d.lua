@@ -754,6 +754,14 @@ function http.get(url, opts) end
 ---@return string? err
 function http.websocket_connect(url, opts) end
 
+---Upgrades the handler's request to a WebSocket (writes the 101).
+---@param req ringline.http.req
+---@param res ringline.http.res
+---@param opts? ringline.wsopts
+---@return ringline.ws|nil ws
+---@return string? err
+function http.websocket(req, res, opts) end
+
 ---@return string|nil body
 ---@return string? err
 function response:body() end

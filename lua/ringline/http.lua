@@ -13,11 +13,16 @@
 local ringline = require "ringline"
 local check = require "ringline.check"
 local server = require "ringline.http_server"
+local client = require "ringline.http_client"
 
 local type, tostring, error = type, tostring, error
 local clock = server.clock
 
 local M = {}
+
+-- The client (ringline.http_client) and the server's WebSocket upgrade.
+M.request, M.get, M.websocket_connect = client.request, client.get, client.websocket_connect
+M.websocket = server.websocket
 
 -- The options of http.listen and their defaults; PASS: ringline.listen's
 -- own, handed to it as they are (`ssl = { cert = ..., key = ... }` for TLS,

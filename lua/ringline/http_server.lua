@@ -346,6 +346,35 @@ function Res.finish(res, x)
   return true
 end
 
+-- http.websocket(req, res [, opts]): upgrade this request's connection to
+-- a WebSocket (ringline.websocket.accept with the parsed request). Answers
+-- still queued for earlier pipelined requests go out first; after the 101
+-- the connection is the ws object's, and it closes when the handler
+-- returns. A request that is no valid upgrade gets its status (400, or 426
+-- with Sec-WebSocket-Version: 13) and the connection closes.
+function M.websocket(req, res, opts)
+  if getmetatable(req) ~= req_mt or getmetatable(res) ~= res_mt then
+    error("http.websocket: the handler's req and res expected", 2)
+  end
+  if res.started or res.done then error("http.websocket: the response has begun", 2) end
+  local st = req._st
+  local ok, err = flush(st)
+  if not ok then return nil, err end
+  local ws, why, status = require("ringline.websocket").accept(st.conn, req, opts)
+  st.close = true                        -- no request follows on this connection
+  if not ws then
+    if status then
+      res:status(status)
+      if status == 426 then res:header("Sec-WebSocket-Version", "13") end
+      res:finish(why .. "\n")
+      flush(st)
+    end
+    return nil, why
+  end
+  res.code, res.started, res.done = 101, true, true   -- the 101 is written
+  return ws
+end
+
 ------------------------------------------------------------------------
 -- The connection loop
 ------------------------------------------------------------------------
