@@ -44,6 +44,7 @@ local errors = require "ringline.errors"
 local log = require "ringline.log"
 local config = require "ringline.config"
 local task = require "ringline.task"
+local TIMER_KEY = task.TIMER_KEY
 local watchdog = require "ringline.watchdog"
 
 local type, error, tostring = type, error, tostring
@@ -211,10 +212,10 @@ end
 -- tells a fired timer from a newer one that reuses its id.
 local function on_timer(S, ev)
   local timers = S.timers
-  local id = ev.slot
-  local t = timers[id]
+  local key = ev.slot + TIMER_KEY         -- see task.lua: never an array index
+  local t = timers[key]
   if t and t.timer_token == ev.data then
-    timers[id] = nil
+    timers[key] = nil
     t.timer_id = nil
     local fire = t.fire   -- a ringline.timer handle, not a task
     if fire then fire(S, t) else wake(S, t, t.timer_reason or nil) end

@@ -155,6 +155,14 @@ M.yield_now = yield_now
 -- guards against a fired id being reused before its event is dispatched.
 ------------------------------------------------------------------------
 
+-- S.timers is keyed by the core's timer id plus 2^32: ids of a first
+-- generation are small integers that would give the table an array part,
+-- and a later id (generation bits set) looked up in a table with an array
+-- part aborts every trace through it ("NYI: mixed sparse/dense table").
+-- Offset, no key is ever an array index.
+local TIMER_KEY = 4294967296
+M.TIMER_KEY = TIMER_KEY
+
 local function timer_arm(S, t, delay, why)
   local tok = S.tok + 1
   if tok > 0xffffffff then tok = 1 end
@@ -169,7 +177,7 @@ local function timer_arm(S, t, delay, why)
     -- device") would send a user looking at disks
     return nil, id == -ENOSPC and "too many timers" or errstr(id)
   end
-  S.timers[id] = t
+  S.timers[id + TIMER_KEY] = t
   t.timer_id, t.timer_token, t.timer_reason = id, tok, why
   return id
 end
@@ -179,7 +187,8 @@ local function timer_disarm(S, t)
   local id = t.timer_id
   if id then
     t.timer_id = nil
-    if S.timers[id] == t then S.timers[id] = nil end
+    local k = id + TIMER_KEY
+    if S.timers[k] == t then S.timers[k] = nil end
     C.rl_timer_cancel(S.w, id)
   end
 end
