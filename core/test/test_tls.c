@@ -55,7 +55,7 @@ static void on_event(struct t_ctx *t, const struct rl_event *e)
 	case RL_EV_ACCEPTED:
 		CHECK_LT(e->slot, MAXS);
 		role[e->slot] = SERVER;
-		CHECK_RC(rl_conn_tls_start(w, e->slot, e->gen, sctx, NULL));
+		CHECK_RC(rl_conn_tls_start(w, e->slot, e->gen, sctx, NULL, NULL));
 		break;
 	case RL_EV_CONNECTED:
 		CHECK_EQ(e->res, 0);
@@ -64,7 +64,7 @@ static void on_event(struct t_ctx *t, const struct rl_event *e)
 		cli_gen = e->gen;
 		cli_tls = 1;
 		connected++;
-		CHECK_RC(rl_conn_tls_start(w, e->slot, e->gen, cctx, cli_name));
+		CHECK_RC(rl_conn_tls_start(w, e->slot, e->gen, cctx, cli_name, NULL));
 		break;
 	case RL_EV_TLS:
 		if (role[e->slot] == CLIENT) {
