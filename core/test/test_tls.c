@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "helpers.h"
+#include "internal.h"
 
 #define MAXS 64
 enum { NONE, SERVER, CLIENT };
@@ -161,6 +162,27 @@ int main(void)
 	t_init(&t, &cfg);
 	t.on_event = on_event;
 	t_listen(&t, NULL);
+
+	/* kernel TLS: never claimed where the ULP is not even listed (as on
+	 * the CI machines); "ktls" is a name RINGLINE_DISABLE_FEATURES knows */
+	char ulp[256] = "";
+	FILE *f = fopen("/proc/sys/net/ipv4/tcp_available_ulp", "r");
+	if (f) {
+		if (!fgets(ulp, sizeof(ulp), f))
+			ulp[0] = 0;
+		fclose(f);
+	}
+	if (!strstr(ulp, "tls"))
+		CHECK_EQ(rl_worker_features(t.w) & RL_FEAT_KTLS, 0);
+	const char *was = getenv("RINGLINE_DISABLE_FEATURES"); /* CI's second pass sets it */
+	char saved[256];
+	snprintf(saved, sizeof(saved), "%s", was ? was : "");
+	CHECK_EQ(setenv("RINGLINE_DISABLE_FEATURES", "ktls", 1), 0);
+	CHECK_EQ(rl__disabled_features(), RL_FEAT_KTLS);
+	if (was)
+		CHECK_EQ(setenv("RINGLINE_DISABLE_FEATURES", saved, 1), 0);
+	else
+		CHECK_EQ(unsetenv("RINGLINE_DISABLE_FEATURES"), 0);
 
 	/* a verified TLS 1.3 connection */
 	connect_client(&t, good, "localhost");
