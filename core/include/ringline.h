@@ -286,7 +286,8 @@ struct rl_metrics {
 	uint64_t close_resets;       /* graceful closes reset after close_timeout without send
 				      * progress (a peer that does not read) */
 	uint64_t tls_handshakes;     /* TLS handshakes completed */
-	uint64_t tls_failures;       /* TLS handshakes failed or timed out */
+	uint64_t tls_failures;       /* TLS handshakes failed or timed out, and records refused
+	                                after one (garbage, oversized, renegotiation) */
 };
 
 /* Kernel features found by the start-up probe (rl_worker_features). */

@@ -300,10 +300,14 @@ static void tls_progress(struct rl_worker *w, struct rl_conn *c)
 		return;
 	int r = rl__tls_read(t, &c->acc, window(w, c) + w->bufs.size, &w->m.accum_bytes);
 	tls_flush(w, c);
-	if (r > 0)
+	if (r > 0) {
 		c->io.reof = 1;
-	else if (r < 0)
+	} else if (r < 0) {
+		/* a record the engine refused (garbage, oversized, a renegotiation
+		 * attempt): this connection's receiving ends, counted as a failure */
 		c->io.rerr = r;
+		w->m.tls_failures++;
+	}
 	sync_io(c);
 }
 

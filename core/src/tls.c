@@ -61,6 +61,7 @@ struct rl_tls {
 	BIO *wbio; /* ciphertext out: owned by ssl */
 	uint8_t done;
 	uint8_t verify;
+	uint8_t reneg; /* server: the peer began a TLS 1.2 renegotiation */
 	struct rl_tls_ctx *ctx;         /* a reference: its callbacks' argument */
 	struct rl_tls_session *session; /* client: where new sessions go */
 	char server_name[256];
@@ -466,6 +467,21 @@ struct rl_tls_session *rl__tls_session(struct rl_tls *t)
 	return t->session;
 }
 
+/* Server: a handshake starting after the first is a TLS 1.2 client's
+ * renegotiation (TLS 1.3 reports its post-handshake messages this way too:
+ * not those). SSL_OP_NO_RENEGOTIATION answers it with a warning alert and
+ * goes on; the client may then linger or not, so the connection is ended
+ * here instead, the same way whatever the client does. */
+static void info_cb(const SSL *ssl, int where, int ret)
+{
+	(void)ret;
+	if (!(where & SSL_CB_HANDSHAKE_START) || SSL_version(ssl) >= TLS1_3_VERSION)
+		return;
+	struct rl_tls *t = SSL_get_ex_data(ssl, app_idx);
+	if (t && t->done)
+		t->reneg = 1;
+}
+
 int rl__tls_new(struct rl_tls_ctx *ctx, const char *server_name, struct rl_tls_session *resume,
 		struct rl_tls **out)
 {
@@ -493,6 +509,7 @@ int rl__tls_new(struct rl_tls_ctx *ctx, const char *server_name, struct rl_tls_s
 	SSL_set_ex_data(t->ssl, app_idx, t);
 	if (ctx->server) {
 		SSL_set_accept_state(t->ssl);
+		SSL_set_info_callback(t->ssl, info_cb);
 	} else {
 		SSL_set_connect_state(t->ssl);
 		/* the session box: the one to resume from, else a new one */
@@ -608,6 +625,11 @@ int rl__tls_read(struct rl_tls *t, struct rl_accum *a, uint64_t hint, uint64_t *
 	for (;;) {
 		size_t n = 0;
 		int r = SSL_read_ex(t->ssl, buf, sizeof(buf), &n);
+		if (t->reneg) {
+			snprintf(t->error, sizeof(t->error), "renegotiation refused");
+			ERR_clear_error();
+			return -EPROTO;
+		}
 		if (r == 1) {
 			int rc = rl__accum_append(a, buf, (uint32_t)n, hint, gauge);
 			if (rc)
