@@ -18,6 +18,10 @@
 # bench/tls_bulk.lua (the 1 MiB body). The server is pinned to SERVER_CPU
 # (0), the clients to CLIENT_CPU (1). Knobs: DURATION (s, 5), RUNS (3;
 # every run is in the TSV), CONNS (16), IDLE (2000), PORT (18443), OUT.
+# wrk counts a "read" socket error for every "Connection: close" request
+# ringline-lua answers (plaintext http_hello.lua too; the responses are
+# whole and the requests counted): the handshakes TSV's errors column
+# shows it, nginx's shows 0.
 # Build first: cmake -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo && cmake --build build
 set -euo pipefail
 RL_ROOT="$(cd "$(dirname "$0")/.." && pwd)"
