@@ -210,9 +210,15 @@ local function serve(conn)
   end
 end
 
+-- Over TLS when HTTP_HELLO_CERT and HTTP_HELLO_KEY name PEM files
+-- (examples/https_hello.lua sets them).
+local cert, key = os.getenv("HTTP_HELLO_CERT"), os.getenv("HTTP_HELLO_KEY")
+local opts = cert and key and { ssl = { cert = cert, key = key, alpn = { "http/1.1" } } } or nil
+
 local addr = (host:find(":", 1, true) and "[" .. host .. "]" or host) .. ":" .. port
-local lst = assert(ringline.listen(addr, serve))
+local lst = assert(ringline.listen(addr, serve, opts))
 local h, p = lst:getsockname()
-local url = ("http://%s:%d/"):format(h:find(":", 1, true) and "[" .. h .. "]" or h, p)
-print("http_hello listening on " .. url)
-print("try: curl " .. url .. "   (Ctrl-C stops the server)")
+local url = ("%s://%s:%d/"):format(opts and "https" or "http",
+                                   h:find(":", 1, true) and "[" .. h .. "]" or h, p)
+print((opts and "https_hello" or "http_hello") .. " listening on " .. url)
+print("try: curl " .. (opts and "--cacert " .. cert .. " " or "") .. url .. "   (Ctrl-C stops the server)")

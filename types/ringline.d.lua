@@ -44,12 +44,15 @@
 ---@field reuseport? boolean
 ---@field backlog? integer        accepted and ignored (listen_backlog key)
 ---@field mode? integer|string    unix sockets: the file's permissions (tonumber("660", 8) or "0660")
----@field ssl? {cert: string, key: string} TLS: PEM certificate (chain) and key files
+---@field ssl? {cert: string, key: string, alpn: string[]?, sni: table<string, {cert: string, key: string}>?, protocols: string[]?, ciphers: string?, client_ca: string?} TLS: PEM certificate (chain) and key files
 
 ---@class ringline.connectopts
 ---@field timeout? number seconds for the lookup and every attempt (0: none; nil: connect_timeout)
 ---@field bind? string    local address: "host", "host:port", "[v6]:port", a name, or a unix path
----@field ssl? true|{verify: boolean?, server_name: string?, ca: string?, cafile: string?} TLS (verify on by default)
+---@field ssl? true|{verify: boolean?, server_name: string?, ca: string?, cafile: string?, alpn: string[]?, cert: string?, key: string?, protocols: string[]?, ciphers: string?, session: ringline.ssl_session?} TLS (verify on by default)
+
+---A client's TLS session (cdata): pass it back as ssl.session or reused_session to resume.
+---@class ringline.ssl_session
 
 ---@class ringline.receiveuntilopts
 ---@field inclusive? boolean include the delimiter in the part
@@ -427,16 +430,16 @@ function conn:shutdown(how) end
 function conn:close(how) end
 
 ---Start TLS on a plaintext connection (client; a table argument: server).
----@param reused_session any|{cert: string, key: string}
+---@param reused_session ringline.ssl_session|false|nil|{cert: string, key: string}
 ---@param server_name string?
 ---@param ssl_verify boolean? default true
 ---@param opts {ca: string?}?
----@return true|nil ok
+---@return ringline.ssl_session|true|nil session_or_ok a session object (client), true (server, or reused_session false)
 ---@return string? err
 function conn:sslhandshake(reused_session, server_name, ssl_verify, opts) end
 
 ---What a TLS connection negotiated.
----@return {protocol: string, cipher: string, server_name: string?, peer_subject: string?, peer_verified: boolean, resumed: boolean, alpn: string?}|nil info
+---@return {protocol: string, cipher: string, server_name: string?, peer_subject: string?, peer_verified: boolean, resumed: boolean, alpn: string?, session: ringline.ssl_session?}|nil info
 ---@return string? err
 function conn:sslinfo() end
 

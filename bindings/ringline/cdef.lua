@@ -180,6 +180,7 @@ enum rl_feature {
 	RL_FEAT_ZC_REPORT_USAGE = 64,
 	RL_FEAT_SENDTO = 128,
 	RL_FEAT_RECV_LIMIT = 256,
+	RL_FEAT_KTLS = 512,
 };
 void rl_config_init(struct rl_config *cfg);
 int rl_config_set(struct rl_config *cfg, const char *key, int64_t value, char *msg, size_t msglen);
@@ -254,14 +255,29 @@ int rl_tls_ctx_new_server(const char *cert_pem_path, const char *key_pem_path,
 int rl_tls_ctx_new_client(const char *ca_path, int verify, struct rl_tls_ctx **out, char *msg,
 			  size_t msglen);
 void rl_tls_ctx_free(struct rl_tls_ctx *ctx);
+int rl_tls_ctx_set_alpn(struct rl_tls_ctx *ctx, const uint8_t *wire, uint32_t len);
+int rl_tls_ctx_set_protocols(struct rl_tls_ctx *ctx, int min_version, int max_version);
+int rl_tls_ctx_set_ciphers(struct rl_tls_ctx *ctx, const char *list, char *msg, size_t msglen);
+int rl_tls_ctx_set_client_ca(struct rl_tls_ctx *ctx, const char *ca_path, char *msg,
+			     size_t msglen);
+int rl_tls_ctx_use_cert(struct rl_tls_ctx *ctx, const char *cert_pem_path,
+			const char *key_pem_path, char *msg, size_t msglen);
+int rl_tls_ctx_add_sni(struct rl_tls_ctx *ctx, const char *name, struct rl_tls_ctx *sub);
+struct rl_tls_session;
+int rl_tls_session_new(struct rl_tls_session **out);
+void rl_tls_session_free(struct rl_tls_session *s);
+int rl_tls_session_ready(struct rl_tls_session *s);
 int rl_conn_tls_start(struct rl_worker *w, uint32_t slot, uint32_t gen, struct rl_tls_ctx *ctx,
-		      const char *server_name);
+		      const char *server_name, struct rl_tls_session *session);
+int rl_conn_tls_session(struct rl_worker *w, uint32_t slot, uint32_t gen,
+			struct rl_tls_session **out);
 struct rl_tls_info {
 	char protocol[16];
 	char cipher[64];
 	char server_name[256];
 	char peer_subject[256];
 	char error[160];
+	char alpn[32];
 	int32_t established;
 	int32_t peer_verified;
 	int32_t resumed;

@@ -100,6 +100,7 @@
 	F(rl_tls_info, server_name) \
 	F(rl_tls_info, peer_subject) \
 	F(rl_tls_info, error) \
+	F(rl_tls_info, alpn) \
 	F(rl_tls_info, established) \
 	F(rl_tls_info, peer_verified) \
 	F(rl_tls_info, resumed) \
@@ -168,6 +169,7 @@
 	E(RL_FEAT_ZC_REPORT_USAGE) \
 	E(RL_FEAT_SENDTO) \
 	E(RL_FEAT_RECV_LIMIT) \
+	E(RL_FEAT_KTLS) \
 	E(RL_MSG_RESOLVED) \
 	E(RL_MSG_SIGNAL) \
 	E(RL_MSG_USER) \

@@ -286,7 +286,8 @@ struct rl_metrics {
 	uint64_t close_resets;       /* graceful closes reset after close_timeout without send
 				      * progress (a peer that does not read) */
 	uint64_t tls_handshakes;     /* TLS handshakes completed */
-	uint64_t tls_failures;       /* TLS handshakes failed or timed out */
+	uint64_t tls_failures;       /* TLS handshakes failed or timed out, and records refused
+	                                after one (garbage, oversized, renegotiation) */
 };
 
 /* Kernel features found by the start-up probe (rl_worker_features). */
@@ -301,6 +302,8 @@ enum rl_feature {
 	RL_FEAT_SENDTO = 128,      /* SEND takes a destination address (6.1): UDP sendto */
 	RL_FEAT_RECV_LIMIT = 256,  /* multishot RECV stops after a byte limit (6.17): the
 	                              receive keeps one multishot within the window */
+	RL_FEAT_KTLS = 512,        /* the kernel's "tls" ULP attaches to TCP sockets
+	                              (probed only: the record layer stays in userspace) */
 };
 
 /* -- configuration -- */
@@ -571,19 +574,61 @@ int rl_tls_ctx_new_server(const char *cert_pem_path, const char *key_pem_path,
 int rl_tls_ctx_new_client(const char *ca_path, int verify, struct rl_tls_ctx **out, char *msg,
 			  size_t msglen);
 void rl_tls_ctx_free(struct rl_tls_ctx *ctx);
+/* Configure a context before its first connection (not after: OpenSSL
+ * contexts are not safe to change while in use). -EINVAL with the reason
+ * in msg where there is one. */
+/* ALPN names in wire format (each prefixed by its length byte), in order of
+ * preference. A client offers them; a server picks its first the client
+ * offers, and refuses a client offering only others (a fatal
+ * no_application_protocol alert, RFC 7301). */
+int rl_tls_ctx_set_alpn(struct rl_tls_ctx *ctx, const uint8_t *wire, uint32_t len);
+/* The versions allowed: 12 (TLS 1.2) and/or 13 (TLS 1.3), min <= max. */
+int rl_tls_ctx_set_protocols(struct rl_tls_ctx *ctx, int min_version, int max_version);
+/* One colon-separated OpenSSL list: TLS_* names are TLS 1.3 suites, the rest
+ * the TLS 1.2 cipher list; a version none of the names is for keeps its
+ * defaults. */
+int rl_tls_ctx_set_ciphers(struct rl_tls_ctx *ctx, const char *list, char *msg, size_t msglen);
+/* Server: request a client certificate and require it to verify against
+ * ca_path (a PEM file or hashed directory). */
+int rl_tls_ctx_set_client_ca(struct rl_tls_ctx *ctx, const char *ca_path, char *msg,
+			     size_t msglen);
+/* Client: the certificate and key presented when a server asks. */
+int rl_tls_ctx_use_cert(struct rl_tls_ctx *ctx, const char *cert_pem_path,
+			const char *key_pem_path, char *msg, size_t msglen);
+/* Server: answer SNI name ("a.example", or "*.b.example" for one label)
+ * with sub's certificate; exact names before wildcards, no match: ctx's
+ * own pair. ctx keeps a reference to sub. Configure sub like ctx (ALPN,
+ * client_ca): after the switch OpenSSL consults sub for them. */
+int rl_tls_ctx_add_sni(struct rl_tls_ctx *ctx, const char *name, struct rl_tls_ctx *sub);
+/* A client's resumable session: a reference-counted box. A client
+ * connection fills its box each time the server sends a session ticket
+ * (TLS 1.3 sends tickets after the handshake: the box may fill on a later
+ * read). Passed to rl_conn_tls_start, the handshake offers its session. */
+struct rl_tls_session;
+int rl_tls_session_new(struct rl_tls_session **out);
+void rl_tls_session_free(struct rl_tls_session *s);
+/* 1 when the box holds a session to offer, else 0. */
+int rl_tls_session_ready(struct rl_tls_session *s);
 /* Begin the handshake on an open connection (client or server by the
  * context); bytes already received and not consumed are taken as the
  * peer's first ciphertext. server_name (client): SNI and the name
  * checked (a numeric address is checked, not sent), NULL for none.
+ * session (client, may be NULL): the box to resume from and to fill; NULL
+ * makes a new box (rl_conn_tls_session returns it).
  * -ESTALE, -EPIPE (closing), -ENOTCONN (still connecting), -EALREADY. */
 int rl_conn_tls_start(struct rl_worker *w, uint32_t slot, uint32_t gen, struct rl_tls_ctx *ctx,
-		      const char *server_name);
+		      const char *server_name, struct rl_tls_session *session);
+/* A new reference to a client connection's session box (free it with
+ * rl_tls_session_free). -ENOENT: not a TLS client connection. */
+int rl_conn_tls_session(struct rl_worker *w, uint32_t slot, uint32_t gen,
+			struct rl_tls_session **out);
 struct rl_tls_info {
 	char protocol[16];     /* "TLSv1.3" */
 	char cipher[64];
 	char server_name[256]; /* client: the name asked for; server: the SNI received */
 	char peer_subject[256];
 	char error[160];       /* why the handshake or a record failed, else "" */
+	char alpn[32];         /* the protocol ALPN chose, else "" */
 	int32_t established;
 	int32_t peer_verified; /* the peer's certificate was checked and passed */
 	int32_t resumed;

@@ -300,10 +300,14 @@ static void tls_progress(struct rl_worker *w, struct rl_conn *c)
 		return;
 	int r = rl__tls_read(t, &c->acc, window(w, c) + w->bufs.size, &w->m.accum_bytes);
 	tls_flush(w, c);
-	if (r > 0)
+	if (r > 0) {
 		c->io.reof = 1;
-	else if (r < 0)
+	} else if (r < 0) {
+		/* a record the engine refused (garbage, oversized, a renegotiation
+		 * attempt): this connection's receiving ends, counted as a failure */
 		c->io.rerr = r;
+		w->m.tls_failures++;
+	}
 	sync_io(c);
 }
 
@@ -1043,7 +1047,7 @@ int rl_conn_fd(struct rl_worker *w, uint32_t slot, uint32_t gen)
 /* ---- TLS ---- */
 
 int rl_conn_tls_start(struct rl_worker *w, uint32_t slot, uint32_t gen, struct rl_tls_ctx *ctx,
-		      const char *server_name)
+		      const char *server_name, struct rl_tls_session *session)
 {
 	struct rl_conn *c = rl__conntab_get(&w->conns, slot, gen);
 	if (!c)
@@ -1056,7 +1060,7 @@ int rl_conn_tls_start(struct rl_worker *w, uint32_t slot, uint32_t gen, struct r
 		return -ENOTCONN;
 	if (c->tls)
 		return -EALREADY;
-	int rc = rl__tls_new(ctx, server_name, &c->tls);
+	int rc = rl__tls_new(ctx, server_name, session, &c->tls);
 	if (rc)
 		return rc;
 	int id = rl__timers_add(&w->tls_timers, w->now + w->cfg.tls_handshake_timeout / 1000.0,
@@ -1083,6 +1087,19 @@ int rl_conn_tls_start(struct rl_worker *w, uint32_t slot, uint32_t gen, struct r
 	}
 	tls_progress(w, c); /* a client's hello goes out now */
 	recv_update(w, c);
+	return 0;
+}
+
+int rl_conn_tls_session(struct rl_worker *w, uint32_t slot, uint32_t gen,
+			struct rl_tls_session **out)
+{
+	struct rl_conn *c = rl__conntab_get(&w->conns, slot, gen);
+	if (!c)
+		return -ESTALE;
+	struct rl_tls_session *b = c->tls ? rl__tls_session(c->tls) : NULL;
+	if (!b)
+		return -ENOENT;
+	*out = rl__tls_session_ref(b);
 	return 0;
 }
 

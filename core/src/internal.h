@@ -435,7 +435,11 @@ RL_HIDDEN void rl__resolver_stop(struct rl_worker *w);
 
 /* ---- TLS (tls.c): a leaf but for the accumulator ---- */
 struct rl_tls;
-RL_HIDDEN int rl__tls_new(struct rl_tls_ctx *ctx, const char *server_name, struct rl_tls **out);
+RL_HIDDEN int rl__tls_new(struct rl_tls_ctx *ctx, const char *server_name,
+			  struct rl_tls_session *resume, struct rl_tls **out);
+RL_HIDDEN struct rl_tls_session *rl__tls_session_ref(struct rl_tls_session *b);
+/* The client connection's session box (not a new reference), else NULL. */
+RL_HIDDEN struct rl_tls_session *rl__tls_session(struct rl_tls *t);
 RL_HIDDEN void rl__tls_free(struct rl_tls *t);
 /* Ciphertext in. */
 RL_HIDDEN int rl__tls_feed(struct rl_tls *t, const uint8_t *p, uint32_t n);

@@ -9,14 +9,18 @@
  * RINGLINE_DISABLE_FEATURES makes the worker act as if the kernel lacked
  * some of what it probes (a comma-separated list of defer_taskrun,
  * single_issuer, sendmsg_zc, zc_report_usage, fd_install, msg_ring, sendto,
- * or "all"): the tests run
+ * recv_limit, ktls, or "all"): the tests run
  * the fallbacks with it, and it reproduces an older kernel's behaviour.
  */
 #include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "internal.h"
 
@@ -37,6 +41,7 @@ uint32_t rl__disabled_features(void)
 		{ "sendmsg_zc", RL_FEAT_SENDMSG_ZC },       { "fd_install", RL_FEAT_FD_INSTALL },
 		{ "msg_ring", RL_FEAT_MSG_RING },           { "zc_report_usage", RL_FEAT_ZC_REPORT_USAGE },
 		{ "sendto", RL_FEAT_SENDTO },               { "recv_limit", RL_FEAT_RECV_LIMIT },
+		{ "ktls", RL_FEAT_KTLS },
 	};
 	static int warned;
 	const char *env = getenv("RINGLINE_DISABLE_FEATURES");
@@ -62,7 +67,7 @@ uint32_t rl__disabled_features(void)
 		if (!known && !__atomic_exchange_n(&warned, 1, __ATOMIC_RELAXED))
 			fprintf(stderr, "ringline: RINGLINE_DISABLE_FEATURES: unknown feature '%.*s' "
 				"ignored (valid: defer_taskrun, single_issuer, sendmsg_zc, "
-				"zc_report_usage, fd_install, msg_ring, sendto, recv_limit, all)\n", (int)n, p);
+				"zc_report_usage, fd_install, msg_ring, sendto, recv_limit, ktls, all)\n", (int)n, p);
 		p += n + (p[n] == ',');
 	}
 	return off;
@@ -145,6 +150,52 @@ static int sendto_ok(struct rl_worker *w)
 /* A multishot RECV with a total byte limit (the SQE word newer UAPI calls
  * optlen) came in 6.17; before, RECV refuses that word (it is file_index
  * there) with -EINVAL while preparing. */
+/* Kernel TLS: the "tls" ULP is listed and attaches to a connected TCP
+ * socket (TCP_ULP needs one: a loopback pair made for the probe). Only
+ * probed: the record layer is OpenSSL's in userspace either way, and this
+ * bit says whether a kernel data path could be used. Once per process. */
+static int ktls_probe(void)
+{
+	char buf[256] = { 0 };
+	FILE *f = fopen("/proc/sys/net/ipv4/tcp_available_ulp", "re");
+	if (!f)
+		return 0;
+	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = 0;
+	int listed = 0;
+	char *save = NULL;
+	for (char *tok = strtok_r(buf, " \n", &save); tok; tok = strtok_r(NULL, " \n", &save))
+		listed |= strcmp(tok, "tls") == 0;
+	if (!listed)
+		return 0;
+	int ok = 0;
+	int l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	int c = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t alen = sizeof(a);
+	if (l >= 0 && c >= 0 && bind(l, (struct sockaddr *)&a, sizeof(a)) == 0 &&
+	    listen(l, 1) == 0 && getsockname(l, (struct sockaddr *)&a, &alen) == 0 &&
+	    connect(c, (struct sockaddr *)&a, sizeof(a)) == 0)
+		ok = setsockopt(c, IPPROTO_TCP, TCP_ULP, "tls", sizeof("tls")) == 0;
+	if (c >= 0)
+		close(c);
+	if (l >= 0)
+		close(l);
+	return ok;
+}
+
+static int ktls_ok(void)
+{
+	static int cached = -1; /* racing workers compute the same answer */
+	int v = __atomic_load_n(&cached, __ATOMIC_RELAXED);
+	if (v < 0) {
+		v = ktls_probe();
+		__atomic_store_n(&cached, v, __ATOMIC_RELAXED);
+	}
+	return v;
+}
+
 static int recv_limit_ok(struct rl_worker *w)
 {
 	struct io_uring_sqe *sqe = io_uring_get_sqe(&w->ring);
@@ -230,6 +281,8 @@ int rl__ring_setup(struct rl_worker *w, char *msg, size_t msglen)
 		w->features |= RL_FEAT_SENDTO;
 	if (recv_limit_ok(w))
 		w->features |= RL_FEAT_RECV_LIMIT;
+	if (!(off & RL_FEAT_KTLS) && ktls_ok())
+		w->features |= RL_FEAT_KTLS;
 	w->features &= ~off;
 	return 0;
 }

@@ -7,7 +7,8 @@
  * cannot verify (system store, wrong name) fails with a reason; a plaintext
  * peer and a silent one on the TLS port cost only their own connection
  * (-EPROTO, -ETIMEDOUT after tls_handshake_timeout) while a TLS connection
- * goes on; the worker ends idle.
+ * goes on; ALPN, an SNI sub-context and a resumed session, with every
+ * context freed while its connections are open; the worker ends idle.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -17,6 +18,7 @@
 #include <unistd.h>
 
 #include "helpers.h"
+#include "internal.h"
 
 #define MAXS 64
 enum { NONE, SERVER, CLIENT };
@@ -29,6 +31,7 @@ static int connected;
 static int closed;
 static struct rl_tls_ctx *sctx, *cctx;
 static const char *cli_name = "localhost";
+static struct rl_tls_session *cli_sess; /* offered by the next client */
 
 static uint8_t *out, *in;
 static size_t inlen, want;
@@ -55,7 +58,7 @@ static void on_event(struct t_ctx *t, const struct rl_event *e)
 	case RL_EV_ACCEPTED:
 		CHECK_LT(e->slot, MAXS);
 		role[e->slot] = SERVER;
-		CHECK_RC(rl_conn_tls_start(w, e->slot, e->gen, sctx, NULL));
+		CHECK_RC(rl_conn_tls_start(w, e->slot, e->gen, sctx, NULL, NULL));
 		break;
 	case RL_EV_CONNECTED:
 		CHECK_EQ(e->res, 0);
@@ -64,7 +67,7 @@ static void on_event(struct t_ctx *t, const struct rl_event *e)
 		cli_gen = e->gen;
 		cli_tls = 1;
 		connected++;
-		CHECK_RC(rl_conn_tls_start(w, e->slot, e->gen, cctx, cli_name));
+		CHECK_RC(rl_conn_tls_start(w, e->slot, e->gen, cctx, cli_name, cli_sess));
 		break;
 	case RL_EV_TLS:
 		if (role[e->slot] == CLIENT) {
@@ -159,6 +162,27 @@ int main(void)
 	t_init(&t, &cfg);
 	t.on_event = on_event;
 	t_listen(&t, NULL);
+
+	/* kernel TLS: never claimed where the ULP is not even listed (as on
+	 * the CI machines); "ktls" is a name RINGLINE_DISABLE_FEATURES knows */
+	char ulp[256] = "";
+	FILE *f = fopen("/proc/sys/net/ipv4/tcp_available_ulp", "r");
+	if (f) {
+		if (!fgets(ulp, sizeof(ulp), f))
+			ulp[0] = 0;
+		fclose(f);
+	}
+	if (!strstr(ulp, "tls"))
+		CHECK_EQ(rl_worker_features(t.w) & RL_FEAT_KTLS, 0);
+	const char *was = getenv("RINGLINE_DISABLE_FEATURES"); /* CI's second pass sets it */
+	char saved[256];
+	snprintf(saved, sizeof(saved), "%s", was ? was : "");
+	CHECK_EQ(setenv("RINGLINE_DISABLE_FEATURES", "ktls", 1), 0);
+	CHECK_EQ(rl__disabled_features(), RL_FEAT_KTLS);
+	if (was)
+		CHECK_EQ(setenv("RINGLINE_DISABLE_FEATURES", saved, 1), 0);
+	else
+		CHECK_EQ(unsetenv("RINGLINE_DISABLE_FEATURES"), 0);
 
 	/* a verified TLS 1.3 connection */
 	connect_client(&t, good, "localhost");
@@ -262,6 +286,55 @@ int main(void)
 	CHECK_EQ(info.peer_verified, 0);
 	CHECK_RC(rl_conn_close(t.w, cli_slot, cli_gen, RL_CLOSE_GRACEFUL));
 	T_WAIT(&t, all_closed, 10);
+
+	/* configuration misuse */
+	CHECK_EQ(rl_tls_ctx_set_alpn(noverify, (const uint8_t *)"\x05h2", 3), -EINVAL);
+	CHECK_EQ(rl_tls_ctx_set_alpn(noverify, (const uint8_t *)"", 0), -EINVAL);
+	CHECK_EQ(rl_tls_ctx_set_protocols(noverify, 13, 12), -EINVAL);
+	CHECK_EQ(rl_tls_ctx_set_protocols(noverify, 11, 13), -EINVAL);
+	CHECK_EQ(rl_tls_ctx_add_sni(sctx, "a.*.example", sctx), -EINVAL);
+	CHECK_EQ(rl_tls_ctx_set_client_ca(noverify, cert, msg, sizeof(msg)), -EINVAL);
+
+	/* ALPN, SNI to a sub-context, a session resumed; every context is
+	 * freed by its owner while connections hold it */
+	struct rl_tls_ctx *s2, *sub, *c2;
+	static const uint8_t srv_alpn[] = "\x02h2\x08http/1.1", cli_alpn[] = "\x08http/1.1";
+	CHECK_RC(rl_tls_ctx_new_server(cert, key, &s2, msg, sizeof(msg)));
+	CHECK_RC(rl_tls_ctx_new_server(cert, key, &sub, msg, sizeof(msg)));
+	CHECK_RC(rl_tls_ctx_set_alpn(s2, srv_alpn, sizeof(srv_alpn) - 1));
+	CHECK_RC(rl_tls_ctx_set_alpn(sub, srv_alpn, sizeof(srv_alpn) - 1));
+	CHECK_RC(rl_tls_ctx_add_sni(s2, "*.b.example", sub));
+	rl_tls_ctx_free(sub); /* s2 holds it */
+	CHECK_RC(rl_tls_ctx_new_client(NULL, 0, &c2, msg, sizeof(msg)));
+	CHECK_RC(rl_tls_ctx_set_alpn(c2, cli_alpn, sizeof(cli_alpn) - 1));
+	struct rl_tls_ctx *old = sctx;
+	sctx = s2;
+	struct rl_tls_session *sess = NULL;
+	for (int round = 0; round < 2; round++) {
+		cli_sess = sess;
+		connect_client(&t, c2, "x.b.example");
+		CHECK_EQ(cli_tls, 0);
+		CHECK_RC(rl_conn_tls_info(t.w, cli_slot, cli_gen, &info));
+		ASSERT(strcmp(info.alpn, "http/1.1") == 0, "alpn '%s'", info.alpn);
+		CHECK_EQ(info.resumed, round);
+		if (!sess)
+			CHECK_RC(rl_conn_tls_session(t.w, cli_slot, cli_gen, &sess));
+		if (round == 1) {
+			rl_tls_ctx_free(s2); /* with a connection open on each side */
+			rl_tls_ctx_free(c2);
+		}
+		/* an echo: the TLS 1.3 ticket comes before it */
+		inlen = 0;
+		want = 100;
+		CHECK_RC(rl_conn_send(t.w, cli_slot, cli_gen, out, 100));
+		T_WAIT(&t, echoed, 10);
+		CHECK_EQ(rl_tls_session_ready(sess), 1);
+		CHECK_RC(rl_conn_close(t.w, cli_slot, cli_gen, RL_CLOSE_GRACEFUL));
+		T_WAIT(&t, all_closed, 10);
+	}
+	rl_tls_session_free(sess);
+	cli_sess = NULL;
+	sctx = old;
 
 	CHECK_GE(rl_worker_metrics(t.w)->tls_handshakes, 3);
 	t_finish(&t);

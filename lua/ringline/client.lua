@@ -292,7 +292,7 @@ function M.connect(S, host, port, opts)
         ctx, e = tls.client_ctx(S, ssl)
         if ctx then
           ok, e = tls.handshake(S, t, c, ctx, ssl.server_name or nil,
-                                deadline and deadline - C.rl_worker_now(w))
+                                deadline and deadline - C.rl_worker_now(w), ssl.session)
         end
         if not ok then
           c:close()

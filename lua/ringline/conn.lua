@@ -139,19 +139,21 @@ end
 -- OpenResty's tcpsock:sslhandshake(reused_session, server_name, ssl_verify)
 -- for a client; a table argument ({ cert = ..., key = ... }) makes it the
 -- server side. Unlike OpenResty, ssl_verify defaults to true (nil: verify
--- against the system store). Sessions are not resumed yet: the result is
--- true either way.
+-- against the system store). Returns a session object to pass back as
+-- reused_session next time (true when reused_session is false).
 function methods.sslhandshake(c, reused_session, server_name, ssl_verify, opts)
   local S = c.S
   local t = sched.current(S, "conn:sslhandshake")
-  local ctx, err
-  if type(reused_session) == "table" then
+  local ctx, err, sess
+  local client = type(reused_session) ~= "table"
+  if not client then
     ctx, err = tls.server_ctx(S, tls.server_opts(reused_session, "conn:sslhandshake"))
     server_name = nil
   else
     if server_name ~= nil and type(server_name) ~= "string" then
       misuse("conn:sslhandshake: server_name must be a string", 2)
     end
+    sess = tls.session(reused_session, "conn:sslhandshake: reused_session")
     local o = tls.client_opts({ verify = ssl_verify ~= false, server_name = server_name,
                                 ca = type(opts) == "table" and opts.ca or nil }, nil,
                               "conn:sslhandshake")
@@ -160,8 +162,9 @@ function methods.sslhandshake(c, reused_session, server_name, ssl_verify, opts)
   end
   if not ctx then return nil, err end
   local ok
-  ok, err = tls.handshake(S, t, c, ctx, server_name or nil)
+  ok, err = tls.handshake(S, t, c, ctx, server_name or nil, nil, sess)
   if not ok then return nil, err end
+  if client and reused_session ~= false then return tls.session_of(c) or true end
   return true
 end
 
