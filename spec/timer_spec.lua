@@ -276,3 +276,46 @@ describe("100k timers", function()
     assert.is_true(r.armed < 5, "arming 100k timers took " .. r.armed .. " s")
   end)
 end)
+
+describe("deadlines kept lazily across waits", function()
+  it("a later, longer deadline is not cut short by the timer of an earlier one", function()
+    local r = run(function()
+      local lst, port = support.server(function(c) c:receive("*a") end)
+      local c = support.connect(port)
+      -- a short timed wait that ends early (its timer stays armed, lazily)
+      local sem = ringline.semaphore(0)
+      ringline.spawn(function() sem:post(1) end)
+      assert(sem:wait(0.05))
+      -- then a longer one: the short timer fires first and must re-arm
+      local t0 = ringline.now()
+      local ok, err = sem:wait(0.3)
+      local long = ringline.now() - t0
+      -- then a shorter one than what is armed: it must not wait for it
+      c:settimeout(5000)
+      c:settimeout(40)
+      t0 = ringline.now()
+      local d, rerr = c:receive(1)
+      local short = ringline.now() - t0
+      c:close()
+      lst:close()
+      return { ok, err, long, d, rerr, short }
+    end)
+    assert.are.same({ nil, "timeout" }, { r[1], r[2] })
+    assert.is_true(r[3] >= 0.3 - 1e-3, ("timed out after %.3f s, not 0.3"):format(r[3]))
+    assert.are.same({ nil, "timeout" }, { r[4], r[5] })
+    assert.is_true(r[6] >= 0.04 - 1e-3 and r[6] < 3, ("%.3f s"):format(r[6]))
+  end)
+
+  it("a kept timer that fires outside a timed wait wakes nobody", function()
+    local r = run(function()
+      local sem = ringline.semaphore(0)
+      ringline.spawn(function() sem:post(1) end)
+      assert(sem:wait(0.02))            -- leaves a timer due in 0.02 s
+      local waiter = ringline.spawn(function() return ringline.sleep(0.1) end)
+      local t = ringline.spawn(function() ringline.sleep(0.08); sem:post(1) end)
+      local ok, err = sem:wait()        -- no deadline: only the post may end it
+      return { ok, err, (waiter:join()), (t:join()) }
+    end)
+    assert.are.same({ true, nil, true, true }, { r[1], r[2], r[3], r[4] })
+  end)
+end)

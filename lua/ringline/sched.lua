@@ -54,6 +54,7 @@ local errstr = errors.errstr
 local ffi_new = ffi.new
 local traceback = debug.traceback
 local wake, pop, resume_task, spawn = task.wake, task.pop, task.resume_task, task.spawn
+local deadline_fired = task.deadline_fired
 local state, set_state = task.state, task.set_state
 local start, configure, hooks = config.start, config.configure, config.hooks
 local NEVS, MSGLEN = config.NEVS, config.MSGLEN
@@ -218,7 +219,7 @@ local function on_timer(S, ev)
     timers[key] = nil
     t.timer_id = nil
     local fire = t.fire   -- a ringline.timer handle, not a task
-    if fire then fire(S, t) else wake(S, t, t.timer_reason or nil) end
+    if fire then fire(S, t) else deadline_fired(S, t) end
   end
 end
 
