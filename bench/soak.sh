@@ -33,6 +33,12 @@ BUILD=${RINGLINE_BUILD:-$PWD/build}
 
 [ -e "$BUILD/libringline.so" ] && [ -x "$BUILD/bindings/ringline-lua" ] ||
   { echo "soak: build first (no $BUILD/libringline.so or host)" >&2; exit 2; }
+# Bring the builds up to date with the tree: a stale library (one without a
+# newer function the Lua side declares) fails the stages for no real reason.
+cmake --build "$BUILD" -j2 >/dev/null || { echo "soak: $BUILD does not build" >&2; exit 2; }
+if [ -d build-asan ]; then
+  cmake --build build-asan -j2 >/dev/null || { echo "soak: build-asan does not build" >&2; exit 2; }
+fi
 mkdir -p "$SOAK_DIR"
 
 passed=0 failed=0
