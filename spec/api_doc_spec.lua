@@ -409,7 +409,7 @@ describe("the docs", function()
     end
     local keep = {}
     for _, f in ipairs(files) do
-      if not (f:match("^bench/") or f == "BENCHMARKS.md" or f == "spec/api_doc_spec.lua") then
+      if not (f:match("^bench/") or f == "BENCHMARKS.md") then
         keep[#keep + 1] = f
       end
     end
@@ -423,8 +423,9 @@ describe("the docs", function()
     for _, f in ipairs(files) do
       local ok, text = pcall(slurp, f)
       if not ok then text = "" end      -- a file deleted but not yet committed
-      for _, pat in ipairs({ "/work/", "/home/", "/root/", "%.%./shared", "LUA_API%.md" }) do
-        if text:find(pat) then bad[#bad + 1] = f .. ": " .. pat:gsub("%%", "") end
+      -- written as classes so that this file does not name them itself
+      for _, pat in ipairs({ "/wor[k]/", "/hom[e]/", "/roo[t]/", "%.%./share[d]", "LUA_AP[I]%.md" }) do
+        if text:find(pat) then bad[#bad + 1] = f .. ": " .. pat:gsub("[%%%[%]]", "") end
       end
     end
     assert(#bad == 0, table.concat(bad, "\n"))
