@@ -1,10 +1,12 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * conn.c - one connection's receive path, send queue and close state machine.
+ * conn.c - one connection's state machine, driven by completions: receive
+ * path, send queue, TLS records and close. The calls callers make are
+ * conn_api.c's.
  *
  * Receive: one recv at a time per connection, each completion bringing one
  * buffer from the provided ring; its bytes are appended to the accumulator
- * and the buffer is recycled at once. recv_update() is the single place that
+ * and the buffer is recycled at once. rl__conn_recv_update() is the single place that
  * decides whether a recv should be armed: it arms one when the connection is
  * open, the window has room and the ring is not dry, and cancels the armed one
  * only when the connection closes. Where the kernel can bound a multishot
@@ -79,12 +81,12 @@ struct rl_conn *rl__conn_sendable(struct rl_worker *w, uint32_t slot, uint32_t g
 	return NULL;
 }
 
-static void set_ud(struct io_uring_sqe *sqe, enum rl_op op, const struct rl_conn *c)
+void rl__conn_set_ud(struct io_uring_sqe *sqe, enum rl_op op, const struct rl_conn *c)
 {
 	io_uring_sqe_set_data64(sqe, rl_ud_pack(op, c->slot, c->io.gen));
 }
 
-static void sync_io(struct rl_conn *c)
+void rl__conn_sync_io(struct rl_conn *c)
 {
 	c->io.rdata = c->acc.buf ? c->acc.buf + c->acc.off : NULL;
 	c->io.rlen = c->acc.len;
@@ -92,7 +94,7 @@ static void sync_io(struct rl_conn *c)
 
 /* Unconsumed bytes at which receiving pauses: recv_window, or what the
  * reader is waiting for when that is more. */
-static uint64_t window(const struct rl_worker *w, const struct rl_conn *c)
+uint64_t rl__conn_window(const struct rl_worker *w, const struct rl_conn *c)
 {
 	uint64_t win = w->cfg.recv_window;
 	if ((c->flags & RL_CONN_F_WANT_RECV) && c->want_recv_min > win)
@@ -106,7 +108,7 @@ static void cancel_ud(struct rl_worker *w, struct rl_conn *c, uint64_t target)
 	if (!sqe)
 		return; /* the op completes on its own or at teardown */
 	io_uring_prep_cancel64(sqe, target, 0);
-	set_ud(sqe, RL_OP_CANCEL, c);
+	rl__conn_set_ud(sqe, RL_OP_CANCEL, c);
 	rl__conn_op_start(w, c);
 }
 
@@ -138,7 +140,7 @@ static void recv_arm(struct rl_worker *w, struct rl_conn *c)
 		 * its want is met the window shrinks back, and an armed recv
 		 * cannot be shortened, so what it may still bring stays within
 		 * one window. */
-		uint64_t room = window(w, c) - c->acc.len;
+		uint64_t room = rl__conn_window(w, c) - c->acc.len;
 		if (room > w->cfg.recv_window)
 			room = w->cfg.recv_window;
 		io_uring_prep_recv_multishot(sqe, (int)c->slot, NULL, 0, 0);
@@ -155,16 +157,16 @@ static void recv_arm(struct rl_worker *w, struct rl_conn *c)
 	}
 	sqe->flags |= IOSQE_FIXED_FILE | IOSQE_BUFFER_SELECT;
 	sqe->buf_group = w->bufs.bgid;
-	set_ud(sqe, RL_OP_RECV, c);
+	rl__conn_set_ud(sqe, RL_OP_RECV, c);
 	c->flags = (c->flags | RL_CONN_F_RECV_ARMED) & ~RL_CONN_F_RECV_PAUSED;
 	rl__conn_op_start(w, c);
 }
 
-static void recv_update(struct rl_worker *w, struct rl_conn *c)
+void rl__conn_recv_update(struct rl_worker *w, struct rl_conn *c)
 {
 	int open = c->io.state == RL_CONN_OPEN && !(c->flags & RL_CONN_F_CONNECTING) &&
 		   !c->io.reof && !c->io.rerr;
-	int full = c->acc.len >= window(w, c);
+	int full = c->acc.len >= rl__conn_window(w, c);
 	if (open && !full && !(c->flags & (RL_CONN_F_STARVED | RL_CONN_F_RECV_ARMED))) {
 		recv_arm(w, c);
 	} else if (open && full && !(c->flags & (RL_CONN_F_RECV_ARMED | RL_CONN_F_RECV_PAUSED))) {
@@ -197,11 +199,11 @@ static void maybe_emit_send(struct rl_worker *w, struct rl_conn *c)
 
 /* ---- TLS: conn.c drives tls.c, which never calls back ---- */
 
-static void send_submit(struct rl_worker *w, struct rl_conn *c);
+void rl__conn_send_submit(struct rl_worker *w, struct rl_conn *c);
 
 /* The queue's tail chunk when it has room for copied bytes, else a new one
  * appended (NULL only on ENOMEM). */
-static struct rl_chunk *tail_room(struct rl_worker *w, struct rl_conn *c, size_t want)
+struct rl_chunk *rl__conn_tail_room(struct rl_worker *w, struct rl_conn *c, size_t want)
 {
 	struct rl_chunk *t = c->sq_tail;
 	if (t && t->len < t->cap && !t->zc)
@@ -220,7 +222,7 @@ static struct rl_chunk *tail_room(struct rl_worker *w, struct rl_conn *c, size_t
 /* The engine's ciphertext onto the send queue as copy chunks, in order
  * with everything queued before. A connection whose queue can no longer
  * send (failed, reset, past draining) drops it. */
-static int tls_flush(struct rl_worker *w, struct rl_conn *c)
+int rl__conn_tls_flush(struct rl_worker *w, struct rl_conn *c)
 {
 	size_t left = rl__tls_out_pending(c->tls);
 	if (!left)
@@ -228,7 +230,7 @@ static int tls_flush(struct rl_worker *w, struct rl_conn *c)
 	int dead = c->io.serr || (c->flags & RL_CONN_F_RESET) || c->phase > RL_PHASE_DRAIN;
 	int rc = 0;
 	while (left) {
-		struct rl_chunk *t = dead ? NULL : tail_room(w, c, left);
+		struct rl_chunk *t = dead ? NULL : rl__conn_tail_room(w, c, left);
 		if (!t) {
 			uint8_t scratch[4096];
 			while (rl__tls_out_take(c->tls, scratch, sizeof(scratch)))
@@ -246,7 +248,7 @@ static int tls_flush(struct rl_worker *w, struct rl_conn *c)
 	}
 	if (!(c->flags & (RL_CONN_F_SEND_INFLIGHT | RL_CONN_F_CONNECTING)) && c->sq_head &&
 	    !(c->flags & RL_CONN_F_RESET))
-		send_submit(w, c);
+		rl__conn_send_submit(w, c);
 	return rc;
 }
 
@@ -261,7 +263,7 @@ static void tls_timer_cancel(struct rl_worker *w, struct rl_conn *c)
 /* The handshake ended without a session: one RL_EV_TLS says so. Receiving
  * ends with it; queued bytes (the engine's alert) still go out on a
  * graceful close. */
-static void tls_fail(struct rl_worker *w, struct rl_conn *c, int err)
+void rl__conn_tls_fail(struct rl_worker *w, struct rl_conn *c, int err)
 {
 	if (!(c->flags & RL_CONN_F_TLS_PENDING))
 		return;
@@ -277,16 +279,16 @@ static void tls_fail(struct rl_worker *w, struct rl_conn *c, int err)
 /* Ciphertext was fed: move the handshake on, or decrypt what it completed
  * into the accumulator. Everything fed is decrypted at once, so plaintext
  * held stays within the window plus one buffer (plus under one record). */
-static void tls_progress(struct rl_worker *w, struct rl_conn *c)
+void rl__conn_tls_progress(struct rl_worker *w, struct rl_conn *c)
 {
 	struct rl_tls *t = c->tls;
 	if (!rl__tls_done(t)) {
 		if (!(c->flags & RL_CONN_F_TLS_PENDING))
 			return; /* failed already */
 		int r = rl__tls_handshake(t);
-		tls_flush(w, c);
+		rl__conn_tls_flush(w, c);
 		if (r < 0) {
-			tls_fail(w, c, r);
+			rl__conn_tls_fail(w, c, r);
 			return;
 		}
 		if (r == 0)
@@ -298,8 +300,8 @@ static void tls_progress(struct rl_worker *w, struct rl_conn *c)
 	}
 	if (c->io.rerr || c->io.reof)
 		return;
-	int r = rl__tls_read(t, &c->acc, window(w, c) + w->bufs.size, &w->m.accum_bytes);
-	tls_flush(w, c);
+	int r = rl__tls_read(t, &c->acc, rl__conn_window(w, c) + w->bufs.size, &w->m.accum_bytes);
+	rl__conn_tls_flush(w, c);
 	if (r > 0) {
 		c->io.reof = 1;
 	} else if (r < 0) {
@@ -308,7 +310,7 @@ static void tls_progress(struct rl_worker *w, struct rl_conn *c)
 		c->io.rerr = r;
 		w->m.tls_failures++;
 	}
-	sync_io(c);
+	rl__conn_sync_io(c);
 }
 
 void rl__conn_tls_deadlines(struct rl_worker *w)
@@ -322,15 +324,15 @@ void rl__conn_tls_deadlines(struct rl_worker *w)
 		c->tls_timer = 0;
 		if (c->tls && (c->flags & RL_CONN_F_TLS_PENDING)) {
 			rl__tls_set_error(c->tls, "handshake timed out");
-			tls_fail(w, c, -ETIMEDOUT);
+			rl__conn_tls_fail(w, c, -ETIMEDOUT);
 		}
 	}
 }
 
 void rl__conn_start(struct rl_worker *w, struct rl_conn *c)
 {
-	sync_io(c);
-	recv_update(w, c);
+	rl__conn_sync_io(c);
+	rl__conn_recv_update(w, c);
 }
 
 void rl__conn_rearm_starved(struct rl_worker *w)
@@ -344,7 +346,7 @@ void rl__conn_rearm_starved(struct rl_worker *w)
 		if (rl__conn_closing(c))
 			rl__conn_close_step(w, c);
 		else
-			recv_update(w, c);
+			rl__conn_recv_update(w, c);
 	}
 }
 
@@ -377,7 +379,7 @@ void rl__conn_on_recv(struct rl_worker *w, struct io_uring_cqe *cqe)
 		if (rc)
 			c->io.rerr = rc;
 		else
-			tls_progress(w, c);
+			rl__conn_tls_progress(w, c);
 		if ((uint32_t)res < w->bufs.size && !(cqe->flags & IORING_CQE_F_SOCK_NONEMPTY))
 			c->flags |= RL_CONN_F_RECV_IDLE;
 		else
@@ -385,13 +387,13 @@ void rl__conn_on_recv(struct rl_worker *w, struct io_uring_cqe *cqe)
 	} else if (res > 0) {
 		if (buf) {
 			/* the most this connection may hold: its window plus one buffer */
-			uint64_t hint = window(w, c) + w->bufs.size;
+			uint64_t hint = rl__conn_window(w, c) + w->bufs.size;
 			int rc = rl__accum_append(&c->acc, buf, (uint32_t)res, hint,
 						  &w->m.accum_bytes);
 			if (rc)
 				c->io.rerr = rc;
 			w->m.bytes_in += (uint64_t)res;
-			sync_io(c);
+			rl__conn_sync_io(c);
 			/* a short read drained the socket: the next recv polls first */
 			if ((uint32_t)res < w->bufs.size &&
 			    !(cqe->flags & IORING_CQE_F_SOCK_NONEMPTY))
@@ -418,7 +420,7 @@ void rl__conn_on_recv(struct rl_worker *w, struct io_uring_cqe *cqe)
 	if ((c->flags & RL_CONN_F_TLS_PENDING) && (c->io.reof || c->io.rerr)) {
 		if (!c->io.rerr)
 			rl__tls_set_error(c->tls, "handshake failed: the peer closed the connection");
-		tls_fail(w, c, c->io.rerr ? c->io.rerr : -EPROTO);
+		rl__conn_tls_fail(w, c, c->io.rerr ? c->io.rerr : -EPROTO);
 	}
 	maybe_emit_recv(w, c);
 	if (res < 0 && c->io.serr == res)
@@ -433,12 +435,12 @@ void rl__conn_on_recv(struct rl_worker *w, struct io_uring_cqe *cqe)
 	if (rl__conn_closing(c))
 		rl__conn_close_step(w, c);
 	else
-		recv_update(w, c);
+		rl__conn_recv_update(w, c);
 }
 
 /* ---- send queue ---- */
 
-static void send_submit(struct rl_worker *w, struct rl_conn *c)
+void rl__conn_send_submit(struct rl_worker *w, struct rl_conn *c)
 {
 	struct rl_chunk *h = c->sq_head;
 	struct rl_slab_entry *e = h->zc;
@@ -463,7 +465,7 @@ static void send_submit(struct rl_worker *w, struct rl_conn *c)
 	if (e) /* a slab entry's completions name the entry (its notifications too) */
 		io_uring_sqe_set_data64(sqe, rl_ud_pack(RL_OP_SEND_SLAB, e->index, e->gen));
 	else
-		set_ud(sqe, RL_OP_SEND, c);
+		rl__conn_set_ud(sqe, RL_OP_SEND, c);
 	c->flags |= RL_CONN_F_SEND_INFLIGHT;
 	rl__conn_op_start(w, c);
 }
@@ -484,7 +486,7 @@ static void drop_queue(struct rl_worker *w, struct rl_conn *c)
 	c->io.unsent = 0;
 }
 
-static void shutdown_submit(struct rl_worker *w, struct rl_conn *c)
+void rl__conn_shutdown_submit(struct rl_worker *w, struct rl_conn *c)
 {
 	struct io_uring_sqe *sqe = rl__sqe(w);
 	c->flags &= ~RL_CONN_F_SHUT_PENDING;
@@ -492,7 +494,7 @@ static void shutdown_submit(struct rl_worker *w, struct rl_conn *c)
 		return;
 	io_uring_prep_shutdown(sqe, (int)c->slot, SHUT_WR);
 	sqe->flags |= IOSQE_FIXED_FILE;
-	set_ud(sqe, RL_OP_SHUTDOWN, c);
+	rl__conn_set_ud(sqe, RL_OP_SHUTDOWN, c);
 	c->flags |= RL_CONN_F_SHUT_INFLIGHT;
 	rl__conn_op_start(w, c);
 }
@@ -508,7 +510,7 @@ void rl__conn_enqueue(struct rl_worker *w, struct rl_conn *c, struct rl_chunk *n
 	c->io.unsent += node->len - node->off;
 	w->m.send_bytes_queued += node->len - node->off;
 	if (!(c->flags & (RL_CONN_F_SEND_INFLIGHT | RL_CONN_F_CONNECTING)))
-		send_submit(w, c);
+		rl__conn_send_submit(w, c);
 }
 
 /* After the head's operation completed (its node already advanced or
@@ -530,11 +532,11 @@ static void send_done(struct rl_worker *w, struct rl_conn *c, int res)
 		drop_queue(w, c);
 	}
 	if (c->sq_head && !(c->flags & RL_CONN_F_RESET))
-		send_submit(w, c);
+		rl__conn_send_submit(w, c);
 	maybe_emit_send(w, c);
 	if (!c->sq_head && (c->flags & (RL_CONN_F_SEND_INFLIGHT | RL_CONN_F_SHUT_PENDING)) ==
 				   RL_CONN_F_SHUT_PENDING && !rl__conn_closing(c))
-		shutdown_submit(w, c);
+		rl__conn_shutdown_submit(w, c);
 	if (rl__conn_closing(c))
 		rl__conn_close_step(w, c);
 }
@@ -607,14 +609,14 @@ void rl__conn_on_send(struct rl_worker *w, struct io_uring_cqe *cqe)
 
 /* ---- close ---- */
 
-static void fd_install_submit(struct rl_worker *w, struct rl_conn *c)
+void rl__conn_fd_install_submit(struct rl_worker *w, struct rl_conn *c)
 {
 	struct io_uring_sqe *sqe = rl__sqe(w);
 	if (!sqe)
 		return;
 	io_uring_prep_rw(RL_IORING_OP_FIXED_FD_INSTALL, sqe, (int)c->slot, NULL, 0, 0);
 	sqe->flags |= IOSQE_FIXED_FILE;
-	set_ud(sqe, RL_OP_FD_INSTALL, c);
+	rl__conn_set_ud(sqe, RL_OP_FD_INSTALL, c);
 	c->flags |= RL_CONN_F_FD_PENDING;
 	rl__conn_op_start(w, c);
 }
@@ -685,7 +687,7 @@ static int reset_step(struct rl_worker *w, struct rl_conn *c)
 	if (c->rawfd < 0 && (w->features & RL_FEAT_FD_INSTALL) &&
 	    !(c->flags & (RL_CONN_F_FD_PENDING | RL_CONN_F_CONNECTING | RL_CONN_F_LINGER_TRIED))) {
 		c->flags |= RL_CONN_F_LINGER_TRIED;
-		fd_install_submit(w, c);
+		rl__conn_fd_install_submit(w, c);
 	}
 	if (c->flags & RL_CONN_F_FD_PENDING)
 		return -1;
@@ -759,7 +761,7 @@ void rl__conn_close_step(struct rl_worker *w, struct rl_conn *c)
 		if (!sqe)
 			return; /* retried by the next completion or teardown */
 		io_uring_prep_close_direct(sqe, c->slot);
-		set_ud(sqe, RL_OP_CLOSE, c);
+		rl__conn_set_ud(sqe, RL_OP_CLOSE, c);
 		c->phase = RL_PHASE_CLOSE;
 		rl__conn_op_start(w, c);
 		return;
@@ -842,274 +844,4 @@ void rl__conn_on_simple(struct rl_worker *w, struct io_uring_cqe *cqe)
 	}
 	if (rl__conn_closing(c))
 		rl__conn_close_step(w, c);
-}
-
-/* ---- public connection API ---- */
-
-const struct rl_conn_io *rl_conn_io(struct rl_worker *w, uint32_t slot)
-{
-	if (slot >= w->conns.count)
-		return NULL;
-	return &w->conns.conns[slot].io;
-}
-
-int rl_conn_consume(struct rl_worker *w, uint32_t slot, uint32_t gen, uint32_t n)
-{
-	struct rl_conn *c = rl__conntab_get(&w->conns, slot, gen);
-	if (!c)
-		return -ESTALE;
-	if (n > c->acc.len)
-		return -EINVAL;
-	rl__accum_consume(&c->acc, n, &w->m.accum_bytes);
-	sync_io(c);
-	if (!rl__conn_closing(c))
-		recv_update(w, c);
-	return 0;
-}
-
-int rl_conn_want_recv(struct rl_worker *w, uint32_t slot, uint32_t gen, uint32_t min_bytes)
-{
-	struct rl_conn *c = rl__conntab_get(&w->conns, slot, gen);
-	if (!c)
-		return -ESTALE;
-	if (c->acc.len >= min_bytes || c->io.reof || c->io.rerr)
-		return 1;
-	/* the window then allows min_bytes plus one buffer: more than the
-	 * accumulator can ever hold is refused here, not failed on arrival */
-	if ((uint64_t)min_bytes + w->bufs.size > RL_ACCUM_MAX_LEN)
-		return -EMSGSIZE;
-	c->flags |= RL_CONN_F_WANT_RECV;
-	c->want_recv_min = min_bytes;
-	if (!rl__conn_closing(c))
-		recv_update(w, c);
-	return 0;
-}
-
-/* Plaintext through the engine, a record's worth at a time so its output
- * buffer stays small, then onto the queue as ciphertext. */
-static int tls_send(struct rl_worker *w, struct rl_conn *c, const void *data, size_t len)
-{
-	if (!rl__tls_done(c->tls))
-		return c->io.rerr && !(c->flags & RL_CONN_F_TLS_PENDING) ? -EPROTO : -ENOTCONN;
-	const uint8_t *p = data;
-	while (len) {
-		size_t n = len < 16384 ? len : 16384;
-		int rc = rl__tls_write(c->tls, p, n);
-		if (!rc)
-			rc = tls_flush(w, c);
-		if (rc)
-			return rc;
-		p += n;
-		len -= n;
-	}
-	return 0;
-}
-
-int rl_conn_send(struct rl_worker *w, uint32_t slot, uint32_t gen, const void *data, size_t len)
-{
-	int err;
-	struct rl_conn *c = rl__conn_sendable(w, slot, gen, &err);
-	if (!c)
-		return err;
-	if (len > (size_t)(UINT32_MAX - c->io.unsent))
-		return -ENOBUFS;
-	if (c->tls)
-		return tls_send(w, c, data, len);
-	const uint8_t *p = data;
-	size_t left = len;
-	int rc = 0;
-	while (left) {
-		struct rl_chunk *t = tail_room(w, c, left);
-		if (!t) {
-			rc = -ENOMEM; /* what was copied goes out all the same */
-			break;
-		}
-		uint32_t n = t->cap - t->len;
-		if (n > left)
-			n = (uint32_t)left;
-		memcpy(t->data + t->len, p, n);
-		t->len += n;
-		p += n;
-		left -= n;
-		/* account as we go so an ENOMEM above leaves counters true */
-		c->io.unsent += n;
-		w->m.send_bytes_queued += n;
-	}
-	if (!(c->flags & (RL_CONN_F_SEND_INFLIGHT | RL_CONN_F_CONNECTING)) && c->sq_head)
-		send_submit(w, c);
-	return rc;
-}
-
-int rl_conn_want_send(struct rl_worker *w, uint32_t slot, uint32_t gen, uint32_t threshold)
-{
-	struct rl_conn *c = rl__conntab_get(&w->conns, slot, gen);
-	if (!c)
-		return -ESTALE;
-	if (c->io.unsent <= threshold || c->io.serr)
-		return 1;
-	c->flags |= RL_CONN_F_WANT_SEND;
-	c->flags &= ~RL_CONN_F_WANT_SEND_ERR; /* a threshold fires on an error too */
-	c->want_send_thresh = threshold;
-	return 0;
-}
-
-int rl_conn_want_send_error(struct rl_worker *w, uint32_t slot, uint32_t gen)
-{
-	struct rl_conn *c = rl__conntab_get(&w->conns, slot, gen);
-	if (!c)
-		return -ESTALE;
-	if (c->io.serr)
-		return 1;
-	if (!(c->flags & RL_CONN_F_WANT_SEND)) {
-		c->flags |= RL_CONN_F_WANT_SEND | RL_CONN_F_WANT_SEND_ERR;
-	}
-	return 0;
-}
-
-int rl_conn_shutdown(struct rl_worker *w, uint32_t slot, uint32_t gen)
-{
-	struct rl_conn *c = rl__conntab_get(&w->conns, slot, gen);
-	if (!c)
-		return -ESTALE;
-	if (rl__conn_closing(c))
-		return -EPIPE;
-	if (c->flags & (RL_CONN_F_SHUT_PENDING | RL_CONN_F_SHUT_INFLIGHT))
-		return 0;
-	if (c->tls && rl__tls_done(c->tls) && !c->io.serr) {
-		rl__tls_close_notify(c->tls); /* before the FIN: a clean end, not a truncation */
-		tls_flush(w, c);
-	}
-	c->flags |= RL_CONN_F_SHUT_PENDING;
-	if (!(c->flags & (RL_CONN_F_SEND_INFLIGHT | RL_CONN_F_CONNECTING)) && !c->sq_head)
-		shutdown_submit(w, c);
-	return 0;
-}
-
-/* A graceful stop serves what has arrived, and only that: a peek that does
- * not wait (MSG_DONTWAIT makes io_uring complete it with -EAGAIN instead of
- * arming a poll) tells whether the socket holds unread bytes. Its answer
- * follows every completion already posted, so bytes a receive took before
- * it are in the accumulator by then. */
-int rl_conn_probe(struct rl_worker *w, uint32_t slot, uint32_t gen)
-{
-	struct rl_conn *c = rl__conntab_get(&w->conns, slot, gen);
-	if (!c)
-		return -ESTALE;
-	if (rl__conn_closing(c))
-		return -EPIPE;
-	if (c->flags & RL_CONN_F_CONNECTING)
-		return -ENOTCONN;
-	if (c->flags & RL_CONN_F_PROBE_INFLIGHT)
-		return 0; /* its answer serves this call too */
-	struct io_uring_sqe *sqe = rl__sqe(w);
-	if (!sqe)
-		return -EBUSY;
-	io_uring_prep_recv(sqe, (int)c->slot, &w->probe_byte, 1, MSG_PEEK | MSG_DONTWAIT);
-	sqe->flags |= IOSQE_FIXED_FILE;
-	set_ud(sqe, RL_OP_PROBE, c);
-	c->flags |= RL_CONN_F_PROBE_INFLIGHT;
-	rl__conn_op_start(w, c);
-	return 0;
-}
-
-int rl_conn_close(struct rl_worker *w, uint32_t slot, uint32_t gen, int how)
-{
-	struct rl_conn *c = rl__conntab_get(&w->conns, slot, gen);
-	if (!c)
-		return -ESTALE;
-	if (how != RL_CLOSE_GRACEFUL && how != RL_CLOSE_RESET)
-		return -EINVAL;
-	if (how == RL_CLOSE_GRACEFUL && c->tls && rl__tls_done(c->tls) && !c->io.serr &&
-	    !rl__conn_closing(c) && !(c->flags & (RL_CONN_F_SHUT_PENDING | RL_CONN_F_SHUT_INFLIGHT))) {
-		rl__tls_close_notify(c->tls);
-		tls_flush(w, c);
-	}
-	return rl__conn_begin_close(w, c, how, 0);
-}
-
-int rl_conn_fd(struct rl_worker *w, uint32_t slot, uint32_t gen)
-{
-	struct rl_conn *c = rl__conntab_get(&w->conns, slot, gen);
-	if (!c)
-		return -ESTALE;
-	if (c->rawfd >= 0)
-		return c->rawfd;
-	if (!(w->features & RL_FEAT_FD_INSTALL))
-		return -EOPNOTSUPP;
-	if (rl__conn_closing(c))
-		return -EPIPE;
-	if (!(c->flags & RL_CONN_F_FD_PENDING))
-		fd_install_submit(w, c);
-	c->flags |= RL_CONN_F_WANT_FD;
-	return -EAGAIN;
-}
-
-/* ---- TLS ---- */
-
-int rl_conn_tls_start(struct rl_worker *w, uint32_t slot, uint32_t gen, struct rl_tls_ctx *ctx,
-		      const char *server_name, struct rl_tls_session *session)
-{
-	struct rl_conn *c = rl__conntab_get(&w->conns, slot, gen);
-	if (!c)
-		return -ESTALE;
-	if (!ctx)
-		return -EINVAL;
-	if (rl__conn_closing(c) || c->io.serr)
-		return -EPIPE;
-	if (c->flags & RL_CONN_F_CONNECTING)
-		return -ENOTCONN;
-	if (c->tls)
-		return -EALREADY;
-	int rc = rl__tls_new(ctx, server_name, session, &c->tls);
-	if (rc)
-		return rc;
-	int id = rl__timers_add(&w->tls_timers, w->now + w->cfg.tls_handshake_timeout / 1000.0,
-				c->slot);
-	if (id < 0) {
-		rl__tls_free(c->tls);
-		c->tls = NULL;
-		return -ENOMEM;
-	}
-	c->tls_timer = (uint32_t)id + 1;
-	c->flags |= RL_CONN_F_TLS_PENDING;
-	/* bytes received and not consumed are the peer's first ciphertext */
-	if (c->acc.len) {
-		rc = rl__tls_feed(c->tls, c->acc.buf + c->acc.off, c->acc.len);
-		rl__accum_consume(&c->acc, c->acc.len, &w->m.accum_bytes);
-		sync_io(c);
-		if (rc)
-			c->io.rerr = rc;
-	}
-	if (c->io.rerr || c->io.reof) {
-		rl__tls_set_error(c->tls, "handshake failed: the connection ended");
-		tls_fail(w, c, c->io.rerr ? c->io.rerr : -EPROTO);
-		return 0;
-	}
-	tls_progress(w, c); /* a client's hello goes out now */
-	recv_update(w, c);
-	return 0;
-}
-
-int rl_conn_tls_session(struct rl_worker *w, uint32_t slot, uint32_t gen,
-			struct rl_tls_session **out)
-{
-	struct rl_conn *c = rl__conntab_get(&w->conns, slot, gen);
-	if (!c)
-		return -ESTALE;
-	struct rl_tls_session *b = c->tls ? rl__tls_session(c->tls) : NULL;
-	if (!b)
-		return -ENOENT;
-	*out = rl__tls_session_ref(b);
-	return 0;
-}
-
-int rl_conn_tls_info(struct rl_worker *w, uint32_t slot, uint32_t gen, struct rl_tls_info *out)
-{
-	struct rl_conn *c = rl__conntab_get(&w->conns, slot, gen);
-	if (!c)
-		return -ESTALE;
-	if (!c->tls)
-		return -ENOENT;
-	rl__tls_info(c->tls, out);
-	return 0;
 }

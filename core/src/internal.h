@@ -544,6 +544,18 @@ RL_HIDDEN void rl__conn_close_deadlines(struct rl_worker *w);
 /* Fail the TLS handshakes past tls_handshake_timeout (due at w->now). */
 RL_HIDDEN void rl__conn_tls_deadlines(struct rl_worker *w);
 RL_HIDDEN void rl__conn_close_step(struct rl_worker *w, struct rl_conn *c);
+/* conn.c's own steps that the public calls of conn_api.c start. */
+RL_HIDDEN void rl__conn_set_ud(struct io_uring_sqe *sqe, enum rl_op op, const struct rl_conn *c);
+RL_HIDDEN void rl__conn_sync_io(struct rl_conn *c);
+RL_HIDDEN uint64_t rl__conn_window(const struct rl_worker *w, const struct rl_conn *c);
+RL_HIDDEN void rl__conn_recv_update(struct rl_worker *w, struct rl_conn *c);
+RL_HIDDEN void rl__conn_send_submit(struct rl_worker *w, struct rl_conn *c);
+RL_HIDDEN void rl__conn_shutdown_submit(struct rl_worker *w, struct rl_conn *c);
+RL_HIDDEN void rl__conn_fd_install_submit(struct rl_worker *w, struct rl_conn *c);
+RL_HIDDEN struct rl_chunk *rl__conn_tail_room(struct rl_worker *w, struct rl_conn *c, size_t want);
+RL_HIDDEN int rl__conn_tls_flush(struct rl_worker *w, struct rl_conn *c);
+RL_HIDDEN void rl__conn_tls_fail(struct rl_worker *w, struct rl_conn *c, int err);
+RL_HIDDEN void rl__conn_tls_progress(struct rl_worker *w, struct rl_conn *c);
 RL_HIDDEN int rl__conn_begin_close(struct rl_worker *w, struct rl_conn *c, int how, int32_t reason);
 
 /* conn.c: op accounting, a completion's connection */
