@@ -77,10 +77,11 @@ end
 local function flush(st, x)
   local out = st.out
   if #out == 0 and x == nil then return true end
-  -- as one string: conn:send of a string.buffer (buf:ref()) aborts traces
-  local s = out:get()
+  -- the buffer itself: send copies its bytes (or waits for room) and does
+  -- not consume it, so it is emptied after, with no Lua string made
   local ok, err
-  if x == nil then ok, err = st.conn:send(s) else ok, err = st.conn:send(s, x) end
+  if x == nil then ok, err = st.conn:send(out) else ok, err = st.conn:send(out, x) end
+  out:reset()
   if not ok then st.close, st.broken = true, true end
   return ok, err
 end
