@@ -214,10 +214,17 @@ describe("JIT", function()
     -- test's above). "inner loop in root trace" is not one: a trace that
     -- began at a function's entry met the function's loop, and the
     -- recorder starts over at the loop itself, which compiles (utf8_check,
-    -- xor_mask are one loop each).
+    -- xor_mask are one loop each). Nor is "leaving loop in root trace" of a
+    -- trace that began at such a loop, when the same loop compiled later in
+    -- the log: a short message ended the loop inside the one iteration
+    -- being recorded (which of the two the recorder meets first depends on
+    -- hot counters left by earlier specs), and the next try closes it.
     local bad = {}
     for _, line in ipairs(our_aborts(log, our_basenames())) do
-      if line:find(" at websocket%.lua:%d+%]$") and not line:find("inner loop in root trace", 1, true) then
+      local start = line:match("^%[TRACE %-%-%- (websocket%.lua:%d+) %-%- leaving loop in root trace")
+      local retried = start and log:find("%[TRACE%s+%d+ " .. start:gsub("%.", "%%.") .. " loop%]")
+      if line:find(" at websocket%.lua:%d+%]$") and not line:find("inner loop in root trace", 1, true)
+         and not retried then
         bad[#bad + 1] = line
       end
     end
