@@ -146,10 +146,28 @@ describe("TLS", function()
     assert.are.equal(1, r.m)
   end)
 
+  it("ssl.handshake_timeout bounds one listener's handshakes below the global key", function()
+    local r = run(function()
+      local lst = assert(ringline.listen("127.0.0.1:0", function() end,
+        { ssl = { cert = cert, key = key, handshake_timeout = 150 } }))
+      local _, port = lst:getsockname()
+      local t0 = ringline.now()
+      local silent = assert(ringline.connect("127.0.0.1", port))
+      local got = { silent:receive("*a") }
+      local waited = ringline.now() - t0
+      silent:close()
+      assert(support.eventually(function() return lst:tls_failures() == 1 end))
+      lst:close()
+      return { got = got, waited = waited }
+    end) -- tls_handshake_timeout stays at its default, 10 s
+    assert.is_nil(r.got[1])
+    assert.is_true(r.waited >= 0.14 and r.waited < 5, tostring(r.waited))
+  end)
+
   it("refuses ssl keys it does not implement by name, and flat ssl_* options", function()
     local r = run(function()
       return {
-        { pcall(ringline.listen, 0, function() end, { ssl = { cert = cert, key = key, handshake_timeout = 5 } }) },
+        { pcall(ringline.listen, 0, function() end, { ssl = { cert = cert, key = key, handshake_timeout = 0 } }) },
         { pcall(ringline.listen, 0, function() end, { ssl = { cert = cert } }) },
         { pcall(ringline.connect, "127.0.0.1", 1, { ssl = { bogus = 1 } }) },
         { pcall(ringline.connect, "127.0.0.1", 1, { ssl_verify = true }) },
@@ -157,7 +175,7 @@ describe("TLS", function()
       }
     end)
     assert.is_false(r[1][1])
-    assert.matches("option 'handshake_timeout' is not supported", r[1][2], 1, true)
+    assert.matches("ssl.handshake_timeout must be milliseconds, 1..3600000", r[1][2], 1, true)
     assert.matches("ssl.key must be a file name", r[2][2], 1, true)
     assert.matches("unknown option 'bogus'", r[3][2], 1, true)
     assert.matches("option 'ssl_verify' is not supported (use ssl = {", r[4][2], 1, true)

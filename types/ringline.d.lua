@@ -44,12 +44,12 @@
 ---@field reuseport? boolean
 ---@field backlog? integer        accepted and ignored (listen_backlog key)
 ---@field mode? integer|string    unix sockets: the file's permissions (tonumber("660", 8) or "0660")
----@field ssl? {cert: string, key: string, alpn: string[]?, sni: table<string, {cert: string, key: string}>?, protocols: string[]?, ciphers: string?, client_ca: string?} TLS: PEM certificate (chain) and key files
+---@field ssl? {cert: string, key: string, alpn: string[]?, sni: table<string, {cert: string, key: string}>?, protocols: string[]?, ciphers: string?, client_ca: string?, handshake_timeout: integer?} TLS: PEM certificate (chain) and key files
 
 ---@class ringline.connectopts
 ---@field timeout? number seconds for the lookup and every attempt (0: none; nil: connect_timeout)
 ---@field bind? string    local address: "host", "host:port", "[v6]:port", a name, or a unix path
----@field ssl? true|{verify: boolean?, server_name: string?, ca: string?, cafile: string?, alpn: string[]?, cert: string?, key: string?, protocols: string[]?, ciphers: string?, session: ringline.ssl_session?} TLS (verify on by default)
+---@field ssl? true|{verify: boolean?, server_name: string?, ca: string?, cafile: string?, alpn: string[]?, cert: string?, key: string?, protocols: string[]?, ciphers: string?, session: ringline.ssl_session?, handshake_timeout: integer?} TLS (verify on by default)
 
 ---A client's TLS session (cdata): pass it back as ssl.session or reused_session to resume.
 ---@class ringline.ssl_session

@@ -258,6 +258,7 @@ void rl_tls_ctx_free(struct rl_tls_ctx *ctx);
 int rl_tls_ctx_set_alpn(struct rl_tls_ctx *ctx, const uint8_t *wire, uint32_t len);
 int rl_tls_ctx_set_protocols(struct rl_tls_ctx *ctx, int min_version, int max_version);
 int rl_tls_ctx_set_ciphers(struct rl_tls_ctx *ctx, const char *list, char *msg, size_t msglen);
+int rl_tls_ctx_set_handshake_timeout(struct rl_tls_ctx *ctx, uint32_t ms);
 int rl_tls_ctx_set_client_ca(struct rl_tls_ctx *ctx, const char *ca_path, char *msg,
 			     size_t msglen);
 int rl_tls_ctx_use_cert(struct rl_tls_ctx *ctx, const char *cert_pem_path,

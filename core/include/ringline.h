@@ -588,6 +588,9 @@ int rl_tls_ctx_set_protocols(struct rl_tls_ctx *ctx, int min_version, int max_ve
  * the TLS 1.2 cipher list; a version none of the names is for keeps its
  * defaults. */
 int rl_tls_ctx_set_ciphers(struct rl_tls_ctx *ctx, const char *list, char *msg, size_t msglen);
+/* The handshakes of this context end within ms (1..3600000) instead of
+ * the worker's tls_handshake_timeout; 0 restores that default. */
+int rl_tls_ctx_set_handshake_timeout(struct rl_tls_ctx *ctx, uint32_t ms);
 /* Server: request a client certificate and require it to verify against
  * ca_path (a PEM file or hashed directory). */
 int rl_tls_ctx_set_client_ca(struct rl_tls_ctx *ctx, const char *ca_path, char *msg,

@@ -232,8 +232,8 @@ int rl_conn_tls_start(struct rl_worker *w, uint32_t slot, uint32_t gen, struct r
 	int rc = rl__tls_new(ctx, server_name, session, &c->tls);
 	if (rc)
 		return rc;
-	int id = rl__timers_add(&w->tls_timers, w->now + w->cfg.tls_handshake_timeout / 1000.0,
-				c->slot);
+	uint32_t ms = rl__tls_ctx_handshake_ms(ctx, w->cfg.tls_handshake_timeout);
+	int id = rl__timers_add(&w->tls_timers, w->now + ms / 1000.0, c->slot);
 	if (id < 0) {
 		rl__tls_free(c->tls);
 		c->tls = NULL;

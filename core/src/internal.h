@@ -441,6 +441,8 @@ RL_HIDDEN struct rl_tls_session *rl__tls_session_ref(struct rl_tls_session *b);
 /* The client connection's session box (not a new reference), else NULL. */
 RL_HIDDEN struct rl_tls_session *rl__tls_session(struct rl_tls *t);
 RL_HIDDEN void rl__tls_free(struct rl_tls *t);
+/* ms a handshake on ctx may take: its own limit, else dflt (the config's). */
+RL_HIDDEN uint32_t rl__tls_ctx_handshake_ms(const struct rl_tls_ctx *t, uint32_t dflt);
 /* Ciphertext in. */
 RL_HIDDEN int rl__tls_feed(struct rl_tls *t, const uint8_t *p, uint32_t n);
 /* 1: established, 0: needs more from the peer, -EPROTO: failed (the reason

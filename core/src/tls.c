@@ -44,6 +44,7 @@ struct rl_tls_ctx {
 	uint32_t alpn_len;
 	struct sni_entry *sni;
 	uint32_t nsni;
+	uint32_t handshake_ms; /* 0: the worker's tls_handshake_timeout */
 };
 
 /* A client's resumable session: a box the connection fills whenever the
@@ -285,6 +286,19 @@ int rl_tls_ctx_set_protocols(struct rl_tls_ctx *t, int min_version, int max_vers
 	    SSL_CTX_set_max_proto_version(t->ctx, v[max_version]) != 1)
 		return -EINVAL;
 	return 0;
+}
+
+int rl_tls_ctx_set_handshake_timeout(struct rl_tls_ctx *t, uint32_t ms)
+{
+	if (!t || ms > 3600000)
+		return -EINVAL;
+	t->handshake_ms = ms;
+	return 0;
+}
+
+uint32_t rl__tls_ctx_handshake_ms(const struct rl_tls_ctx *t, uint32_t dflt)
+{
+	return t->handshake_ms ? t->handshake_ms : dflt;
 }
 
 int rl_tls_ctx_set_ciphers(struct rl_tls_ctx *t, const char *list, char *msg, size_t msglen)

@@ -8,11 +8,12 @@
 --
 -- Options (checked here, so listen and connect refuse the same way):
 --   server: ssl = { cert = PATH, key = PATH, alpn = {...}, protocols = {...},
---                   ciphers = "...", client_ca = PATH,
+--                   ciphers = "...", client_ca = PATH, handshake_timeout = MS,
 --                   sni = { ["a.example"] = { cert = PATH, key = PATH }, ... } }
 --   client: ssl = true | { verify = true, server_name = NAME, ca = PATH,
 --                          alpn = {...}, cert = PATH, key = PATH,
---                          protocols = {...}, ciphers = "...", session = S }
+--                          protocols = {...}, ciphers = "...", session = S,
+--                          handshake_timeout = MS }
 local ffi = require "ffi"
 local C = require "ringline.lib"
 local sched = require "ringline.sched"
@@ -30,13 +31,13 @@ local _ = C.rl_conn_tls_start, C.rl_conn_tls_info  -- resolved at load
 
 local SERVER_VALID = {
   cert = true, key = true, alpn = true, sni = true, protocols = true, ciphers = true,
-  client_ca = true,
-  handshake_timeout = "not supported (configure tls_handshake_timeout)",
+  client_ca = true, handshake_timeout = true,
 }
 local CLIENT_VALID = {
   verify = true, server_name = true, ca = true,
   cafile = true,  -- the issue's name for ca
   alpn = true, cert = true, key = true, protocols = true, ciphers = true, session = true,
+  handshake_timeout = true,
 }
 local SNI_VALID = { cert = true, key = true }
 
@@ -83,6 +84,15 @@ local function protocols(v, what)
   return lo .. "-" .. hi
 end
 
+-- ms, 1..3600000 (as the tls_handshake_timeout key); false: that key's value.
+local function handshake_ms(v, what)
+  if v == nil then return false end
+  if type(v) ~= "number" or v ~= v or v < 1 or v > 3600000 then
+    misuse(what .. " must be milliseconds, 1..3600000")
+  end
+  return math.floor(v)
+end
+
 local function ciphers(v, what)
   if v == nil then return false end
   if type(v) ~= "string" or v == "" then misuse(what .. " must be an OpenSSL cipher list string") end
@@ -115,6 +125,7 @@ function M.server_opts(ssl, what)
     protocols = protocols(ssl.protocols, what .. ": ssl.protocols"),
     ciphers = ciphers(ssl.ciphers, what .. ": ssl.ciphers"),
     client_ca = ssl.client_ca ~= nil and path(ssl.client_ca, what .. ": ssl.client_ca") or false,
+    handshake_timeout = handshake_ms(ssl.handshake_timeout, what .. ": ssl.handshake_timeout"),
     sni = sni,
   }
 end
@@ -154,6 +165,7 @@ function M.client_opts(ssl, host, what)
     cert = ssl.cert ~= nil and path(ssl.cert, what .. ": ssl.cert") or false,
     key = ssl.key ~= nil and path(ssl.key, what .. ": ssl.key") or false,
     session = session(ssl.session, what .. ": ssl.session"),
+    handshake_timeout = handshake_ms(ssl.handshake_timeout, what .. ": ssl.handshake_timeout"),
   }
 end
 
@@ -182,6 +194,9 @@ local function configure(ctx, o, server)
     rc = C.rl_tls_ctx_set_protocols(ctx, tonumber(lo), tonumber(hi))
   end
   if rc == 0 and o.ciphers then rc = C.rl_tls_ctx_set_ciphers(ctx, o.ciphers, msgbuf, 256) end
+  if rc == 0 and o.handshake_timeout then
+    rc = C.rl_tls_ctx_set_handshake_timeout(ctx, o.handshake_timeout)
+  end
   if rc == 0 and server and o.client_ca then
     rc = C.rl_tls_ctx_set_client_ca(ctx, o.client_ca, msgbuf, 256)
   end
@@ -197,8 +212,8 @@ local function key_of(o, fields)
   for i, f in ipairs(fields) do k[i] = tostring(o[f]) end
   return concat(k, "\0")
 end
-local SERVER_KEY = { "cert", "key", "alpn", "protocols", "ciphers", "client_ca" }
-local CLIENT_KEY = { "ca", "verify", "alpn", "protocols", "ciphers", "cert", "key" }
+local SERVER_KEY = { "cert", "key", "alpn", "protocols", "ciphers", "client_ca", "handshake_timeout" }
+local CLIENT_KEY = { "ca", "verify", "alpn", "protocols", "ciphers", "cert", "key", "handshake_timeout" }
 
 local function new_server(o, pair)
   msgbuf[0] = 0
