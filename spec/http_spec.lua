@@ -352,6 +352,25 @@ describe("ringline.http server", function()
       .. "\r\n1\r\nc\r\n0\r\n\r\n", 413 },
   }
 
+  it("takes 1024 fields in a head and refuses 1025 with 431", function()
+    local got = with_server({ max_header_bytes = 65536 }, function(req, res)
+      local n = 0
+      for _ in pairs(req.headers) do n = n + 1 end
+      res:finish(tostring(#req.headers.a:gsub("[^,]", "")) .. " " .. n)
+    end, function(port)
+      local function head(n)
+        return "GET / HTTP/1.1\r\nHost: t\r\n" .. ("A: 1\r\n"):rep(n - 1) .. "\r\n"
+      end
+      local c = connect(port)
+      assert(c:send(head(1024)))
+      local s1, _, b1 = read_response(c)
+      assert(c:send(head(1025)))
+      local s2 = read_response(c)
+      return { s1, b1, s2, closed(c) }
+    end)
+    assert.are.same({ 200, "1022 2", 431, true }, got)
+  end)
+
   it("refuses bad input with the right status, then closes", function()
     local calls = 0
     local got = with_server({ max_header_bytes = 256, max_body_bytes = 100 }, function(req, res)

@@ -38,6 +38,7 @@ enum rl_errno {
 	RL_EPERM = 1,
 	RL_ENOENT = 2,
 	RL_EINTR = 4,
+	RL_E2BIG = 7,
 	RL_EBADF = 9,
 	RL_EAGAIN = 11,
 	RL_ENOMEM = 12,
@@ -46,8 +47,10 @@ enum rl_errno {
 	RL_ENOSPC = 28,
 	RL_EPIPE = 32,
 	RL_EPROTO = 71,
+	RL_EBADMSG = 74,
 	RL_EDESTADDRREQ = 89,
 	RL_EMSGSIZE = 90,
+	RL_EPROTONOSUPPORT = 93,
 	RL_EOPNOTSUPP = 95,
 	RL_EAFNOSUPPORT = 97,
 	RL_ECONNABORTED = 103,
@@ -285,6 +288,30 @@ struct rl_tls_info {
 	int32_t pad;
 };
 int rl_conn_tls_info(struct rl_worker *w, uint32_t slot, uint32_t gen, struct rl_tls_info *out);
+enum rl_http_kind {
+	RL_HTTP_OTHER = 0,
+	RL_HTTP_HOST = 1,
+	RL_HTTP_EXPECT = 2,
+	RL_HTTP_CONNECTION = 3,
+	RL_HTTP_CONTENT_LENGTH = 4,
+	RL_HTTP_TRANSFER_ENCODING = 5,
+};
+struct rl_http_field {
+	uint32_t name_off, name_len;
+	uint32_t value_off, value_len;
+	uint32_t kind;
+};
+struct rl_http_head {
+	struct rl_http_field *fields;
+	uint8_t *lower;
+	uint32_t max_fields;
+	uint32_t len;
+	uint32_t method_len;
+	uint32_t target_off, target_len;
+	uint32_t minor;
+	uint32_t nfields;
+};
+int rl_http_head_parse(const uint8_t *p, size_t len, size_t lim, struct rl_http_head *h);
 const char *rl_strerror(int err);
 const char *rl_version(void);
 ]]

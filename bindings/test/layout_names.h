@@ -105,11 +105,25 @@
 	F(rl_tls_info, peer_verified) \
 	F(rl_tls_info, resumed) \
 	F(rl_tls_info, pad) \
+	S(rl_http_field) \
+	F(rl_http_field, name_len) \
+	F(rl_http_field, value_len) \
+	F(rl_http_field, kind) \
+	S(rl_http_head) \
+	F(rl_http_head, fields) \
+	F(rl_http_head, lower) \
+	F(rl_http_head, max_fields) \
+	F(rl_http_head, len) \
+	F(rl_http_head, method_len) \
+	F(rl_http_head, target_len) \
+	F(rl_http_head, minor) \
+	F(rl_http_head, nfields) \
 	/* end */
 #define RL_LAYOUT_ENUMS(E) \
 	E(RL_EPERM) \
 	E(RL_ENOENT) \
 	E(RL_EINTR) \
+	E(RL_E2BIG) \
 	E(RL_EBADF) \
 	E(RL_EAGAIN) \
 	E(RL_ENOMEM) \
@@ -118,8 +132,10 @@
 	E(RL_ENOSPC) \
 	E(RL_EPIPE) \
 	E(RL_EPROTO) \
+	E(RL_EBADMSG) \
 	E(RL_EDESTADDRREQ) \
 	E(RL_EMSGSIZE) \
+	E(RL_EPROTONOSUPPORT) \
 	E(RL_EOPNOTSUPP) \
 	E(RL_EAFNOSUPPORT) \
 	E(RL_ECONNABORTED) \
@@ -173,4 +189,10 @@
 	E(RL_MSG_RESOLVED) \
 	E(RL_MSG_SIGNAL) \
 	E(RL_MSG_USER) \
+	E(RL_HTTP_OTHER) \
+	E(RL_HTTP_HOST) \
+	E(RL_HTTP_EXPECT) \
+	E(RL_HTTP_CONNECTION) \
+	E(RL_HTTP_CONTENT_LENGTH) \
+	E(RL_HTTP_TRANSFER_ENCODING) \
 	/* end */

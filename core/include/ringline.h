@@ -122,6 +122,7 @@ enum rl_errno {
 	RL_EPERM = 1,
 	RL_ENOENT = 2,
 	RL_EINTR = 4,
+	RL_E2BIG = 7,
 	RL_EBADF = 9,
 	RL_EAGAIN = 11,
 	RL_ENOMEM = 12,
@@ -130,8 +131,10 @@ enum rl_errno {
 	RL_ENOSPC = 28,
 	RL_EPIPE = 32,
 	RL_EPROTO = 71,
+	RL_EBADMSG = 74,
 	RL_EDESTADDRREQ = 89,
 	RL_EMSGSIZE = 90,
+	RL_EPROTONOSUPPORT = 93,
 	RL_EOPNOTSUPP = 95,
 	RL_EAFNOSUPPORT = 97,
 	RL_ECONNABORTED = 103,
@@ -639,6 +642,43 @@ struct rl_tls_info {
 };
 /* -ENOENT when the connection is not TLS. */
 int rl_conn_tls_info(struct rl_worker *w, uint32_t slot, uint32_t gen, struct rl_tls_info *out);
+
+/* -- HTTP/1.x request heads: ringline.http's parser (a pure function) --
+ * rl_http_head_parse looks for a complete head in p[0, len), at most lim
+ * bytes, and checks it byte by byte against RFC 9112: it returns the
+ * head's length (its CRLFCRLF included) and fills h, 0 when the head is
+ * not complete yet, -EMSGSIZE when lim bytes hold no complete head (431),
+ * -E2BIG when it has more than h->max_fields fields (431), -EBADMSG when
+ * it breaks the grammar (400: a bad method, target or version, an empty
+ * or bad field name, obs-fold, a bare LF or NUL in a value) and
+ * -EPROTONOSUPPORT for a version other than 1.0 and 1.1 (505). It never
+ * reads past the head. The method starts at offset 0. The caller gives
+ * fields (room for max_fields) and lower (lim bytes), where each field's
+ * name is copied lower-cased at its own offset. */
+enum rl_http_kind {
+	RL_HTTP_OTHER = 0,
+	RL_HTTP_HOST = 1,
+	RL_HTTP_EXPECT = 2,
+	RL_HTTP_CONNECTION = 3,
+	RL_HTTP_CONTENT_LENGTH = 4,
+	RL_HTTP_TRANSFER_ENCODING = 5,
+};
+struct rl_http_field {
+	uint32_t name_off, name_len;   /* in p and in lower */
+	uint32_t value_off, value_len; /* OWS around it left out */
+	uint32_t kind;                 /* enum rl_http_kind, by name */
+};
+struct rl_http_head {
+	struct rl_http_field *fields; /* in */
+	uint8_t *lower;               /* in */
+	uint32_t max_fields;          /* in */
+	uint32_t len;                 /* out: bytes of the head */
+	uint32_t method_len;
+	uint32_t target_off, target_len;
+	uint32_t minor;               /* HTTP/1.minor */
+	uint32_t nfields;
+};
+int rl_http_head_parse(const uint8_t *p, size_t len, size_t lim, struct rl_http_head *h);
 
 const char *rl_strerror(int err);
 const char *rl_version(void);

@@ -1,144 +1,104 @@
 -- ringline.http_parse: the HTTP/1.x request-head parser of ringline.http,
 -- reading the receive buffer in place (a const uint8_t * from conn:view).
 --
--- parse_head(p, len, lim) looks for a complete head in p[0, len) and, when
--- there is one, checks it byte by byte and makes the Lua strings the API
--- needs (method, target, header names and values); nothing else is
--- allocated. It never reads past the head's final CRLFCRLF: every scan stops
--- at a byte the grammar does not allow there, and a CR always comes before
--- that end.
+-- parse_head(p, len, lim) has the core (rl_http_head_parse, in
+-- core/src/http_head.c) find a complete head in p[0, len), check it byte by
+-- byte and record where its parts lie; then it makes the Lua strings the
+-- API needs (method, target, header names and values) and applies the
+-- fields' meaning (framing, Connection, Expect, Host); nothing else is
+-- allocated.
 local ffi = require "ffi"
 
-ffi.cdef [[
-const uint8_t *ringline_http_memmem(const uint8_t *h, size_t hl, const char *n, size_t nl) __asm__("memmem");
-const uint8_t *ringline_http_memchr(const uint8_t *s, int c, size_t n) __asm__("memchr");
-size_t ringline_http_strspn(const uint8_t *s, const char *accept) __asm__("strspn");
-]]
-local C = ffi.C
-local ffi_string = ffi.string
+local C = require "ringline.lib"
+local ffi_string, ffi_new = ffi.string, ffi.new
 local lower = string.lower
 local ok_new, table_new = pcall(require, "table.new")
 if not ok_new then table_new = function() return {} end end
 
 local M = {}
 
-local CR, LF, SP, HT, COLON = 13, 10, 32, 9, 58
+local CR, LF, SP, HT = 13, 10, 32, 9
+local K_HOST, K_EXPECT, K_CONNECTION = C.RL_HTTP_HOST, C.RL_HTTP_EXPECT, C.RL_HTTP_CONNECTION
+local K_CLEN, K_TE = C.RL_HTTP_CONTENT_LENGTH, C.RL_HTTP_TRANSFER_ENCODING
+local EMSGSIZE, E2BIG, EBADMSG = -C.RL_EMSGSIZE, -C.RL_E2BIG, -C.RL_EBADMSG
 
--- tchar of RFC 9110 (method and field-name characters): 1, else 0.
-local TCHAR = ffi.new("uint8_t[256]")
-for c = 0, 255 do
-  local ch = string.char(c)
-  if ch:match("[%w]") and c < 128 or ("!#$%&'*+-.^_`|~"):find(ch, 1, true) then TCHAR[c] = 1 end
-end
-M.TCHAR = TCHAR
--- The same sets as strings for strspn: a scan stops at the first byte not in
--- the set, and a head always holds a CR (in no set) before its end, so
--- strspn never reads past it.
-local TCHARS, VCHARS = {}, {}
-for c = 1, 255 do
-  if TCHAR[c] == 1 then TCHARS[#TCHARS + 1] = string.char(c) end
-  if c > 32 and c < 127 then VCHARS[#VCHARS + 1] = string.char(c) end
-end
-TCHARS, VCHARS = table.concat(TCHARS), table.concat(VCHARS)
-local OWS = " \t"
+-- At most this many fields in a head (431 past it): the core records each
+-- field's offsets in an array of this size.
+local FIELDS_MAX = 1024
+M.FIELDS_MAX = FIELDS_MAX
 
--- Index just past the first CRLFCRLF in p[0, n), or nil.
-local function head_end(p, n)
-  if n < 4 then return nil end
-  local q = C.ringline_http_memmem(p, n, "\r\n\r\n", 4)
-  if q == nil then return nil end
-  return (q - p) + 4
+-- The worker's one scratch head (parsing never yields): the field array
+-- and the lower-cased names, grown to the largest lim asked for.
+local head = ffi_new("struct rl_http_head")
+local fields = ffi_new("struct rl_http_field[?]", FIELDS_MAX)
+head.fields, head.max_fields = fields, FIELDS_MAX
+local lowbuf, lowcap = nil, 0
+local function scratch(lim)
+  if lim > lowcap then
+    lowbuf, lowcap = ffi_new("uint8_t[?]", lim), lim
+    head.lower = lowbuf
+  end
 end
+scratch(8192)
+
 
 -- Parses the head at p[0, len) with at most lim bytes (request line and
 -- fields). Returns nil when it is not complete yet; a status (400, 431,
--- 501, 505) when it is bad; else
+-- 505) when it is bad; else
 --   e (bytes of the head), req fields (method, target, version, headers),
 --   content-length (-1: none), chunked, close, keepalive, expect-continue
 function M.parse_head(p, len, lim)
-  local e = head_end(p, len < lim and len or lim)
-  if not e then
-    if len >= lim then return 431 end
-    return nil
+  if lim > lowcap then scratch(lim) end
+  local e = C.rl_http_head_parse(p, len, lim, head)
+  if e <= 0 then
+    if e == 0 then return nil end
+    if e == EMSGSIZE or e == E2BIG then return 431 end
+    if e == EBADMSG then return 400 end
+    return 505
   end
-  -- request line: method SP target SP HTTP/d.d CRLF
-  local i, method
-  if p[0] == 71 and p[1] == 69 and p[2] == 84 and p[3] == SP then      -- "GET "
-    i, method = 3, "GET"
-  else
-    i = tonumber(C.ringline_http_strspn(p, TCHARS))
-    if i == 0 or p[i] ~= SP then return 400 end
-    method = ffi_string(p, i)
-  end
-  i = i + 1
-  local t = i
-  i = i + tonumber(C.ringline_http_strspn(p + i, VCHARS))
-  if i == t or p[i] ~= SP then return 400 end
-  local target = ffi_string(p + t, i - t)
-  i = i + 1
-  if i + 10 > e or p[i] ~= 72 or p[i + 1] ~= 84 or p[i + 2] ~= 84 or p[i + 3] ~= 80
-     or p[i + 4] ~= 47 or p[i + 6] ~= 46 or p[i + 8] ~= CR or p[i + 9] ~= LF then
-    return 400
-  end
-  local major, minor = p[i + 5] - 48, p[i + 7] - 48
-  if major < 0 or major > 9 or minor < 0 or minor > 9 then return 400 end
-  if major ~= 1 or minor > 1 then return 505 end
-  local v10 = minor == 0
-  i = i + 10
-  -- fields: name ":" OWS value OWS CRLF, until the empty line
-  local headers = table_new(0, 8)     -- room for a browser's fields without a rehash
+  local ml = head.method_len
+  local method
+  if ml == 3 and p[0] == 71 and p[1] == 69 and p[2] == 84 then method = "GET"
+  else method = ffi_string(p, ml) end
+  local target = ffi_string(p + head.target_off, head.target_len)
+  local v10 = head.minor == 0
+  local nf = head.nfields
+  local headers = table_new(0, nf < 8 and 8 or nf)
   local clen, chunked, close, keepalive, expect, hosts = -1, false, false, false, false, 0
   local te
-  while i < e - 2 do
-    local ns = i
-    i = i + tonumber(C.ringline_http_strspn(p + i, TCHARS))
-    -- an empty name is also how obs-fold (a line starting with SP/HT) shows
-    if i == ns or p[i] ~= COLON then return 400 end
-    local ne = i
-    i = i + 1
-    i = i + tonumber(C.ringline_http_strspn(p + i, OWS))
-    local vs = i
-    -- value: up to the CR of its CRLF (the head ends in CRLFCRLF, so there
-    -- is one before e); a NUL or a bare LF in it is refused (libc scans: a
-    -- byte loop here costs more than the rest of the parse)
-    local q = C.ringline_http_memchr(p + i, CR, e - i) - p
-    if p[q + 1] ~= LF then return 400 end
-    if q > i and (C.ringline_http_memchr(p + i, LF, q - i) ~= nil
-                  or C.ringline_http_memchr(p + i, 0, q - i) ~= nil) then
-      return 400
-    end
-    i = q
-    local ve = i
-    while ve > vs and (p[ve - 1] == SP or p[ve - 1] == HT) do ve = ve - 1 end
-    i = i + 2
-    local name = lower(ffi_string(p + ns, ne - ns))
-    local value = ffi_string(p + vs, ve - vs)
-    if name == "content-length" then
-      local n = ve - vs
-      if n == 0 or n > 15 then return 400 end
-      local v = 0
-      for k = vs, ve - 1 do
-        local d = p[k] - 48
-        if d < 0 or d > 9 then return 400 end
-        v = v * 10 + d
+  for k = 0, nf - 1 do
+    local f = fields[k]
+    local name = ffi_string(lowbuf + f.name_off, f.name_len)
+    local vs, vl = f.value_off, f.value_len
+    local value = ffi_string(p + vs, vl)
+    local kind = f.kind
+    if kind ~= 0 then
+      if kind == K_CLEN then
+        if vl == 0 or vl > 15 then return 400 end
+        local v = 0
+        for j = vs, vs + vl - 1 do
+          local d = p[j] - 48
+          if d < 0 or d > 9 then return 400 end
+          v = v * 10 + d
+        end
+        if clen >= 0 and clen ~= v then return 400 end
+        clen = v
+      elseif kind == K_TE then
+        te = te and te .. ", " .. value or value
+      elseif kind == K_CONNECTION then
+        local l = lower(value)
+        if l:find("close", 1, true) then close = true end
+        if l:find("keep-alive", 1, true) then keepalive = true end
+      elseif kind == K_EXPECT then
+        if lower(value) == "100-continue" then expect = true end
+      elseif kind == K_HOST then
+        hosts = hosts + 1
       end
-      if clen >= 0 and clen ~= v then return 400 end
-      clen = v
-    elseif name == "transfer-encoding" then
-      te = te and te .. ", " .. value or value
-    elseif name == "connection" then
-      local l = lower(value)
-      if l:find("close", 1, true) then close = true end
-      if l:find("keep-alive", 1, true) then keepalive = true end
-    elseif name == "expect" then
-      if lower(value) == "100-continue" then expect = true end
-    elseif name == "host" then
-      hosts = hosts + 1
     end
     local old = headers[name]
     if old == nil then
       headers[name] = value
-    elseif name == "content-length" then      -- a repeat of the same length
+    elseif kind == K_CLEN then      -- a repeat of the same length
       -- keep one copy
     elseif name == "set-cookie" then
       if type(old) == "table" then old[#old + 1] = value else headers[name] = { old, value } end
