@@ -164,8 +164,11 @@ function Res.status(res, code)
 end
 
 -- Header names already checked (a handler sets the same few again and
--- again; a pattern match is not compiled by the JIT), at most NAMES_MAX.
+-- again; a pattern match is not compiled by the JIT), at most NAMES_MAX
+-- of each.
 local names_ok, names_n, NAMES_MAX = {}, 0, 1024
+-- and values, the short ones a handler sets per request ("text/plain")
+local values_ok, values_n = {}, 0
 
 local function check_field(k, v)
   if not names_ok[k] then
@@ -176,8 +179,11 @@ local function check_field(k, v)
   end
   local tv = type(v)
   if tv == "string" then
-    if v:find("\r", 1, true) or v:find("\n", 1, true) or v:find("\0", 1, true) then
-      error("res:header: a value cannot hold CR, LF or NUL", 3)
+    if not values_ok[v] then
+      if v:find("\r", 1, true) or v:find("\n", 1, true) or v:find("\0", 1, true) then
+        error("res:header: a value cannot hold CR, LF or NUL", 3)
+      end
+      if values_n < NAMES_MAX and #v <= 256 then values_ok[v], values_n = true, values_n + 1 end
     end
   elseif tv ~= "number" then
     error("res:header: value must be a string, a number or an array of them", 3)
@@ -508,9 +514,17 @@ function M.serve(conn, cfg, handler)
   local idle = cfg.header_timeout       -- the first request must come in time too
   local deadline
   local blank = 0                       -- bytes of empty lines before this request
+  local io = conn.io
   while true do
-    local p, len = conn:view(0)
-    if not p then return end
+    -- conn:view(0) without its argument checks: the bytes already buffered
+    local p, len
+    local n = io.rlen
+    if n > 0 and not conn.closed and not conn.reading then
+      p, len = io.rdata, n
+    else
+      p, len = conn:view(0)
+      if not p then return end
+    end
     -- empty lines before a request are ignored (RFC 9112 2.2), a few: a
     -- stream of them would hold the connection past every timeout
     if len >= 2 and p[0] == 13 and p[1] == 10 then
