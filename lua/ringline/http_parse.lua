@@ -63,7 +63,7 @@ function M.parse_head(p, len, lim)
   local target = ffi_string(p + head.target_off, head.target_len)
   local v10 = head.minor == 0
   local nf = head.nfields
-  local headers = table_new(0, nf < 8 and 8 or nf)
+  local headers = table_new(0, nf)      -- one key per field at most: never a rehash
   local clen, chunked, close, keepalive, expect, hosts = -1, false, false, false, false, 0
   local te
   for k = 0, nf - 1 do
