@@ -219,37 +219,42 @@ struct rl_chunk *rl__conn_tail_room(struct rl_worker *w, struct rl_conn *c, size
 	return t;
 }
 
-/* The engine's ciphertext onto the send queue as copy chunks, in order
- * with everything queued before. A connection whose queue can no longer
- * send (failed, reset, past draining) drops it. */
-int rl__conn_tls_flush(struct rl_worker *w, struct rl_conn *c)
+/* The engine's ciphertext onto the send queue as copy chunks, as the
+ * engine makes it, in order with everything queued before. A connection
+ * whose queue can no longer send (failed, reset, past draining) drops it.
+ * -ENOMEM (no send pool chunk) fails the engine's call: a record lost
+ * would break the stream. */
+int rl__conn_tls_sink(void *a, void *b, const uint8_t *p, uint32_t n)
 {
-	size_t left = rl__tls_out_pending(c->tls);
-	if (!left)
+	struct rl_worker *w = a;
+	struct rl_conn *c = b;
+	if (c->io.serr || (c->flags & RL_CONN_F_RESET) || c->phase > RL_PHASE_DRAIN)
 		return 0;
-	int dead = c->io.serr || (c->flags & RL_CONN_F_RESET) || c->phase > RL_PHASE_DRAIN;
-	int rc = 0;
-	while (left) {
-		struct rl_chunk *t = dead ? NULL : rl__conn_tail_room(w, c, left);
-		if (!t) {
-			uint8_t scratch[4096];
-			while (rl__tls_out_take(c->tls, scratch, sizeof(scratch)))
-				;
-			rc = dead ? 0 : -ENOMEM;
-			break;
-		}
-		uint32_t n = rl__tls_out_take(c->tls, t->data + t->len, t->cap - t->len);
-		if (!n)
-			break;
-		t->len += n;
-		left -= n < left ? n : left;
-		c->io.unsent += n;
-		w->m.send_bytes_queued += n;
+	while (n) {
+		struct rl_chunk *t = rl__conn_tail_room(w, c, n);
+		if (!t)
+			return -ENOMEM;
+		uint32_t k = t->cap - t->len;
+		if (k > n)
+			k = n;
+		memcpy(t->data + t->len, p, k);
+		t->len += k;
+		p += k;
+		n -= k;
+		/* account as we go so an ENOMEM above leaves counters true */
+		c->io.unsent += k;
+		w->m.send_bytes_queued += k;
 	}
+	return 0;
+}
+
+/* After the engine ran: send what it queued, unless a send is in flight
+ * (its completion sends the rest). */
+void rl__conn_tls_flush(struct rl_worker *w, struct rl_conn *c)
+{
 	if (!(c->flags & (RL_CONN_F_SEND_INFLIGHT | RL_CONN_F_CONNECTING)) && c->sq_head &&
 	    !(c->flags & RL_CONN_F_RESET))
 		rl__conn_send_submit(w, c);
-	return rc;
 }
 
 static void tls_timer_cancel(struct rl_worker *w, struct rl_conn *c)

@@ -54,24 +54,15 @@ int rl_conn_want_recv(struct rl_worker *w, uint32_t slot, uint32_t gen, uint32_t
 	return 0;
 }
 
-/* Plaintext through the engine, a record's worth at a time so its output
- * buffer stays small, then onto the queue as ciphertext. */
+/* Plaintext through the engine, whose records go onto the queue as it
+ * makes them (rl__conn_tls_sink). */
 static int tls_send(struct rl_worker *w, struct rl_conn *c, const void *data, size_t len)
 {
 	if (!rl__tls_done(c->tls))
 		return c->io.rerr && !(c->flags & RL_CONN_F_TLS_PENDING) ? -EPROTO : -ENOTCONN;
-	const uint8_t *p = data;
-	while (len) {
-		size_t n = len < 16384 ? len : 16384;
-		int rc = rl__tls_write(c->tls, p, n);
-		if (!rc)
-			rc = rl__conn_tls_flush(w, c);
-		if (rc)
-			return rc;
-		p += n;
-		len -= n;
-	}
-	return 0;
+	int rc = rl__tls_write(c->tls, data, len);
+	rl__conn_tls_flush(w, c);
+	return rc;
 }
 
 int rl_conn_send(struct rl_worker *w, uint32_t slot, uint32_t gen, const void *data, size_t len)
@@ -229,7 +220,7 @@ int rl_conn_tls_start(struct rl_worker *w, uint32_t slot, uint32_t gen, struct r
 		return -ENOTCONN;
 	if (c->tls)
 		return -EALREADY;
-	int rc = rl__tls_new(ctx, server_name, session, &c->tls);
+	int rc = rl__tls_new(ctx, server_name, session, rl__conn_tls_sink, w, c, &c->tls);
 	if (rc)
 		return rc;
 	uint32_t ms = rl__tls_ctx_handshake_ms(ctx, w->cfg.tls_handshake_timeout);

@@ -435,8 +435,12 @@ RL_HIDDEN void rl__resolver_stop(struct rl_worker *w);
 
 /* ---- TLS (tls.c): a leaf but for the accumulator ---- */
 struct rl_tls;
+/* Where the engine's ciphertext goes as it is produced (a, b: the
+ * caller's): 0, or a negative errno that fails the engine's call. */
+typedef int (*rl_tls_sink)(void *a, void *b, const uint8_t *p, uint32_t n);
 RL_HIDDEN int rl__tls_new(struct rl_tls_ctx *ctx, const char *server_name,
-			  struct rl_tls_session *resume, struct rl_tls **out);
+			  struct rl_tls_session *resume, rl_tls_sink sink, void *sink_a,
+			  void *sink_b, struct rl_tls **out);
 RL_HIDDEN struct rl_tls_session *rl__tls_session_ref(struct rl_tls_session *b);
 /* The client connection's session box (not a new reference), else NULL. */
 RL_HIDDEN struct rl_tls_session *rl__tls_session(struct rl_tls *t);
@@ -453,11 +457,9 @@ RL_HIDDEN void rl__tls_set_error(struct rl_tls *t, const char *why);
 /* Decrypt everything fed so far into a: 0, 1 (the peer's close_notify) or
  * -errno (-EPROTO: a bad record). */
 RL_HIDDEN int rl__tls_read(struct rl_tls *t, struct rl_accum *a, uint64_t hint, uint64_t *gauge);
-/* Encrypt n bytes (the ciphertext waits in rl__tls_out_*). */
+/* Encrypt n bytes into the sink: 0, the sink's error, or -EPROTO. */
 RL_HIDDEN int rl__tls_write(struct rl_tls *t, const void *p, size_t n);
 RL_HIDDEN void rl__tls_close_notify(struct rl_tls *t);
-RL_HIDDEN size_t rl__tls_out_pending(struct rl_tls *t);
-RL_HIDDEN uint32_t rl__tls_out_take(struct rl_tls *t, uint8_t *dst, uint32_t cap);
 RL_HIDDEN void rl__tls_info(const struct rl_tls *t, struct rl_tls_info *out);
 
 /* ---- the worker ---- */
@@ -555,7 +557,9 @@ RL_HIDDEN void rl__conn_send_submit(struct rl_worker *w, struct rl_conn *c);
 RL_HIDDEN void rl__conn_shutdown_submit(struct rl_worker *w, struct rl_conn *c);
 RL_HIDDEN void rl__conn_fd_install_submit(struct rl_worker *w, struct rl_conn *c);
 RL_HIDDEN struct rl_chunk *rl__conn_tail_room(struct rl_worker *w, struct rl_conn *c, size_t want);
-RL_HIDDEN int rl__conn_tls_flush(struct rl_worker *w, struct rl_conn *c);
+/* The TLS engine's sink (a = the worker, b = the connection). */
+RL_HIDDEN int rl__conn_tls_sink(void *a, void *b, const uint8_t *p, uint32_t n);
+RL_HIDDEN void rl__conn_tls_flush(struct rl_worker *w, struct rl_conn *c);
 RL_HIDDEN void rl__conn_tls_fail(struct rl_worker *w, struct rl_conn *c, int err);
 RL_HIDDEN void rl__conn_tls_progress(struct rl_worker *w, struct rl_conn *c);
 RL_HIDDEN int rl__conn_begin_close(struct rl_worker *w, struct rl_conn *c, int how, int32_t reason);

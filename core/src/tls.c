@@ -3,14 +3,16 @@
  * tls.c - TLS 1.2/1.3 with OpenSSL 3, driven through memory BIOs.
  *
  * The engine never touches a socket: conn.c feeds it the ciphertext that
- * arrived in provided buffers (rl__tls_feed), lets it run the handshake or
- * decrypt into the connection's accumulator (rl__tls_handshake,
- * rl__tls_read), and takes the ciphertext it produced (rl__tls_out_take) into
- * ordinary copy chunks of the connection's send queue. So the handshake is
- * driven by completions and never blocks the worker, and the caller sees
- * plaintext through the same accumulator and send calls as on a plain
- * connection. A leaf but for the accumulator (accum.c): it never calls
- * conn.c back.
+ * arrived in provided buffers (rl__tls_feed, into a memory BIO) and lets it
+ * run the handshake or decrypt into the connection's accumulator
+ * (rl__tls_handshake, rl__tls_read). The ciphertext it produces goes, as it
+ * is produced, to the sink the connection gave rl__tls_new (a BIO of our
+ * own whose write is the sink), which copies it into ordinary chunks of the
+ * send queue: one copy, where a memory BIO took two and zeroed its buffer
+ * as it grew. So the handshake is driven by completions and never blocks
+ * the worker, and the caller sees plaintext through the same accumulator
+ * and send calls as on a plain connection. A leaf but for the accumulator
+ * (accum.c) and the sink, a function pointer it is handed.
  *
  * OpenSSL's error queue is per thread; every entry point clears it first so
  * a reason read after a failure is this connection's.
@@ -59,7 +61,10 @@ struct rl_tls_session {
 struct rl_tls {
 	SSL *ssl;
 	BIO *rbio; /* ciphertext in: owned by ssl */
-	BIO *wbio; /* ciphertext out: owned by ssl */
+	BIO *wbio; /* ciphertext out, to the sink: owned by ssl */
+	rl_tls_sink sink;
+	void *sink_a, *sink_b;
+	int sink_err; /* the sink's first failure, returned by the call that met it */
 	uint8_t done;
 	uint8_t verify;
 	uint8_t reneg; /* server: the peer began a TLS 1.2 renegotiation */
@@ -70,8 +75,42 @@ struct rl_tls {
 };
 
 static int app_idx = -1; /* SSL ex_data: the struct rl_tls */
+static BIO_METHOD *sink_method; /* the write side's BIO: calls the sink */
 static uint8_t ticket_keys[80];
 static pthread_once_t once = PTHREAD_ONCE_INIT;
+
+/* The write BIO: every write goes to the connection's sink at once. */
+static int sink_write(BIO *b, const char *p, size_t n, size_t *written)
+{
+	struct rl_tls *t = BIO_get_data(b);
+	*written = 0;
+	if (n > UINT32_MAX)
+		return 0;
+	int rc = t->sink(t->sink_a, t->sink_b, (const uint8_t *)p, (uint32_t)n);
+	if (rc < 0) {
+		if (!t->sink_err)
+			t->sink_err = rc;
+		return 0; /* the engine sees a failed write: the connection fails */
+	}
+	*written = n;
+	return 1;
+}
+
+static long sink_ctrl(BIO *b, int cmd, long num, void *ptr)
+{
+	(void)b, (void)num, (void)ptr;
+	/* nothing is held back: a flush is done, nothing is pending */
+	return cmd == BIO_CTRL_FLUSH ? 1 : 0;
+}
+
+static BIO_METHOD *make_sink_method(void)
+{
+	BIO_METHOD *m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK,
+				     "ringline send queue");
+	if (!m || !BIO_meth_set_write_ex(m, sink_write) || !BIO_meth_set_ctrl(m, sink_ctrl))
+		abort(); /* only without memory at the first TLS context */
+	return m;
+}
 
 /* One set of ticket keys per process, so a ticket from one worker's
  * context resumes on another's (each worker makes its own contexts). They
@@ -81,6 +120,7 @@ static void init_once(void)
 	if (RAND_bytes(ticket_keys, sizeof(ticket_keys)) != 1)
 		abort(); /* no entropy: nothing in TLS would be safe */
 	app_idx = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+	sink_method = make_sink_method();
 }
 
 static void set_msg(char *msg, size_t msglen, const char *what, const char *path)
@@ -497,15 +537,18 @@ static void info_cb(const SSL *ssl, int where, int ret)
 }
 
 int rl__tls_new(struct rl_tls_ctx *ctx, const char *server_name, struct rl_tls_session *resume,
-		struct rl_tls **out)
+		rl_tls_sink sink, void *sink_a, void *sink_b, struct rl_tls **out)
 {
 	ERR_clear_error();
 	struct rl_tls *t = calloc(1, sizeof(*t));
 	if (!t)
 		return -ENOMEM;
-	t->ssl = SSL_new(ctx->ctx);
+	t->sink = sink;
+	t->sink_a = sink_a;
+	t->sink_b = sink_b;
+	t->ssl = SSL_new(ctx->ctx); /* the context made sink_method (init_once) */
 	t->rbio = BIO_new(BIO_s_mem());
-	t->wbio = BIO_new(BIO_s_mem());
+	t->wbio = BIO_new(sink_method);
 	if (!t->ssl || !t->rbio || !t->wbio) {
 		SSL_free(t->ssl);
 		BIO_free(t->rbio);
@@ -515,7 +558,8 @@ int rl__tls_new(struct rl_tls_ctx *ctx, const char *server_name, struct rl_tls_s
 	}
 	/* an empty memory BIO means "more later", not end of stream */
 	BIO_set_mem_eof_return(t->rbio, -1);
-	BIO_set_mem_eof_return(t->wbio, -1);
+	BIO_set_data(t->wbio, t);
+	BIO_set_init(t->wbio, 1);
 	SSL_set_bio(t->ssl, t->rbio, t->wbio);
 	t->verify = (uint8_t)ctx->verify;
 	t->ctx = ctx;
@@ -665,9 +709,12 @@ int rl__tls_write(struct rl_tls *t, const void *p, size_t n)
 		return 0;
 	ERR_clear_error();
 	size_t w = 0;
-	/* into a memory BIO a write is whole or fails */
-	if (SSL_write_ex(t->ssl, p, n, &w) != 1 || w != n)
-		return -EPROTO;
+	/* into the sink a write is whole or fails */
+	if (SSL_write_ex(t->ssl, p, n, &w) != 1 || w != n) {
+		int rc = t->sink_err ? t->sink_err : -EPROTO;
+		t->sink_err = 0;
+		return rc;
+	}
 	return 0;
 }
 
@@ -678,17 +725,6 @@ void rl__tls_close_notify(struct rl_tls *t)
 	ERR_clear_error();
 	SSL_shutdown(t->ssl); /* queues the alert; the peer's is not awaited */
 	ERR_clear_error();
-}
-
-size_t rl__tls_out_pending(struct rl_tls *t)
-{
-	return BIO_ctrl_pending(t->wbio);
-}
-
-uint32_t rl__tls_out_take(struct rl_tls *t, uint8_t *dst, uint32_t cap)
-{
-	int r = BIO_read(t->wbio, dst, (int)(cap > INT32_MAX ? INT32_MAX : cap));
-	return r > 0 ? (uint32_t)r : 0;
 }
 
 void rl__tls_info(const struct rl_tls *t, struct rl_tls_info *out)
