@@ -14,7 +14,9 @@
 #
 # Knobs: RL_BUILD (default build: the host build/bindings/ringline-lua),
 # RUNS (2), N1 (requests per test at -P 1, 200000), N16 (at -P 16,
-# 1000000), CPU_SERVER (1), CPU_CLIENT (0), PORT_BASE (16410).
+# 1000000), CPU_SERVER (1), CPU_CLIENT (0), PORT_BASE (16410), SERVERS
+# ("kv plain redis"; plain is bench/resp_plain.lua, the cosocket server of
+# issue 15).
 set -euo pipefail
 RL_ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 RL_BUILD="${RL_BUILD:-$RL_ROOT/build}"
@@ -25,6 +27,7 @@ N16=${N16:-1000000}
 CPU_SERVER=${CPU_SERVER:-1}
 CPU_CLIENT=${CPU_CLIENT:-0}
 PORT_BASE=${PORT_BASE:-16410}
+SERVERS=${SERVERS:-kv plain redis}
 HZ=$(getconf CLK_TCK)
 
 ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
@@ -43,6 +46,9 @@ one() { # server P N
   if [ "$server" = kv ]; then
     port=$PORT_BASE
     PORT=$port taskset -c "$CPU_SERVER" "$HOST" "$RL_ROOT/examples/kv.lua" >/dev/null 2>&1 &
+  elif [ "$server" = plain ]; then
+    port=$((PORT_BASE + 2))
+    PORT=$port taskset -c "$CPU_SERVER" "$HOST" "$RL_ROOT/bench/resp_plain.lua" >/dev/null 2>&1 &
   else
     port=$((PORT_BASE + 1))
     taskset -c "$CPU_SERVER" redis-server --port "$port" --save "" --appendonly no \
@@ -68,7 +74,6 @@ for P in 16 1; do
   N=$N16
   [ "$P" = 1 ] && N=$N1
   for _ in $(seq "$RUNS"); do
-    one kv "$P" "$N"
-    one redis "$P" "$N"
+    for s in $SERVERS; do one "$s" "$P" "$N"; done
   done
 done
