@@ -115,8 +115,11 @@ local function exported()
   end)
   for kind, obj in pairs(objects) do
     local mt = getmetatable(obj)
-    assert(mt and type(mt.__index) == "table", kind .. " has no methods table")
-    for k, v in pairs(mt.__index) do
+    -- a metatable whose __index is a function (req: headers made when
+    -- first read) names its methods table `methods`
+    local methods = mt and (type(mt.__index) == "table" and mt.__index or mt.methods)
+    assert(type(methods) == "table", kind .. " has no methods table")
+    for k, v in pairs(methods) do
       local name = kind .. ":" .. k
       if type(v) == "function" and public(k) and not INTERNAL[name] then required[name] = true end
     end

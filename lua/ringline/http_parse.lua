@@ -42,11 +42,53 @@ end
 scratch(8192)
 
 
+-- The headers table of a head (keys lower case): repeated fields joined
+-- with ", " (Cookie with "; ", Set-Cookie an array, a repeated
+-- Content-Length, already checked equal, kept once). p holds the head's
+-- fields as the last rl_http_head_parse left them in `fields`.
+local function build_headers(p, nf)
+  local headers = table_new(0, nf)      -- one key per field at most: never a rehash
+  for k = 0, nf - 1 do
+    local f = fields[k]
+    local name = ffi_string(lowbuf + f.name_off, f.name_len)
+    local value = ffi_string(p + f.value_off, f.value_len)
+    local old = headers[name]
+    if old == nil then
+      headers[name] = value
+    elseif f.kind == K_CLEN then
+      -- keep one copy
+    elseif name == "set-cookie" then
+      if type(old) == "table" then old[#old + 1] = value else headers[name] = { old, value } end
+    elseif name == "cookie" then
+      headers[name] = old .. "; " .. value
+    else
+      headers[name] = old .. ", " .. value
+    end
+  end
+  return headers
+end
+
+-- The headers table of a head string parse_head returned: the head is
+-- parsed again (it parsed once, so it does again), only when a handler
+-- asks for req.headers.
+local u8p = ffi.typeof("const uint8_t *")
+function M.headers(head_s)
+  local n = #head_s
+  if n > lowcap then scratch(n) end
+  local p = ffi.cast(u8p, head_s)
+  local e = C.rl_http_head_parse(p, n, n, head)
+  if e ~= n then error("ringline.http: a head that parsed once did not parse again") end
+  return build_headers(p, head.nfields)
+end
+
 -- Parses the head at p[0, len) with at most lim bytes (request line and
 -- fields). Returns nil when it is not complete yet; a status (400, 431,
--- 505) when it is bad; else
---   e (bytes of the head), req fields (method, target, version, headers),
+-- 501, 505) when it is bad; else
+--   e (bytes of the head), method, target, version ("1.0"/"1.1"), the
+--   head as a string (M.headers makes its table when asked),
 --   content-length (-1: none), chunked, close, keepalive, expect-continue
+-- Only the fields that frame the request (and Connection, Expect) are
+-- read here; no other string is made.
 function M.parse_head(p, len, lim)
   if lim > lowcap then scratch(lim) end
   local e = C.rl_http_head_parse(p, len, lim, head)
@@ -63,16 +105,13 @@ function M.parse_head(p, len, lim)
   local target = ffi_string(p + head.target_off, head.target_len)
   local v10 = head.minor == 0
   local nf = head.nfields
-  local headers = table_new(0, nf)      -- one key per field at most: never a rehash
   local clen, chunked, close, keepalive, expect, hosts = -1, false, false, false, false, 0
   local te
   for k = 0, nf - 1 do
     local f = fields[k]
-    local name = ffi_string(lowbuf + f.name_off, f.name_len)
-    local vs, vl = f.value_off, f.value_len
-    local value = ffi_string(p + vs, vl)
     local kind = f.kind
     if kind ~= 0 then
+      local vs, vl = f.value_off, f.value_len
       if kind == K_CLEN then
         if vl == 0 or vl > 15 then return 400 end
         local v = 0
@@ -83,38 +122,29 @@ function M.parse_head(p, len, lim)
         end
         if clen >= 0 and clen ~= v then return 400 end
         clen = v
-      elseif kind == K_TE then
-        te = te and te .. ", " .. value or value
-      elseif kind == K_CONNECTION then
-        local l = lower(value)
-        if l:find("close", 1, true) then close = true end
-        if l:find("keep-alive", 1, true) then keepalive = true end
-      elseif kind == K_EXPECT then
-        if lower(value) == "100-continue" then expect = true end
       elseif kind == K_HOST then
         hosts = hosts + 1
+      else
+        local value = lower(ffi_string(p + vs, vl))
+        if kind == K_TE then
+          te = te and te .. ", " .. value or value
+        elseif kind == K_CONNECTION then
+          if value:find("close", 1, true) then close = true end
+          if value:find("keep-alive", 1, true) then keepalive = true end
+        elseif kind == K_EXPECT then
+          if value == "100-continue" then expect = true end
+        end
       end
-    end
-    local old = headers[name]
-    if old == nil then
-      headers[name] = value
-    elseif kind == K_CLEN then      -- a repeat of the same length
-      -- keep one copy
-    elseif name == "set-cookie" then
-      if type(old) == "table" then old[#old + 1] = value else headers[name] = { old, value } end
-    elseif name == "cookie" then
-      headers[name] = old .. "; " .. value
-    else
-      headers[name] = old .. ", " .. value
     end
   end
   if te then
     if clen >= 0 or v10 then return 400 end   -- request smuggling / 1.0 cannot
-    if lower(te) ~= "chunked" then return 501 end
+    if te ~= "chunked" then return 501 end
     chunked = true
   end
   if hosts > 1 or (hosts == 0 and not v10) then return 400 end
-  return e, method, target, v10 and "1.0" or "1.1", headers, clen, chunked, close, keepalive, expect
+  return e, method, target, v10 and "1.0" or "1.1", ffi_string(p, e), clen, chunked, close,
+         keepalive, expect
 end
 
 -- A chunk-size line at p[0, len): returns the size and the line's length

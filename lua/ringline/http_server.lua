@@ -20,6 +20,8 @@ local is_slice = region.is_slice
 local is_buffer = require("ringline.check").is_buffer
 local parse_head = parse.parse_head
 local fmt = string.format
+local ok_clear, clear = pcall(require, "table.clear")
+if not ok_clear then clear = function(t) for k in pairs(t) do t[k] = nil end end end
 
 local M = {}
 
@@ -92,7 +94,19 @@ M.flush = flush
 ------------------------------------------------------------------------
 
 local Req = {}
-local req_mt = { __index = Req, __name = "ringline.http.req" }
+-- req.headers is made the first time it is read (parse.headers, from the
+-- head kept as one string): a handler that never looks costs no table and
+-- no string per field.
+local parse_headers = parse.headers
+local req_mt = { __name = "ringline.http.req", methods = Req }
+local function req_index(req, k)
+  local m = Req[k]
+  if m ~= nil or k ~= "headers" then return m end
+  local h = parse_headers(rawget(req, "_head"))
+  rawset(req, "headers", h)
+  return h
+end
+req_mt.__index = req_index
 M.req_mt = req_mt
 
 local function unescape(s)
@@ -190,37 +204,42 @@ local function check_field(k, v)
   end
 end
 
+-- Each name's lower-case form, cached (bounded as names_ok): res:header
+-- compares names without making a string per call.
+local lower_of, lower_n = {}, 0
+local function lower_name(k)
+  local l = lower_of[k]
+  if l then return l end
+  l = k:lower()
+  if lower_n < NAMES_MAX then lower_of[k], lower_n = l, lower_n + 1 end
+  return l
+end
+
 -- Sets header k (replacing an earlier one of the same name); v an array gives
--- one line each (Set-Cookie); v nil removes it.
+-- one line each (Set-Cookie); v nil removes it. The names and values wait
+-- in the connection's one array (st.hdrs, emptied for each response: only
+-- the response being answered can still take headers).
 function Res.header(res, k, v)
   if res.started then error("res:header: the response head is already sent", 2) end
   if type(k) ~= "string" then error("res:header: bad header name " .. tostring(k), 2) end
-  local b = k:byte(1)
-  if b == 99 or b == 67 or b == 116 or b == 84 then      -- c, C, t, T
-    local lk = k:lower()
-    if lk == "content-length" or lk == "transfer-encoding" then
-      error("res:header: " .. k .. " is set by ringline.http", 2)
-    end
-    if lk == "connection" then
-      if v ~= nil and tostring(v):lower() == "close" then res._st.close = true end
-      return res
-    end
+  local lk = lower_name(k)
+  if lk == "content-length" or lk == "transfer-encoding" then
+    error("res:header: " .. k .. " is set by ringline.http", 2)
+  end
+  if lk == "connection" then
+    if v ~= nil and tostring(v):lower() == "close" then res._st.close = true end
+    return res
   end
   local h = res.hdrs
   if not h then
-    if type(v) ~= "table" then
-      check_field(k, v)
-      res.hdrs = { k, v }
-      return res
-    end
-    h = {}
+    h = res._st.hdrs
+    clear(h)
     res.hdrs = h
   else
-    local lk = k:lower()
     local n = #h
     local i = 1
     while i < n do
-      if h[i]:lower() == lk then
+      if lower_name(h[i]) == lk then
         table.remove(h, i)
         table.remove(h, i)
         n = n - 2
@@ -442,7 +461,7 @@ end
 
 -- Runs one request whose head is already consumed. Returns true to go on
 -- with the next request.
-local function exchange(st, handler, method, target, version, headers, clen, chunked, close,
+local function exchange(st, handler, method, target, version, head_s, clen, chunked, close,
                         keepalive, expect)
   local v10 = version == "1.0"
   st.v10 = v10
@@ -459,7 +478,7 @@ local function exchange(st, handler, method, target, version, headers, clen, chu
   -- 8 fields (a hash part of 8); a query makes the 9th
   local req = setmetatable({
     method = method, target = target, path = path, version = version,
-    headers = headers, _st = st, _seq = st.seq, _body = false,
+    _head = head_s, _st = st, _seq = st.seq, _body = false,
   }, req_mt)
   if query then req.query = query end
   local res = new_res(st, 200, method == "HEAD")
@@ -506,7 +525,7 @@ end
 -- The handler of ringline.listen for one http.listen: cfg holds the options.
 function M.serve(conn, cfg, handler)
   local st = {
-    conn = conn, out = buffer.new(), flush = flush, seq = 0,
+    conn = conn, out = buffer.new(), flush = flush, seq = 0, hdrs = {},
     max_body = cfg.max_body_bytes, max_header = cfg.max_header_bytes, log = cfg.log,
     close = false, broken = false,
   }
@@ -538,7 +557,7 @@ function M.serve(conn, cfg, handler)
       conn:consume(k)
       p, len = conn:view(0)
     end
-    local e, method, target, version, headers, clen, chunked, close, keepalive, expect =
+    local e, method, target, version, head_s, clen, chunked, close, keepalive, expect =
       parse_head(p, len, lim)
     if e == nil then
       if not flush(st) then return end
@@ -566,7 +585,7 @@ function M.serve(conn, cfg, handler)
     else
       conn:consume(e)
       deadline, blank = nil, 0
-      if not exchange(st, handler, method, target, version, headers, clen, chunked, close,
+      if not exchange(st, handler, method, target, version, head_s, clen, chunked, close,
                       keepalive, expect) then
         flush(st)
         return
