@@ -76,9 +76,6 @@ int host_run_script(lua_State *L, int id);
  * one started) and free the shared sockets. */
 void host_acceptor_stop(void);
 
-/* spawn.c: note which signals were ignored when the host started (call
- * before changing any disposition); children get those back. */
-void host_spawn_init(void);
 
 /* watchdog.c: the slots of rl_host_watch and the thread watching them;
  * before any worker starts. 0 or -errno (the workers then run unwatched). */

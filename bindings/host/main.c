@@ -398,7 +398,6 @@ int main(int argc, char **argv)
 
 	parse_options(&opts, argc, argv);
 	host_preflight();
-	host_spawn_init();
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = SIG_IGN;
 	sigaction(SIGPIPE, &sa, NULL);   /* a peer reset must not kill us */

@@ -9,7 +9,8 @@
  * process started with libc's own system or popen would not die of SIGTERM
  * or of a closed pipe. These versions start the child with posix_spawn,
  * an empty signal mask and the dispositions the host itself was started
- * with (a signal ignored then, under nohup say, stays ignored); otherwise
+ * with (a signal ignored then, under nohup say, stays ignored: the core's
+ * rl_proc_sigdefault, which ringline.exec uses too); otherwise
  * they behave like glibc's (2.33 and later), but for one thing: system
  * does not ignore SIGINT and SIGQUIT while it waits, since those reach
  * the host through its signalfd, as a stop request. The executable exports
@@ -28,26 +29,15 @@
 #include <unistd.h>
 
 #include "host.h"
+#include "ringline.h"
 
 #define SPAWN_API __attribute__((visibility("default")))
 
 extern char **environ;
 
-/* The signals the host changes, and those of them ignored when it started. */
-static const int changed[] = { SIGINT, SIGTERM, SIGHUP, SIGUSR1, SIGUSR2, SIGPIPE };
-static sigset_t ignored_at_start;
-
-void host_spawn_init(void)
-{
-	sigemptyset(&ignored_at_start);
-	for (size_t i = 0; i < sizeof(changed) / sizeof(changed[0]); i++) {
-		struct sigaction sa;
-
-		if (sigaction(changed[i], NULL, &sa) == 0 && sa.sa_handler == SIG_IGN)
-			sigaddset(&ignored_at_start, changed[i]);
-	}
-}
-
+/* Which signals the child gets back at their defaults is the core's
+ * knowledge (rl_proc_sigdefault: all but those ignored when the process
+ * started, recorded before main), shared with ringline.exec. */
 static int spawn_shell(pid_t *pid, const char *cmd, posix_spawn_file_actions_t *fa)
 {
 	posix_spawnattr_t attr;
@@ -56,10 +46,7 @@ static int spawn_shell(pid_t *pid, const char *cmd, posix_spawn_file_actions_t *
 	int rc;
 
 	sigemptyset(&none);
-	sigemptyset(&dfl);
-	for (size_t i = 0; i < sizeof(changed) / sizeof(changed[0]); i++)
-		if (!sigismember(&ignored_at_start, changed[i]))
-			sigaddset(&dfl, changed[i]);
+	rl_proc_sigdefault(&dfl);
 	posix_spawnattr_init(&attr);
 	posix_spawnattr_setsigmask(&attr, &none);
 	posix_spawnattr_setsigdefault(&attr, &dfl);

@@ -37,6 +37,7 @@ struct rl_config_key {
 enum rl_errno {
 	RL_EPERM = 1,
 	RL_ENOENT = 2,
+	RL_ESRCH = 3,
 	RL_EINTR = 4,
 	RL_E2BIG = 7,
 	RL_EBADF = 9,
@@ -78,6 +79,7 @@ enum rl_event_type {
 	RL_EV_SLAB = 12,
 	RL_EV_PENDING = 13,
 	RL_EV_TLS = 14,
+	RL_EV_EXIT = 15,
 };
 struct rl_part {
 	const void *ptr;
@@ -172,6 +174,8 @@ struct rl_metrics {
 	uint64_t close_resets;
 	uint64_t tls_handshakes;
 	uint64_t tls_failures;
+	uint64_t procs_running;
+	uint64_t procs_started;
 };
 enum rl_feature {
 	RL_FEAT_DEFER_TASKRUN = 1,
@@ -184,6 +188,7 @@ enum rl_feature {
 	RL_FEAT_SENDTO = 128,
 	RL_FEAT_RECV_LIMIT = 256,
 	RL_FEAT_KTLS = 512,
+	RL_FEAT_WAITID = 1024,
 };
 void rl_config_init(struct rl_config *cfg);
 int rl_config_set(struct rl_config *cfg, const char *key, int64_t value, char *msg, size_t msglen);
@@ -247,6 +252,25 @@ int rl_udp_take(struct rl_worker *w, int id, void *buf, size_t cap, char *host, 
 		int32_t *meta);
 int rl_udp_port(struct rl_worker *w, int id);
 int rl_udp_close(struct rl_worker *w, int id);
+int rl_conn_adopt(struct rl_worker *w, int fd, uint32_t token);
+enum rl_proc_stdio {
+	RL_PROC_INHERIT = 0,
+	RL_PROC_NULL = 1,
+	RL_PROC_PIPE = 2,
+	RL_PROC_STDOUT = 3,
+	RL_PROC_STDIN_SHIFT = 0,
+	RL_PROC_STDOUT_SHIFT = 2,
+	RL_PROC_STDERR_SHIFT = 4,
+};
+struct rl_proc_info {
+	int32_t id;
+	uint32_t gen;
+	int32_t pid;
+	int32_t fds[3];
+};
+int rl_proc_spawn(struct rl_worker *w, const char *const *argv, const char *const *envp,
+		  const char *cwd, uint32_t stdio, uint32_t token, struct rl_proc_info *out);
+int rl_proc_kill(struct rl_worker *w, int id, uint32_t gen, int sig);
 int rl_resolve(struct rl_worker *w, const char *host, int family, uint32_t token);
 int rl_fd_name(int fd, int peer, char *host, size_t hostlen);
 int rl_fd_setoption(int fd, int opt, int value);

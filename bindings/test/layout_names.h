@@ -94,6 +94,13 @@
 	F(rl_metrics, close_resets) \
 	F(rl_metrics, tls_handshakes) \
 	F(rl_metrics, tls_failures) \
+	F(rl_metrics, procs_running) \
+	F(rl_metrics, procs_started) \
+	S(rl_proc_info) \
+	F(rl_proc_info, id) \
+	F(rl_proc_info, gen) \
+	F(rl_proc_info, pid) \
+	F(rl_proc_info, fds) \
 	S(rl_tls_info) \
 	F(rl_tls_info, protocol) \
 	F(rl_tls_info, cipher) \
@@ -122,6 +129,7 @@
 #define RL_LAYOUT_ENUMS(E) \
 	E(RL_EPERM) \
 	E(RL_ENOENT) \
+	E(RL_ESRCH) \
 	E(RL_EINTR) \
 	E(RL_E2BIG) \
 	E(RL_EBADF) \
@@ -161,6 +169,7 @@
 	E(RL_EV_SLAB) \
 	E(RL_EV_PENDING) \
 	E(RL_EV_TLS) \
+	E(RL_EV_EXIT) \
 	E(RL_PART_COPY) \
 	E(RL_PART_PINNED) \
 	E(RL_CONN_FREE) \
@@ -186,9 +195,17 @@
 	E(RL_FEAT_SENDTO) \
 	E(RL_FEAT_RECV_LIMIT) \
 	E(RL_FEAT_KTLS) \
+	E(RL_FEAT_WAITID) \
 	E(RL_MSG_RESOLVED) \
 	E(RL_MSG_SIGNAL) \
 	E(RL_MSG_USER) \
+	E(RL_PROC_INHERIT) \
+	E(RL_PROC_NULL) \
+	E(RL_PROC_PIPE) \
+	E(RL_PROC_STDOUT) \
+	E(RL_PROC_STDIN_SHIFT) \
+	E(RL_PROC_STDOUT_SHIFT) \
+	E(RL_PROC_STDERR_SHIFT) \
 	E(RL_HTTP_OTHER) \
 	E(RL_HTTP_HOST) \
 	E(RL_HTTP_EXPECT) \

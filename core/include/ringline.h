@@ -63,6 +63,7 @@
 #ifndef RINGLINE_H
 #define RINGLINE_H
 
+#include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -121,6 +122,7 @@ struct rl_config_key {
 enum rl_errno {
 	RL_EPERM = 1,
 	RL_ENOENT = 2,
+	RL_ESRCH = 3,
 	RL_EINTR = 4,
 	RL_E2BIG = 7,
 	RL_EBADF = 9,
@@ -171,6 +173,9 @@ enum rl_event_type {
 	                        (established), -EPROTO (failed: rl_conn_tls_info says why),
 	                        -ETIMEDOUT (tls_handshake_timeout) or the connection's
 	                        -errno; emitted once, unless the caller closed it first */
+	RL_EV_EXIT = 15,     /* a process of rl_proc_spawn ended and was reaped: slot = its
+	                        id, gen = its generation, data = token; res = its wait
+	                        status (as waitpid's) or -errno; exactly once per process */
 };
 
 /* One part of a scatter-gather send (rl_conn_sendv). */
@@ -291,6 +296,8 @@ struct rl_metrics {
 	uint64_t tls_handshakes;     /* TLS handshakes completed */
 	uint64_t tls_failures;       /* TLS handshakes failed or timed out, and records refused
 	                                after one (garbage, oversized, renegotiation) */
+	uint64_t procs_running;      /* gauge: processes of rl_proc_spawn not yet reaped */
+	uint64_t procs_started;      /* processes rl_proc_spawn started */
 };
 
 /* Kernel features found by the start-up probe (rl_worker_features). */
@@ -307,6 +314,8 @@ enum rl_feature {
 	                              receive keeps one multishot within the window */
 	RL_FEAT_KTLS = 512,        /* the kernel's "tls" ULP attaches to TCP sockets
 	                              (probed only: the record layer stays in userspace) */
+	RL_FEAT_WAITID = 1024,     /* IORING_OP_WAITID (6.7): a process is reaped by the ring;
+	                              without it, a POLL_ADD on its pidfd, then waitid(2) */
 };
 
 /* -- configuration -- */
@@ -534,6 +543,48 @@ int rl_udp_take(struct rl_worker *w, int id, void *buf, size_t cap, char *host, 
 int rl_udp_port(struct rl_worker *w, int id);
 int rl_udp_close(struct rl_worker *w, int id);
 
+/* Adopt fd, a connected stream socket the caller made (one end of a
+ * socketpair, say), as a connection: it is installed into the fixed table
+ * and, as for rl_connect, one RL_EV_CONNECTED carrying token follows
+ * (res = 0 with its slot and gen, or -errno). The core owns fd from the
+ * call on, on failure too (it is closed). rl_connect_cancel(token) aborts
+ * an adoption still installing. Adopted connections count as connected. */
+int rl_conn_adopt(struct rl_worker *w, int fd, uint32_t token);
+
+/* -- processes --
+ * rl_proc_spawn starts a program with posix_spawn, its signal mask empty
+ * and every signal at its default disposition (but those ignored when the
+ * process started, see rl_proc_sigdefault), holds a pidfd for it and keeps
+ * one wait armed in the ring (IORING_OP_WAITID, or a poll on the pidfd
+ * then waitid(2)), so the child is reaped as soon as it exits whatever the
+ * caller does: never a zombie. RL_EV_EXIT reports it. A worker destroyed
+ * with processes still running kills them (SIGKILL) and reaps them first. */
+enum rl_proc_stdio {
+	RL_PROC_INHERIT = 0, /* the worker's own descriptor */
+	RL_PROC_NULL = 1,    /* /dev/null */
+	RL_PROC_PIPE = 2,    /* a socketpair: the caller gets the other end */
+	RL_PROC_STDOUT = 3,  /* stderr only: wherever stdout goes */
+	RL_PROC_STDIN_SHIFT = 0,
+	RL_PROC_STDOUT_SHIFT = 2,
+	RL_PROC_STDERR_SHIFT = 4,
+};
+struct rl_proc_info {
+	int32_t id;      /* names the process with gen in rl_proc_kill and RL_EV_EXIT */
+	uint32_t gen;
+	int32_t pid;
+	int32_t fds[3];  /* the caller's ends of the RL_PROC_PIPE streams (stdin, stdout,
+	                    stderr: close-on-exec, the caller's to close or adopt), else -1 */
+};
+/* argv[0] is searched in PATH when it has no slash. envp NULL: the
+ * worker's environment. cwd NULL: the worker's. stdio: an rl_proc_stdio per
+ * stream, shifted by RL_PROC_*_SHIFT. Returns 0 and fills *out, or -errno
+ * with nothing left behind (-ENOENT: no such program, or no such cwd). */
+int rl_proc_spawn(struct rl_worker *w, const char *const *argv, const char *const *envp,
+		  const char *cwd, uint32_t stdio, uint32_t token, struct rl_proc_info *out);
+/* Send sig through the pidfd. -ESRCH once the process was reaped (its
+ * RL_EV_EXIT is out: the id is stale). */
+int rl_proc_kill(struct rl_worker *w, int id, uint32_t gen, int sig);
+
 /* -- name resolution -- */
 /* Resolve host (a name or numeric address) off the loop, on the worker's
  * resolver thread (started on first use); the result arrives as an inbox
@@ -684,6 +735,12 @@ const char *rl_strerror(int err);
 const char *rl_version(void);
 
 /* RL_FFI_END */
+
+/* The signals a child starts with at their default disposition: every one
+ * but those ignored when the process started (under nohup, SIGHUP stays
+ * ignored), recorded when the library was loaded, before a host changed
+ * any. rl_proc_spawn uses it; so does the host's system/popen. */
+void rl_proc_sigdefault(sigset_t *set);
 
 #pragma GCC visibility pop
 

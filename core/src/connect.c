@@ -59,6 +59,7 @@ static int req_alloc(struct rl_worker *w)
 	r->slot = -1;
 	r->listener = -1;
 	r->token = 0;
+	r->adopt = 0;
 	return (int)r->idx;
 }
 
@@ -163,6 +164,29 @@ int rl_connect_from(struct rl_worker *w, const char *addr, const char *bind_addr
 	return 0;
 }
 
+int rl_conn_adopt(struct rl_worker *w, int fd, uint32_t token)
+{
+	if (fd < 0)
+		return -EBADF;
+	int idx = req_alloc(w);
+	struct io_uring_sqe *sqe = idx >= 0 ? rl__sqe(w) : NULL;
+	if (!sqe) {
+		if (idx >= 0)
+			req_free(w, w->reqs[idx]);
+		close(fd);
+		return idx < 0 ? idx : -EBUSY;
+	}
+	struct rl_connreq *r = w->reqs[idx];
+	r->rawfd = fd;
+	r->fds[0] = fd;
+	r->token = token;
+	r->adopt = 1;
+	io_uring_prep_files_update(sqe, r->fds, 1, (int)IORING_FILE_INDEX_ALLOC);
+	io_uring_sqe_set_data64(sqe, rl_ud_pack(RL_OP_SOCK_INSTALL, (uint32_t)idx, r->gen));
+	w->m.ops_inflight++;
+	return 0;
+}
+
 static void fail(struct rl_worker *w, uint32_t token, int res)
 {
 	rl__emit(w, RL_EV_CONNECTED, res, 0, 0, token);
@@ -237,6 +261,21 @@ void rl__connect_on_install(struct rl_worker *w, struct io_uring_cqe *cqe)
 		return;
 	}
 	c->rawfd = r->rawfd;
+	if (r->adopt) { /* connected already: open it as rl_connect would */
+		int cancel = r->cancel || w->destroying;
+		c->token = token;
+		req_free(w, r);
+		if (cancel) {
+			c->flags |= RL_CONN_F_SILENT;
+			fail(w, token, -ECANCELED);
+			rl__conn_begin_close(w, c, RL_CLOSE_RESET, -ECANCELED);
+			return;
+		}
+		w->m.conns_connected++;
+		rl__conn_start(w, c);
+		rl__emit(w, RL_EV_CONNECTED, 0, c->slot, c->io.gen, token);
+		return;
+	}
 	c->flags |= RL_CONN_F_CONNECTING;
 	c->token = token;
 	c->connreq = (int32_t)idx;

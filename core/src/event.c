@@ -15,6 +15,7 @@
 /* enum rl_errno copies numbers for the FFI: they must be the real ones. */
 _Static_assert(RL_EPERM == EPERM, "RL_EPERM");
 _Static_assert(RL_ENOENT == ENOENT, "RL_ENOENT");
+_Static_assert(RL_ESRCH == ESRCH, "RL_ESRCH");
 _Static_assert(RL_EINTR == EINTR, "RL_EINTR");
 _Static_assert(RL_E2BIG == E2BIG, "RL_E2BIG");
 _Static_assert(RL_EBADMSG == EBADMSG, "RL_EBADMSG");

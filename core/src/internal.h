@@ -19,6 +19,7 @@
 
 /* Kernel UAPI values newer than liburing 2.3's headers, in one place. */
 #define RL_IORING_OP_FIXED_FD_INSTALL 54
+#define RL_IORING_OP_WAITID 50
 /* A plain listener out of descriptors tries again after this long when no
  * connection of its worker closes first. */
 #define RL_ACCEPT_RETRY_S 0.1
@@ -361,7 +362,25 @@ struct rl_connreq {
 	uint32_t idx;           /* its place in w->reqs, fixed */
 	uint8_t used;
 	uint8_t cancel;         /* canceled before the install completed */
+	uint8_t adopt;          /* rl_conn_adopt: connected already, no CONNECT */
 };
+
+/* ---- processes (proc.c) ---- */
+struct rl_proc {
+	siginfo_t si;           /* WAITID writes the child's end here */
+	int pidfd;
+	int32_t pid;
+	uint32_t gen;
+	uint32_t token;
+	uint32_t idx;           /* its place in w->procs, fixed */
+	uint8_t used;
+};
+
+RL_HIDDEN void rl__proc_on_cqe(struct rl_worker *w, struct io_uring_cqe *cqe);
+/* Teardown: SIGKILL every process still running (their armed waits then
+ * complete and reap them), and free the records once nothing is in flight. */
+RL_HIDDEN void rl__proc_kill_all(struct rl_worker *w);
+RL_HIDDEN void rl__proc_fini(struct rl_worker *w);
 
 /* ---- the inbox (inbox.c): messages from other threads ---- */
 struct rl_msg {
@@ -487,6 +506,9 @@ struct rl_worker {
 	uint32_t nreqs;
 	uint32_t *reqfree;         /* indexes of the free ones, a stack */
 	uint32_t nreqfree;         /* in use: nreqs - nreqfree */
+	struct rl_proc **procs;    /* processes (proc.c); records never move */
+	uint32_t nprocs;
+	uint32_t procs_live;
 	uint32_t starved_head;     /* ENOBUFS re-arm list (slot+1, 0 = end) */
 	int wake_fd;
 	int spare_fd;              /* /dev/null held in reserve (plain accepts, listener.c) */

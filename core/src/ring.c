@@ -9,7 +9,7 @@
  * RINGLINE_DISABLE_FEATURES makes the worker act as if the kernel lacked
  * some of what it probes (a comma-separated list of defer_taskrun,
  * single_issuer, sendmsg_zc, zc_report_usage, fd_install, msg_ring, sendto,
- * recv_limit, ktls, or "all"): the tests run
+ * recv_limit, ktls, waitid, or "all"): the tests run
  * the fallbacks with it, and it reproduces an older kernel's behaviour.
  */
 #include <errno.h>
@@ -41,7 +41,7 @@ uint32_t rl__disabled_features(void)
 		{ "sendmsg_zc", RL_FEAT_SENDMSG_ZC },       { "fd_install", RL_FEAT_FD_INSTALL },
 		{ "msg_ring", RL_FEAT_MSG_RING },           { "zc_report_usage", RL_FEAT_ZC_REPORT_USAGE },
 		{ "sendto", RL_FEAT_SENDTO },               { "recv_limit", RL_FEAT_RECV_LIMIT },
-		{ "ktls", RL_FEAT_KTLS },
+		{ "ktls", RL_FEAT_KTLS },                   { "waitid", RL_FEAT_WAITID },
 	};
 	static int warned;
 	const char *env = getenv("RINGLINE_DISABLE_FEATURES");
@@ -67,7 +67,7 @@ uint32_t rl__disabled_features(void)
 		if (!known && !__atomic_exchange_n(&warned, 1, __ATOMIC_RELAXED))
 			fprintf(stderr, "ringline: RINGLINE_DISABLE_FEATURES: unknown feature '%.*s' "
 				"ignored (valid: defer_taskrun, single_issuer, sendmsg_zc, "
-				"zc_report_usage, fd_install, msg_ring, sendto, recv_limit, ktls, all)\n", (int)n, p);
+				"zc_report_usage, fd_install, msg_ring, sendto, recv_limit, ktls, waitid, all)\n", (int)n, p);
 		p += n + (p[n] == ',');
 	}
 	return off;
@@ -274,6 +274,9 @@ int rl__ring_setup(struct rl_worker *w, char *msg, size_t msglen)
 	if (probe->last_op >= RL_IORING_OP_FIXED_FD_INSTALL &&
 	    io_uring_opcode_supported(probe, RL_IORING_OP_FIXED_FD_INSTALL))
 		w->features |= RL_FEAT_FD_INSTALL;
+	if (probe->last_op >= RL_IORING_OP_WAITID &&
+	    io_uring_opcode_supported(probe, RL_IORING_OP_WAITID))
+		w->features |= RL_FEAT_WAITID;
 	io_uring_free_probe(probe);
 	if ((w->features & RL_FEAT_SENDMSG_ZC) && zc_report_usage_ok(w))
 		w->features |= RL_FEAT_ZC_REPORT_USAGE;

@@ -50,6 +50,8 @@ enum rl_op {
 	RL_OP_HANDIN,      /* member: a connection arrived; index = listener id,
 	                      gen = its generation, res = the fixed index */
 	RL_OP_PROBE,       /* rl_conn_probe: a non-blocking MSG_PEEK recv */
+	RL_OP_PROC,        /* a process's wait (WAITID, or POLL_ADD on its pidfd);
+	                      index = process id */
 	RL_OP__COUNT
 };
 

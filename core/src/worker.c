@@ -268,6 +268,9 @@ static void dispatch(struct rl_worker *w, struct io_uring_cqe *cqe)
 	case RL_OP_HANDIN:
 		rl__handoff_on_arrival(w, cqe);
 		break;
+	case RL_OP_PROC:
+		rl__proc_on_cqe(w, cqe);
+		break;
 	case RL_OP_INBOX:
 		if (rl_ud_index(cqe->user_data) == 1) {
 			w->m.ops_inflight--; /* our own MSG_RING completed */
@@ -420,7 +423,7 @@ int rl_worker_live(const struct rl_worker *w)
 	int n = (int)w->conns.open + (int)w->timers.nheap;
 	for (int i = 0; i < RL_MAX_LISTENERS; i++)
 		n += w->listeners[i].used;
-	return n + (int)(w->nreqs - w->nreqfree) + (int)w->udp_live;
+	return n + (int)(w->nreqs - w->nreqfree) + (int)w->udp_live + (int)w->procs_live;
 }
 
 int rl_timer_add(struct rl_worker *w, double delay, uint32_t token)
@@ -454,6 +457,7 @@ int rl_worker_destroy(struct rl_worker *w)
 	rl__resolver_stop(w); /* before the inbox goes: it posts into it */
 	rl__listeners_close_all(w);
 	rl__udp_close_all(w);
+	rl__proc_kill_all(w);
 	for (uint32_t i = 0; i < w->conns.count; i++) {
 		struct rl_conn *c = &w->conns.conns[i];
 		if (c->io.state != RL_CONN_FREE) {
@@ -510,6 +514,7 @@ int rl_worker_destroy(struct rl_worker *w)
 	rl__timers_fini(&w->tls_timers);
 	rl__slab_fini(&w->slab);
 	rl__connect_fini(w);
+	rl__proc_fini(w);
 	free(w->pending_ev);
 	close(w->wake_fd);
 	if (w->spare_fd >= 0)

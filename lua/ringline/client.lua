@@ -76,8 +76,10 @@ local function on_connected(S, ev)
   local t = S.connecting[tok]
   S.connecting[tok] = nil
   if t then
+    -- a task, or an adoption's record (ringline.exec: a process's streams
+    -- are adopted together, each its own token) whose task is `adopter`
     t.cres, t.cslot, t.cgen = ev.res, ev.slot, ev.gen
-    wake(S, t, nil)
+    wake(S, t.adopter or t, nil)
   elseif ev.res >= 0 then
     -- Nobody waits any more (the connecting task was canceled and the
     -- connect completed before rl_connect_cancel reached it): drop it.

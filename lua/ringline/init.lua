@@ -28,6 +28,7 @@ local region = require "ringline.region"
 local watchdog = require "ringline.watchdog"
 local worker = require "ringline.worker"
 local tls = require "ringline.tls"
+local exec = require "ringline.exec"
 
 -- The event dispatch table and the lifecycle hooks (ringline.sched lists
 -- both) are filled here, once, in this order, and nowhere else: no module
@@ -44,6 +45,7 @@ udp.attach(sched)           -- RL_EV_UDP; a graceful stop's and the drain's step
 timer.attach(sched)         -- hook ending
 watchdog.attach(sched)      -- hook configured
 worker.attach(sched)        -- messages RL_MSG_SIGNAL, RL_MSG_USER; hooks started, stopping (in a host)
+exec.attach(sched)          -- RL_EV_EXIT; a drain step; os.execute/io.popen warn in a run
 
 local type, error, tonumber = type, error, tonumber
 local need = sched.need
@@ -151,6 +153,14 @@ M.timer = { at = timer.at, every = timer.every, pending_count = timer.pending_co
 M.wait = sync.wait
 M.semaphore = sync.semaphore
 M.channel = sync.channel
+
+-- Child processes (ringline.exec): p, err / out, ok, how, code.
+function M.exec(argv, opts)
+  return exec.exec(need("ringline.exec"), argv, opts)
+end
+function M.exec_capture(argv, opts)
+  return exec.exec_capture(need("ringline.exec_capture"), argv, opts)
+end
 
 -- A UDP socket (made by its first bind, setpeername or sendto).
 function M.udp(opts)

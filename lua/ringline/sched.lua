@@ -148,6 +148,7 @@ end
 --   tls         RL_EV_TLS
 --   region      RL_EV_GUARD
 --   udp         RL_EV_UDP
+--   exec        RL_EV_EXIT
 local dispatch = {}
 M.dispatch = dispatch
 
