@@ -229,7 +229,8 @@ local function adopt_streams(S, t, w, info)
       if rc < 0 then r.cres = rc else S.connecting[tok] = r end
     end
   end
-  local why = wait_park(S, t, all_adopted, recs)
+  local why = nil
+  if not all_adopted(recs) then why = wait_park(S, t, all_adopted, recs) end
   local conns = {}
   for i = 1, 3 do
     local r = recs[i]
