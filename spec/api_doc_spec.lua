@@ -12,7 +12,7 @@
 --   ### `ringline.ERR`, `ringline.WARN`          (several names, one entry)
 -- Functions of the ringline table and of its sub-tables are written
 -- ringline.name / ringline.sub.name, methods object:name with the objects
--- named conn, listener, udp, region, slice, timer (a timer handle), task,
+-- named conn, listener, udp, region, slice, timer (a timer handle), task, process,
 -- semaphore and channel. The module ringline.http is written http.name, its
 -- request and response objects req:name and res:name; ringline.resp is
 -- written resp.name and its reader's methods reader:name (declared in
@@ -38,7 +38,7 @@ end
 
 -- Methods exported by the runtime but not part of the API: the scheduler
 -- calls a timer handle's fire when the timer is due.
-local INTERNAL = { ["timer:fire"] = true }
+local INTERNAL = { ["timer:fire"] = true, ["process:fire"] = true }
 
 local function public(name) return name:sub(1, 1) ~= "_" end
 
@@ -104,7 +104,10 @@ local function exported()
       req = hreq, res = hres,
       reader = resp.reader(c),
       response = cres, ws = require("ringline.websocket").new(c),
+      process = assert(ringline.exec({ "true" }, { stdout = "null" })),
     }
+    o.process:wait()
+    o.process:close()
     cl:close()
     h:cancel()
     t:join()
@@ -198,7 +201,7 @@ describe("the API reference", function()
                          "http.listen", "req:body", "res:finish",
                          "resp.reader", "resp.null", "reader:read", "reader:pending",
                          "http.request", "http.websocket_connect", "websocket.accept",
-                         "response:body", "ws:recv_frame" }) do
+                         "response:body", "ws:recv_frame", "ringline.exec", "process:wait" }) do
       assert.is_true(required[n], n)
     end
     assert.is_nil(required["timer:fire"])
@@ -287,7 +290,7 @@ describe("the API reference", function()
   it("each object kind has its LuaCATS class", function()
     local text = slurp("types/ringline.d.lua")
     for _, kind in ipairs({ "conn", "listener", "udp", "region", "slice", "timer", "task",
-                            "semaphore", "channel", "response", "ws" }) do
+                            "semaphore", "channel", "response", "ws", "process" }) do
       assert.is_truthy(text:find("\n%-%-%-@class ringline%." .. kind .. "\n"), "no class for " .. kind)
       assert.is_truthy(text:find("\nlocal " .. kind .. " = {}\n"), "no methods table for " .. kind)
     end

@@ -471,6 +471,70 @@ function conn:setowner(task) end
 function conn:getowner() end
 
 ------------------------------------------------------------------------
+-- Processes
+------------------------------------------------------------------------
+
+---@class ringline.execopts
+---@field cwd? string the child's working directory
+---@field env? table<string, string|number> the child's whole environment (default: the worker's)
+---@field stdin? string "null" (default), "pipe", "inherit", or the bytes to feed it
+---@field stdout? '"pipe"'|'"null"'|'"inherit"' default "pipe"
+---@field stderr? '"inherit"'|'"pipe"'|'"stdout"'|'"null"' default "inherit"
+---@field timeout? number ms: killed with SIGKILL if still running then
+
+---@class ringline.captureopts: ringline.execopts
+---@field max_output? integer bytes of stdout kept (default 16 MiB); more kills it
+
+---Start a program (argv[1] is searched in PATH) without blocking the worker.
+---@param argv string[]
+---@param opts? ringline.execopts
+---@return ringline.process|nil p
+---@return string? err
+function ringline.exec(argv, opts) end
+
+---Run a program to its end: its whole stdout and os.execute's three results.
+---@param argv string[]
+---@param opts? ringline.captureopts
+---@return string|nil out
+---@return true|nil|string ok the error when out is nil
+---@return '"exit"'|'"signal"'|nil how
+---@return integer? code
+function ringline.exec_capture(argv, opts) end
+
+---A child process of ringline.exec. p.stdin, p.stdout, p.stderr are
+---connections (ringline.conn) for the streams opened as "pipe", else false.
+---@class ringline.process
+---@field stdin ringline.conn|false
+---@field stdout ringline.conn|false
+---@field stderr ringline.conn|false
+local process = {}
+
+---Wait for it to end (blocking): true, "exit", 0 / nil, "exit", code / nil, "signal", n.
+---@param timeout? number seconds; then nil, "timeout" (it still runs)
+---@return true|nil ok
+---@return string how
+---@return integer? code
+function process:wait(timeout) end
+
+---Send a signal (default SIGTERM): a number or a name ("TERM", "KILL", ...).
+---@param sig? integer|string
+---@return true|nil ok
+---@return string? err "exited" once it has ended
+function process:kill(sig) end
+
+---@return integer
+function process:pid() end
+
+---true once opts.timeout killed it.
+---@return boolean
+function process:timedout() end
+
+---Kill it (SIGKILL) if it still runs and close its streams; the owning task's end does this.
+---@return true|nil ok
+---@return string? err
+function process:close() end
+
+------------------------------------------------------------------------
 -- UDP
 ------------------------------------------------------------------------
 
