@@ -734,6 +734,33 @@ describe("processes a script starts", function()
     assert.are.equal(0, bit.band(ign, bit.lshift(1, 14)), "SIGTERM ignored")   -- default
     assert.matches("mode rw: nil\n", out, 1, true)
   end)
+
+  it("ringline.exec starts them the same way: mask empty, defaults, SIGHUP kept under nohup", function()
+    local s = script [[
+      local ringline = require "ringline"
+      local out = assert(ringline.exec_capture({ "grep", "-E", "^Sig(Blk|Ign)", "/proc/self/status" }))
+      io.write(out)
+      -- SIGTERM, blocked in every thread of the host, reaches the child
+      local p = assert(ringline.exec({ "sleep", "30" }, { stdout = "null" }))
+      p:kill("TERM")
+      print("exec " .. table.concat({ tostring(select(1, p:wait())), select(2, p:wait()) }, " "))
+    ]]
+    local code, out, err = proc.run("trap '' HUP; exec " .. proc.quote(host) .. " --no-pin -w 2 " .. s)
+    assert.are.equal(0, code, err)
+    local n = 0
+    for blk, ign in out:gmatch("SigBlk:%s*(%x+)%s+SigIgn:%s*(%x+)") do
+      n = n + 1
+      assert.are.equal(0, tonumber(blk:sub(-8), 16), out)
+      ign = tonumber(ign:sub(-8), 16)
+      assert.are.equal(1, bit.band(ign, 1), "SIGHUP not ignored: " .. out)   -- kept
+      for _, sig in ipairs { 2, 13, 15 } do                                   -- defaults
+        assert.are.equal(0, bit.band(ign, bit.lshift(1, sig - 1)), "signal " .. sig .. " ignored")
+      end
+    end
+    assert.are.equal(2, n, out)
+    local _, k = out:gsub("exec nil signal 15\n", "")
+    assert.are.equal(2, k, out)
+  end)
 end)
 
 describe("options", function()
