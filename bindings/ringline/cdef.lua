@@ -80,6 +80,7 @@ enum rl_event_type {
 	RL_EV_PENDING = 13,
 	RL_EV_TLS = 14,
 	RL_EV_EXIT = 15,
+	RL_EV_NVME = 16,
 };
 struct rl_part {
 	const void *ptr;
@@ -176,6 +177,7 @@ struct rl_metrics {
 	uint64_t tls_failures;
 	uint64_t procs_running;
 	uint64_t procs_started;
+	uint64_t nvme_inflight;
 };
 enum rl_feature {
 	RL_FEAT_DEFER_TASKRUN = 1,
@@ -271,6 +273,50 @@ struct rl_proc_info {
 int rl_proc_spawn(struct rl_worker *w, const char *const *argv, const char *const *envp,
 		  const char *cwd, uint32_t stdio, uint32_t token, struct rl_proc_info *out);
 int rl_proc_kill(struct rl_worker *w, int id, uint32_t gen, int sig);
+struct rl_nvme_cmd {
+	uint8_t opcode;
+	uint8_t flags;
+	uint16_t rsvd1;
+	uint32_t nsid;
+	uint32_t cdw2;
+	uint32_t cdw3;
+	uint64_t metadata;
+	uint64_t addr;
+	uint32_t metadata_len;
+	uint32_t data_len;
+	uint32_t cdw10;
+	uint32_t cdw11;
+	uint32_t cdw12;
+	uint32_t cdw13;
+	uint32_t cdw14;
+	uint32_t cdw15;
+	uint32_t timeout_ms;
+	uint32_t rsvd2;
+};
+enum rl_nvme_opcode {
+	RL_NVME_FLUSH = 0x00,
+	RL_NVME_WRITE = 0x01,
+	RL_NVME_READ = 0x02,
+	RL_NVME_IDENTIFY = 0x06,
+	RL_NVME_CNS_NAMESPACE = 0x00,
+	RL_NVME_CNS_CONTROLLER = 0x01,
+	RL_NVME_IDENTIFY_SIZE = 4096,
+	RL_NVME_MAX_BLOCKS = 65536,
+};
+int rl_nvme_cmd_rw(struct rl_nvme_cmd *c, int opcode, uint32_t nsid, uint64_t lba,
+		   uint32_t nblocks, void *buf, uint32_t len);
+int rl_nvme_cmd_flush(struct rl_nvme_cmd *c, uint32_t nsid);
+int rl_nvme_cmd_identify(struct rl_nvme_cmd *c, uint32_t nsid, uint32_t cns, void *buf);
+struct rl_nvme_info {
+	int32_t id;
+	uint32_t nsid;
+	int32_t admin;
+	int32_t pad;
+};
+int rl_nvme_open(struct rl_worker *w, const char *path, struct rl_nvme_info *out);
+int rl_nvme_submit(struct rl_worker *w, int id, const struct rl_nvme_cmd *cmd, int admin,
+		   uint32_t token);
+int rl_nvme_close(struct rl_worker *w, int id);
 int rl_resolve(struct rl_worker *w, const char *host, int family, uint32_t token);
 int rl_fd_name(int fd, int peer, char *host, size_t hostlen);
 int rl_fd_setoption(int fd, int opt, int value);

@@ -96,11 +96,36 @@
 	F(rl_metrics, tls_failures) \
 	F(rl_metrics, procs_running) \
 	F(rl_metrics, procs_started) \
+	F(rl_metrics, nvme_inflight) \
 	S(rl_proc_info) \
 	F(rl_proc_info, id) \
 	F(rl_proc_info, gen) \
 	F(rl_proc_info, pid) \
 	F(rl_proc_info, fds) \
+	S(rl_nvme_cmd) \
+	F(rl_nvme_cmd, opcode) \
+	F(rl_nvme_cmd, flags) \
+	F(rl_nvme_cmd, rsvd1) \
+	F(rl_nvme_cmd, nsid) \
+	F(rl_nvme_cmd, cdw2) \
+	F(rl_nvme_cmd, cdw3) \
+	F(rl_nvme_cmd, metadata) \
+	F(rl_nvme_cmd, addr) \
+	F(rl_nvme_cmd, metadata_len) \
+	F(rl_nvme_cmd, data_len) \
+	F(rl_nvme_cmd, cdw10) \
+	F(rl_nvme_cmd, cdw11) \
+	F(rl_nvme_cmd, cdw12) \
+	F(rl_nvme_cmd, cdw13) \
+	F(rl_nvme_cmd, cdw14) \
+	F(rl_nvme_cmd, cdw15) \
+	F(rl_nvme_cmd, timeout_ms) \
+	F(rl_nvme_cmd, rsvd2) \
+	S(rl_nvme_info) \
+	F(rl_nvme_info, id) \
+	F(rl_nvme_info, nsid) \
+	F(rl_nvme_info, admin) \
+	F(rl_nvme_info, pad) \
 	S(rl_tls_info) \
 	F(rl_tls_info, protocol) \
 	F(rl_tls_info, cipher) \
@@ -170,6 +195,7 @@
 	E(RL_EV_PENDING) \
 	E(RL_EV_TLS) \
 	E(RL_EV_EXIT) \
+	E(RL_EV_NVME) \
 	E(RL_PART_COPY) \
 	E(RL_PART_PINNED) \
 	E(RL_CONN_FREE) \
@@ -206,6 +232,14 @@
 	E(RL_PROC_STDIN_SHIFT) \
 	E(RL_PROC_STDOUT_SHIFT) \
 	E(RL_PROC_STDERR_SHIFT) \
+	E(RL_NVME_FLUSH) \
+	E(RL_NVME_WRITE) \
+	E(RL_NVME_READ) \
+	E(RL_NVME_IDENTIFY) \
+	E(RL_NVME_CNS_NAMESPACE) \
+	E(RL_NVME_CNS_CONTROLLER) \
+	E(RL_NVME_IDENTIFY_SIZE) \
+	E(RL_NVME_MAX_BLOCKS) \
 	E(RL_HTTP_OTHER) \
 	E(RL_HTTP_HOST) \
 	E(RL_HTTP_EXPECT) \

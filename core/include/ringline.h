@@ -176,6 +176,10 @@ enum rl_event_type {
 	RL_EV_EXIT = 15,     /* a process of rl_proc_spawn ended and was reaped: slot = its
 	                        id, gen = its generation, data = token; res = its wait
 	                        status (as waitpid's) or -errno; exactly once per process */
+	RL_EV_NVME = 16,     /* an NVMe passthrough command of rl_nvme_submit completed:
+	                        slot = device id, data = token, res = 0, the NVMe status
+	                        (> 0: status code and type) or -errno; aux = the
+	                        completion's result dword (low 32 bits) */
 };
 
 /* One part of a scatter-gather send (rl_conn_sendv). */
@@ -298,6 +302,7 @@ struct rl_metrics {
 	                                after one (garbage, oversized, renegotiation) */
 	uint64_t procs_running;      /* gauge: processes of rl_proc_spawn not yet reaped */
 	uint64_t procs_started;      /* processes rl_proc_spawn started */
+	uint64_t nvme_inflight;      /* gauge: NVMe passthrough commands the kernel holds */
 };
 
 /* Kernel features found by the start-up probe (rl_worker_features). */
@@ -584,6 +589,74 @@ int rl_proc_spawn(struct rl_worker *w, const char *const *argv, const char *cons
 /* Send sig through the pidfd. -ESRCH once the process was reaped (its
  * RL_EV_EXIT is out: the id is stale). */
 int rl_proc_kill(struct rl_worker *w, int id, uint32_t gen, int sig);
+
+/* -- NVMe passthrough (IORING_OP_URING_CMD) --
+ * Commands go to the NVMe generic character device of a namespace
+ * (/dev/ngXnY; I/O commands) or of its controller (/dev/nvmeX; admin
+ * commands, which the namespace device refuses) through a second ring of
+ * the worker, made on first use with IORING_SETUP_SQE128 | CQE32 (the
+ * 64-byte command lives in the big SQE, the result dword in the big CQE):
+ * the worker's own ring keeps 64-byte SQEs. That ring posts into the
+ * worker's wake-up eventfd, so its completions wake the poll and are
+ * reaped with the rest as RL_EV_NVME. The command block is built by the
+ * pure rl_nvme_cmd_* functions: the layout of struct nvme_uring_cmd
+ * (linux/nvme_ioctl.h), which test_nvme checks field by field. */
+struct rl_nvme_cmd {
+	uint8_t opcode;
+	uint8_t flags;
+	uint16_t rsvd1;
+	uint32_t nsid;
+	uint32_t cdw2;
+	uint32_t cdw3;
+	uint64_t metadata;
+	uint64_t addr;
+	uint32_t metadata_len;
+	uint32_t data_len;
+	uint32_t cdw10;
+	uint32_t cdw11;
+	uint32_t cdw12;
+	uint32_t cdw13;
+	uint32_t cdw14;
+	uint32_t cdw15;
+	uint32_t timeout_ms;
+	uint32_t rsvd2;
+};
+enum rl_nvme_opcode {
+	RL_NVME_FLUSH = 0x00,    /* I/O */
+	RL_NVME_WRITE = 0x01,    /* I/O */
+	RL_NVME_READ = 0x02,     /* I/O */
+	RL_NVME_IDENTIFY = 0x06, /* admin */
+	RL_NVME_CNS_NAMESPACE = 0x00,
+	RL_NVME_CNS_CONTROLLER = 0x01,
+	RL_NVME_IDENTIFY_SIZE = 4096,
+	RL_NVME_MAX_BLOCKS = 65536, /* NLB is a 16-bit count less one */
+};
+/* READ or WRITE of nblocks (1..65536) logical blocks from lba, len bytes
+ * at buf (the caller's: nblocks times the LBA size). -EINVAL otherwise. */
+int rl_nvme_cmd_rw(struct rl_nvme_cmd *c, int opcode, uint32_t nsid, uint64_t lba,
+		   uint32_t nblocks, void *buf, uint32_t len);
+int rl_nvme_cmd_flush(struct rl_nvme_cmd *c, uint32_t nsid);
+/* IDENTIFY with cns (RL_NVME_CNS_*; nsid 0 for the controller) into buf,
+ * RL_NVME_IDENTIFY_SIZE bytes. */
+int rl_nvme_cmd_identify(struct rl_nvme_cmd *c, uint32_t nsid, uint32_t cns, void *buf);
+struct rl_nvme_info {
+	int32_t id;
+	uint32_t nsid;     /* the namespace's id (NVME_IOCTL_ID) */
+	int32_t admin;     /* 1 when its controller's device opened too (admin commands) */
+	int32_t pad;
+};
+/* Open a namespace's generic device (O_RDWR) and, for admin commands, its
+ * controller's (/dev/ngXnY -> /dev/nvmeX; without it, admin commands
+ * fail with -ENODEV). -ENOTTY: not an NVMe device. Returns 0 and *out. */
+int rl_nvme_open(struct rl_worker *w, const char *path, struct rl_nvme_info *out);
+/* Submit one command (admin != 0: to the controller). The memory at
+ * cmd->addr must stay valid until its RL_EV_NVME. Returns 0 or -errno
+ * (then no event follows). */
+int rl_nvme_submit(struct rl_worker *w, int id, const struct rl_nvme_cmd *cmd, int admin,
+		   uint32_t token);
+/* Close the device once its commands completed (-EBUSY while some are in
+ * flight: nothing is closed then). */
+int rl_nvme_close(struct rl_worker *w, int id);
 
 /* -- name resolution -- */
 /* Resolve host (a name or numeric address) off the loop, on the worker's

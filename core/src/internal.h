@@ -382,6 +382,16 @@ RL_HIDDEN void rl__proc_on_cqe(struct rl_worker *w, struct io_uring_cqe *cqe);
 RL_HIDDEN void rl__proc_kill_all(struct rl_worker *w);
 RL_HIDDEN void rl__proc_fini(struct rl_worker *w);
 
+/* ---- NVMe passthrough (nvme.c) ---- */
+struct rl_nvme;
+/* Reap the NVMe ring's completions as RL_EV_NVME (each poll). */
+RL_HIDDEN void rl__nvme_reap(struct rl_worker *w);
+/* Teardown, once nothing is in flight: close the devices and the ring. */
+RL_HIDDEN void rl__nvme_fini(struct rl_worker *w);
+/* Tests: take fd (any file) as device id, as if rl_nvme_open had opened
+ * it, so the ring path runs without a device. */
+RL_HIDDEN int rl__nvme_adopt_fd(struct rl_worker *w, int fd, int admin_fd, uint32_t nsid);
+
 /* ---- the inbox (inbox.c): messages from other threads ---- */
 struct rl_msg {
 	struct rl_msg *next;
@@ -509,6 +519,7 @@ struct rl_worker {
 	struct rl_proc **procs;    /* processes (proc.c); records never move */
 	uint32_t nprocs;
 	uint32_t procs_live;
+	struct rl_nvme *nvme;      /* the NVMe ring and devices, on first use */
 	uint32_t starved_head;     /* ENOBUFS re-arm list (slot+1, 0 = end) */
 	int wake_fd;
 	int spare_fd;              /* /dev/null held in reserve (plain accepts, listener.c) */

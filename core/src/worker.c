@@ -367,6 +367,7 @@ int rl_worker_poll(struct rl_worker *w, struct rl_event *events, int max, int ti
 	/* completions below stamp a closing connection's progress with it */
 	w->now = rl__clock_now();
 	reap(w);
+	rl__nvme_reap(w);
 
 	/* Return this batch's buffers, then re-arm receives the dry ring
 	 * stopped: the re-arm is driven by the replenish, never a spin. */
@@ -515,6 +516,7 @@ int rl_worker_destroy(struct rl_worker *w)
 	rl__slab_fini(&w->slab);
 	rl__connect_fini(w);
 	rl__proc_fini(w);
+	rl__nvme_fini(w); /* before the wake-up eventfd it posts into */
 	free(w->pending_ev);
 	close(w->wake_fd);
 	if (w->spare_fd >= 0)

@@ -132,7 +132,7 @@ int t_step(struct t_ctx *t, int timeout_ms)
 	ASSERT(n >= 0 && n <= max, "rl_worker_poll: %d (%s)", n, rl_strerror(n));
 	for (int i = 0; i < n; i++) {
 		const struct rl_event *e = &t->ev[i];
-		ASSERT(e->type >= RL_EV_ACCEPTED && e->type <= RL_EV_EXIT, "bad event type %u",
+		ASSERT(e->type >= RL_EV_ACCEPTED && e->type <= RL_EV_NVME, "bad event type %u",
 		       e->type);
 		t->nevents[e->type]++;
 		if (t->nlog == t->logcap) {
