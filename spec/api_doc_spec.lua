@@ -12,7 +12,7 @@
 --   ### `ringline.ERR`, `ringline.WARN`          (several names, one entry)
 -- Functions of the ringline table and of its sub-tables are written
 -- ringline.name / ringline.sub.name, methods object:name with the objects
--- named conn, listener, udp, region, slice, timer (a timer handle), task, process,
+-- named conn, listener, udp, region, slice, timer (a timer handle), task, process, nvme,
 -- semaphore and channel. The module ringline.http is written http.name, its
 -- request and response objects req:name and res:name; ringline.resp is
 -- written resp.name and its reader's methods reader:name (declared in
@@ -105,6 +105,8 @@ local function exported()
       reader = resp.reader(c),
       response = cres, ws = require("ringline.websocket").new(c),
       process = assert(ringline.exec({ "true" }, { stdout = "null" })),
+      -- no NVMe device here: an object of its kind, for its methods
+      nvme = setmetatable({}, require("ringline.nvme").mt),
     }
     o.process:wait()
     o.process:close()
@@ -290,7 +292,7 @@ describe("the API reference", function()
   it("each object kind has its LuaCATS class", function()
     local text = slurp("types/ringline.d.lua")
     for _, kind in ipairs({ "conn", "listener", "udp", "region", "slice", "timer", "task",
-                            "semaphore", "channel", "response", "ws", "process" }) do
+                            "semaphore", "channel", "response", "ws", "process", "nvme" }) do
       assert.is_truthy(text:find("\n%-%-%-@class ringline%." .. kind .. "\n"), "no class for " .. kind)
       assert.is_truthy(text:find("\nlocal " .. kind .. " = {}\n"), "no methods table for " .. kind)
     end

@@ -535,6 +535,62 @@ function process:timedout() end
 function process:close() end
 
 ------------------------------------------------------------------------
+-- NVMe
+------------------------------------------------------------------------
+
+---@class ringline.nvmeopts
+---@field lba_size? integer bytes per block (skips the identify namespace that learns it)
+---@field timeout? number seconds each command may take (default: no limit)
+
+---@class ringline.nvme_mod
+ringline.nvme = {}
+
+---Open a namespace's NVMe generic device (/dev/ngXnY) for passthrough commands.
+---@param path string
+---@param opts? ringline.nvmeopts
+---@return ringline.nvme|nil dev
+---@return string? err
+function ringline.nvme.open(path, opts) end
+
+---@class ringline.nvme
+local nvme = {}
+
+---Read nblocks blocks from lba (blocking): nblocks * lba_size bytes.
+---@param lba integer
+---@param nblocks integer 1..65536
+---@return string|nil data
+---@return string? err
+function nvme:read(lba, nblocks) end
+
+---Write data (a whole number of blocks) at lba (blocking).
+---@param lba integer
+---@param data string
+---@return true|nil ok
+---@return string? err
+function nvme:write(lba, data) end
+
+---Flush the namespace's volatile write cache (blocking).
+---@return true|nil ok
+---@return string? err
+function nvme:flush() end
+
+---The controller's identify data (blocking): vid, ssvid, serial, model, firmware, mdts, nn, raw.
+---@return table|nil id
+---@return string? err
+function nvme:identify() end
+
+---@return integer
+function nvme:lba_size() end
+
+---@return integer
+function nvme:nsid() end
+
+---Close the device; nil, "busy" while a command of a canceled wait is still with the kernel.
+---@return true|nil ok
+---@return string? err
+function nvme:close() end
+
+------------------------------------------------------------------------
 -- UDP
 ------------------------------------------------------------------------
 

@@ -44,7 +44,9 @@ enum rl_errno {
 	RL_EAGAIN = 11,
 	RL_ENOMEM = 12,
 	RL_EBUSY = 16,
+	RL_ENODEV = 19,
 	RL_EINVAL = 22,
+	RL_ENOTTY = 25,
 	RL_ENOSPC = 28,
 	RL_EPIPE = 32,
 	RL_EPROTO = 71,
@@ -314,6 +316,7 @@ struct rl_nvme_info {
 	int32_t pad;
 };
 int rl_nvme_open(struct rl_worker *w, const char *path, struct rl_nvme_info *out);
+int rl_nvme_open_fd(struct rl_worker *w, int fd, int admin_fd, uint32_t nsid);
 int rl_nvme_submit(struct rl_worker *w, int id, const struct rl_nvme_cmd *cmd, int admin,
 		   uint32_t token);
 int rl_nvme_close(struct rl_worker *w, int id);

@@ -129,7 +129,9 @@ enum rl_errno {
 	RL_EAGAIN = 11,
 	RL_ENOMEM = 12,
 	RL_EBUSY = 16,
+	RL_ENODEV = 19,
 	RL_EINVAL = 22,
+	RL_ENOTTY = 25,
 	RL_ENOSPC = 28,
 	RL_EPIPE = 32,
 	RL_EPROTO = 71,
@@ -649,6 +651,12 @@ struct rl_nvme_info {
  * controller's (/dev/ngXnY -> /dev/nvmeX; without it, admin commands
  * fail with -ENODEV). -ENOTTY: not an NVMe device. Returns 0 and *out. */
 int rl_nvme_open(struct rl_worker *w, const char *path, struct rl_nvme_info *out);
+/* Take descriptors the caller opened (a privileged helper may pass them):
+ * fd for I/O commands, admin_fd for admin ones (-1: none), nsid the
+ * namespace's. Nothing is checked: any file with a uring_cmd handler is
+ * taken (the tests use /dev/null). The core closes them with the device;
+ * on failure they stay the caller's. Returns the id. */
+int rl_nvme_open_fd(struct rl_worker *w, int fd, int admin_fd, uint32_t nsid);
 /* Submit one command (admin != 0: to the controller). The memory at
  * cmd->addr must stay valid until its RL_EV_NVME. Returns 0 or -errno
  * (then no event follows). */

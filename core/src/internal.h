@@ -388,9 +388,7 @@ struct rl_nvme;
 RL_HIDDEN void rl__nvme_reap(struct rl_worker *w);
 /* Teardown, once nothing is in flight: close the devices and the ring. */
 RL_HIDDEN void rl__nvme_fini(struct rl_worker *w);
-/* Tests: take fd (any file) as device id, as if rl_nvme_open had opened
- * it, so the ring path runs without a device. */
-RL_HIDDEN int rl__nvme_adopt_fd(struct rl_worker *w, int fd, int admin_fd, uint32_t nsid);
+
 
 /* ---- the inbox (inbox.c): messages from other threads ---- */
 struct rl_msg {

@@ -140,8 +140,10 @@ static int dev_add(struct rl_worker *w, int fd, int admin_fd, uint32_t nsid)
 	return -EMFILE;
 }
 
-int rl__nvme_adopt_fd(struct rl_worker *w, int fd, int admin_fd, uint32_t nsid)
+int rl_nvme_open_fd(struct rl_worker *w, int fd, int admin_fd, uint32_t nsid)
 {
+	if (fd < 0)
+		return -EBADF;
 	return dev_add(w, fd, admin_fd, nsid);
 }
 

@@ -7,7 +7,7 @@
  *    with CNS) equals one filled in here through the kernel's own struct,
  *    field by field, and the builders refuse what the format cannot carry;
  *  - the ring path: a command submitted on a descriptor that is no NVMe
- *    device (/dev/null stands in through rl__nvme_adopt_fd; recent kernels
+ *    device (/dev/null stands in through rl_nvme_open_fd; recent kernels
  *    complete its passthrough commands with 0, older ones refuse them) goes
  *    through the SQE128/CQE32 ring, wakes the worker's poll through its
  *    eventfd and comes back as one RL_EV_NVME each; the gauges return
@@ -122,7 +122,7 @@ static void ring_path(void)
 
 	int fd = open("/dev/null", O_RDWR | O_CLOEXEC);
 	CHECK(fd >= 0);
-	int id = CHECK_RC(rl__nvme_adopt_fd(t.w, fd, -1, 1));
+	int id = CHECK_RC(rl_nvme_open_fd(t.w, fd, -1, 1));
 	CHECK_EQ(rl_nvme_cmd_rw(&c, RL_NVME_READ, 1, 0, 1, buf, sizeof(buf)), 0);
 	CHECK_EQ(rl_nvme_submit(t.w, id, &c, 0, 41), 0);
 	CHECK_EQ(rl_nvme_submit(t.w, id, &c, 0, 42), 0);

@@ -134,6 +134,7 @@ static void one_path(int waitid)
 	const char *const nodir[] = { "true", NULL };
 	CHECK_EQ(rl_proc_spawn(t.w, nodir, NULL, "/nonexistent", 0, 1, &pi), -ENOENT);
 	CHECK_EQ(rl_worker_metrics(t.w)->procs_running, 0);
+	T_WAIT(&t, idle, 10); /* the last run's connection finishes closing */
 	CHECK_EQ(rl_worker_live(t.w), 0);
 	const char *const empty[] = { NULL };
 	CHECK_EQ(rl_proc_spawn(t.w, empty, NULL, NULL, 0, 1, &pi), -EINVAL);

@@ -29,6 +29,7 @@ local watchdog = require "ringline.watchdog"
 local worker = require "ringline.worker"
 local tls = require "ringline.tls"
 local exec = require "ringline.exec"
+local nvme = require "ringline.nvme"
 
 -- The event dispatch table and the lifecycle hooks (ringline.sched lists
 -- both) are filled here, once, in this order, and nowhere else: no module
@@ -46,6 +47,7 @@ timer.attach(sched)         -- hook ending
 watchdog.attach(sched)      -- hook configured
 worker.attach(sched)        -- messages RL_MSG_SIGNAL, RL_MSG_USER; hooks started, stopping (in a host)
 exec.attach(sched)          -- RL_EV_EXIT; a drain step; os.execute/io.popen warn in a run
+nvme.attach(sched)          -- RL_EV_NVME; a drain step
 
 local type, error, tonumber = type, error, tonumber
 local need = sched.need
@@ -161,6 +163,11 @@ end
 function M.exec_capture(argv, opts)
   return exec.exec_capture(need("ringline.exec_capture"), argv, opts)
 end
+
+-- NVMe passthrough: ringline.nvme.open(path [, opts]) -> device.
+M.nvme = {
+  open = function(path, opts) return nvme.open(need("ringline.nvme.open"), path, opts) end,
+}
 
 -- A UDP socket (made by its first bind, setpeername or sendto).
 function M.udp(opts)

@@ -149,6 +149,7 @@ end
 --   region      RL_EV_GUARD
 --   udp         RL_EV_UDP
 --   exec        RL_EV_EXIT
+--   nvme        RL_EV_NVME
 local dispatch = {}
 M.dispatch = dispatch
 
