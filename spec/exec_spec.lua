@@ -281,6 +281,7 @@ describe("ringline.exec misuse", function()
         function() ringline.exec({ "ls" }, { timeout = -1 }) end,
         function() ringline.exec_capture({ "ls" }, { stdout = "null" }) end,
         function() ringline.exec_capture({ "ls" }, { max_output = -1 }) end,
+        function() ringline.exec_capture({ "ls" }, { stdin = "pipe" }) end,
       } do
         local ok, err = pcall(bad)
         assert.is_false(ok)

@@ -345,7 +345,13 @@ local function exec(S, argv, opts, what, valid)
   if not procs then procs = {}; S.procs = procs end
   procs[tok] = p
   sched.own(t, p)
-  if ms and ms > 0 then timer_arm(S, p, ms / 1000, false) end
+  if ms and ms > 0 then
+    local ok, terr = timer_arm(S, p, ms / 1000, false)
+    if not ok then
+      p:close()
+      return nil, terr
+    end
+  end
   local conns, err = adopt_streams(S, t, w, info)
   if not conns then
     p:close()
@@ -376,6 +382,9 @@ function M.exec_capture(S, argv, opts)
     misuse("ringline.exec_capture: opts.max_output must be a byte count")
   end
   max = max or M.DEFAULT_MAX_OUTPUT
+  if opts and opts.stdin == "pipe" then
+    misuse("ringline.exec_capture: opts.stdin = \"pipe\" would never end (give the bytes instead)")
+  end
   local o = { stdout = "pipe" }
   if opts then for k, v in pairs(opts) do if k ~= "max_output" then o[k] = v end end end
   check.options(opts, CAPTURE_VALID, "ringline.exec_capture")
