@@ -49,7 +49,19 @@ describe("ringline.nvme identify data", function()
   end)
 end)
 
+local function fd_count()
+  local d = io.popen("ls /proc/self/fd")  -- counts ls's own: compared with itself
+  local n = 0
+  for _ in d:lines() do n = n + 1 end
+  d:close()
+  return n
+end
+
 describe("ringline.nvme.open", function()
+  local fds0
+  before_each(function() fds0 = fd_count() end)
+  after_each(function() assert.are.equal(fds0, fd_count()) end)
+
   it("refuses what is not an NVMe generic device, clearly", function()
     local r = support.run(function()
       local a, ea = ringline.nvme.open("/dev/null")
@@ -76,6 +88,10 @@ describe("ringline.nvme.open", function()
 end)
 
 describe("an NVMe command's way through the worker (/dev/null for a device)", function()
+  local fds0
+  before_each(function() fds0 = fd_count() end)
+  after_each(function() assert.are.equal(fds0, fd_count()) end)
+
   it("read, write, flush and identify complete and wake their task; nothing is left in flight", function()
     local r = support.run(function()
       local S = require("ringline.sched").state()
