@@ -41,6 +41,7 @@ struct options {
 	double drain_timeout;    /* seconds */
 	int accept_acceptor;     /* --accept acceptor: listeners share one socket */
 	int allow_bytecode;      /* --allow-bytecode: the script may be precompiled */
+	const char *metrics;     /* --metrics ADDR, NULL: none */
 	struct rl_config cfg;   /* where the core validates --set; the worker
 	                         * gets the values via ringline.configure */
 	/* keys given with --set, in order, for hostinfo.config; lua_key: not
@@ -58,6 +59,13 @@ struct options {
 };
 
 extern struct options opts;
+
+/* metrics.c: the endpoint's thread and what it reads. */
+int host_metrics_init(void);          /* before any worker starts */
+void host_metrics_stop(void);         /* after every worker has ended */
+void host_metrics_log_dropped(int id);
+uint64_t host_metrics_log_drops(int id);
+extern volatile int host_draining;    /* /healthz answers 503 from now */
 
 /* main.c */
 void host_usage_hint(void);
@@ -95,6 +103,10 @@ int host_allowed_cpus(cpu_set_t *set);
 /* Those CPUs as they were before any worker was pinned: a thread started
  * from a pinned worker (the acceptor) gets this mask, not the worker's. */
 extern cpu_set_t host_process_cpus;
+/* metrics.c: worker id's counters and histograms, read in place under the
+ * registry's lock (so it cannot be destroyed meanwhile); 0, or -ENOENT when
+ * it has no C worker now. */
+int host_worker_sample(int id, struct rl_metrics *m, struct rl_latency *lat);
 /* Blocks the handled signals, starts the workers, supervises them until
  * all have ended; returns the process's exit status. */
 int host_run_workers(void);

@@ -57,6 +57,7 @@
 #include <luajit.h>
 
 #include "host.h"
+#include "rl_host.h"
 
 const char *progname = "ringline-lua";
 struct options opts;
@@ -151,6 +152,9 @@ static void print_help(const struct options *o)
 	       "                       (default %.0f)\n"
 	       "  --allow-bytecode     run a precompiled script (luajit -b output); refused\n"
 	       "                       without it: only source is expected\n"
+	       "  --metrics ADDR       serve /metrics (Prometheus text format) and /healthz\n"
+	       "                       on ADDR (host:port, [v6]:port or port) from a host\n"
+	       "                       thread of its own\n"
 	       "  --set key=value      set a configuration key (see below) for every worker;\n"
 	       "                       k/m/g suffixes multiply by 1024, 1024^2, 1024^3\n"
 	       "  -e code              run code (a Lua chunk) before the script, as lua -e\n"
@@ -365,6 +369,8 @@ static void parse_options(struct options *o, int argc, char **argv)
 			o->allow_bytecode = 1;
 		} else if (is_option(a, "--drain-timeout")) {
 			parse_drain(o, option_value(argc, argv, &i, "--drain-timeout", "seconds"));
+		} else if (is_option(a, "--metrics")) {
+			o->metrics = option_value(argc, argv, &i, "--metrics", "an address (host:port)");
 		} else if (is_option(a, "--set")) {
 			parse_set(o, option_value(argc, argv, &i, "--set", "key=value"));
 		} else {
@@ -405,5 +411,25 @@ int main(int argc, char **argv)
 	/* Line-buffered even into a pipe: a server's "listening on" line must
 	 * reach a supervisor or log before the first request. */
 	setvbuf(stdout, NULL, _IOLBF, 0);
-	return host_run_workers();
+	if (host_metrics_init() < 0) {
+		fprintf(stderr, "%s: out of memory\n", progname);
+		return 1;
+	}
+	if (opts.metrics) {
+		char msg[256] = "";
+		int rc = rl_host_metrics_listen(opts.metrics, msg, sizeof(msg));
+
+		if (rc < 0) {
+			fprintf(stderr, "%s: --metrics: %s\n", progname, msg);
+			if (rc == -EINVAL)
+				host_usage_hint();
+			return rc == -EINVAL ? EXIT_USAGE : 1;
+		}
+	}
+	{
+		int status = host_run_workers();
+
+		host_metrics_stop();
+		return status;
+	}
 }

@@ -98,8 +98,8 @@ void host_log(int level, int id, const char *fmt, ...)
 		n = snprintf(line, sizeof(line), "%s [%s] ringline worker %d: ", when,
 			     names[level - LOG_ERR], id);
 	else
-		n = snprintf(line, sizeof(line), "%s [%s] ringline acceptor: ", when,
-			     names[level - LOG_ERR]);
+		n = snprintf(line, sizeof(line), "%s [%s] ringline %s: ", when,
+			     names[level - LOG_ERR], id == -1 ? "acceptor" : "host");
 	va_start(ap, fmt);
 	vsnprintf(line + n, sizeof(line) - (size_t)n - 1, fmt, ap);
 	va_end(ap);
@@ -224,6 +224,22 @@ RL_HOST_API int rl_host_post(int to, uint32_t from, uint32_t kind, const void *d
 		return -EINVAL;
 	pthread_mutex_lock(&reg_lock);
 	rc = post_locked(&slots[to], from, kind, data, len, via);
+	pthread_mutex_unlock(&reg_lock);
+	return rc;
+}
+
+int host_worker_sample(int id, struct rl_metrics *m, struct rl_latency *lat)
+{
+	int rc = -ENOENT;
+
+	if (!slots || id < 0 || id >= opts.workers)
+		return -EINVAL;
+	pthread_mutex_lock(&reg_lock);
+	if (slots[id].w) {
+		rl_worker_metrics_read(slots[id].w, m);
+		*lat = *rl_worker_latency(slots[id].w);
+		rc = 0;
+	}
 	pthread_mutex_unlock(&reg_lock);
 	return rc;
 }
@@ -416,6 +432,7 @@ static int supervise(int sfd)
 						force_exit(reason);
 					}
 					stopping = 1;
+					host_draining = 1;
 					backstop = now_s() + opts.drain_timeout + STOP_GRACE;
 					snprintf(reason, sizeof(reason), "%s", signame(signo));
 					post_all((uint32_t)signo, RL_MSG_SIGNAL, reason);
@@ -448,6 +465,7 @@ static int supervise(int sfd)
 		if (!stopping && (failed >= 0 || exit_req)) {
 			/* from = 0: a stop that is not a signal */
 			stopping = 1;
+			host_draining = 1;
 			backstop = now_s() + opts.drain_timeout + STOP_GRACE;
 			if (failed >= 0)
 				snprintf(reason, sizeof(reason), "worker %d failed", failed);

@@ -708,6 +708,10 @@ struct rl_latency {
 	struct rl_hist guard_hold;  /* a zero-copy send's submission to its notification
 	                               releasing the guards */
 };
+/* A copy of w's counters with the gauges computed, for a thread other than
+ * w's: it only reads w (rl_worker_metrics refreshes the gauges in place,
+ * which only w's own thread may do). Values are those of about now. */
+void rl_worker_metrics_read(const struct rl_worker *w, struct rl_metrics *out);
 /* The histograms of w, in place (valid until rl_worker_destroy). */
 const struct rl_latency *rl_worker_latency(const struct rl_worker *w);
 /* Add one value (nanoseconds) to h. */

@@ -408,6 +408,18 @@ struct rl_metrics *rl_worker_metrics(struct rl_worker *w)
 	return &w->m;
 }
 
+void rl_worker_metrics_read(const struct rl_worker *w, struct rl_metrics *out)
+{
+	*out = w->m;
+	out->conns_open = w->conns.open;
+	out->send_slots_used = rl__sendpool_used(&w->pool);
+	out->send_heap_chunks = w->pool.heap_chunks;
+	out->send_heap_bytes = w->pool.heap_bytes;
+	out->timers_active = w->timers.nheap;
+	out->slab_used = w->slab.used;
+	out->udp_open = w->udp_live;
+}
+
 const struct rl_latency *rl_worker_latency(const struct rl_worker *w)
 {
 	return &w->lat;
