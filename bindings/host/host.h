@@ -18,7 +18,10 @@
 #ifndef RL_HOST_INTERNAL_H
 #define RL_HOST_INTERNAL_H
 
+#include <pthread.h>
 #include <sched.h>
+#include <stdarg.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include <lua.h>
@@ -42,6 +45,9 @@ struct options {
 	int accept_acceptor;     /* --accept acceptor: listeners share one socket */
 	int allow_bytecode;      /* --allow-bytecode: the script may be precompiled */
 	const char *metrics;     /* --metrics ADDR, NULL: none */
+	const char *log_file;    /* --log-file PATH, NULL: stderr */
+	int log_json;            /* --log-format json */
+	int log_level;           /* --log-level, 0: not given */
 	struct rl_config cfg;   /* where the core validates --set; the worker
 	                         * gets the values via ringline.configure */
 	/* keys given with --set, in order, for hostinfo.config; lua_key: not
@@ -59,6 +65,16 @@ struct options {
 };
 
 extern struct options opts;
+
+/* logw.c: a thread with every signal blocked; 0 or an errno. */
+int host_thread_create(pthread_t *t, void *(*fn)(void *));
+/* logw.c: the log writer thread (--log-file, --log-format, --log-level). */
+extern int host_log_threshold;       /* lines above it are not written */
+int host_log_parse_level(const char *s);   /* a name or 4..8; -1 otherwise */
+int host_log_start(char *msg, size_t msglen);   /* before any worker starts */
+void host_log_reopen(void);          /* SIGUSR1 */
+void host_log_stop(void);            /* after every worker has ended */
+void host_log_v(int level, int id, const char *fmt, va_list ap);
 
 /* metrics.c: the endpoint's thread and what it reads. */
 int host_metrics_init(void);          /* before any worker starts */

@@ -802,7 +802,7 @@ RL_HOST_API int rl_host_metrics_listen(const char *addr, char *msg, size_t msgle
 		return rc;
 	}
 	stop_fd = eventfd(0, EFD_CLOEXEC);
-	rc = stop_fd < 0 ? errno : pthread_create(&thread, NULL, metrics_main, NULL);
+	rc = stop_fd < 0 ? errno : host_thread_create(&thread, metrics_main);
 	if (rc != 0) {
 		close(listen_fd);
 		listen_fd = -1;

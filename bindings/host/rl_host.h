@@ -79,6 +79,17 @@ RL_HOST_API struct rl_host_watch *rl_host_watch(int id);
 RL_HOST_API uint32_t rl_host_watch_loc(const char *where);
 
 /*
+ * Logging (logw.c): ringline.log's lines in the host. rl_host_log appends
+ * one whole line to worker id's bounded buffer, which the host's writer
+ * thread writes to the log (--log-file, else stderr); it never blocks:
+ * 0, or -ENOBUFS when the buffer is full (the line is dropped and counted
+ * in ringline_log_dropped_total). rl_host_log_config writes the format
+ * ("text" or "json") into format and returns the level threshold.
+ */
+RL_HOST_API int rl_host_log(int id, const char *line, size_t len);
+RL_HOST_API int rl_host_log_config(char *format, size_t cap);
+
+/*
  * Metrics (metrics.c). rl_host_metrics_listen serves /metrics and /healthz
  * on addr from a host thread (--metrics, ringline.configure{metrics=});
  * the same addr again is no change, another is refused. 0 or -errno with a

@@ -63,48 +63,14 @@ int host_allowed_cpus(cpu_set_t *set)
 
 /* ---- log lines of the host (the format of ringline.log) ---- */
 
-/* RINGLINE_LOG_LEVEL as ringline.log reads it: a number or a level name. */
-static int log_threshold(void)
-{
-	static const char *names[] = { "ERR", "WARN", "NOTICE", "INFO", "DEBUG" };
-	const char *env = getenv("RINGLINE_LOG_LEVEL");
-	char *end;
-	long v;
-
-	if (!env || !*env)
-		return LOG_INFO;
-	v = strtol(env, &end, 10);
-	if (!*end)   /* out of range: INFO, as ringline.log (which reports it) */
-		return v >= LOG_ERR && v <= LOG_DEBUG ? (int)v : LOG_INFO;
-	for (int i = 0; i < 5; i++)
-		if (strcasecmp(env, names[i]) == 0)
-			return LOG_ERR + i;
-	return LOG_INFO;
-}
-
+/* The format and destination are logw.c's (--log-format, --log-file). */
 void host_log(int level, int id, const char *fmt, ...)
 {
-	static const char *names[] = { "error", "warn", "notice", "info", "debug" };
-	char line[512], when[32];
-	time_t now = time(NULL);
-	struct tm tm;
 	va_list ap;
-	int n;
 
-	if (level > log_threshold())
-		return;
-	strftime(when, sizeof(when), "%Y/%m/%d %H:%M:%S", localtime_r(&now, &tm));
-	if (id >= 0)
-		n = snprintf(line, sizeof(line), "%s [%s] ringline worker %d: ", when,
-			     names[level - LOG_ERR], id);
-	else
-		n = snprintf(line, sizeof(line), "%s [%s] ringline %s: ", when,
-			     names[level - LOG_ERR], id == -1 ? "acceptor" : "host");
 	va_start(ap, fmt);
-	vsnprintf(line + n, sizeof(line) - (size_t)n - 1, fmt, ap);
+	host_log_v(level, id, fmt, ap);
 	va_end(ap);
-	strcat(line, "\n");
-	fputs(line, stderr);   /* one write: lines of workers do not mix */
 }
 
 /* ---- the worker registry (rl_host.h) ---- */
@@ -437,6 +403,8 @@ static int supervise(int sfd)
 					snprintf(reason, sizeof(reason), "%s", signame(signo));
 					post_all((uint32_t)signo, RL_MSG_SIGNAL, reason);
 				} else {
+					if (signo == SIGUSR1)
+						host_log_reopen();   /* once for the process */
 					post_all((uint32_t)signo, RL_MSG_SIGNAL, signame(signo));
 				}
 			}

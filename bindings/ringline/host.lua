@@ -35,6 +35,8 @@ struct rl_host_watch {
 };
 struct rl_host_watch *rl_host_watch(int id);
 uint32_t rl_host_watch_loc(const char *where);
+int rl_host_log(int id, const char *line, size_t len);
+int rl_host_log_config(char *format, size_t cap);
 int rl_host_metrics_listen(const char *addr, char *msg, size_t msglen);
 int rl_host_metrics_address(char *out, size_t cap);
 struct rl_host_stats {
@@ -53,5 +55,5 @@ double *rl_host_metric_cell(int family, int worker, const char *labels, char *ms
 local C = ffi.C
 local _ = C.rl_host_register, C.rl_host_unregister, C.rl_host_post, C.rl_host_exit,
   C.rl_host_listen_shared, C.rl_host_watch, C.rl_host_watch_loc, C.rl_host_metrics_listen,
-  C.rl_host_metrics_address, C.rl_host_stats, C.rl_host_metric_family, C.rl_host_metric_cell
+  C.rl_host_metrics_address, C.rl_host_log, C.rl_host_log_config, C.rl_host_stats, C.rl_host_metric_family, C.rl_host_metric_cell
 return C
