@@ -373,7 +373,7 @@ describe("ringline-lua --metrics", function()
   end)
 
   it("refuses a bad address (status 2) and one in use (status 1), saying why", function()
-    local code, _, err = proc.run(proc.quote(host) .. " --metrics nonsense:x -e 'x=1'")
+    local code, out, err = proc.run(proc.quote(host) .. " --metrics nonsense:x -e 'x=1'")
     assert.are.equal(2, code)
     assert.is_truthy(err:find("--metrics: 'nonsense:x': expected host:port", 1, true), err)
     code, _, err = proc.run(proc.quote(host) .. " -e 'x=1' --metrics")
@@ -387,6 +387,33 @@ describe("ringline-lua --metrics", function()
     end)
     assert.are.equal(1, code)
     assert.is_truthy(err:find("--metrics: '127.0.0.1:%d+': Address already in use"), err)
+    -- from the script: a failed bind leaves no descriptor behind
+    ringline.run(function()
+      local l = assert(ringline.listen("127.0.0.1:0", function() end))
+      local _, port = l:getsockname()
+      code, out, err = proc.run(proc.quote(host) .. " " .. script([[
+        local ffi = require "ffi"
+        pcall(ffi.cdef, "int getpid(void);")
+        local ringline = require "ringline"
+        local function nfd()
+          local p = io.popen("ls /proc/" .. ffi.C.getpid() .. "/fd | wc -l")
+          local n = tonumber(p:read("*a"))
+          p:close()
+          return n
+        end
+        local before = nfd()
+        for _ = 1, 5 do
+          local ok, e = pcall(ringline.configure, { metrics = arg[1] })
+          assert(not ok and e:find("Address already in use", 1, true), e)
+        end
+        print("fds " .. before .. " " .. nfd() .. " " .. tostring(ringline.metric.address()))
+      ]]) .. " 127.0.0.1:" .. port)
+      l:close()
+    end)
+    assert.are.equal(0, code, err)
+    local before, after, addr = out:match("fds (%d+) (%d+) (%S+)")
+    assert.are.equal(before, after)
+    assert.are.equal("nil", addr)
     -- from the script: a second, different address is refused
     code, _, err = proc.run(proc.quote(host) .. [[ --metrics 127.0.0.1:0 -e '
       local ringline = require "ringline"
