@@ -108,6 +108,17 @@ describe("ringline-lua --log-file --log-format json", function()
     assert.are.equal(1, errors)
   end)
 
+  it("keeps what was logged before os.exit ends the process from a worker", function()
+    local log = tmp(".log")
+    local code = run("--log-file " .. log .. [[ -e '
+      local ringline = require "ringline"
+      for i = 1, 500 do ringline.log(ringline.WARN, "line ", i) end
+      os.exit(3)']])
+    assert.are.equal(3, code)
+    local _, n = slurp(log):gsub("%[warn%] ringline worker 0: line %d+\n", "")
+    assert.are.equal(500, n)
+  end)
+
   it("--log-level sets the threshold, over RINGLINE_LOG_LEVEL", function()
     local s = script [[
       local ringline = require "ringline"

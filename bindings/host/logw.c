@@ -301,6 +301,9 @@ int host_log_start(char *msg, size_t msglen)
 	}
 	pthread_setname_np(writer, "ringline-log");
 	writer_up = 1;
+	/* os.exit in a script ends the process from a worker: what it logged
+	 * before still reaches the log */
+	atexit(host_log_stop);
 	return 0;
 }
 
@@ -323,16 +326,21 @@ void host_log_stop(void)
 	uint64_t one = 1;
 	struct timespec ts;
 
-	if (!writer_up)
-		return;
-	__atomic_store_n(&stop_req, 1, __ATOMIC_SEQ_CST);
-	if (write(wake_fd, &one, sizeof(one)) < 0) {
-		/* the backstop timeout picks it up */
+	static pthread_mutex_t stop_lock = PTHREAD_MUTEX_INITIALIZER;
+
+	/* one joiner: main's return and exit() from workers may race here */
+	pthread_mutex_lock(&stop_lock);
+	if (writer_up) {
+		__atomic_store_n(&stop_req, 1, __ATOMIC_SEQ_CST);
+		if (write(wake_fd, &one, sizeof(one)) < 0) {
+			/* the backstop timeout picks it up */
+		}
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_sec += 2;
+		if (pthread_timedjoin_np(writer, NULL, &ts) == 0)
+			writer_up = 0;
 	}
-	clock_gettime(CLOCK_REALTIME, &ts);
-	ts.tv_sec += 2;
-	if (pthread_timedjoin_np(writer, NULL, &ts) == 0)
-		writer_up = 0;
+	pthread_mutex_unlock(&stop_lock);
 }
 
 /* ---- the host's own lines ---- */
