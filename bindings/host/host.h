@@ -110,8 +110,9 @@ int host_watchdog_start(int workers);
 
 /* workers.c */
 enum { LOG_ERR = 4, LOG_WARN = 5, LOG_NOTICE = 6, LOG_INFO = 7, LOG_DEBUG = 8 };
-/* A line in the format of ringline.log, subject to RINGLINE_LOG_LEVEL;
- * id -1 is the acceptor thread. */
+/* A line in the format of ringline.log (--log-format), subject to the
+ * level (--log-level, else RINGLINE_LOG_LEVEL), to the log (logw.c);
+ * id -1 is the acceptor thread, -2 another host thread. */
 __attribute__((format(printf, 3, 4)))
 void host_log(int level, int id, const char *fmt, ...);
 /* The CPUs this process may run on (what -w auto counts and --pin uses). */

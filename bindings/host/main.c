@@ -4,6 +4,7 @@
  *
  *     ringline-lua [-w N|auto] [--pin|--no-pin] [--accept reuseport|acceptor]
  *                  [--drain-timeout s] [--allow-bytecode] [--set key=value ...]
+ *                  [--metrics addr] [--log-file path] [--log-level l] [--log-format f]
  *                  [-e code ...] [script.lua [args...]]
  *
  * It runs N worker threads (thread per core). Each has its own LuaJIT VM
@@ -23,7 +24,8 @@
  * only through their inboxes (rl_worker_post, RL_MSG_SIGNAL):
  *   SIGINT/SIGTERM  every worker drains (see lua/ringline/worker.lua) and
  *                   the process exits 0; a second one exits 1 at once.
- *   SIGHUP/USR1/USR2  posted to every worker (ringline.on_signal).
+ *   SIGHUP/USR1/USR2  posted to every worker (ringline.on_signal); USR1
+ *                   first reopens --log-file (logw.c).
  *   a worker fails  (its script does not load or raises at top level): the
  *                   others are stopped the same way and the status is 1.
  *   ringline.exit(code)  the others are stopped; the status is code.
