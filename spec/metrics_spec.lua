@@ -226,6 +226,9 @@ describe("ringline-lua --metrics", function()
     local who = ringline.metric.gauge("app_worker", "This worker's id plus one.")
     who:set(id + 1)
     local size = ringline.metric.histogram("app_line_bytes", "Request line sizes.", { 1, 10, 100 })
+    -- escaping: a label value and a help text with quote, backslash, newline
+    ringline.metric.gauge("app_odd", "Odd \\ help\nwith a newline.", { "v" })
+      :labels('q"b\\n\n'):set(1)
     assert(ringline.listen("127.0.0.1:" .. port, function(conn)
       local line = assert(conn:receive("*l"))
       hits:labels{ route = line }:inc()
@@ -366,6 +369,8 @@ describe("ringline-lua --metrics", function()
     assert.are.equal(1, value(fams, "app_worker", { worker = "0" }))
     assert.are.equal(2, value(fams, "app_worker", { worker = "1" }))
     assert.are.equal(3, value(fams, "app_worker"))
+    assert.are.equal(2, value(fams, "app_odd", { v = 'q"b\\n\n' }))
+    assert.are.equal("Odd \\\\ help\\nwith a newline.", fams.app_odd.help)   -- escaped as the format says
     assert.are.equal(N, value(fams, "app_line_bytes_count"))
     assert.are.equal(N, value(fams, "app_line_bytes_bucket", { le = "10" }))
     assert.are.equal(served.a, value(fams, "app_line_bytes_bucket", { le = "1" }))   -- le: <=
