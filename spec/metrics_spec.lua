@@ -292,6 +292,22 @@ describe("ringline-lua --metrics", function()
       assert.are.equal(200, status)
       assert.are.equal("ok\n", body)
       assert.are.equal(404, (fetch(maddr, "/nope")))
+      local mh, mp = maddr:match("^(.*):(%d+)$")
+      local function raw(req)
+        local c = assert(ringline.connect(mh, tonumber(mp), { timeout = 5 }))
+        c:settimeout(5000)
+        assert(c:send(req))
+        local all = c:receive("*a")
+        c:close()
+        return all
+      end
+      assert.is_truthy(raw("POST /metrics HTTP/1.0\r\n\r\n"):find("^HTTP/1.1 405 "))
+      assert.is_truthy(raw("GET /metrics HTTP/1.0\r\nX: " .. ("a"):rep(5000) .. "\r\n\r\n")
+        :find("^HTTP/1.1 431 "))
+      local head = raw("HEAD /metrics HTTP/1.0\r\n\r\n")
+      assert.is_truthy(head:find("^HTTP/1.1 200 "))
+      assert.is_truthy(head:find("\r\n\r\n$"), head)          -- no body
+      assert.is_truthy(tonumber(head:match("Content%-Length: (%d+)")) > 1000)
 
       -- a connection the drain waits for, then the stop: /healthz turns
       -- 503 while the process still serves (observed, then released)

@@ -605,6 +605,8 @@ static int write_all(int fd, const char *p, size_t n)
 	return 0;
 }
 
+static int head_only;   /* the request being answered is a HEAD */
+
 static void respond(int fd, int code, const char *reason, const char *ctype, const char *body,
 		    size_t len)
 {
@@ -613,7 +615,7 @@ static void respond(int fd, int code, const char *reason, const char *ctype, con
 			 "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
 			 "Connection: close\r\n\r\n", code, reason, ctype, len);
 
-	if (write_all(fd, head, (size_t)n) == 0 && len)
+	if (write_all(fd, head, (size_t)n) == 0 && len && !head_only)
 		write_all(fd, body, len);
 }
 
@@ -640,6 +642,11 @@ static void serve_one(int fd)
 			break;
 	}
 	req[got] = '\0';
+	head_only = 0;
+	if (!strstr(req, "\r\n\r\n") && !strstr(req, "\n\n")) {
+		respond(fd, 431, "Request Header Fields Too Large", "text/plain", "too large\n", 10);
+		return;
+	}
 	if (sscanf(req, "%7s %255s", method, path) != 2) {
 		respond(fd, 400, "Bad Request", "text/plain", "bad request\n", 12);
 		return;
@@ -650,7 +657,8 @@ static void serve_one(int fd)
 		if (q)
 			*q = '\0';
 	}
-	if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0) {
+	head_only = strcmp(method, "HEAD") == 0;
+	if (strcmp(method, "GET") != 0 && !head_only) {
 		respond(fd, 405, "Method Not Allowed", "text/plain", "GET only\n", 9);
 		return;
 	}
@@ -661,8 +669,7 @@ static void serve_one(int fd)
 		if (b.oom)
 			respond(fd, 500, "Internal Server Error", "text/plain", "out of memory\n", 14);
 		else
-			respond(fd, 200, "OK", "text/plain; version=0.0.4; charset=utf-8", b.p,
-				strcmp(method, "HEAD") == 0 ? 0 : b.len);
+			respond(fd, 200, "OK", "text/plain; version=0.0.4; charset=utf-8", b.p, b.len);
 		free(b.p);
 	} else if (strcmp(path, "/healthz") == 0) {
 		if (host_draining)
@@ -672,6 +679,27 @@ static void serve_one(int fd)
 	} else {
 		respond(fd, 404, "Not Found", "text/plain", "not found\n", 10);
 	}
+}
+
+/* Close after the peer has read the answer: a request we did not read to
+ * its end (too large) would otherwise turn the close into a reset that
+ * can destroy the answer in flight. Bounded by the I/O timeout and 64 KiB. */
+static void linger_close(int fd)
+{
+	char sink[4096];
+	size_t total = 0;
+
+	shutdown(fd, SHUT_WR);
+	while (total < (64u << 10)) {
+		ssize_t r = recv(fd, sink, sizeof(sink), 0);
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			break;
+		total += (size_t)r;
+	}
+	close(fd);
 }
 
 static void *metrics_main(void *arg)
@@ -693,7 +721,7 @@ static void *metrics_main(void *arg)
 			if (fd < 0)
 				continue;
 			serve_one(fd);
-			close(fd);
+			linger_close(fd);
 		}
 	}
 	return NULL;
