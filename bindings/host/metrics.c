@@ -346,6 +346,10 @@ static const struct core_metric {
 	C_(tls_failures, 0, "TLS handshakes failed or timed out, and records refused after one."),
 };
 #undef C_
+/* every counter of struct rl_metrics has a row (all are uint64_t) */
+_Static_assert(sizeof(core_metrics) / sizeof(core_metrics[0]) ==
+	       sizeof(struct rl_metrics) / sizeof(uint64_t),
+	       "a counter of struct rl_metrics has no row in core_metrics");
 
 /* What a scrape sees of the workers: a copy per worker (the last one seen
  * for a worker that has ended, so its counters do not go back). */
