@@ -393,6 +393,53 @@ describe("ringline-lua --metrics", function()
     assert.are.equal(served.a * 1 + served.bb * 2, value(fams, "app_line_bytes_sum"))
   end)
 
+  it("keeps the counters of a worker that ended, and drops its gauges", function()
+    local port = free_port()
+    local srv = proc.spawn(proc.quote(host) .. " -w 2 --no-pin --metrics 127.0.0.1:0 " .. script [[
+      local ringline = require "ringline"
+      local id = ringline.worker_id()
+      local c = ringline.metric.counter("app_done", "Work done.")
+      local g = ringline.metric.gauge("app_busy", "Busy.")
+      c:inc(id + 1)
+      g:set(10 * (id + 1))
+      if id == 0 then
+        assert(ringline.listen("127.0.0.1:" .. arg[1], function(conn) ringline.exit(0) end))
+        -- no scrape before worker 1 is on its way out
+        local bye = ringline.channel(1)
+        ringline.worker.on_message(function(_, m) bye:put(m) end)
+        bye:get()
+        print("serving " .. ringline.metric.address())
+      else
+        ringline.sleep(0)          -- the worker exists (registered)
+        ringline.worker.post(0, "bye")
+      end
+    ]] .. " " .. port, 30)
+    local maddr = srv:expect("^serving (%S+)$")
+    assert(maddr, "did not start")
+    local fams
+    ringline.run({ timeout = 20 }, function()
+      for _ = 1, 500 do        -- until worker 1 has counted and ended (observed)
+        local _, body = fetch(maddr, "/metrics")
+        fams = parse(body)
+        if value(fams, "app_done_total", { worker = "1" }) and
+           not value(fams, "app_busy", { worker = "1" }) then break end
+        ringline.sleep(0.01)
+      end
+      local c = assert(ringline.connect("127.0.0.1", port))
+      c:close()
+    end)
+    local code, _, err = srv:wait()
+    assert.are.equal(0, code, err)
+    assert.is_nil(value(fams, "app_busy", { worker = "1" }))
+    assert.are.equal(10, value(fams, "app_busy", { worker = "0" }))
+    assert.are.equal(10, value(fams, "app_busy"))
+    assert.are.equal(1, value(fams, "app_done_total", { worker = "0" }))
+    assert.are.equal(2, value(fams, "app_done_total", { worker = "1" }))
+    assert.are.equal(3, value(fams, "app_done_total"))
+    assert.are.equal(0, value(fams, "ringline_timers_active", { worker = "1" }))
+    assert.is_true(value(fams, "ringline_loop_iterations_total", { worker = "1" }) > 0)
+  end)
+
   it("refuses a bad address (status 2) and one in use (status 1), saying why", function()
     local code, out, err = proc.run(proc.quote(host) .. " --metrics nonsense:x -e 'x=1'")
     assert.are.equal(2, code)
@@ -417,7 +464,8 @@ describe("ringline-lua --metrics", function()
         pcall(ffi.cdef, "int getpid(void);")
         local ringline = require "ringline"
         local function nfd()
-          local p = io.popen("ls /proc/" .. ffi.C.getpid() .. "/fd | wc -l")
+          -- not the pipes: popen's own come and go while ls looks
+          local p = io.popen("ls -l /proc/" .. ffi.C.getpid() .. "/fd | grep -vc 'pipe:'")
           local n = tonumber(p:read("*a"))
           p:close()
           return n

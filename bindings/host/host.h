@@ -66,6 +66,17 @@ struct options {
 
 extern struct options opts;
 
+/* Worker slots the metrics and the log buffers are sized for: a worker
+ * writes the ones of its slot (hostinfo.slot, else its worker id), and a
+ * scrape adds the slots of one worker index (slot % workers) into its
+ * worker="N" series. 1: one generation of workers; a reload that runs two
+ * generations side by side in two halves of the slots makes it 2. */
+#define HOST_HALVES 1
+static inline int host_slots(void)
+{
+	return opts.workers * HOST_HALVES;
+}
+
 /* logw.c: a thread with every signal blocked; 0 or an errno. */
 int host_thread_create(pthread_t *t, void *(*fn)(void *));
 /* logw.c: the log writer thread (--log-file, --log-format, --log-level). */
@@ -81,6 +92,9 @@ int host_metrics_init(void);          /* before any worker starts */
 void host_metrics_stop(void);         /* after every worker has ended */
 void host_metrics_log_dropped(int id);
 uint64_t host_metrics_log_drops(int id);
+/* A worker leaves its slot (before its C worker is destroyed): its last
+ * counters and histograms are kept for the scrapes after it. */
+void host_metrics_worker_ending(int id, struct rl_worker *w);
 extern volatile int host_draining;    /* /healthz answers 503 from now */
 
 /* main.c */

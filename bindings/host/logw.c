@@ -3,7 +3,7 @@
  * logw.c - where log lines go: --log-file PATH (else stderr), written by a
  * host thread so that logging never blocks a worker.
  *
- * Each worker has a bounded byte ring (RINGLINE_LOG_BUFFER bytes, default
+ * Each worker slot (host_slots) has a bounded byte ring (RINGLINE_LOG_BUFFER bytes, default
  * 256 KiB) it alone appends whole lines to (rl_host_log, from ringline.log);
  * the writer thread alone takes from it and writes to the log descriptor.
  * A line that does not fit is dropped and counted
@@ -280,7 +280,7 @@ int host_log_start(char *msg, size_t msglen)
 		}
 		own_fd = 1;
 	}
-	nrings = opts.workers + 1;
+	nrings = host_slots() + 1;
 	rings = calloc((size_t)nrings, sizeof(*rings));
 	wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	if (!rings || wake_fd < 0) {

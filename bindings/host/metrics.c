@@ -72,6 +72,13 @@ static int nfamilies;
 static pthread_mutex_t fam_lock = PTHREAD_MUTEX_INITIALIZER;
 static uint64_t *log_drops;      /* [workers]: lines dropped on a full buffer */
 static struct rl_host_stats *stats;   /* [workers] */
+/* The last counters of each slot's worker that ended (host_slots). */
+static struct final {
+	int valid;
+	struct rl_metrics m;
+	struct rl_latency lat;
+} *finals;
+static pthread_mutex_t finals_lock = PTHREAD_MUTEX_INITIALIZER;
 
 __attribute__((format(printf, 3, 4)))
 static int fail(char *msg, size_t len, const char *fmt, ...)
@@ -159,7 +166,7 @@ RL_HOST_API double *rl_host_metric_cell(int family, int worker, const char *labe
 	struct series *s;
 	double *cell = NULL;
 
-	if (family < 0 || worker < 0 || worker >= opts.workers || !labels) {
+	if (family < 0 || worker < 0 || worker >= host_slots() || !labels) {
 		fail(msg, msglen, "bad arguments");
 		return NULL;
 	}
@@ -182,7 +189,7 @@ RL_HOST_API double *rl_host_metric_cell(int family, int worker, const char *labe
 		s = calloc(1, sizeof(*s));
 		if (s) {
 			s->labels = strdup(labels);
-			s->cells = calloc((size_t)opts.workers, sizeof(*s->cells));
+			s->cells = calloc((size_t)host_slots(), sizeof(*s->cells));
 		}
 		if (!s || !s->labels || !s->cells) {
 			if (s) {
@@ -212,29 +219,30 @@ RL_HOST_API double *rl_host_metric_cell(int family, int worker, const char *labe
 
 RL_HOST_API struct rl_host_stats *rl_host_stats(int id)
 {
-	if (!stats || id < 0 || id >= opts.workers)
+	if (!stats || id < 0 || id >= host_slots())
 		return NULL;
 	return &stats[id];
 }
 
 void host_metrics_log_dropped(int id)
 {
-	if (log_drops && id >= 0 && id < opts.workers)
+	if (log_drops && id >= 0 && id < host_slots())
 		__atomic_add_fetch(&log_drops[id], 1, __ATOMIC_RELAXED);
 }
 
 uint64_t host_metrics_log_drops(int id)
 {
-	if (!log_drops || id < 0 || id >= opts.workers)
+	if (!log_drops || id < 0 || id >= host_slots())
 		return 0;
 	return __atomic_load_n(&log_drops[id], __ATOMIC_RELAXED);
 }
 
 int host_metrics_init(void)
 {
-	log_drops = calloc((size_t)opts.workers, sizeof(*log_drops));
-	stats = calloc((size_t)opts.workers, sizeof(*stats));
-	return log_drops && stats ? 0 : -ENOMEM;
+	log_drops = calloc((size_t)host_slots(), sizeof(*log_drops));
+	stats = calloc((size_t)host_slots(), sizeof(*stats));
+	finals = calloc((size_t)host_slots(), sizeof(*finals));
+	return log_drops && stats && finals ? 0 : -ENOMEM;
 }
 
 /* ---- the text exposition ---- */
@@ -351,10 +359,11 @@ _Static_assert(sizeof(core_metrics) / sizeof(core_metrics[0]) ==
 	       sizeof(struct rl_metrics) / sizeof(uint64_t),
 	       "a counter of struct rl_metrics has no row in core_metrics");
 
-/* What a scrape sees of the workers: a copy per worker (the last one seen
- * for a worker that has ended, so its counters do not go back). */
+/* What a scrape sees of the workers: a copy per slot (the last one seen
+ * for a worker that has ended, so its counters do not go back; its gauges
+ * count as 0: live says whether a worker runs in the slot now). */
 struct sample {
-	int seen;
+	int live;
 	struct rl_metrics m;
 	struct rl_latency lat;
 	struct rl_host_stats st;
@@ -363,14 +372,34 @@ struct sample {
 
 static struct sample *samples;
 
+
+void host_metrics_worker_ending(int id, struct rl_worker *w)
+{
+	if (!finals || id < 0 || id >= host_slots())
+		return;
+	pthread_mutex_lock(&finals_lock);
+	rl_worker_metrics_read(w, &finals[id].m);
+	finals[id].lat = *rl_worker_latency(w);
+	finals[id].valid = 1;
+	pthread_mutex_unlock(&finals_lock);
+}
+
 static void take_samples(void)
 {
-	for (int i = 0; i < opts.workers; i++) {
+	for (int i = 0; i < host_slots(); i++) {
 		struct sample *s = &samples[i];
 		struct rl_host_watch *wd = rl_host_watch(i);
 
-		if (host_worker_sample(i, &s->m, &s->lat) == 0)
-			s->seen = 1;
+		s->live = host_worker_sample(i, &s->m, &s->lat) == 0;
+		if (!s->live) {
+			/* ended before this scrape (maybe before any): its last values */
+			pthread_mutex_lock(&finals_lock);
+			if (finals[i].valid) {
+				s->m = finals[i].m;
+				s->lat = finals[i].lat;
+			}
+			pthread_mutex_unlock(&finals_lock);
+		}
 		s->st = stats[i];
 		s->stalls = wd ? wd->fired : 0;
 		s->drops = host_metrics_log_drops(i);
@@ -394,8 +423,12 @@ static void put_u64_family(struct buf *b, const char *base, int gauge, const cha
 	snprintf(name, sizeof(name), "ringline_%s%s", base, gauge ? "" : "_total");
 	put_help(b, name, help, gauge ? "gauge" : "counter");
 	for (int i = 0; i < opts.workers; i++) {
-		uint64_t v = get(&samples[i], arg);
+		uint64_t v = 0;
 
+		/* the worker's slots: a gauge only of a running worker */
+		for (int s = i; s < host_slots(); s += opts.workers)
+			if (!gauge || samples[s].live)
+				v += get(&samples[s], arg);
 		total += v;
 		put(b, "%s{worker=\"%d\"} %llu\n", name, i, (unsigned long long)v);
 	}
@@ -438,7 +471,15 @@ static void put_core_hist(struct buf *b, const char *name, const char *help, siz
 		char lbl[32];
 		uint64_t cum = 0;
 
-		memcpy(&h, (const char *)&samples[i].lat + off, sizeof(h));
+		memset(&h, 0, sizeof(h));
+		for (int s = i; s < host_slots(); s += opts.workers) {
+			struct rl_hist one;
+
+			memcpy(&one, (const char *)&samples[s].lat + off, sizeof(one));
+			for (int k = 0; k < RL_HIST_BUCKETS; k++)
+				h.buckets[k] += one.buckets[k];
+			h.sum_ns += one.sum_ns;
+		}
 		for (int k = 0; k < RL_HIST_BUCKETS; k++)
 			total.buckets[k] += h.buckets[k];
 		total.sum_ns += h.sum_ns;
@@ -503,9 +544,11 @@ static void put_script_family(struct buf *b, const struct family *f)
 {
 	char name[300];
 	size_t n = cell_len(f);
-	double *sum = calloc(n, sizeof(double));
+	double *sum = calloc(n, sizeof(double)), *one = calloc(n, sizeof(double));
 
-	if (!sum) {
+	if (!sum || !one) {
+		free(sum);
+		free(one);
 		b->oom = 1;
 		return;
 	}
@@ -514,18 +557,29 @@ static void put_script_family(struct buf *b, const struct family *f)
 		 f->type == RL_HOST_METRIC_GAUGE ? "gauge" : "histogram");
 	for (const struct series *s = f->head; s; s = s->next) {
 		memset(sum, 0, n * sizeof(double));
-		for (int w = 0; w < opts.workers; w++) {
-			const double *c = s->cells[w];
-
-			for (size_t k = 0; c && k < n; k++)
-				sum[k] += c[k];
-		}
 		for (int w = 0; w <= opts.workers; w++) {
 			int wid = w < opts.workers ? w : -1;
-			const double *c = wid >= 0 ? s->cells[wid] : sum;
+			const double *c = sum;
+			int any = 0;
 
-			if (!c)
-				continue;
+			if (wid >= 0) {
+				/* the worker's slots (a gauge only of a running worker) */
+				memset(one, 0, n * sizeof(double));
+				for (int sl = wid; sl < host_slots(); sl += opts.workers) {
+					const double *cell = s->cells[sl];
+
+					if (!cell || (f->type == RL_HOST_METRIC_GAUGE && !samples[sl].live))
+						continue;
+					any = 1;
+					for (size_t k = 0; k < n; k++)
+						one[k] += cell[k];
+				}
+				if (!any)
+					continue;
+				for (size_t k = 0; k < n; k++)
+					sum[k] += one[k];
+				c = one;
+			}
 			if (f->type != RL_HOST_METRIC_HISTOGRAM) {
 				put_sample(b, name, "", s->labels, wid, NULL, c[0]);
 				continue;
@@ -545,6 +599,7 @@ static void put_script_family(struct buf *b, const struct family *f)
 			put_sample(b, name, "_count", s->labels, wid, NULL, cum);
 		}
 	}
+	free(one);
 	free(sum);
 }
 
@@ -821,7 +876,7 @@ RL_HOST_API int rl_host_metrics_listen(const char *addr, char *msg, size_t msgle
 		return rc;
 	}
 	if (!samples)
-		samples = calloc((size_t)opts.workers, sizeof(*samples));
+		samples = calloc((size_t)host_slots(), sizeof(*samples));
 	if (!samples || (!stats && host_metrics_init() < 0)) {
 		pthread_mutex_unlock(&start_lock);
 		return fail(msg, msglen, "out of memory");

@@ -174,6 +174,7 @@ RL_HOST_API int rl_host_unregister(int id, struct rl_worker *w)
 	s = &slots[id];
 	pthread_mutex_lock(&reg_lock);
 	if (s->w == w) {
+		host_metrics_worker_ending(id, w);   /* its last counters, for /metrics */
 		s->w = NULL;
 		s->ended = 1;
 	}
@@ -198,7 +199,7 @@ int host_worker_sample(int id, struct rl_metrics *m, struct rl_latency *lat)
 {
 	int rc = -ENOENT;
 
-	if (!slots || id < 0 || id >= opts.workers)
+	if (!slots || id < 0 || id >= host_slots())
 		return -EINVAL;
 	pthread_mutex_lock(&reg_lock);
 	if (slots[id].w) {

@@ -55,7 +55,8 @@ if H then
 end
 M.json = json
 
-local WID = M.worker_id
+-- the host's buffer of this worker's slot (see ringline.metric)
+local WID = hostinfo and tonumber(hostinfo.slot) or M.worker_id
 local default_sink
 if H then
   default_sink = function(line) H.rl_host_log(WID, line, #line) end

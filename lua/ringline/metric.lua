@@ -29,7 +29,10 @@ local huge = math.huge
 
 local M = {}
 
-local WORKER = log.worker_id
+-- Host memory is indexed by this worker's slot (hostinfo.slot where the
+-- host runs generations of workers side by side, else the worker id).
+local hostinfo = H and require "ringline.hostinfo"
+local WORKER = hostinfo and tonumber(hostinfo.slot) or log.worker_id
 local MSGLEN = 256
 local msg = ffi_new("char[?]", MSGLEN)
 
