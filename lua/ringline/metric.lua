@@ -178,9 +178,14 @@ Family.__index = Family
 function Family:labels(...)
   local names = self.labelnames
   local nl = #names
+  local first = ...
+  -- the common case without allocating: one label, a string value seen before
+  if nl == 1 and type(first) == "string" and select("#", ...) == 1 then
+    local child = self.children[first]
+    if child then return child end
+  end
   if nl == 0 then error(self.name .. ": this metric has no labels", 2) end
   local vals = {}
-  local first = ...
   if select("#", ...) == 1 and type(first) == "table" then
     local given = 0
     for k in pairs(first) do
