@@ -316,8 +316,9 @@ describe("ringline.http server", function()
     end)
     assert.are.same({ 500, nil, 200, "fine", true, true }, got)
     assert.are.equal(2, #lines)
-    assert.matches("%[error%].*http handler error: .*boom!", lines[1])
-    assert.matches("http handler error: .*late", lines[2])
+    -- once each, with the peer's address and the traceback
+    assert.matches("%[error%].*http handler error %(peer 127%.0%.0%.1:%d+%): .*boom!.*stack traceback", lines[1])
+    assert.matches("http handler error %(peer 127%.0%.0%.1:%d+%): .*late", lines[2])
   end)
 
   -- Each: raw request -> the status expected; the connection then closes.

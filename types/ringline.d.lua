@@ -769,6 +769,46 @@ function ringline.exit(code) end
 function ringline.exiting() end
 
 ------------------------------------------------------------------------
+-- Metrics (served by the host's --metrics endpoint)
+------------------------------------------------------------------------
+
+---A counter, gauge or histogram child (one label set), or a metric without labels.
+---@class ringline.metric.child
+---@field inc fun(self: ringline.metric.child, v?: number) counter, gauge: add v (default 1)
+---@field add fun(self: ringline.metric.child, v: number) same as inc
+---@field dec fun(self: ringline.metric.child, v?: number) gauge: subtract v (default 1)
+---@field set fun(self: ringline.metric.child, v: number) gauge: set
+---@field observe fun(self: ringline.metric.child, v: number) histogram: one value
+
+---@class ringline.metric.family: ringline.metric.child
+---@field labels fun(self: ringline.metric.family, ...: string|number|table<string, string|number>): ringline.metric.child
+
+ringline.metric = {}
+
+---@param name string [a-zA-Z_:][a-zA-Z0-9_:]*; "_total" is appended when missing
+---@param help string
+---@param labels? string[] label names
+---@return ringline.metric.family
+function ringline.metric.counter(name, help, labels) end
+
+---@param name string
+---@param help string
+---@param labels? string[]
+---@return ringline.metric.family
+function ringline.metric.gauge(name, help, labels) end
+
+---@param name string
+---@param help string
+---@param buckets? number[] increasing upper bounds (default .005 .. 10)
+---@param labels? string[]
+---@return ringline.metric.family
+function ringline.metric.histogram(name, help, buckets, labels) end
+
+---The metrics endpoint's address ("host:port"), nil when none serves.
+---@return string|nil
+function ringline.metric.address() end
+
+------------------------------------------------------------------------
 -- HTTP server: require "ringline.http"
 ------------------------------------------------------------------------
 

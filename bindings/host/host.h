@@ -18,7 +18,10 @@
 #ifndef RL_HOST_INTERNAL_H
 #define RL_HOST_INTERNAL_H
 
+#include <pthread.h>
 #include <sched.h>
+#include <stdarg.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include <lua.h>
@@ -41,6 +44,10 @@ struct options {
 	double drain_timeout;    /* seconds */
 	int accept_acceptor;     /* --accept acceptor: listeners share one socket */
 	int allow_bytecode;      /* --allow-bytecode: the script may be precompiled */
+	const char *metrics;     /* --metrics ADDR, NULL: none */
+	const char *log_file;    /* --log-file PATH, NULL: stderr */
+	int log_json;            /* --log-format json */
+	int log_level;           /* --log-level, 0: not given */
 	struct rl_config cfg;   /* where the core validates --set; the worker
 	                         * gets the values via ringline.configure */
 	/* keys given with --set, in order, for hostinfo.config; lua_key: not
@@ -58,6 +65,37 @@ struct options {
 };
 
 extern struct options opts;
+
+/* Worker slots the metrics and the log buffers are sized for: a worker
+ * writes the ones of its slot (hostinfo.slot, else its worker id), and a
+ * scrape adds the slots of one worker index (slot % workers) into its
+ * worker="N" series. 1: one generation of workers; a reload that runs two
+ * generations side by side in two halves of the slots makes it 2. */
+#define HOST_HALVES 1
+static inline int host_slots(void)
+{
+	return opts.workers * HOST_HALVES;
+}
+
+/* logw.c: a thread with every signal blocked; 0 or an errno. */
+int host_thread_create(pthread_t *t, void *(*fn)(void *));
+/* logw.c: the log writer thread (--log-file, --log-format, --log-level). */
+extern int host_log_threshold;       /* lines above it are not written */
+int host_log_parse_level(const char *s);   /* a name or 4..8; -1 otherwise */
+int host_log_start(char *msg, size_t msglen);   /* before any worker starts */
+void host_log_reopen(void);          /* SIGUSR1 */
+void host_log_stop(void);            /* after every worker has ended */
+void host_log_v(int level, int id, const char *fmt, va_list ap);
+
+/* metrics.c: the endpoint's thread and what it reads. */
+int host_metrics_init(void);          /* before any worker starts */
+void host_metrics_stop(void);         /* after every worker has ended */
+void host_metrics_log_dropped(int id);
+uint64_t host_metrics_log_drops(int id);
+/* A worker leaves its slot (before its C worker is destroyed): its last
+ * counters and histograms are kept for the scrapes after it. */
+void host_metrics_worker_ending(int id, struct rl_worker *w);
+extern volatile int host_draining;    /* /healthz answers 503 from now */
 
 /* main.c */
 void host_usage_hint(void);
@@ -83,8 +121,9 @@ int host_watchdog_start(int workers);
 
 /* workers.c */
 enum { LOG_ERR = 4, LOG_WARN = 5, LOG_NOTICE = 6, LOG_INFO = 7, LOG_DEBUG = 8 };
-/* A line in the format of ringline.log, subject to RINGLINE_LOG_LEVEL;
- * id -1 is the acceptor thread. */
+/* A line in the format of ringline.log (--log-format), subject to the
+ * level (--log-level, else RINGLINE_LOG_LEVEL), to the log (logw.c);
+ * id -1 is the acceptor thread, -2 another host thread. */
 __attribute__((format(printf, 3, 4)))
 void host_log(int level, int id, const char *fmt, ...);
 /* The CPUs this process may run on (what -w auto counts and --pin uses). */
@@ -92,6 +131,10 @@ int host_allowed_cpus(cpu_set_t *set);
 /* Those CPUs as they were before any worker was pinned: a thread started
  * from a pinned worker (the acceptor) gets this mask, not the worker's. */
 extern cpu_set_t host_process_cpus;
+/* metrics.c: worker id's counters and histograms, read in place under the
+ * registry's lock (so it cannot be destroyed meanwhile); 0, or -ENOENT when
+ * it has no C worker now. */
+int host_worker_sample(int id, struct rl_metrics *m, struct rl_latency *lat);
 /* Blocks the handled signals, starts the workers, supervises them until
  * all have ended; returns the process's exit status. */
 int host_run_workers(void);

@@ -4,6 +4,7 @@
  *
  *     ringline-lua [-w N|auto] [--pin|--no-pin] [--accept reuseport|acceptor]
  *                  [--drain-timeout s] [--allow-bytecode] [--set key=value ...]
+ *                  [--metrics addr] [--log-file path] [--log-level l] [--log-format f]
  *                  [-e code ...] [script.lua [args...]]
  *
  * It runs N worker threads (thread per core). Each has its own LuaJIT VM
@@ -23,7 +24,8 @@
  * only through their inboxes (rl_worker_post, RL_MSG_SIGNAL):
  *   SIGINT/SIGTERM  every worker drains (see lua/ringline/worker.lua) and
  *                   the process exits 0; a second one exits 1 at once.
- *   SIGHUP/USR1/USR2  posted to every worker (ringline.on_signal).
+ *   SIGHUP/USR1/USR2  posted to every worker (ringline.on_signal); USR1
+ *                   first reopens --log-file (logw.c).
  *   a worker fails  (its script does not load or raises at top level): the
  *                   others are stopped the same way and the status is 1.
  *   ringline.exit(code)  the others are stopped; the status is code.
@@ -57,6 +59,7 @@
 #include <luajit.h>
 
 #include "host.h"
+#include "rl_host.h"
 
 const char *progname = "ringline-lua";
 struct options opts;
@@ -151,6 +154,15 @@ static void print_help(const struct options *o)
 	       "                       (default %.0f)\n"
 	       "  --allow-bytecode     run a precompiled script (luajit -b output); refused\n"
 	       "                       without it: only source is expected\n"
+	       "  --log-file PATH      write log lines to PATH (appending) instead of stderr;\n"
+	       "                       SIGUSR1 reopens it (after logrotate renamed it)\n"
+	       "  --log-level LEVEL    error, warn, notice, info (default) or debug, or\n"
+	       "                       4..8; overrides RINGLINE_LOG_LEVEL\n"
+	       "  --log-format FORMAT  text (default) or json: one object a line with time,\n"
+	       "                       level, worker, msg and caller\n"
+	       "  --metrics ADDR       serve /metrics (Prometheus text format) and /healthz\n"
+	       "                       on ADDR (host:port, [v6]:port or port) from a host\n"
+	       "                       thread of its own\n"
 	       "  --set key=value      set a configuration key (see below) for every worker;\n"
 	       "                       k/m/g suffixes multiply by 1024, 1024^2, 1024^3\n"
 	       "  -e code              run code (a Lua chunk) before the script, as lua -e\n"
@@ -365,6 +377,29 @@ static void parse_options(struct options *o, int argc, char **argv)
 			o->allow_bytecode = 1;
 		} else if (is_option(a, "--drain-timeout")) {
 			parse_drain(o, option_value(argc, argv, &i, "--drain-timeout", "seconds"));
+		} else if (is_option(a, "--log-file")) {
+			o->log_file = option_value(argc, argv, &i, "--log-file", "a path");
+			if (!*o->log_file)
+				bad_option("--log-file: expected a path, got ''");
+		} else if (is_option(a, "--log-level")) {
+			const char *v = option_value(argc, argv, &i, "--log-level", "a level");
+			int lv = host_log_parse_level(v);
+
+			if (lv < 0)
+				bad_option("--log-level: expected error, warn, notice, info, debug "
+					   "or 4..8, got '%s'", v);
+			o->log_level = lv;
+		} else if (is_option(a, "--log-format")) {
+			const char *v = option_value(argc, argv, &i, "--log-format", "text or json");
+
+			if (strcmp(v, "text") == 0)
+				o->log_json = 0;
+			else if (strcmp(v, "json") == 0)
+				o->log_json = 1;
+			else
+				bad_option("--log-format: expected text or json, got '%s'", v);
+		} else if (is_option(a, "--metrics")) {
+			o->metrics = option_value(argc, argv, &i, "--metrics", "an address (host:port)");
 		} else if (is_option(a, "--set")) {
 			parse_set(o, option_value(argc, argv, &i, "--set", "key=value"));
 		} else {
@@ -397,6 +432,12 @@ int main(int argc, char **argv)
 	struct sigaction sa;
 
 	parse_options(&opts, argc, argv);
+	{
+		int lv = host_log_parse_level(getenv("RINGLINE_LOG_LEVEL"));
+
+		/* the flag, else the environment (a bad value: INFO, as ringline.log says) */
+		host_log_threshold = opts.log_level ? opts.log_level : lv > 0 ? lv : LOG_INFO;
+	}
 	host_preflight();
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = SIG_IGN;
@@ -404,5 +445,34 @@ int main(int argc, char **argv)
 	/* Line-buffered even into a pipe: a server's "listening on" line must
 	 * reach a supervisor or log before the first request. */
 	setvbuf(stdout, NULL, _IOLBF, 0);
-	return host_run_workers();
+	{
+		char msg[256] = "";
+
+		if (host_log_start(msg, sizeof(msg)) < 0) {
+			fprintf(stderr, "%s: --log-file: %s\n", progname, msg);
+			return 1;
+		}
+	}
+	if (host_metrics_init() < 0) {
+		fprintf(stderr, "%s: out of memory\n", progname);
+		return 1;
+	}
+	if (opts.metrics) {
+		char msg[256] = "";
+		int rc = rl_host_metrics_listen(opts.metrics, msg, sizeof(msg));
+
+		if (rc < 0) {
+			fprintf(stderr, "%s: --metrics: %s\n", progname, msg);
+			if (rc == -EINVAL)
+				host_usage_hint();
+			return rc == -EINVAL ? EXIT_USAGE : 1;
+		}
+	}
+	{
+		int status = host_run_workers();
+
+		host_metrics_stop();
+		host_log_stop();
+		return status;
+	}
 }

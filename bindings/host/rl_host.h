@@ -78,4 +78,53 @@ RL_HOST_API struct rl_host_watch *rl_host_watch(int id);
  * say "?"). Callers cache ids: one call per distinct location. */
 RL_HOST_API uint32_t rl_host_watch_loc(const char *where);
 
+/*
+ * Logging (logw.c): ringline.log's lines in the host. rl_host_log appends
+ * one whole line to worker id's bounded buffer, which the host's writer
+ * thread writes to the log (--log-file, else stderr); it never blocks:
+ * 0, or -ENOBUFS when the buffer is full (the line is dropped and counted
+ * in ringline_log_dropped_total). rl_host_log_config writes the format
+ * ("text" or "json") into format and returns the level threshold.
+ */
+RL_HOST_API int rl_host_log(int id, const char *line, size_t len);
+RL_HOST_API int rl_host_log_config(char *format, size_t cap);
+
+/*
+ * Metrics (metrics.c). rl_host_metrics_listen serves /metrics and /healthz
+ * on addr from a host thread (--metrics, ringline.configure{metrics=});
+ * the same addr again is no change, another is refused. 0 or -errno with a
+ * message in msg.
+ */
+RL_HOST_API int rl_host_metrics_listen(const char *addr, char *msg, size_t msglen);
+/* The address it listens on ("host:port", the port chosen for port 0)
+ * into out; its length, 0 when not serving. */
+RL_HOST_API int rl_host_metrics_address(char *out, size_t cap);
+
+/* The Lua side's own counters of worker id, written by its loop at each
+ * poll with plain stores and read by a scrape (ringline.metrics() has the
+ * same values). */
+struct rl_host_stats {
+	double tasks;
+	double listeners;
+	double tasks_refused;
+	double conns_refused_per_ip;
+	double conns_shed;
+};
+RL_HOST_API struct rl_host_stats *rl_host_stats(int id);
+
+/* A script's metric family (ringline.metric): name and label names are
+ * checked by the Lua side; labelnames is their comma-separated list.
+ * Returns its id (the same for the same definition from any worker),
+ * -EEXIST for the name registered with another definition, or -errno. */
+enum { RL_HOST_METRIC_COUNTER = 1, RL_HOST_METRIC_GAUGE = 2, RL_HOST_METRIC_HISTOGRAM = 3 };
+RL_HOST_API int rl_host_metric_family(const char *name, const char *help, int type,
+				      const char *labelnames, const double *buckets, int nbuckets,
+				      char *msg, size_t msglen);
+/* Worker's cell of the family's label set (labels rendered k="v",...):
+ * one double (counter, gauge) or nbuckets + 1 bucket counts and the sum
+ * (histogram). Valid for the process's life; only that worker writes it.
+ * NULL with a message when the label sets are too many. */
+RL_HOST_API double *rl_host_metric_cell(int family, int worker, const char *labels, char *msg,
+					size_t msglen);
+
 #endif

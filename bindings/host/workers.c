@@ -63,48 +63,14 @@ int host_allowed_cpus(cpu_set_t *set)
 
 /* ---- log lines of the host (the format of ringline.log) ---- */
 
-/* RINGLINE_LOG_LEVEL as ringline.log reads it: a number or a level name. */
-static int log_threshold(void)
-{
-	static const char *names[] = { "ERR", "WARN", "NOTICE", "INFO", "DEBUG" };
-	const char *env = getenv("RINGLINE_LOG_LEVEL");
-	char *end;
-	long v;
-
-	if (!env || !*env)
-		return LOG_INFO;
-	v = strtol(env, &end, 10);
-	if (!*end)   /* out of range: INFO, as ringline.log (which reports it) */
-		return v >= LOG_ERR && v <= LOG_DEBUG ? (int)v : LOG_INFO;
-	for (int i = 0; i < 5; i++)
-		if (strcasecmp(env, names[i]) == 0)
-			return LOG_ERR + i;
-	return LOG_INFO;
-}
-
+/* The format and destination are logw.c's (--log-format, --log-file). */
 void host_log(int level, int id, const char *fmt, ...)
 {
-	static const char *names[] = { "error", "warn", "notice", "info", "debug" };
-	char line[512], when[32];
-	time_t now = time(NULL);
-	struct tm tm;
 	va_list ap;
-	int n;
 
-	if (level > log_threshold())
-		return;
-	strftime(when, sizeof(when), "%Y/%m/%d %H:%M:%S", localtime_r(&now, &tm));
-	if (id >= 0)
-		n = snprintf(line, sizeof(line), "%s [%s] ringline worker %d: ", when,
-			     names[level - LOG_ERR], id);
-	else
-		n = snprintf(line, sizeof(line), "%s [%s] ringline acceptor: ", when,
-			     names[level - LOG_ERR]);
 	va_start(ap, fmt);
-	vsnprintf(line + n, sizeof(line) - (size_t)n - 1, fmt, ap);
+	host_log_v(level, id, fmt, ap);
 	va_end(ap);
-	strcat(line, "\n");
-	fputs(line, stderr);   /* one write: lines of workers do not mix */
 }
 
 /* ---- the worker registry (rl_host.h) ---- */
@@ -208,6 +174,7 @@ RL_HOST_API int rl_host_unregister(int id, struct rl_worker *w)
 	s = &slots[id];
 	pthread_mutex_lock(&reg_lock);
 	if (s->w == w) {
+		host_metrics_worker_ending(id, w);   /* its last counters, for /metrics */
 		s->w = NULL;
 		s->ended = 1;
 	}
@@ -224,6 +191,22 @@ RL_HOST_API int rl_host_post(int to, uint32_t from, uint32_t kind, const void *d
 		return -EINVAL;
 	pthread_mutex_lock(&reg_lock);
 	rc = post_locked(&slots[to], from, kind, data, len, via);
+	pthread_mutex_unlock(&reg_lock);
+	return rc;
+}
+
+int host_worker_sample(int id, struct rl_metrics *m, struct rl_latency *lat)
+{
+	int rc = -ENOENT;
+
+	if (!slots || id < 0 || id >= host_slots())
+		return -EINVAL;
+	pthread_mutex_lock(&reg_lock);
+	if (slots[id].w) {
+		rl_worker_metrics_read(slots[id].w, m);
+		*lat = *rl_worker_latency(slots[id].w);
+		rc = 0;
+	}
 	pthread_mutex_unlock(&reg_lock);
 	return rc;
 }
@@ -416,10 +399,13 @@ static int supervise(int sfd)
 						force_exit(reason);
 					}
 					stopping = 1;
+					host_draining = 1;
 					backstop = now_s() + opts.drain_timeout + STOP_GRACE;
 					snprintf(reason, sizeof(reason), "%s", signame(signo));
 					post_all((uint32_t)signo, RL_MSG_SIGNAL, reason);
 				} else {
+					if (signo == SIGUSR1)
+						host_log_reopen();   /* once for the process */
 					post_all((uint32_t)signo, RL_MSG_SIGNAL, signame(signo));
 				}
 			}
@@ -448,6 +434,7 @@ static int supervise(int sfd)
 		if (!stopping && (failed >= 0 || exit_req)) {
 			/* from = 0: a stop that is not a signal */
 			stopping = 1;
+			host_draining = 1;
 			backstop = now_s() + opts.drain_timeout + STOP_GRACE;
 			if (failed >= 0)
 				snprintf(reason, sizeof(reason), "worker %d failed", failed);

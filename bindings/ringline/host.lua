@@ -35,9 +35,25 @@ struct rl_host_watch {
 };
 struct rl_host_watch *rl_host_watch(int id);
 uint32_t rl_host_watch_loc(const char *where);
+int rl_host_log(int id, const char *line, size_t len);
+int rl_host_log_config(char *format, size_t cap);
+int rl_host_metrics_listen(const char *addr, char *msg, size_t msglen);
+int rl_host_metrics_address(char *out, size_t cap);
+struct rl_host_stats {
+  double tasks;
+  double listeners;
+  double tasks_refused;
+  double conns_refused_per_ip;
+  double conns_shed;
+};
+struct rl_host_stats *rl_host_stats(int id);
+int rl_host_metric_family(const char *name, const char *help, int type, const char *labelnames,
+                          const double *buckets, int nbuckets, char *msg, size_t msglen);
+double *rl_host_metric_cell(int family, int worker, const char *labels, char *msg, size_t msglen);
 ]])
 
 local C = ffi.C
 local _ = C.rl_host_register, C.rl_host_unregister, C.rl_host_post, C.rl_host_exit,
-  C.rl_host_listen_shared, C.rl_host_watch, C.rl_host_watch_loc
+  C.rl_host_listen_shared, C.rl_host_watch, C.rl_host_watch_loc, C.rl_host_metrics_listen,
+  C.rl_host_metrics_address, C.rl_host_log, C.rl_host_log_config, C.rl_host_stats, C.rl_host_metric_family, C.rl_host_metric_cell
 return C

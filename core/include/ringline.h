@@ -823,6 +823,47 @@ const char *rl_version(void);
  * any. rl_proc_spawn uses it; so does the host's system/popen. */
 void rl_proc_sigdefault(sigset_t *set);
 
+/*
+ * Latency histograms of a worker's loop (not in the FFI: the host's metrics
+ * endpoint reads them). Fixed log2 buckets in nanoseconds: bucket 0 counts
+ * values below 2^RL_HIST_SHIFT ns (about 1 us), bucket i values below
+ * 2^(i + RL_HIST_SHIFT) ns, the last one everything longer. The worker
+ * writes them with plain stores, no lock; another thread may read them at
+ * any time (aligned 64-bit words: a reader sees each word whole, and a
+ * count a little behind, never torn). Timestamps are the loop's cached
+ * clock (rl_worker_now): no clock read per event.
+ */
+#define RL_HIST_SHIFT 10
+#define RL_HIST_BUCKETS 25     /* 24 finite bounds (1.024 us .. 8.6 s) and +Inf */
+struct rl_hist {
+	uint64_t buckets[RL_HIST_BUCKETS];
+	uint64_t sum_ns;
+};
+struct rl_latency {
+	struct rl_hist loop;        /* a loop iteration's work: from one poll's return to
+	                               the next poll (the caller's handling of the batch) */
+	struct rl_hist first_byte;  /* an accepted connection's first received bytes */
+	struct rl_hist guard_hold;  /* a zero-copy send's submission to its notification
+	                               releasing the guards */
+};
+/* A copy of w's counters with the gauges computed, for a thread other than
+ * w's: it only reads w (rl_worker_metrics refreshes the gauges in place,
+ * which only w's own thread may do). Values are those of about now. */
+void rl_worker_metrics_read(const struct rl_worker *w, struct rl_metrics *out);
+/* The histograms of w, in place (valid until rl_worker_destroy). */
+const struct rl_latency *rl_worker_latency(const struct rl_worker *w);
+/* Add one value (nanoseconds) to h. */
+static inline void rl_hist_observe(struct rl_hist *h, uint64_t ns)
+{
+	uint64_t b = ns >> RL_HIST_SHIFT;
+	unsigned i = b ? 64u - (unsigned)__builtin_clzll(b) : 0u;
+
+	if (i >= RL_HIST_BUCKETS)
+		i = RL_HIST_BUCKETS - 1;
+	h->buckets[i]++;
+	h->sum_ns += ns;
+}
+
 #pragma GCC visibility pop
 
 #ifdef __cplusplus

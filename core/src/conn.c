@@ -377,6 +377,11 @@ void rl__conn_on_recv(struct rl_worker *w, struct io_uring_cqe *cqe)
 		return;
 	}
 
+	if (res > 0 && c->accepted_at > 0) {
+		double d = w->now - c->accepted_at;
+		rl_hist_observe(&w->lat.first_byte, d > 0 ? (uint64_t)(d * 1e9) : 0);
+		c->accepted_at = 0;
+	}
 	if (res > 0 && buf && c->tls) {
 		/* ciphertext: the engine decrypts it into the accumulator */
 		w->m.bytes_in += (uint64_t)res;
@@ -456,6 +461,8 @@ void rl__conn_send_submit(struct rl_worker *w, struct rl_conn *c)
 	}
 	if (e && e->zc) { /* guarded parts: sent in place, released on notification */
 		io_uring_prep_sendmsg_zc(sqe, (int)c->slot, rl__slab_msg(e), MSG_NOSIGNAL);
+		if (e->zc_at == 0)
+			e->zc_at = w->now;   /* guard hold time starts at the first submission */
 		if (w->features & RL_FEAT_ZC_REPORT_USAGE)
 			sqe->ioprio |= RL_IORING_SEND_ZC_REPORT_USAGE;
 		w->m.zc_sends++;

@@ -109,6 +109,7 @@ struct rl_slab_entry {
 	uint8_t zc;                  /* sent with SENDMSG_ZC (has guards) */
 	uint8_t op_final;            /* no more operations will be submitted */
 	uint8_t queued;              /* still in the connection's queue */
+	double zc_at;                /* its SENDMSG_ZC first submitted (loop clock), 0: not yet */
 };
 
 struct rl_slab {
@@ -234,6 +235,7 @@ struct rl_conn {
 	uint32_t token;            /* outbound: the caller's connect token */
 	struct rl_tls *tls;        /* the record layer (tls.c), or NULL: plaintext */
 	uint32_t tls_timer;        /* its handshake deadline's timer id + 1 (0: none) */
+	double accepted_at;        /* accepted, no byte received yet: when (loop clock), else 0 */
 };
 
 /* Closing: from rl__conn_begin_close until the slot is freed. */
@@ -540,6 +542,8 @@ struct rl_worker {
 	uint32_t npending;
 	uint32_t pending_cap;
 	struct rl_metrics m;
+	struct rl_latency lat;     /* rl_worker_latency */
+	double poll_returned;      /* when the last poll returned (loop histogram), 0: none */
 	int destroying;
 };
 

@@ -318,6 +318,7 @@ void rl__listener_adopt(struct rl_worker *w, struct rl_listener *l, uint32_t id,
 		return;
 	}
 	c->rawfd = rawfd;
+	c->accepted_at = w->now;   /* accept-to-first-byte starts here */
 	w->m.conns_accepted++;
 	rl__conn_start(w, c);
 	if (l->closing || w->destroying) {

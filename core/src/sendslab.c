@@ -105,6 +105,10 @@ static void maybe_release(struct rl_worker *w, struct rl_slab_entry *e)
 {
 	if (e->queued || !e->op_final || e->notifs)
 		return;
+	if (e->nguards && e->zc_at > 0) {
+		double d = w->now - e->zc_at;
+		rl_hist_observe(&w->lat.guard_hold, d > 0 ? (uint64_t)(d * 1e9) : 0);
+	}
 	for (uint32_t i = 0; i < e->nguards; i++) {
 		int32_t r = e->regions[i];
 		if (r >= 0 && r < RL_MAX_REGIONS)

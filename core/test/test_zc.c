@@ -110,6 +110,15 @@ static void phase_a(struct t_ctx *t, uint32_t seed)
 	CHECK_LE(m->zc_bytes, m->bytes_out);
 	CHECK_EQ(m->bytes_out - out0, c.queued);
 	CHECK_EQ(m->zc_fallbacks, 0);
+	{
+		/* every entry released after its notifications is timed once */
+		const struct rl_hist *h = &rl_worker_latency(t->w)->guard_hold;
+		uint64_t held = 0;
+		for (int i = 0; i < RL_HIST_BUCKETS; i++)
+			held += h->buckets[i];
+		CHECK_GT(held, 0);
+		CHECK_LE(held, m->zc_sends);
+	}
 
 	CHECK_EQ(rl_conn_close(t->w, c.slot, c.gen, RL_CLOSE_GRACEFUL), 0);
 	T_WAIT(t, server_closed, 10);

@@ -10,6 +10,7 @@ local ffi = require "ffi"
 local C = require "ringline.lib"
 local errors = require "ringline.errors"
 local check = require "ringline.check"
+local H = require "ringline.host"
 
 local type, error, tostring, pairs = type, error, tostring, pairs
 local errstr = errors.errstr
@@ -79,6 +80,7 @@ local function valid_keys(skip)
   local keys = C.rl_config_keys(n)
   for i = 0, n[0] - 1 do v[ffi_string(keys[i].name)] = true end
   for k in pairs(LUA_KEYS) do v[k] = true end
+  v.metrics = true
   if skip then
     for k in pairs(skip) do v[k] = true end
   end
@@ -92,9 +94,18 @@ local function configure(S, t, lvl, skip)
   local what = skip and "ringline.run" or "ringline.configure"   -- skip: run's own keys
   local tmp = ffi_new("struct rl_config")
   ffi.copy(tmp, S.cfg, ffi.sizeof(tmp))
-  local lua_vals, valid = {}, nil
+  local lua_vals, valid, metrics = {}, nil, nil
   for k, v in pairs(t) do
-    if not (skip and skip[k]) then
+    if k == "metrics" and not (skip and skip[k]) then
+      -- the host's endpoint (bindings/host/metrics.c): an address, not a number
+      if type(v) ~= "string" or v == "" then
+        error(what .. ": metrics: expected an address (host:port), got " .. tostring(v), lvl)
+      end
+      if not H then
+        error(what .. ": metrics: only the ringline-lua host serves metrics", lvl)
+      end
+      metrics = v
+    elseif not (skip and skip[k]) then
       if type(k) ~= "string" then
         error(what .. ": keys must be strings, got " .. type(k), lvl)
       end
@@ -121,6 +132,10 @@ local function configure(S, t, lvl, skip)
   end
   local rc = C.rl_config_validate(tmp, S.msg, MSGLEN)
   if rc < 0 then error(what .. ": " .. ffi_string(S.msg), lvl) end
+  if metrics then
+    rc = H.rl_host_metrics_listen(metrics, S.msg, MSGLEN)
+    if rc < 0 then error(what .. ": metrics: " .. ffi_string(S.msg), lvl) end
+  end
   ffi.copy(S.cfg, tmp, ffi.sizeof(tmp))
   for k, v in pairs(lua_vals) do S[k] = v end
   derive(S)

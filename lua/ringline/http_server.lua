@@ -485,7 +485,10 @@ local function exchange(st, handler, method, target, version, head_s, clen, chun
   local ok, err = xpcall(handler, traceback, req, res)
   if st.broken then return false end
   if not ok then
-    ringline.log(ringline.ERR, "http handler error: ", tostring(err))
+    local host, port = st.conn:getpeername()
+    ringline.log(ringline.ERR, "http handler error (peer ",
+      host and ((host:find(":", 1, true) and "[" .. host .. "]" or host) .. ":" .. port) or "?",
+      "): ", tostring(err))
     if res.started then
       st.close = true
       if st.log then st.log(st, req, res.code, res.bytes) end

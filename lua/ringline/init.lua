@@ -201,6 +201,9 @@ function M.metrics()
   return r
 end
 
+-- A script's own metrics for the host's /metrics (ringline.metric).
+M.metric = require "ringline.metric"
+
 M.log = log.log
 M.log_level = log.level
 

@@ -46,6 +46,7 @@ local config = require "ringline.config"
 local task = require "ringline.task"
 local TIMER_KEY = task.TIMER_KEY
 local watchdog = require "ringline.watchdog"
+local metric = require "ringline.metric"
 
 local type, error, tostring = type, error, tostring
 local unpack = unpack or table.unpack
@@ -117,6 +118,7 @@ local function new_state()
     hiwat = 0, lowat = 0,
     guards_out = 0,       -- guarded send parts not yet released (ringline.region)
     wd = watchdog.new_slot(), -- the host watchdog's view of this loop (ringline.watchdog)
+    hs = metric._stats_slot(), -- the metrics endpoint's view of the counters below
     rseq = 0,             -- counts receives that began to wait: c.rsince orders idleness
     per_ip = {},          -- accepted connections by peer address (max_connections_per_ip)
     -- Lua-level counters, in ringline.metrics()
@@ -241,6 +243,10 @@ local function poll(S, w, tmo)
   -- the watchdog: odd while waiting (idle is no stall), even while running
   local wd = S.wd
   wd.beat = wd.beat + 1
+  -- published for a scrape (ringline.metric): plain stores, once a poll
+  local hs = S.hs
+  hs.tasks, hs.listeners = S.ntasks, S.nlisteners
+  hs.tasks_refused, hs.conns_refused_per_ip, hs.conns_shed = S.tasks_refused, S.ip_refused, S.shed
   local n = C.rl_worker_poll(w, S.evs, NEVS, tmo)
   wd.beat = wd.beat + 1
   if n < 0 then

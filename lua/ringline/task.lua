@@ -368,6 +368,30 @@ local function errvalue_string(err)
   return tostring(err)
 end
 
+-- "host:port" of a connection's peer when its descriptor is known without
+-- waiting; nil otherwise (an accepted connection's descriptor may still be
+-- on its way from the kernel: ask again from a task).
+local function peer_now(c)
+  if c.closed then return nil end
+  local fd = c.fd
+  if not fd then
+    if c.fdpending then return nil end
+    local rc = C.rl_conn_fd(c.w, c.slot, c.gen)
+    if rc < 0 then
+      if rc == -errors.EAGAIN then c.fdpending = true end
+      return nil
+    end
+    c.fd, fd = rc, rc
+  end
+  local S = c.S
+  local port = C.rl_fd_name(fd, 1, S.namebuf, 256)
+  if port < 0 then return nil end
+  local h = require("ffi").string(S.namebuf)
+  return (h:find(":", 1, true) and "[" .. h .. "]" or h) .. ":" .. tostring(port)
+end
+
+-- A raising task's error, logged once with its traceback (and, for a
+-- connection's handler, the peer's address), unless on_error takes it.
 local function report(S, t, err)
   local tb = traceback(t.co, errvalue_string(err))
   local h = S.on_error
@@ -375,9 +399,24 @@ local function report(S, t, err)
     local ok, e2 = pcall(h, err, tb, t)
     if ok then return end
     log.log(log.ERR, "on_error handler failed: ", tostring(e2), "\noriginal error: ", tb)
-  else
-    log.log(log.ERR, "task error: ", tb)
+    return
   end
+  local c = t.conn
+  local peer = c and peer_now(c)
+  if c and not peer and not c.closed and c.fdpending then
+    -- the address needs a wait: a task of its own takes the connection
+    -- (so it is not reset before), logs the error and then resets it
+    t.conn = nil
+    c.owner = false
+    spawn(S, function()
+      local host, port = c:getpeername()
+      local p = host and ((host:find(":", 1, true) and "[" .. host .. "]" or host) .. ":" .. port)
+      log.log(log.ERR, "task error (peer ", p or "?", "): ", tb)
+      if not c.closed then c:close("reset") end
+    end)
+    return
+  end
+  log.log(log.ERR, "task error", peer and (" (peer " .. peer .. ")") or "", ": ", tb)
 end
 
 -- Connections a task owns (t.owned: opened by ringline.connect in it, or
