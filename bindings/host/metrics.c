@@ -352,6 +352,9 @@ static const struct core_metric {
 	C_(close_resets, 0, "Graceful closes reset after close_timeout without send progress."),
 	C_(tls_handshakes, 0, "TLS handshakes completed."),
 	C_(tls_failures, 0, "TLS handshakes failed or timed out, and records refused after one."),
+	C_(procs_running, 1, "Processes ringline.exec started and not yet reaped."),
+	C_(procs_started, 0, "Processes ringline.exec started."),
+	C_(nvme_inflight, 1, "NVMe passthrough commands the kernel holds."),
 };
 #undef C_
 /* every counter of struct rl_metrics has a row (all are uint64_t) */
