@@ -49,6 +49,9 @@
 ---@class ringline.connectopts
 ---@field timeout? number seconds for the lookup and every attempt (0: none; nil: connect_timeout)
 ---@field bind? string    local address: "host", "host:port", "[v6]:port", a name, or a unix path
+---@field pool? string     keep-alive pool name (default "host:port")
+---@field pool_size? integer  the pool's size if this creates it (default 30)
+---@field backlog? integer    connects queued when pool_size are open (bounds them)
 ---@field ssl? true|{verify: boolean?, server_name: string?, ca: string?, cafile: string?, alpn: string[]?, cert: string?, key: string?, protocols: string[]?, ciphers: string?, session: ringline.ssl_session?, handshake_timeout: integer?} TLS (verify on by default)
 
 ---A client's TLS session (cdata): pass it back as ssl.session or reused_session to resume.
@@ -469,6 +472,18 @@ function conn:setowner(task) end
 
 ---@return ringline.task|nil
 function conn:getowner() end
+
+---Put the connection into its keep-alive pool (ringline.connect's key).
+---@param timeout_ms? number idle timeout, 0 = none (default 60000)
+---@param size? integer the pool's size if this creates it (default 30)
+---@return true|nil ok
+---@return string? err
+function conn:setkeepalive(timeout_ms, size) end
+
+---Times the connection was taken from a keep-alive pool.
+---@return integer|nil n
+---@return string? err
+function conn:getreusedtimes() end
 
 ------------------------------------------------------------------------
 -- Processes

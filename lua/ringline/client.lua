@@ -21,6 +21,7 @@ local conn = require "ringline.conn"
 local errors = require "ringline.errors"
 local check = require "ringline.check"
 local tls = require "ringline.tls"
+local pool = require "ringline.pool"
 
 local ffi_string = ffi.string
 local type, tostring, tonumber, error = type, tostring, tonumber, error
@@ -45,6 +46,9 @@ local VALID = {
   timeout = true,           -- seconds for the whole call (resolve + connect + handshake)
   bind = true,              -- the local address
   ssl = true,               -- true or { verify, server_name, ca }: TLS (ringline.tls)
+  pool = true,              -- the keep-alive pool's name (ringline.pool); default host:port
+  pool_size = true,         -- its size (created now if it does not exist)
+  backlog = true,           -- connects queued when pool_size are open (bounds them)
   ssl_verify = FLAT, server_name = FLAT, ssl_ca = FLAT, ssl_cert = FLAT, ssl_key = FLAT,
 }
 
@@ -237,6 +241,16 @@ function M.connect(S, host, port, opts)
     misuse("ringline.connect: opts.bind must be an address string")
   end
   local ssl = tls.client_opts(opts and opts.ssl, host, "ringline.connect")
+  local pname, psize, pbacklog = opts and opts.pool, opts and opts.pool_size, opts and opts.backlog
+  if pname ~= nil and (type(pname) ~= "string" or pname == "") then
+    misuse("ringline.connect: opts.pool must be a non-empty string")
+  end
+  if psize ~= nil and (type(psize) ~= "number" or psize < 1 or psize % 1 ~= 0) then
+    misuse("ringline.connect: opts.pool_size must be an integer >= 1")
+  end
+  if pbacklog ~= nil and (type(pbacklog) ~= "number" or pbacklog < 0 or pbacklog % 1 ~= 0) then
+    misuse("ringline.connect: opts.backlog must be an integer >= 0")
+  end
   local bunix = bind and (unix or bind:sub(1, 5) == "unix:")
   local bh, bport
   if bind and not bunix then bh, bport = split_bind(bind) end
@@ -244,6 +258,29 @@ function M.connect(S, host, port, opts)
   local t = sched.current(S, "ringline.connect")
   local w = sched.start(S)
   local deadline = timeout and C.rl_worker_now(w) + timeout
+  -- The keep-alive pool: an idle connection of the key, or the right to
+  -- open one (a slot, with backlog), or a wait for either.
+  local key = pname or (unix and host or join_addr(unbracket(host), port))
+  if ssl and not pname then key = key .. " tls " .. tostring(ssl.server_name) end
+  local p = pool.get(S, key, psize, pbacklog)
+  while p do
+    local left = deadline and deadline - C.rl_worker_now(w)
+    if left and left <= 0 then return nil, "timeout" end
+    local pc, perr = pool.acquire(S, t, p, left)
+    if pc == nil then return nil, perr end
+    if not pc then break end        -- a slot: open a new one
+    if not ssl or pc.tls == true then return pc end
+    pc:close()  -- plaintext, in a pool named by opts.pool used with ssl: never handed over
+  end
+  local c, err = M.open(S, t, w, host, port, bind, ssl, deadline, timeout, unix, bh, bport)
+  if p then
+    if c then pool.adopt(p, c) else pool.release_slot(p) end
+  end
+  if c then c.pool_key = key end
+  return c, err
+end
+
+function M.open(S, t, w, host, port, bind, ssl, deadline, timeout, unix, bh, bport)
   local addrs
   if unix then
     addrs = { host }

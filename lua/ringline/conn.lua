@@ -53,6 +53,10 @@ function M.new(S, slot, gen)
     probe_res = false,   -- the answer of its pending-bytes probe (conn_read.lua)
     probe_rlen = 0,      -- rlen when that probe was asked
     tls = false,         -- false: plaintext; 1: handshake running; true: TLS (tls.lua)
+    -- the keep-alive pool (pool.lua): its key (connect sets it), the pool
+    -- counting it, idle in it, times taken from it, idle deadline and ms
+    pool_key = false, pool = false, pooled = false, reused = 0,
+    idle_until = false, idle_ms = 0,
   }, mt)
   S.conns[slot] = c
   return c
@@ -122,6 +126,7 @@ function methods.close(c, how)
   c.closed = true
   C.rl_conn_close(c.w, c.slot, c.gen, how == "reset" and RESET or C.RL_CLOSE_GRACEFUL)
   wake_all(c, "closed")
+  if c.pool then M.pool_forget(c) end   -- its pool's count (pool.lua)
   local o = c.owner
   if o then
     -- a long-lived task that opens and closes many keeps no trace of them

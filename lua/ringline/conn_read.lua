@@ -555,7 +555,11 @@ local function on_recv(S, ev)
   local c = S.conns[ev.slot]
   if c and c.gen == ev.gen then
     local t = c.rtask
-    if t then wake(S, t, nil) end
+    if t then
+      wake(S, t, nil)
+    elseif c.pooled then
+      M.idle_event(c)          -- idle in a keep-alive pool (pool.lua)
+    end
   end
 end
 

@@ -30,6 +30,7 @@ local worker = require "ringline.worker"
 local tls = require "ringline.tls"
 local exec = require "ringline.exec"
 local nvme = require "ringline.nvme"
+local pool = require "ringline.pool"
 
 -- The event dispatch table and the lifecycle hooks (ringline.sched lists
 -- both) are filled here, once, in this order, and nowhere else: no module
@@ -48,6 +49,7 @@ watchdog.attach(sched)      -- hook configured
 worker.attach(sched)        -- messages RL_MSG_SIGNAL, RL_MSG_USER; hooks started, stopping (in a host)
 exec.attach(sched)          -- RL_EV_EXIT; a drain step; os.execute/io.popen warn in a run
 nvme.attach(sched)          -- RL_EV_NVME; a drain step
+pool.attach(sched)          -- conn:setkeepalive/getreusedtimes; conn's close and idle-receive hooks
 
 local type, error, tonumber = type, error, tonumber
 local need = sched.need
@@ -198,6 +200,8 @@ function M.metrics()
   r.conns_refused_per_ip = S.ip_refused
   r.conns_shed = S.shed
   r.watchdog_stalls = tonumber(S.wd.fired)
+  -- the keep-alive pools (ringline.pool): idle connections, queued connects
+  r.pool_idle, r.pool_waiting = pool.counts(S)
   return r
 end
 
