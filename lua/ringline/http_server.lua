@@ -454,6 +454,16 @@ end
 -- Every field a response gets is in its constructor, and there are 8 (a
 -- hash part of 8): a field added later would grow (rehash) the table, per
 -- request. Connection: close from the handler goes to st.close.
+-- The connection's state by its task (weak), so code that has no req/res
+-- in hand (ringline.ngx's ngx.req, ngx.var, ngx.say) finds the request the
+-- task serves: st.req/st.res while st.active.
+local by_task = setmetatable({}, { __mode = "k" })
+M.by_task = by_task
+
+-- A handler that raises this ends normally (ngx.exit: the response is done).
+M.EXIT = setmetatable({}, { __tostring = function() return "ngx.exit" end })
+local EXIT = M.EXIT
+
 local function new_res(st, code, head)
   return setmetatable({ code = code, _st = st, bytes = 0, head = head, started = false,
                         done = false, chunked = false, hdrs = false }, res_mt)
@@ -482,7 +492,10 @@ local function exchange(st, handler, method, target, version, head_s, clen, chun
   }, req_mt)
   if query then req.query = query end
   local res = new_res(st, 200, method == "HEAD")
+  st.req, st.res, st.active = req, res, true
   local ok, err = xpcall(handler, traceback, req, res)
+  st.active = false
+  if not ok and err == EXIT then ok = true end
   if st.broken then return false end
   if not ok then
     local host, port = st.conn:getpeername()
@@ -530,8 +543,10 @@ function M.serve(conn, cfg, handler)
   local st = {
     conn = conn, out = buffer.new(), flush = flush, seq = 0, hdrs = {},
     max_body = cfg.max_body_bytes, max_header = cfg.max_header_bytes, log = cfg.log,
-    close = false, broken = false,
+    close = false, broken = false, req = false, res = false, active = false,
   }
+  local t = ringline.current()
+  if t then by_task[t] = st end
   local lim = cfg.max_header_bytes
   local idle = cfg.header_timeout       -- the first request must come in time too
   local deadline
