@@ -516,3 +516,37 @@ describe("the man page ringline-lua(1)", function()
     f:close()
   end)
 end)
+
+-- require "ringline.ngx": every name of the ngx table it installs (and of
+-- its sub-tables, the cosocket objects' methods and the modules it
+-- preloads) has a row in docs/openresty.md, written in backquotes.
+describe("docs/openresty.md", function()
+  it("lists every ngx name the shim installs", function()
+    local ngx = require "ringline.ngx"
+    local text = slurp("docs/openresty.md")
+    local names = {}
+    local OPAQUE = { null = true, var = true, header = true, arg = true }
+    for k, v in pairs(ngx) do
+      if public(k) then
+        if type(v) == "table" and not OPAQUE[k] then
+          for k2 in pairs(v) do names[#names + 1] = "ngx." .. k .. "." .. k2 end
+        else
+          names[#names + 1] = "ngx." .. k
+        end
+      end
+    end
+    local sock = require "ringline.ngx.socket"
+    for k in pairs(sock.tcp_mt.__index) do names[#names + 1] = "tcpsock:" .. k end
+    for k in pairs(getmetatable(sock.udp()).__index) do names[#names + 1] = "udpsock:" .. k end
+    for _, m in ipairs({ "ngx.semaphore", "ngx.base64", "ngx.process", "resty.core" }) do
+      names[#names + 1] = m
+    end
+    assert.is_true(#names > 150)
+    local missing = {}
+    for _, n in ipairs(names) do
+      if not text:find("`" .. n .. "`", 1, true) then missing[#missing + 1] = n end
+    end
+    table.sort(missing)
+    assert.are.equal("", table.concat(missing, " "))
+  end)
+end)

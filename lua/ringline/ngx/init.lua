@@ -10,8 +10,6 @@
 -- URI helpers), .req (ngx.req/var/header/status/ctx and the output calls
 -- inside a ringline.http handler). ngx.re and ngx.shared come from
 -- ringline.re and ringline.shdict, loaded at first use.
-if rawget(_G, "ngx") and rawget(_G, "ngx").ringline then return rawget(_G, "ngx") end
-
 local ringline = require "ringline"
 local log = require "ringline.log"
 local sync = require "ringline.sync"
@@ -24,7 +22,7 @@ local str = require "ringline.ngx.string"
 local type, error, tostring, pcall, require, setmetatable, rawset =
   type, error, tostring, pcall, require, setmetatable, rawset
 
-local ngx = { ringline = true }
+local ngx = {}
 
 -- ngx.null: cjson's null (a NULL light userdata, as OpenResty's), so the
 -- two compare equal; a private sentinel when cjson is absent.
@@ -125,8 +123,11 @@ ngx.location = {
   capture = unsupported("ngx.location.capture", "no subrequests"),
   capture_multi = unsupported("ngx.location.capture_multi", "no subrequests"),
 }
-ngx.get_now = nil
 ngx.resp = { get_headers = unsupported("ngx.resp.get_headers") }
+ngx.run_worker_thread = unsupported("ngx.run_worker_thread")
+ngx.arg = setmetatable({}, { __index = function(_, k)
+  error("ngx.arg[" .. tostring(k) .. "]: not supported by ringline (no output filters)", 2)
+end })
 
 -- ngx.status and ngx.ctx (per request or task), ngx.re and ngx.shared (at
 -- first use, from their ringline modules), everything else absent (nil,
@@ -218,8 +219,15 @@ local preload = {
              get_master_pid = function() return nil end }
   end,
 }
-for name, f in pairs(preload) do
-  if package.preload[name] == nil and package.loaded[name] == nil then package.preload[name] = f end
+-- The entries look the module up at require time, in the ringline.ngx
+-- loaded then: an entry left from an earlier load (busted's insulation
+-- reloads modules, package.preload stays) never hands out stale state.
+rawset(ngx, "_preload", preload)
+local function entry(name)
+  return require("ringline.ngx")._preload[name]()
+end
+for name in pairs(preload) do
+  if package.preload[name] == nil and package.loaded[name] == nil then package.preload[name] = entry end
 end
 
 rawset(_G, "ngx", ngx)

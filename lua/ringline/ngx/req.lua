@@ -101,7 +101,7 @@ M.req = {
 }
 for _, name in ipairs({ "set_header", "clear_header", "set_uri", "set_uri_args", "set_method",
                         "set_body_data", "set_body_file", "init_body", "append_body",
-                        "finish_body", "socket", "raw_header", "get_req_headers" }) do
+                        "finish_body", "socket", "raw_header" }) do
   M.req[name] = function()
     error("ngx.req." .. name .. ": not supported by ringline (the request is read-only)", 2)
   end
