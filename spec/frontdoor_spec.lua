@@ -36,7 +36,7 @@ describe("unknown options", function()
     assert.matches("ringline.listen: unknown option 'max_conections' (valid: accept, backlog, "
       .. "max_connections, mode, nodelay, reuseport, ssl)", r.listen[2], 1, true)
     assert.is_false(r.connect[1])
-    assert.matches("ringline.connect: unknown option 'timout' (valid: bind, ssl, timeout)",
+    assert.matches("ringline.connect: unknown option 'timout' (valid: backlog, bind, pool, pool_size, ssl, timeout)",
       r.connect[2], 1, true)
     assert.is_false(r.udp[1])
     assert.matches("ringline.udp: unknown option 'bind' (valid: none)", r.udp[2], 1, true)
