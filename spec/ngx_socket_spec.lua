@@ -195,6 +195,31 @@ describe("ngx.socket.tcp", function()
   end)
 end)
 
+describe("coroutines around cosockets", function()
+  it("coroutine.wrap/resume let a receive inside a user coroutine wait (lua-resty-http's body reader)", function()
+    local r = { run(function()
+      local lst, port = server(function(c)
+        for i = 1, 3 do
+          c:send("chunk", i, "\n")
+          ngx.sleep(0.005)                -- each arrives separately: the reader waits
+        end
+      end)
+      local sock = ngx.socket.tcp()
+      assert(sock:connect("127.0.0.1", port))
+      local reader = coroutine.wrap(function()
+        for _ = 1, 3 do coroutine.yield((sock:receive())) end
+      end)
+      local co = coroutine.create(function() return sock:receive() end)
+      local out = { reader(), reader(), reader() }
+      out[#out + 1] = select(2, coroutine.resume(co))   -- EOF: nil, "closed"
+      sock:close()
+      lst:close()
+      return out
+    end) }
+    assert.are.same({ { "chunk1", "chunk2", "chunk3" } }, r)
+  end)
+end)
+
 describe("ngx.socket.tcp over TLS", function()
   local dir, cert, key
   setup(function()

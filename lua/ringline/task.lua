@@ -25,8 +25,13 @@ local config = require "ringline.config"
 local check = require "ringline.check"
 local watchdog = require "ringline.watchdog"
 
-local co_create, co_resume, co_yield = coroutine.create, coroutine.resume, coroutine.yield
-local co_status, co_running = coroutine.status, coroutine.running
+-- The plain coroutine functions, even after ringline.ngx put ringline's
+-- pass-through resume/wrap into the global table (as OpenResty does): it
+-- keeps the originals in the registry, which a module reload (busted's
+-- insulation) does not reset.
+local rawco = debug.getregistry()["ringline.rawco"] or coroutine
+local co_create, co_resume, co_yield = rawco.create, rawco.resume, rawco.yield
+local co_status, co_running = rawco.status, rawco.running
 local band = bit.band
 local select, type, error, tostring, setmetatable = select, type, error, tostring, setmetatable
 local unpack = unpack or table.unpack
@@ -651,11 +656,11 @@ function ucoro.wrap(fn)
   end
 end
 
-ucoro.create = coroutine.create
-ucoro.yield = coroutine.yield
-ucoro.status = coroutine.status
-ucoro.running = coroutine.running
-ucoro.isyieldable = coroutine.isyieldable
+ucoro.create = rawco.create
+ucoro.yield = rawco.yield
+ucoro.status = rawco.status
+ucoro.running = rawco.running
+ucoro.isyieldable = rawco.isyieldable
 
 ------------------------------------------------------------------------
 -- The run in progress

@@ -24,6 +24,21 @@ local type, error, tostring, pcall, require, setmetatable, rawset =
 
 local ngx = {}
 
+-- OpenResty's coroutine.resume/wrap let cosocket calls inside user
+-- coroutines (lua-resty-http's body readers) wait: ringline.coroutine's
+-- do the same. The originals go to the registry first, where ringline.task
+-- finds them for its own tasks.
+do
+  local reg = debug.getregistry()
+  if not reg["ringline.rawco"] then
+    local raw = {}
+    for k, v in pairs(coroutine) do raw[k] = v end
+    reg["ringline.rawco"] = raw
+  end
+  coroutine.resume = ringline.coroutine.resume
+  coroutine.wrap = ringline.coroutine.wrap
+end
+
 -- ngx.null: cjson's null (a NULL light userdata, as OpenResty's), so the
 -- two compare equal; a private sentinel when cjson is absent.
 do
