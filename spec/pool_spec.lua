@@ -143,6 +143,33 @@ describe("ringline.pool: conn:setkeepalive", function()
     assert.are.same({ 0, "2:y", 2 }, r)
   end)
 
+  it("discards an idle connection the peer sends stray bytes on; its descriptor is closed", function()
+    local r = { run(function()
+      local ended = false
+      local ch = ringline.channel(1)
+      local lst, port = server(function(c)
+        c:receive("*l")
+        c:send("ok\n")
+        ch:get()                         -- the client has pooled it
+        c:send("stray\n")
+        local _, err = c:receive("*l")   -- the pool closes it
+        ended = err
+      end)
+      local open0 = m("conns_open")
+      local c = assert(ringline.connect("127.0.0.1", port))
+      assert.are.equal("ok", ask(c, "x"))
+      assert(c:setkeepalive(0))
+      local idle1 = m("pool_idle")
+      ch:put(true)
+      eventually(function() return ended end, "the server saw the close")
+      eventually(function() return m("conns_open") == open0 end, "conns back")
+      local idle2 = m("pool_idle")
+      lst:close()
+      return idle1, idle2, ended
+    end) }
+    assert.are.same({ 1, 0, "closed" }, r)
+  end)
+
   it("keeps at most size idle connections, closing the least recently used", function()
     local r = { run(function()
       local st = {}
