@@ -28,7 +28,7 @@ setup(function()
   assert(os.execute("mkdir -p " .. dir))
   port = free_port()
   sockpath = dir .. "/redis.sock"
-  local cmd = ("redis-server --port %d --bind 127.0.0.1 --unixsocket %s --save '' --appendonly no "
+  local cmd = ("unset LD_PRELOAD; redis-server --port %d --bind 127.0.0.1 --unixsocket %s --save '' --appendonly no "
     .. "--daemonize yes --pidfile %s/redis.pid --logfile %s/redis.log --dir %s"):format(
     port, sockpath, dir, dir, dir)
   assert(os.execute(cmd), "redis-server (Debian's, installed by .ci/setup) starts")

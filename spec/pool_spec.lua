@@ -63,6 +63,7 @@ describe("ringline.pool: conn:setkeepalive", function()
       -- another key (a pool name) opens its own connection
       local c = assert(ringline.connect("127.0.0.1", port, { pool = "other" }))
       out[#out + 1] = c:getreusedtimes()
+      out[#out + 1] = ask(c, "o")        -- the server has counted it
       c:close()
       c = assert(ringline.connect("127.0.0.1", port))
       out[#out + 1] = c:getreusedtimes()
@@ -70,7 +71,7 @@ describe("ringline.pool: conn:setkeepalive", function()
       lst:close()
       return out, accepts, st.accepts
     end) }
-    assert.are.same({ { 0, "1:x1", 1, 1, "1:x2", 1, 2, "1:x3", 1, 0, 3 }, 1, 2 }, r)
+    assert.are.same({ { 0, "1:x1", 1, 1, "1:x2", 1, 2, "1:x3", 1, 0, "2:o", 3 }, 1, 2 }, r)
   end)
 
   it("refuses a connection with unread bytes, a closed one, a busy one, an accepted one", function()
@@ -118,11 +119,12 @@ describe("ringline.pool: conn:setkeepalive", function()
       eventually(function() return m("conns_open") == open0 + 0 end, "conns back")
       local c2 = assert(ringline.connect("127.0.0.1", port))
       local reused = c2:getreusedtimes()
+      local line = ask(c2, "y")           -- the server has counted it
       c2:close()
       lst:close()
-      return idle1, idle2, reused, st.accepts
+      return idle1, idle2, reused, line
     end) }
-    assert.are.same({ 1, 0, 0, 2 }, r)
+    assert.are.same({ 1, 0, 0, "2:y" }, r)
   end)
 
   it("discards an idle connection the peer closed, at once and on take", function()
@@ -216,6 +218,7 @@ describe("ringline.pool: backlog", function()
       local _, n, line = w:join()
       local c3 = assert(ringline.connect("127.0.0.1", port, o))  -- the freed slot: a new one
       local n3 = c3:getreusedtimes()
+      assert.are.equal("2:z", ask(c3, "z"))  -- a new connection, the server has counted it
       -- a queued connect times out
       local t0 = ringline.now()
       local _, terr = ringline.connect("127.0.0.1", port, { pool_size = 1, backlog = 1, timeout = 0.05 })
