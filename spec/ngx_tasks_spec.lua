@@ -78,6 +78,26 @@ describe("ngx tasks", function()
     assert.are.same({ { true, "a", "b", false, true, true, true, false, "already terminated" } }, r)
   end)
 
+  it("ngx.thread.spawn runs the new thread until it waits before returning, as OpenResty", function()
+    local r = { run(function()
+      local order = {}
+      local t = ngx.thread.spawn(function()
+        order[#order + 1] = "child"
+        ngx.sleep(0.001)
+        order[#order + 1] = "child after wait"
+      end)
+      order[#order + 1] = "parent"
+      ngx.thread.wait(t)
+      -- a cancel that arrives during that yield is not lost
+      local self = ringline.current()
+      local t2 = ngx.thread.spawn(function() self:cancel() end)
+      local _, why = ringline.sleep(5)
+      ngx.thread.wait(t2)
+      return order, why
+    end) }
+    assert.are.same({ { "child", "parent", "child after wait" }, "canceled" }, r)
+  end)
+
   it("ngx.worker and ngx.get_phase", function()
     local r = { run(function()
       return ngx.worker.id(), ngx.worker.count(), ngx.worker.pid() > 0, ngx.worker.exiting(),

@@ -2,6 +2,7 @@
 -- ngx.exit outside a request, ngx.get_phase - on ringline's tasks and
 -- timers.
 --
+-- ngx.thread.spawn runs the new thread before it returns (it yields once).
 -- ngx.exit outside a request, and a thread's end by ngx.thread.kill, unwind
 -- the task with a sentinel error; the functions this module starts (timer
 -- callbacks, threads) catch it and end quietly, as OpenResty's would.
@@ -105,7 +106,17 @@ M.thread = {
     local parent = ringline.current()
     local t, err = ringline.spawn(guarded, fn, ...)
     if not t then error("ngx.thread.spawn: " .. tostring(err), 2) end
-    if parent then req.inherit(t, parent) end
+    if parent then
+      req.inherit(t, parent)
+      -- OpenResty runs the new thread at once, until it waits: yield once,
+      -- behind it in the ready queue. A cancel this yield meets is put
+      -- back for the parent's next wait.
+      local ok, why = ringline.sleep(0)
+      if not ok and why == "canceled" then
+        check_killed(why)
+        parent:cancel()
+      end
+    end
     return t
   end,
   wait = function(...)
