@@ -74,6 +74,24 @@ describe("ringline.pool: conn:setkeepalive", function()
     assert.are.same({ { 0, "1:x1", 1, 1, "1:x2", 1, 2, "1:x3", 1, 0, "2:o", 3 }, 1, 2 }, r)
   end)
 
+  it("a reused connection has the run's default timeouts, not its last user's", function()
+    local r = { run(function()
+      local lst, port = line_server({})
+      local c = assert(ringline.connect("127.0.0.1", port))
+      ask(c, "x")
+      c:settimeout(1)
+      assert(c:setkeepalive())
+      c = assert(ringline.connect("127.0.0.1", port))
+      local reused = c:getreusedtimes()
+      local late = ringline.spawn(function() return ask(c, "y") end)  -- the server answers at once
+      local ok, line = late:join()
+      c:close()
+      lst:close()
+      return reused, c.read_to == ringline.config("read_timeout") / 1000, line
+    end) }
+    assert.are.same({ 1, true, "1:y" }, r)
+  end)
+
   it("refuses a connection with unread bytes, a closed one, a busy one, an accepted one", function()
     local r = { run(function()
       local st = {}

@@ -188,6 +188,17 @@ end
 -- Taking a connection (ringline.connect)
 ------------------------------------------------------------------------
 
+-- A connection handed to its next user starts as a new one would: the
+-- run's default timeouts (a previous user's settimeout is not inherited),
+-- owned by the task that takes it.
+local function hand_over(c, t)
+  local S = c.S
+  c.read_to, c.send_to = S.read_to_s, S.send_to_s
+  c.reused = c.reused + 1
+  sched.own(t, c)
+  return c
+end
+
 local function take_idle(p, t)
   local idle = p.idle
   while p.nidle > 0 do
@@ -202,9 +213,7 @@ local function take_idle(p, t)
     if c.closed or io.rlen > 0 or io.reof ~= 0 or io.rerr ~= 0 then
       c:close()
     else
-      c.reused = c.reused + 1
-      sched.own(t, c)
-      return c
+      return hand_over(c, t)
     end
   end
 end
@@ -245,9 +254,7 @@ function M.acquire(S, t, p, timeout)
       M.put(c, c.idle_ms, nil)
       return nil, why
     end
-    c.reused = c.reused + 1
-    sched.own(t, c)
-    return c
+    return hand_over(c, t)
   end
   if rec.slot then
     if why then                -- pass the slot on
