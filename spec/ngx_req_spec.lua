@@ -72,6 +72,9 @@ describe("ngx.req / ngx.var in a ringline.http handler", function()
       ngx.status = 201
       ngx.header.content_type = "text/plain"
       ngx.header["X_Multi"] = { "a", "b" }
+      local rh = ngx.resp.get_headers()
+      assert.are.same({ "a", "b" }, rh.x_multi)
+      assert.are.equal("text/plain", rh["Content-Type"])
       local t = ngx.thread.spawn(function() return ngx.var.uri end)
       local _, uri = ngx.thread.wait(t)
       ngx.print("uri=", uri, " ")

@@ -138,7 +138,7 @@ ngx.location = {
   capture = unsupported("ngx.location.capture", "no subrequests"),
   capture_multi = unsupported("ngx.location.capture_multi", "no subrequests"),
 }
-ngx.resp = { get_headers = unsupported("ngx.resp.get_headers") }
+ngx.resp = { get_headers = req.resp_get_headers }
 ngx.run_worker_thread = unsupported("ngx.run_worker_thread")
 ngx.arg = setmetatable({}, { __index = function(_, k)
   error("ngx.arg[" .. tostring(k) .. "]: not supported by ringline (no output filters)", 2)

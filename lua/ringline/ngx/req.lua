@@ -220,6 +220,30 @@ M.header = setmetatable({}, {
   end,
 })
 
+-- ngx.resp.get_headers([max [, raw]]): the response headers set so far
+-- (lower-case names unless raw; a name set several times: an array).
+function M.resp_get_headers(max, raw)
+  local res = need("ngx.resp.get_headers").res
+  local t = {}
+  local h = res.hdrs
+  if h then
+    for i = 1, #h, 2 do
+      local k = raw and h[i] or h[i]:lower()
+      local v = tostring(h[i + 1])
+      local old = t[k]
+      if old == nil then
+        t[k] = v
+      elseif type(old) == "table" then
+        old[#old + 1] = v
+      else
+        t[k] = { old, v }
+      end
+    end
+  end
+  if raw then return t end
+  return setmetatable(t, hdr_mt)
+end
+
 function M.get_status()
   return need("ngx.status").res.code
 end
