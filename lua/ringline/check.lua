@@ -48,13 +48,16 @@ M.list = list
 
 -- options(opts, valid, what): opts nil or a table whose keys are all
 -- valid[k] == true; else an error naming the key.
+-- The caller's level is found only on the way to an error: it walks the
+-- stack with debug.getinfo, which is slow and stops JIT traces, and
+-- connect (every ngx cosocket connect passes options) checks each call.
 function M.options(opts, valid, what)
   if opts == nil then return end
-  local lvl = errors.caller_level()
-  if type(opts) ~= "table" then error(what .. ": opts must be a table", lvl) end
+  if type(opts) ~= "table" then error(what .. ": opts must be a table", errors.caller_level()) end
   for k in pairs(opts) do
     local v = valid[k]
     if v ~= true then
+      local lvl = errors.caller_level()
       if type(v) == "string" then
         error(("%s: option '%s' is %s"):format(what, tostring(k), v), lvl)
       end

@@ -136,13 +136,16 @@ M.forget = forget
 -- The sweep: close the idle connections whose time is up, re-arm for the
 -- next. h is the pool's timer handle (the dispatcher calls h.fire; at the
 -- end of a run with user timers, ringline.timer runs h.fn premature).
+-- (no closure here: a function made in arm would stop the JIT's traces
+-- through every setkeepalive)
+local function premature(_, p) M.close_idle(p) end
+
 local function arm(p, due)
   local S = p.S
   local h = p.timer
   if not h then
-    h = { fire = false, fn = false, p = p, due = 0, timer_id = nil, timer_token = 0, timer_reason = false }
-    h.fire = M.sweep
-    h.fn = function() M.close_idle(p) end
+    h = { fire = M.sweep, fn = premature, args = { n = 1, p }, p = p, due = 0,
+          timer_id = nil, timer_token = 0, timer_reason = false }
     p.timer = h
   elseif h.timer_id then
     if h.due <= due then return end
