@@ -50,7 +50,7 @@ describe("ngx.req / ngx.var in a ringline.http handler", function()
         host = ngx.var.host, remote_addr = ngx.var.remote_addr,
         request_method = ngx.var.request_method, arg_a = ngx.var.arg_a, arg_z = ngx.var.arg_z,
         http_user_agent = ngx.var.http_user_agent, cookie_s = ngx.var.cookie_s,
-        phase = ngx.get_phase(),
+        phase = ngx.get_phase(), bin = ngx.var.binary_remote_addr,
       }
     end, "POST /p%20q?a=1&b=x+y&a=2 HTTP/1.1\r\nHost: Example.com:8080\r\nUser-Agent: ua/1\r\n"
       .. "Cookie: t=1; s=abc\r\nContent-Type: application/x-www-form-urlencoded\r\n"
@@ -60,7 +60,7 @@ describe("ngx.req / ngx.var in a ringline.http handler", function()
       body = "k=v%21&", post = { k = "v!" },
       request_uri = "/p%20q?a=1&b=x+y&a=2", uri = "/p q", qs = "a=1&b=x+y&a=2",
       host = "example.com", remote_addr = "127.0.0.1", request_method = "POST", arg_a = "1",
-      http_user_agent = "ua/1", cookie_s = "abc", phase = "content",
+      http_user_agent = "ua/1", cookie_s = "abc", phase = "content", bin = "\127\0\0\1",
     }, got)
   end)
 

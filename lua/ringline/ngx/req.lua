@@ -117,7 +117,23 @@ local function host_of(st)
   return (st.conn:getsockname())
 end
 
+-- $binary_remote_addr: the peer's address in network byte order (4 or 16
+-- bytes), the key lua-resty-limit-traffic uses.
+local ffi = require "ffi"
+pcall(ffi.cdef, "int inet_pton(int af, const char *src, void *dst);")
+pcall(ffi.cdef, "int getpid(void);")
+local addrbuf = ffi.new("uint8_t[16]")
+local function binary_addr(ip)
+  if not ip then return nil end
+  if ffi.C.inet_pton(2, ip, addrbuf) == 1 then return ffi.string(addrbuf, 4) end
+  if ffi.C.inet_pton(10, ip, addrbuf) == 1 then return ffi.string(addrbuf, 16) end
+  return nil
+end
+
 local VARS = {
+  binary_remote_addr = function(st) return binary_addr((st.conn:getpeername())) end,
+  msec = function() return ("%.3f"):format(require("ringline.ngx.time").now()) end,
+  pid = function() return tostring(ffi.C.getpid()) end,
   request_uri = function(st) return st.req.target end,
   uri = function(st) return str.unescape_path(st.req.path) end,
   document_uri = function(st) return str.unescape_path(st.req.path) end,
