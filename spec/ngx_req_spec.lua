@@ -51,6 +51,8 @@ describe("ngx.req / ngx.var in a ringline.http handler", function()
         request_method = ngx.var.request_method, arg_a = ngx.var.arg_a, arg_z = ngx.var.arg_z,
         http_user_agent = ngx.var.http_user_agent, cookie_s = ngx.var.cookie_s,
         phase = ngx.get_phase(), bin = ngx.var.binary_remote_addr,
+        raw = ngx.req.raw_header(true):match("^Host: [^\r]*\r\n"),
+        line = ngx.req.raw_header():match("^[^\r]*"),
       }
     end, "POST /p%20q?a=1&b=x+y&a=2 HTTP/1.1\r\nHost: Example.com:8080\r\nUser-Agent: ua/1\r\n"
       .. "Cookie: t=1; s=abc\r\nContent-Type: application/x-www-form-urlencoded\r\n"
@@ -61,6 +63,7 @@ describe("ngx.req / ngx.var in a ringline.http handler", function()
       request_uri = "/p%20q?a=1&b=x+y&a=2", uri = "/p q", qs = "a=1&b=x+y&a=2",
       host = "example.com", remote_addr = "127.0.0.1", request_method = "POST", arg_a = "1",
       http_user_agent = "ua/1", cookie_s = "abc", phase = "content", bin = "\127\0\0\1",
+      raw = "Host: Example.com:8080\r\n", line = "POST /p%20q?a=1&b=x+y&a=2 HTTP/1.1",
     }, got)
   end)
 

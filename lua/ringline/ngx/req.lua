@@ -98,10 +98,16 @@ M.req = {
     return st.req._start or require("ringline.ngx.time").now()
   end,
   is_internal = function() need("ngx.req.is_internal") return false end,
+  -- the head as it came (ringline.http keeps it whole: req._head)
+  raw_header = function(no_request_line)
+    local h = rawget(need("ngx.req.raw_header").req, "_head")
+    if no_request_line then h = h:match("^[^\n]*\n(.*)$") or "" end
+    return h
+  end,
 }
 for _, name in ipairs({ "set_header", "clear_header", "set_uri", "set_uri_args", "set_method",
                         "set_body_data", "set_body_file", "init_body", "append_body",
-                        "finish_body", "socket", "raw_header" }) do
+                        "finish_body", "socket" }) do
   M.req[name] = function()
     error("ngx.req." .. name .. ": not supported by ringline (the request is read-only)", 2)
   end
