@@ -456,9 +456,13 @@ end
 -- request. Connection: close from the handler goes to st.close.
 -- The connection's state by its task (weak), so code that has no req/res
 -- in hand (ringline.ngx's ngx.req, ngx.var, ngx.say) finds the request the
--- task serves: st.req/st.res while st.active.
+-- task serves: st.req/st.res while st.active. Only once ringline.ngx has
+-- set M.track: keeping req and res in st makes them escape, and the JIT
+-- can then no longer sink their allocations (a hello request's Lua cost
+-- tripled with it).
 local by_task = setmetatable({}, { __mode = "k" })
 M.by_task = by_task
+M.track = false
 
 -- A handler that raises this ends normally (ngx.exit: the response is done).
 M.EXIT = setmetatable({}, { __tostring = function() return "ngx.exit" end })
@@ -492,9 +496,10 @@ local function exchange(st, handler, method, target, version, head_s, clen, chun
   }, req_mt)
   if query then req.query = query end
   local res = new_res(st, 200, method == "HEAD")
-  st.req, st.res, st.active = req, res, true
+  local track = M.track
+  if track then st.req, st.res, st.active = req, res, true end
   local ok, err = xpcall(handler, traceback, req, res)
-  st.active = false
+  if track then st.active = false end
   if not ok and err == EXIT then ok = true end
   if st.broken then return false end
   if not ok then
@@ -545,8 +550,10 @@ function M.serve(conn, cfg, handler)
     max_body = cfg.max_body_bytes, max_header = cfg.max_header_bytes, log = cfg.log,
     close = false, broken = false, req = false, res = false, active = false,
   }
-  local t = ringline.current()
-  if t then by_task[t] = st end
+  if M.track then
+    local t = ringline.current()
+    if t then by_task[t] = st end
+  end
   local lim = cfg.max_header_bytes
   local idle = cfg.header_timeout       -- the first request must come in time too
   local deadline

@@ -18,6 +18,9 @@ local M = {}
 
 local by_task = http_server.by_task
 local EXIT = http_server.EXIT
+-- from now on every ringline.http connection records its request (off
+-- until ringline.ngx is loaded: it costs the JIT its allocation sinking)
+http_server.track = true
 
 -- The serving state of the running task's request, or nil.
 local function state()
