@@ -13,7 +13,7 @@
 -- Functions of the ringline table and of its sub-tables are written
 -- ringline.name / ringline.sub.name, methods object:name with the objects
 -- named conn, listener, udp, region, slice, timer (a timer handle), task, process, nvme,
--- semaphore and channel. The module ringline.http is written http.name, its
+-- semaphore, channel and file (ringline.fs.open's). The module ringline.http is written http.name, its
 -- request and response objects req:name and res:name; ringline.resp is
 -- written resp.name and its reader's methods reader:name (declared in
 -- types/ringline.resp.d.lua). The client and WebSocket modules' functions
@@ -107,7 +107,9 @@ local function exported()
       process = assert(ringline.exec({ "true" }, { stdout = "null" })),
       -- no NVMe device here: an object of its kind, for its methods
       nvme = setmetatable({}, require("ringline.nvme").mt),
+      file = assert(ringline.fs.open("/dev/null", "r")),
     }
+    o.file:close()
     o.process:wait()
     o.process:close()
     cl:close()
@@ -292,7 +294,8 @@ describe("the API reference", function()
   it("each object kind has its LuaCATS class", function()
     local text = slurp("types/ringline.d.lua")
     for _, kind in ipairs({ "conn", "listener", "udp", "region", "slice", "timer", "task",
-                            "semaphore", "channel", "response", "ws", "process", "nvme" }) do
+                            "semaphore", "channel", "response", "ws", "process", "nvme",
+                            "file" }) do
       assert.is_truthy(text:find("\n%-%-%-@class ringline%." .. kind .. "\n"), "no class for " .. kind)
       assert.is_truthy(text:find("\nlocal " .. kind .. " = {}\n"), "no methods table for " .. kind)
     end

@@ -703,6 +703,15 @@ function region:inflight() end
 ---@return '"busy"'|string|nil err
 function region:free() end
 
+---Read len bytes of file from offset into the region at byte at (READ_FIXED).
+---@param file ringline.file
+---@param offset integer
+---@param len integer
+---@param at? integer
+---@return integer|nil bytes
+---@return string? err
+function region:load(file, offset, len, at) end
+
 ---@class ringline.slice
 local slice = {}
 
@@ -721,6 +730,139 @@ function slice:region() end
 ---A copy of the bytes.
 ---@return string
 function slice:string() end
+
+------------------------------------------------------------------------
+-- Files (ringline.fs)
+------------------------------------------------------------------------
+
+---Files through the ring: each call parks the task until its operation completes.
+ringline.fs = {}
+
+---Open path with an io.open mode ("r", "w", "a", "r+", "w+", "a+"; "x": exclusive, "d": O_DIRECT).
+---@param path string
+---@param mode? string
+---@param perm? integer
+---@return ringline.file|nil
+---@return string? err
+function ringline.fs.open(path, mode, perm) end
+
+---@class ringline.fs.stat
+---@field size integer
+---@field type '"file"'|'"directory"'|'"link"'|'"char"'|'"block"'|'"fifo"'|'"socket"'|'"other"'
+---@field perm integer
+---@field mode integer
+---@field mtime number
+---@field atime number
+---@field ctime number
+
+---@param path string
+---@param opts? {nofollow?: boolean}
+---@return ringline.fs.stat|nil
+---@return string? err
+function ringline.fs.stat(path, opts) end
+
+---@param path string
+---@return true|nil ok
+---@return string? err
+function ringline.fs.unlink(path) end
+
+---@param path string
+---@return true|nil ok
+---@return string? err
+function ringline.fs.rmdir(path) end
+
+---@param from string
+---@param to string
+---@return true|nil ok
+---@return string? err
+function ringline.fs.rename(from, to) end
+
+---@param path string
+---@param perm? integer
+---@return true|nil ok
+---@return string? err
+function ringline.fs.mkdir(path, perm) end
+
+---@param path string
+---@return string|nil data
+---@return string? err
+function ringline.fs.readfile(path) end
+
+---Atomically: a temporary file renamed over path.
+---@param path string
+---@param data any
+---@param opts? {fsync?: boolean, perm?: integer}
+---@return true|nil ok
+---@return string? err
+function ringline.fs.writefile(path, data, opts) end
+
+---Sorted names, and name -> "file"|"directory"|"link"|"other".
+---@param path string
+---@return string[]|nil names
+---@return table<string, string>|string types_or_err
+function ringline.fs.listdir(path) end
+
+---@class ringline.file
+---@field align integer direct I/O alignment (1 for buffered files)
+local file = {}
+
+---n bytes (or "a", "l", "L"); nil, "eof" at the end.
+---@param n integer|string
+---@param offset? integer
+---@return string|nil data
+---@return string? err
+function file:read(n, offset) end
+
+---@param data any
+---@param offset? integer
+---@return integer|nil bytes
+---@return string? err
+function file:write(data, offset) end
+
+---@param sizes integer[]
+---@param offset? integer
+---@return string[]|nil pieces
+---@return string? err
+function file:readv(sizes, offset) end
+
+---@param parts any[]
+---@param offset? integer
+---@return integer|nil bytes
+---@return string? err
+function file:writev(parts, offset) end
+
+---@param fmt? string
+---@return fun(): string|nil
+function file:lines(fmt) end
+
+---@return true|nil ok
+---@return string? err
+function file:fsync() end
+
+---@return true|nil ok
+---@return string? err
+function file:fdatasync() end
+
+---@return ringline.fs.stat|nil
+---@return string? err
+function file:stat() end
+
+---@return integer|nil size
+---@return string? err
+function file:size() end
+
+---@param whence? '"set"'|'"cur"'|'"end"'
+---@param offset? integer
+---@return integer|nil position
+---@return string? err
+function file:seek(whence, offset) end
+
+---@param ms? number
+function file:settimeout(ms) end
+
+---@return true|nil ok
+---@return string? err
+function file:close() end
 
 ------------------------------------------------------------------------
 -- Logging

@@ -355,6 +355,10 @@ static const struct core_metric {
 	C_(procs_running, 1, "Processes ringline.exec started and not yet reaped."),
 	C_(procs_started, 0, "Processes ringline.exec started."),
 	C_(nvme_inflight, 1, "NVMe passthrough commands the kernel holds."),
+	C_(fs_ops, 0, "File operations completed through the ring."),
+	C_(fs_pool_ops, 0, "File operations run by the fallback thread pool."),
+	C_(fs_inflight, 1, "File operations not yet completed."),
+	C_(sendfile_pipes, 1, "Pipes held for sendfile (in use and cached)."),
 };
 #undef C_
 /* every counter of struct rl_metrics has a row (all are uint64_t) */

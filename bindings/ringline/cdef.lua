@@ -65,6 +65,10 @@ enum rl_errno {
 	RL_ECONNREFUSED = 111,
 	RL_ESTALE = 116,
 	RL_ECANCELED = 125,
+	RL_ENODATA = 61,
+	RL_EISDIR = 21,
+	RL_EEXIST = 17,
+	RL_ERANGE = 34,
 };
 enum rl_event_type {
 	RL_EV_ACCEPTED = 1,
@@ -83,6 +87,7 @@ enum rl_event_type {
 	RL_EV_TLS = 14,
 	RL_EV_EXIT = 15,
 	RL_EV_NVME = 16,
+	RL_EV_FILE = 20,
 };
 struct rl_part {
 	const void *ptr;
@@ -180,6 +185,10 @@ struct rl_metrics {
 	uint64_t procs_running;
 	uint64_t procs_started;
 	uint64_t nvme_inflight;
+	uint64_t fs_ops;
+	uint64_t fs_pool_ops;
+	uint64_t fs_inflight;
+	uint64_t sendfile_pipes;
 };
 enum rl_feature {
 	RL_FEAT_DEFER_TASKRUN = 1,
@@ -193,6 +202,8 @@ enum rl_feature {
 	RL_FEAT_RECV_LIMIT = 256,
 	RL_FEAT_KTLS = 512,
 	RL_FEAT_WAITID = 1024,
+	RL_FEAT_FS_RING = 2048,
+	RL_FEAT_SPLICE = 4096,
 };
 void rl_config_init(struct rl_config *cfg);
 int rl_config_set(struct rl_config *cfg, const char *key, int64_t value, char *msg, size_t msglen);
@@ -385,6 +396,59 @@ struct rl_http_head {
 	uint32_t nfields;
 };
 int rl_http_head_parse(const uint8_t *p, size_t len, size_t lim, struct rl_http_head *h);
+struct rl_stat {
+	uint64_t size;
+	uint64_t blocks;
+	uint64_t ino;
+	uint64_t dev;
+	int64_t mtime_sec;
+	int64_t atime_sec;
+	int64_t ctime_sec;
+	uint32_t mtime_nsec;
+	uint32_t atime_nsec;
+	uint32_t ctime_nsec;
+	uint32_t mode;
+	uint32_t nlink;
+	uint32_t uid;
+	uint32_t gid;
+	uint32_t blksize;
+	uint32_t dio_mem_align;
+	uint32_t dio_offset_align;
+};
+enum rl_open_flag {
+	RL_O_RDONLY = 0,
+	RL_O_WRONLY = 1,
+	RL_O_RDWR = 2,
+	RL_O_CREAT = 4,
+	RL_O_EXCL = 8,
+	RL_O_TRUNC = 16,
+	RL_O_APPEND = 32,
+	RL_O_DIRECT = 64,
+	RL_O_DIRECTORY = 128,
+	RL_O_NOFOLLOW = 256,
+};
+int rl_fs_open(struct rl_worker *w, const char *path, int flags, uint32_t mode, uint32_t token);
+int rl_file_read(struct rl_worker *w, int fd, void *buf, uint32_t len, int64_t offset, int region,
+		 uint32_t token);
+int rl_file_write(struct rl_worker *w, int fd, const void *buf, uint32_t len, int64_t offset,
+		  int region, uint32_t token);
+int rl_file_readv(struct rl_worker *w, int fd, const struct rl_part *parts, int n, int64_t offset,
+		  uint32_t token);
+int rl_file_writev(struct rl_worker *w, int fd, const struct rl_part *parts, int n, int64_t offset,
+		   uint32_t token);
+int rl_file_fsync(struct rl_worker *w, int fd, int datasync, uint32_t token);
+int rl_file_stat(struct rl_worker *w, int fd, struct rl_stat *out, uint32_t token);
+int rl_file_close(struct rl_worker *w, int fd, uint32_t token);
+int rl_file_close_now(int fd);
+int rl_fs_stat(struct rl_worker *w, const char *path, int nofollow, struct rl_stat *out,
+	       uint32_t token);
+int rl_fs_unlink(struct rl_worker *w, const char *path, int rmdir, uint32_t token);
+int rl_fs_rename(struct rl_worker *w, const char *from, const char *to, uint32_t token);
+int rl_fs_mkdir(struct rl_worker *w, const char *path, uint32_t mode, uint32_t token);
+int rl_fs_listdir(struct rl_worker *w, const char *path, void *buf, uint32_t cap, uint32_t token);
+int rl_fs_cancel(struct rl_worker *w, int id, uint32_t token);
+int rl_conn_sendfile(struct rl_worker *w, uint32_t slot, uint32_t gen, int fd, int64_t offset,
+		     uint32_t count);
 const char *rl_strerror(int err);
 const char *rl_version(void);
 ]]

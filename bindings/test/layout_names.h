@@ -97,6 +97,10 @@
 	F(rl_metrics, procs_running) \
 	F(rl_metrics, procs_started) \
 	F(rl_metrics, nvme_inflight) \
+	F(rl_metrics, fs_ops) \
+	F(rl_metrics, fs_pool_ops) \
+	F(rl_metrics, fs_inflight) \
+	F(rl_metrics, sendfile_pipes) \
 	S(rl_proc_info) \
 	F(rl_proc_info, id) \
 	F(rl_proc_info, gen) \
@@ -150,6 +154,24 @@
 	F(rl_http_head, target_len) \
 	F(rl_http_head, minor) \
 	F(rl_http_head, nfields) \
+	S(rl_stat) \
+	F(rl_stat, size) \
+	F(rl_stat, blocks) \
+	F(rl_stat, ino) \
+	F(rl_stat, dev) \
+	F(rl_stat, mtime_sec) \
+	F(rl_stat, atime_sec) \
+	F(rl_stat, ctime_sec) \
+	F(rl_stat, mtime_nsec) \
+	F(rl_stat, atime_nsec) \
+	F(rl_stat, ctime_nsec) \
+	F(rl_stat, mode) \
+	F(rl_stat, nlink) \
+	F(rl_stat, uid) \
+	F(rl_stat, gid) \
+	F(rl_stat, blksize) \
+	F(rl_stat, dio_mem_align) \
+	F(rl_stat, dio_offset_align) \
 	/* end */
 #define RL_LAYOUT_ENUMS(E) \
 	E(RL_EPERM) \
@@ -182,6 +204,10 @@
 	E(RL_ECONNREFUSED) \
 	E(RL_ESTALE) \
 	E(RL_ECANCELED) \
+	E(RL_ENODATA) \
+	E(RL_EISDIR) \
+	E(RL_EEXIST) \
+	E(RL_ERANGE) \
 	E(RL_EV_ACCEPTED) \
 	E(RL_EV_RECV) \
 	E(RL_EV_SEND) \
@@ -198,6 +224,7 @@
 	E(RL_EV_TLS) \
 	E(RL_EV_EXIT) \
 	E(RL_EV_NVME) \
+	E(RL_EV_FILE) \
 	E(RL_PART_COPY) \
 	E(RL_PART_PINNED) \
 	E(RL_CONN_FREE) \
@@ -224,6 +251,8 @@
 	E(RL_FEAT_RECV_LIMIT) \
 	E(RL_FEAT_KTLS) \
 	E(RL_FEAT_WAITID) \
+	E(RL_FEAT_FS_RING) \
+	E(RL_FEAT_SPLICE) \
 	E(RL_MSG_RESOLVED) \
 	E(RL_MSG_SIGNAL) \
 	E(RL_MSG_USER) \
@@ -248,4 +277,14 @@
 	E(RL_HTTP_CONNECTION) \
 	E(RL_HTTP_CONTENT_LENGTH) \
 	E(RL_HTTP_TRANSFER_ENCODING) \
+	E(RL_O_RDONLY) \
+	E(RL_O_WRONLY) \
+	E(RL_O_RDWR) \
+	E(RL_O_CREAT) \
+	E(RL_O_EXCL) \
+	E(RL_O_TRUNC) \
+	E(RL_O_APPEND) \
+	E(RL_O_DIRECT) \
+	E(RL_O_DIRECTORY) \
+	E(RL_O_NOFOLLOW) \
 	/* end */

@@ -150,6 +150,10 @@ enum rl_errno {
 	RL_ECONNREFUSED = 111,
 	RL_ESTALE = 116,
 	RL_ECANCELED = 125,
+	RL_ENODATA = 61,    /* sendfile: the file ended before count bytes (truncated) */
+	RL_EISDIR = 21,
+	RL_EEXIST = 17,
+	RL_ERANGE = 34,
 };
 
 /* What happened. `slot`/`gen` name a connection unless said otherwise. */
@@ -182,6 +186,9 @@ enum rl_event_type {
 	                        slot = device id, data = token, res = 0, the NVMe status
 	                        (> 0: status code and type) or -errno; aux = the
 	                        completion's result dword (low 32 bits) */
+	RL_EV_FILE = 20,     /* a file operation (rl_fs_*, rl_file_*) ended: data = its token,
+	                        slot = its id, res = the result or -errno (-ECANCELED when
+	                        rl_fs_cancel stopped it), aux = rl_fs_listdir's size needed */
 };
 
 /* One part of a scatter-gather send (rl_conn_sendv). */
@@ -305,6 +312,10 @@ struct rl_metrics {
 	uint64_t procs_running;      /* gauge: processes of rl_proc_spawn not yet reaped */
 	uint64_t procs_started;      /* processes rl_proc_spawn started */
 	uint64_t nvme_inflight;      /* gauge: NVMe passthrough commands the kernel holds */
+	uint64_t fs_ops;             /* file operations completed through the ring */
+	uint64_t fs_pool_ops;        /* file operations run by the fallback thread pool */
+	uint64_t fs_inflight;        /* gauge: file operations not yet completed */
+	uint64_t sendfile_pipes;     /* gauge: pipes held for sendfile (in use and cached) */
 };
 
 /* Kernel features found by the start-up probe (rl_worker_features). */
@@ -323,6 +334,11 @@ enum rl_feature {
 	                              (probed only: the record layer stays in userspace) */
 	RL_FEAT_WAITID = 1024,     /* IORING_OP_WAITID (6.7): a process is reaped by the ring;
 	                              without it, a POLL_ADD on its pidfd, then waitid(2) */
+	RL_FEAT_FS_RING = 2048,    /* every file operation but listdir runs through the ring
+	                              (OPENAT, READ(V), WRITE(V), READ/WRITE_FIXED, FSYNC, STATX,
+	                              UNLINKAT, RENAMEAT, MKDIRAT, CLOSE); without it those the
+	                              probe lacks run on the fallback thread pool */
+	RL_FEAT_SPLICE = 4096,     /* IORING_OP_SPLICE: rl_conn_sendfile */
 };
 
 /* -- configuration -- */
@@ -811,6 +827,99 @@ struct rl_http_head {
 	uint32_t nfields;
 };
 int rl_http_head_parse(const uint8_t *p, size_t len, size_t lim, struct rl_http_head *h);
+
+/* -- files (fileop.c) --
+ * Each call queues one operation on the worker's ring and returns its id
+ * (>= 0), or -errno at once (then nothing was queued and no event follows;
+ * -EBUSY: RL_MAX_FILE_OPS are in flight). Exactly one RL_EV_FILE with the
+ * caller's token reports its result. Memory the call names (buf, parts'
+ * ptr, out) must stay valid until that event, even after rl_fs_cancel;
+ * paths are copied. Operations the kernel's ring lacks (the probe at
+ * start, or RINGLINE_DISABLE_FEATURES=fs_ring) and listdir run on a small
+ * thread pool of the worker and report the same way. Descriptors are plain
+ * (not fixed files); offset -1 = the file position. */
+struct rl_stat {
+	uint64_t size;
+	uint64_t blocks;      /* 512-byte blocks allocated */
+	uint64_t ino;
+	uint64_t dev;         /* major << 32 | minor */
+	int64_t mtime_sec;
+	int64_t atime_sec;
+	int64_t ctime_sec;
+	uint32_t mtime_nsec;
+	uint32_t atime_nsec;
+	uint32_t ctime_nsec;
+	uint32_t mode;        /* type and permission bits, as st_mode */
+	uint32_t nlink;
+	uint32_t uid;
+	uint32_t gid;
+	uint32_t blksize;
+	uint32_t dio_mem_align;    /* direct I/O: buffer alignment (0: unknown or none) */
+	uint32_t dio_offset_align; /* direct I/O: offset and length alignment */
+};
+/* rl_fs_open's flags: the core's own bits (O_DIRECT differs between
+ * architectures), mapped to open(2)'s; O_CLOEXEC is always added. */
+enum rl_open_flag {
+	RL_O_RDONLY = 0,
+	RL_O_WRONLY = 1,
+	RL_O_RDWR = 2,
+	RL_O_CREAT = 4,
+	RL_O_EXCL = 8,
+	RL_O_TRUNC = 16,
+	RL_O_APPEND = 32,
+	RL_O_DIRECT = 64,
+	RL_O_DIRECTORY = 128,
+	RL_O_NOFOLLOW = 256,
+};
+/* flags: RL_O_*; res = the descriptor. -EINVAL for unknown bits. */
+int rl_fs_open(struct rl_worker *w, const char *path, int flags, uint32_t mode, uint32_t token);
+/* Read or write len bytes at offset. region >= 0: buf lies in that region
+ * (rl_region_new) and the ring's READ_FIXED / WRITE_FIXED are used: the
+ * memory is registered, as direct I/O wants. res = bytes moved (a short
+ * read: end of file). */
+int rl_file_read(struct rl_worker *w, int fd, void *buf, uint32_t len, int64_t offset, int region,
+		 uint32_t token);
+int rl_file_write(struct rl_worker *w, int fd, const void *buf, uint32_t len, int64_t offset,
+		  int region, uint32_t token);
+/* Vectored: parts' ptr/len only (at most 1024 parts; copied). */
+int rl_file_readv(struct rl_worker *w, int fd, const struct rl_part *parts, int n, int64_t offset,
+		  uint32_t token);
+int rl_file_writev(struct rl_worker *w, int fd, const struct rl_part *parts, int n, int64_t offset,
+		   uint32_t token);
+/* datasync != 0: fdatasync. */
+int rl_file_fsync(struct rl_worker *w, int fd, int datasync, uint32_t token);
+int rl_file_stat(struct rl_worker *w, int fd, struct rl_stat *out, uint32_t token);
+int rl_file_close(struct rl_worker *w, int fd, uint32_t token);
+/* close(2) now, off the ring (a file object collected without close). */
+int rl_file_close_now(int fd);
+/* nofollow != 0: a symlink is described itself. */
+int rl_fs_stat(struct rl_worker *w, const char *path, int nofollow, struct rl_stat *out,
+	       uint32_t token);
+/* rmdir != 0: remove a directory (AT_REMOVEDIR). */
+int rl_fs_unlink(struct rl_worker *w, const char *path, int rmdir, uint32_t token);
+int rl_fs_rename(struct rl_worker *w, const char *from, const char *to, uint32_t token);
+int rl_fs_mkdir(struct rl_worker *w, const char *path, uint32_t mode, uint32_t token);
+/* The entries of a directory but "." and "..", each as one type byte
+ * ('f' file, 'd' directory, 'l' symlink, '?' other) followed by the name
+ * and a NUL, into buf: res = bytes written, or -ERANGE when cap is too
+ * small (the event's aux = the bytes needed). Always on the pool: there
+ * is no ring operation for getdents. */
+int rl_fs_listdir(struct rl_worker *w, const char *path, void *buf, uint32_t cap, uint32_t token);
+/* Stop operation id (token must match): its RL_EV_FILE still comes, with
+ * -ECANCELED when it was stopped in time, else its result. -ENOENT when it
+ * has completed already. */
+int rl_fs_cancel(struct rl_worker *w, int id, uint32_t token);
+/* Queue count bytes of file fd from offset on the connection's ordered
+ * send queue: spliced file -> pipe -> socket by the kernel
+ * (IORING_OP_SPLICE), never through userspace. The descriptor is
+ * duplicated (the caller may close fd at once). io->unsent grows by count
+ * and falls as bytes go out, so watermarks and flushing work as for
+ * rl_conn_send. A file that ends before count bytes fails the connection's
+ * send side with -ENODATA (the peer has part of it: close). -EOPNOTSUPP on
+ * a TLS connection (userspace records: read and rl_conn_send instead) or
+ * without RL_FEAT_SPLICE; -ENOBUFS past 2^32 - 1 unsent bytes. */
+int rl_conn_sendfile(struct rl_worker *w, uint32_t slot, uint32_t gen, int fd, int64_t offset,
+		     uint32_t count);
 
 const char *rl_strerror(int err);
 const char *rl_version(void);

@@ -38,6 +38,7 @@
  */
 #include <errno.h>
 #include <string.h>
+#include <stdlib.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -206,7 +207,7 @@ void rl__conn_send_submit(struct rl_worker *w, struct rl_conn *c);
 struct rl_chunk *rl__conn_tail_room(struct rl_worker *w, struct rl_conn *c, size_t want)
 {
 	struct rl_chunk *t = c->sq_tail;
-	if (t && t->len < t->cap && !t->zc)
+	if (t && t->len < t->cap && !t->zc && !t->sf)
 		return t;
 	t = rl__chunk_get(&w->pool, want);
 	if (!t)
@@ -450,6 +451,33 @@ void rl__conn_on_recv(struct rl_worker *w, struct io_uring_cqe *cqe)
 
 /* ---- send queue ---- */
 
+/* A sendfile node's next splice: fill the empty pipe from the file, or
+ * drain what it holds into the socket (a fixed file: IOSQE_FIXED_FILE
+ * names the output). Two steps per pipeful, each its own completion:
+ * a linked pair would end the chain on any short fill. */
+static void splice_prep(struct io_uring_sqe *sqe, struct rl_conn *c, struct rl_sendfile *sf)
+{
+	if (sf->inpipe) {
+		io_uring_prep_splice(sqe, sf->pipe[0], -1, (int)c->slot, -1, sf->inpipe, 0);
+		sqe->flags |= IOSQE_FIXED_FILE;
+		sf->filling = 0;
+	} else {
+		uint32_t n = sf->left < sf->pipe_size ? sf->left : sf->pipe_size;
+		io_uring_prep_splice(sqe, sf->fd, sf->off, sf->pipe[1], -1, n, 0);
+		sf->filling = 1;
+	}
+	rl__conn_set_ud(sqe, RL_OP_SPLICE, c);
+}
+
+/* A sendfile node leaves the queue (sent, failed or dropped): its
+ * descriptor closes, its pipe is cached unless bytes are left in it. */
+static void sendfile_free(struct rl_worker *w, struct rl_sendfile *sf)
+{
+	close(sf->fd);
+	rl__pipe_put(w, sf->pipe, sf->inpipe != 0);
+	free(sf);
+}
+
 void rl__conn_send_submit(struct rl_worker *w, struct rl_conn *c)
 {
 	struct rl_chunk *h = c->sq_head;
@@ -457,6 +485,12 @@ void rl__conn_send_submit(struct rl_worker *w, struct rl_conn *c)
 	struct io_uring_sqe *sqe = rl__sqe(w);
 	if (!sqe) {
 		c->io.serr = -EBUSY; /* reported, never silently dropped */
+		return;
+	}
+	if (h->sf) {
+		splice_prep(sqe, c, h->sf);
+		c->flags |= RL_CONN_F_SEND_INFLIGHT;
+		rl__conn_op_start(w, c);
 		return;
 	}
 	if (e && e->zc) { /* guarded parts: sent in place, released on notification */
@@ -489,6 +523,8 @@ static void drop_queue(struct rl_worker *w, struct rl_conn *c)
 		struct rl_chunk *next = ch->next;
 		if (ch->zc)
 			rl__slab_dequeued(w, ch->zc); /* released now or on its notifications */
+		else if (ch->sf)
+			sendfile_free(w, ch->sf);
 		else
 			rl__chunk_put(&w->pool, ch);
 		ch = next;
@@ -619,6 +655,56 @@ void rl__conn_on_send(struct rl_worker *w, struct io_uring_cqe *cqe)
 		rl__slab_dequeued(w, sent);
 }
 
+/* RL_OP_SPLICE: a step of the sendfile node at the queue's head. A fill
+ * moved file bytes into the pipe (nothing went out: the drain follows at
+ * once); a drain sent pipe bytes, accounted as any send. A fill that finds
+ * the end of the file before count bytes means the file was truncated
+ * while being sent: the send side fails with -ENODATA, since the peer was
+ * promised count bytes (a Content-Length) and must not wait for them. */
+void rl__conn_on_splice(struct rl_worker *w, struct io_uring_cqe *cqe)
+{
+	struct rl_conn *c = rl__conn_of_cqe(w, cqe);
+	if (!c)
+		return;
+	int res = cqe->res;
+	struct rl_chunk *h = c->sq_head;
+	struct rl_sendfile *sf = h->sf;
+	if (sf->filling) {
+		sf->filling = 0;
+		if (res > 0 && !(c->flags & (RL_CONN_F_SEND_CANCEL | RL_CONN_F_RESET))) {
+			sf->inpipe += (uint32_t)res;
+			sf->left -= (uint32_t)res;
+			sf->off += res;
+			rl__conn_op_done(w, c);
+			c->flags &= ~RL_CONN_F_SEND_INFLIGHT;
+			rl__conn_send_submit(w, c);
+			return;
+		}
+		if (res > 0) {
+			sf->inpipe += (uint32_t)res; /* dropped with the queue: the pipe is dirty */
+			res = -ECANCELED;
+		} else if (res == 0) {
+			res = -ENODATA;
+		}
+		send_done(w, c, res);
+		return;
+	}
+	struct rl_sendfile *sent = NULL;
+	if (res > 0) {
+		sf->inpipe -= (uint32_t)res;
+		h->off += (uint32_t)res;
+		if (h->off == h->len) {
+			c->sq_head = h->next;
+			if (!c->sq_head)
+				c->sq_tail = NULL;
+			sent = sf;
+		}
+	}
+	send_done(w, c, res);
+	if (sent)
+		sendfile_free(w, sent);
+}
+
 /* ---- close ---- */
 
 void rl__conn_fd_install_submit(struct rl_worker *w, struct rl_conn *c)
@@ -689,6 +775,8 @@ static int reset_step(struct rl_worker *w, struct rl_conn *c)
 			struct rl_slab_entry *e = c->sq_head ? c->sq_head->zc : NULL;
 			if (e)
 				cancel_ud(w, c, rl_ud_pack(RL_OP_SEND_SLAB, e->index, e->gen));
+			else if (c->sq_head && c->sq_head->sf)
+				cancel_op(w, c, RL_OP_SPLICE);
 			else
 				cancel_op(w, c, RL_OP_SEND);
 		}

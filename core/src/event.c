@@ -43,6 +43,10 @@ _Static_assert(RL_ETIMEDOUT == ETIMEDOUT, "RL_ETIMEDOUT");
 _Static_assert(RL_ECONNREFUSED == ECONNREFUSED, "RL_ECONNREFUSED");
 _Static_assert(RL_ESTALE == ESTALE, "RL_ESTALE");
 _Static_assert(RL_ECANCELED == ECANCELED, "RL_ECANCELED");
+_Static_assert(RL_ENODATA == ENODATA, "RL_ENODATA");
+_Static_assert(RL_EISDIR == EISDIR, "RL_EISDIR");
+_Static_assert(RL_EEXIST == EEXIST, "RL_EEXIST");
+_Static_assert(RL_ERANGE == ERANGE, "RL_ERANGE");
 
 void rl__emit(struct rl_worker *w, uint32_t type, int32_t res, uint32_t slot, uint32_t gen,
 	      uint32_t data)

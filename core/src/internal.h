@@ -59,6 +59,7 @@ struct rl_chunk {
 	uint32_t off;        /* bytes the kernel has taken */
 	int32_t pool_slot;   /* index in the pool, or -1 for a heap chunk */
 	struct rl_slab_entry *zc; /* non-NULL: this queue node is a slab entry */
+	struct rl_sendfile *sf;   /* non-NULL: this queue node is a sendfile (fileop.c) */
 };
 
 struct rl_sendpool {
@@ -491,6 +492,54 @@ RL_HIDDEN int rl__tls_write(struct rl_tls *t, const void *p, size_t n);
 RL_HIDDEN void rl__tls_close_notify(struct rl_tls *t);
 RL_HIDDEN void rl__tls_info(const struct rl_tls *t, struct rl_tls_info *out);
 
+/* ---- files (fileop.c) ---- */
+enum rl_fsop {
+	RL_FSOP_OPEN = 0, RL_FSOP_READ, RL_FSOP_WRITE, RL_FSOP_READV, RL_FSOP_WRITEV,
+	RL_FSOP_READ_FIXED, RL_FSOP_WRITE_FIXED, RL_FSOP_FSYNC, RL_FSOP_STAT, RL_FSOP_UNLINK,
+	RL_FSOP_RENAME, RL_FSOP_MKDIR, RL_FSOP_CLOSE, RL_FSOP_LISTDIR, RL_FSOP__COUNT
+};
+/* File operations in flight per worker; requests are allocated on demand. */
+#define RL_MAX_FILE_OPS 4096u
+#define RL_FS_THREADS 2
+#define RL_FILE_MAX_IOV 1024
+#define RL_PIPE_CACHE 4
+struct rl_fsreq;
+struct rl_fspool;
+
+/* A sendfile queue node: its own descriptor (a dup) and pipe. */
+struct rl_sendfile {
+	struct rl_chunk node;   /* len = count, off = bytes sent */
+	int fd;
+	int pipe[2];
+	int64_t off;            /* next file offset to splice into the pipe */
+	uint32_t left;          /* bytes not yet spliced into the pipe */
+	uint32_t inpipe;        /* bytes in the pipe not yet sent */
+	uint32_t pipe_size;
+	uint8_t filling;        /* the splice in flight is file -> pipe */
+};
+
+struct rl_fs {
+	struct rl_fsreq **reqs;
+	uint32_t nreqs;
+	uint32_t *free;         /* indexes of free requests, a stack */
+	uint32_t nfree;
+	uint32_t live;          /* requests in flight */
+	uint32_t ring_ops;      /* bit (1 << RL_FSOP_*) set: the ring runs it */
+	struct rl_fspool *pool; /* started on first use */
+	int pipes[RL_PIPE_CACHE][2];
+	uint32_t npipes;        /* cached, empty */
+	uint32_t pipe_size;
+};
+
+RL_HIDDEN void rl__fs_on_cqe(struct rl_worker *w, struct io_uring_cqe *cqe);
+/* Deliver what the pool finished (called by every poll). */
+RL_HIDDEN void rl__fs_pool_reap(struct rl_worker *w);
+RL_HIDDEN void rl__fs_fini(struct rl_worker *w);
+/* A pipe for a sendfile node (cached or new), and back: a pipe that still
+ * holds bytes is closed, not cached. */
+RL_HIDDEN int rl__pipe_get(struct rl_worker *w, int p[2], uint32_t *size);
+RL_HIDDEN void rl__pipe_put(struct rl_worker *w, int p[2], int dirty);
+
 /* ---- the worker ---- */
 struct rl_worker {
 	struct io_uring ring;
@@ -544,6 +593,7 @@ struct rl_worker {
 	struct rl_metrics m;
 	struct rl_latency lat;     /* rl_worker_latency */
 	double poll_returned;      /* when the last poll returned (loop histogram), 0: none */
+	struct rl_fs fs;
 	int destroying;
 };
 
@@ -576,6 +626,7 @@ RL_HIDDEN void rl__conn_on_recv(struct rl_worker *w, struct io_uring_cqe *cqe);
 RL_HIDDEN void rl__conn_on_send(struct rl_worker *w, struct io_uring_cqe *cqe);
 RL_HIDDEN void rl__conn_on_close(struct rl_worker *w, struct io_uring_cqe *cqe);
 RL_HIDDEN void rl__conn_on_simple(struct rl_worker *w, struct io_uring_cqe *cqe);
+RL_HIDDEN void rl__conn_on_splice(struct rl_worker *w, struct io_uring_cqe *cqe);
 RL_HIDDEN void rl__conn_rearm_starved(struct rl_worker *w);
 /* Reset the graceful closes whose send side made no progress for
  * close_timeout (due at w->now). */

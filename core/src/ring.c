@@ -9,7 +9,7 @@
  * RINGLINE_DISABLE_FEATURES makes the worker act as if the kernel lacked
  * some of what it probes (a comma-separated list of defer_taskrun,
  * single_issuer, sendmsg_zc, zc_report_usage, fd_install, msg_ring, sendto,
- * recv_limit, ktls, waitid, or "all"): the tests run
+ * recv_limit, ktls, waitid, fs_ring, splice, or "all"): the tests run
  * the fallbacks with it, and it reproduces an older kernel's behaviour.
  */
 #include <errno.h>
@@ -42,6 +42,7 @@ uint32_t rl__disabled_features(void)
 		{ "msg_ring", RL_FEAT_MSG_RING },           { "zc_report_usage", RL_FEAT_ZC_REPORT_USAGE },
 		{ "sendto", RL_FEAT_SENDTO },               { "recv_limit", RL_FEAT_RECV_LIMIT },
 		{ "ktls", RL_FEAT_KTLS },                   { "waitid", RL_FEAT_WAITID },
+		{ "fs_ring", RL_FEAT_FS_RING },                 { "splice", RL_FEAT_SPLICE },
 	};
 	static int warned;
 	const char *env = getenv("RINGLINE_DISABLE_FEATURES");
@@ -67,7 +68,7 @@ uint32_t rl__disabled_features(void)
 		if (!known && !__atomic_exchange_n(&warned, 1, __ATOMIC_RELAXED))
 			fprintf(stderr, "ringline: RINGLINE_DISABLE_FEATURES: unknown feature '%.*s' "
 				"ignored (valid: defer_taskrun, single_issuer, sendmsg_zc, "
-				"zc_report_usage, fd_install, msg_ring, sendto, recv_limit, ktls, waitid, all)\n", (int)n, p);
+				"zc_report_usage, fd_install, msg_ring, sendto, recv_limit, ktls, waitid, fs_ring, splice, all)\n", (int)n, p);
 		p += n + (p[n] == ',');
 	}
 	return off;
@@ -271,6 +272,25 @@ int rl__ring_setup(struct rl_worker *w, char *msg, size_t msglen)
 		w->features |= RL_FEAT_SENDMSG_ZC;
 	if (io_uring_opcode_supported(probe, IORING_OP_MSG_RING))
 		w->features |= RL_FEAT_MSG_RING;
+	/* File operations: each the ring lacks runs on the fallback pool
+	 * (fileop.c); RL_FEAT_FS_RING says the ring has them all. */
+	static const int fs_ops[RL_FSOP__COUNT] = {
+		[RL_FSOP_OPEN] = IORING_OP_OPENAT,	  [RL_FSOP_READ] = IORING_OP_READ,
+		[RL_FSOP_WRITE] = IORING_OP_WRITE,	  [RL_FSOP_READV] = IORING_OP_READV,
+		[RL_FSOP_WRITEV] = IORING_OP_WRITEV,	  [RL_FSOP_READ_FIXED] = IORING_OP_READ_FIXED,
+		[RL_FSOP_WRITE_FIXED] = IORING_OP_WRITE_FIXED, [RL_FSOP_FSYNC] = IORING_OP_FSYNC,
+		[RL_FSOP_STAT] = IORING_OP_STATX,	  [RL_FSOP_UNLINK] = IORING_OP_UNLINKAT,
+		[RL_FSOP_RENAME] = IORING_OP_RENAMEAT,	  [RL_FSOP_MKDIR] = IORING_OP_MKDIRAT,
+		[RL_FSOP_CLOSE] = IORING_OP_CLOSE,	  [RL_FSOP_LISTDIR] = -1,
+	};
+	w->fs.ring_ops = 0;
+	for (int i = 0; i < RL_FSOP__COUNT; i++)
+		if (fs_ops[i] >= 0 && io_uring_opcode_supported(probe, fs_ops[i]))
+			w->fs.ring_ops |= 1u << i;
+	if (w->fs.ring_ops == (((1u << RL_FSOP__COUNT) - 1) & ~(1u << RL_FSOP_LISTDIR)))
+		w->features |= RL_FEAT_FS_RING;
+	if (io_uring_opcode_supported(probe, IORING_OP_SPLICE))
+		w->features |= RL_FEAT_SPLICE;
 	if (probe->last_op >= RL_IORING_OP_FIXED_FD_INSTALL &&
 	    io_uring_opcode_supported(probe, RL_IORING_OP_FIXED_FD_INSTALL))
 		w->features |= RL_FEAT_FD_INSTALL;
@@ -287,6 +307,8 @@ int rl__ring_setup(struct rl_worker *w, char *msg, size_t msglen)
 	if (!(off & RL_FEAT_KTLS) && ktls_ok())
 		w->features |= RL_FEAT_KTLS;
 	w->features &= ~off;
+	if (off & RL_FEAT_FS_RING)
+		w->fs.ring_ops = 0; /* everything on the pool: how its tests run */
 	return 0;
 }
 

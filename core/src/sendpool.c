@@ -67,6 +67,7 @@ struct rl_chunk *rl__chunk_get(struct rl_sendpool *p, size_t want)
 	}
 	c->next = NULL;
 	c->zc = NULL;
+	c->sf = NULL;
 	c->len = 0;
 	c->off = 0;
 	return c;

@@ -13,6 +13,9 @@
  * sendslab.c calls back here.
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <unistd.h>
 
 #include "internal.h"
 
@@ -129,4 +132,47 @@ int rl_conn_sendv_upto(struct rl_worker *w, uint32_t slot, uint32_t gen, const s
 		       int n)
 {
 	return sendv(w, slot, gen, parts, n, 1);
+}
+
+/* A sendfile node: the file's bytes go file -> pipe -> socket by splice
+ * (conn.c's queue runs the steps), ordered with everything else queued.
+ * Here because it is another kind of part the caller queues: conn.c owns
+ * the queue, fileop.c the pipes, and neither calls back. */
+int rl_conn_sendfile(struct rl_worker *w, uint32_t slot, uint32_t gen, int fd, int64_t offset,
+		     uint32_t count)
+{
+	int err;
+	struct rl_conn *c = rl__conn_sendable(w, slot, gen, &err);
+	if (!c)
+		return err;
+	if (fd < 0 || offset < 0)
+		return -EINVAL;
+	if (c->tls || !(w->features & RL_FEAT_SPLICE))
+		return -EOPNOTSUPP;
+	if (count > UINT32_MAX - c->io.unsent)
+		return -ENOBUFS;
+	if (count == 0)
+		return 0;
+	struct rl_sendfile *sf = calloc(1, sizeof(*sf));
+	if (!sf)
+		return -ENOMEM;
+	sf->fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+	if (sf->fd < 0) {
+		err = -errno;
+		free(sf);
+		return err;
+	}
+	err = rl__pipe_get(w, sf->pipe, &sf->pipe_size);
+	if (err) {
+		close(sf->fd);
+		free(sf);
+		return err;
+	}
+	sf->off = offset;
+	sf->left = count;
+	sf->node.len = count;
+	sf->node.pool_slot = -1;
+	sf->node.sf = sf;
+	rl__conn_enqueue(w, c, &sf->node);
+	return 0;
 }

@@ -52,6 +52,8 @@ enum rl_op {
 	RL_OP_PROBE,       /* rl_conn_probe: a non-blocking MSG_PEEK recv */
 	RL_OP_PROC,        /* a process's wait (WAITID, or POLL_ADD on its pidfd);
 	                      index = process id */
+	RL_OP_FILE,        /* a file operation (fileop.c); index = request, gen = its gen */
+	RL_OP_SPLICE,      /* a sendfile node's splice (file -> pipe, pipe -> socket) */
 	RL_OP__COUNT
 };
 

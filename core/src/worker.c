@@ -271,6 +271,12 @@ static void dispatch(struct rl_worker *w, struct io_uring_cqe *cqe)
 	case RL_OP_PROC:
 		rl__proc_on_cqe(w, cqe);
 		break;
+	case RL_OP_FILE:
+		rl__fs_on_cqe(w, cqe);
+		break;
+	case RL_OP_SPLICE:
+		rl__conn_on_splice(w, cqe);
+		break;
 	case RL_OP_INBOX:
 		if (rl_ud_index(cqe->user_data) == 1) {
 			w->m.ops_inflight--; /* our own MSG_RING completed */
@@ -375,6 +381,7 @@ int rl_worker_poll(struct rl_worker *w, struct rl_event *events, int max, int ti
 	w->now = rl__clock_now();
 	reap(w);
 	rl__nvme_reap(w);
+	rl__fs_pool_reap(w);
 
 	/* Return this batch's buffers, then re-arm receives the dry ring
 	 * stopped: the re-arm is driven by the replenish, never a spin. */
@@ -502,10 +509,10 @@ int rl_worker_destroy(struct rl_worker *w)
 	struct rl_event scratch[64];
 	double deadline = rl__clock_now() + RL_TEARDOWN_WAIT;
 	/* slab entries wait for zero-copy notifications, which are not ops */
-	while (w->m.ops_inflight || w->conns.open || w->wake_armed || w->slab.used ||
+	while (w->m.ops_inflight || w->conns.open || w->wake_armed || w->slab.used || w->fs.live ||
 	       rl_worker_live(w) - (int)w->timers.nheap) {
 		if (rl__clock_now() > deadline) {
-			if (!w->m.ops_inflight && !w->conns.open && !w->wake_armed &&
+			if (!w->m.ops_inflight && !w->conns.open && !w->wake_armed && !w->fs.live &&
 			    !(rl_worker_live(w) - (int)w->timers.nheap)) {
 				/* Only notifications are missing, and every socket is
 				 * closed: no operation of ours is left in the kernel,
@@ -528,6 +535,7 @@ int rl_worker_destroy(struct rl_worker *w)
 		rl_worker_poll(w, scratch, 64, 100);
 		w->npending = 0; /* nobody is left to read them */
 	}
+	rl__fs_fini(w);
 	rl__regions_fini(w);
 	rl__udp_fini(w);
 	rl__bufring_fini(&w->bufs, &w->ring);

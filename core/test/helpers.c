@@ -132,7 +132,7 @@ int t_step(struct t_ctx *t, int timeout_ms)
 	ASSERT(n >= 0 && n <= max, "rl_worker_poll: %d (%s)", n, rl_strerror(n));
 	for (int i = 0; i < n; i++) {
 		const struct rl_event *e = &t->ev[i];
-		ASSERT(e->type >= RL_EV_ACCEPTED && e->type <= RL_EV_NVME, "bad event type %u",
+		ASSERT(e->type >= RL_EV_ACCEPTED && (e->type <= RL_EV_NVME || e->type == RL_EV_FILE), "bad event type %u",
 		       e->type);
 		t->nevents[e->type]++;
 		if (t->nlog == t->logcap) {
@@ -204,6 +204,7 @@ void t_check_idle(struct t_ctx *t)
 	CHECK_EQ(m->guards_outstanding, 0);
 	CHECK_EQ(m->udp_open, 0);
 	CHECK_EQ(m->procs_running, 0);
+	CHECK_EQ(m->fs_inflight, 0);
 	/* an open listener keeps exactly its multishot accept in flight */
 	CHECK_EQ(m->ops_inflight, t->lid >= 0 ? 1 : 0);
 }

@@ -91,7 +91,7 @@ struct t_ctx {
 	int maxev;           /* events per poll (0: T_MAX_EV) */
 	int lid;             /* the fixture's listener, -1 when none */
 	int port;
-	uint64_t nevents[RL_EV_NVME + 1]; /* by type; RL_EV_NVME is the highest */
+	uint64_t nevents[RL_EV_FILE + 1]; /* by type; RL_EV_FILE is the highest (then RL_EV_NVME) */
 	struct rl_event *log; /* every event polled so far, in order */
 	size_t nlog, logcap;
 };

@@ -18,7 +18,7 @@ local M = {}
 -- (M.ETIMEDOUT == C.RL_ETIMEDOUT == 110): numbers are never copied here.
 for name in ([[EPERM ENOENT ESRCH EINTR EBADF EAGAIN ENOMEM EBUSY ENODEV ENOTTY EINVAL ENOSPC EPIPE EDESTADDRREQ
     EMSGSIZE EOPNOTSUPP EAFNOSUPPORT ECONNABORTED ECONNRESET ENOBUFS ENOTCONN ESHUTDOWN
-    ETIMEDOUT ECONNREFUSED ESTALE ECANCELED]]):gmatch("%S+") do
+    ETIMEDOUT ECONNREFUSED ESTALE ECANCELED ENODATA EISDIR EEXIST ERANGE]]):gmatch("%S+") do
   M[name] = C["RL_" .. name]
 end
 
@@ -31,6 +31,8 @@ local cache = {
   -- A stale (slot, gen) means the connection is gone: for the caller it is closed.
   [M.ESTALE] = "closed",
   [M.ENOTCONN] = "closed",
+  -- sendfile: the file ended before the count promised (truncated while sent)
+  [M.ENODATA] = "file truncated",
 }
 
 -- errstr(rc): rc is a negative errno as returned by the core (a positive

@@ -31,6 +31,7 @@ local tls = require "ringline.tls"
 local exec = require "ringline.exec"
 local nvme = require "ringline.nvme"
 local pool = require "ringline.pool"
+local fs = require "ringline.fs"
 
 -- The event dispatch table and the lifecycle hooks (ringline.sched lists
 -- both) are filled here, once, in this order, and nowhere else: no module
@@ -46,6 +47,7 @@ region.attach(sched)        -- RL_EV_GUARD; hook destroyed
 udp.attach(sched)           -- RL_EV_UDP; a graceful stop's and the drain's steps
 timer.attach(sched)         -- hook ending
 watchdog.attach(sched)      -- hook configured
+fs.attach(sched)            -- RL_EV_FILE; drain: files left open
 worker.attach(sched)        -- messages RL_MSG_SIGNAL, RL_MSG_USER; hooks started, stopping (in a host)
 exec.attach(sched)          -- RL_EV_EXIT; a drain step; os.execute/io.popen warn in a run
 nvme.attach(sched)          -- RL_EV_NVME; a drain step
@@ -65,6 +67,8 @@ M.coroutine = sched.coroutine
 
 M.run = sched.run
 M.region = region.new   -- registered memory for guarded sends
+M.fs = { open = fs.open, stat = fs.stat, unlink = fs.unlink, rmdir = fs.rmdir, rename = fs.rename,
+  mkdir = fs.mkdir, readfile = fs.readfile, writefile = fs.writefile, listdir = fs.listdir }
 
 function M.configure(t)
   if type(t) ~= "table" then error("ringline.configure: expected a table", 2) end

@@ -238,6 +238,16 @@ function methods.free(r)
   return true
 end
 
+-- r:load(f, offset, len [, at]): len bytes of file f from offset into the
+-- region at byte at (default 0), read by the ring straight into registered
+-- memory (READ_FIXED; direct I/O files need aligned offset, len and at).
+-- The bytes read (fewer at the end of the file), or nil, err.
+function methods.load(r, f, offset, len, at)
+  check_region(r, "load")
+  if gone(r) then misuse("region:load: the region is freed", 2) end
+  return require("ringline.fs").load(r, f, offset, len, at)
+end
+
 local function check_int(v, what, lvl)
   if type(v) ~= "number" or v < 0 or v % 1 ~= 0 then
     misuse(what .. " must be an integer >= 0, got " .. tostring(v), lvl + 1)
