@@ -404,6 +404,14 @@ function conn:send_nowait(data, ...) end
 ---@return '"receive"'|'"send"'|nil side
 function conn:send_from(src, max) end
 
+---Send a file's bytes spliced by the kernel, in order with other sends (blocking).
+---@param file ringline.file
+---@param offset? integer
+---@param count? integer
+---@return integer|nil bytes
+---@return ringline.err|'"file truncated"'|nil err
+function conn:sendfile(file, offset, count) end
+
 ---Wait until everything is sent and every guard released (blocking).
 ---@param timeout? number milliseconds
 ---@return true|nil ok
@@ -1027,6 +1035,14 @@ function res:header(name, value) end
 ---@return true|nil ok
 ---@return string? err
 function res:write(data) end
+
+---A file as the body (Content-Length) or as one more chunk.
+---@param file ringline.file
+---@param offset? integer
+---@param count? integer
+---@return true|nil ok
+---@return string? err
+function res:sendfile(file, offset, count) end
 
 ---End the response; without writes before it, data is the whole body.
 ---@param data? any what conn:send takes

@@ -28,6 +28,7 @@ local check = require "ringline.check"
 local is_buffer = check.is_buffer
 local region = require "ringline.region"
 local read = require "ringline.conn_read"
+local fs = require "ringline.fs"
 
 local type, select, tostring, error, getmetatable, pairs = type, select, tostring, error, getmetatable, pairs
 local ffi_cast = ffi.cast
@@ -40,6 +41,7 @@ local resume_guarded, abandon_guarded = region.resume, region.abandon
 local view, begin_wait = read.methods.view, read.begin_wait
 
 local _ = C.rl_worker_want_slab   -- resolved at load time (see sched.lua)
+_ = C.rl_conn_sendfile
 _ = C.rl_conn_want_send_error
 local EV_SLAB = C.RL_EV_SLAB
 local PART_COPY = C.RL_PART_COPY
@@ -431,6 +433,101 @@ function methods.send_from(c, src, max)
     if why then return nil, why, "send" end
   end
   return n
+end
+
+-- conn:sendfile's read-and-send path (TLS: the record layer is in
+-- userspace, so the bytes must pass through it; or no splice): the file
+-- read through the ring 64 KiB at a time, each piece sent in order.
+local SF_PIECE = 65536
+-- The caller holds c's send lock; each piece waits for room first (to the
+-- low watermark), so it never takes the lock-taking path of send.
+local function sendfile_copy(c, f, off, count)
+  local S, io = c.S, c.io
+  local left = count
+  while left > 0 do
+    local n = left < SF_PIECE and left or SF_PIECE
+    if io.unsent + n > S.sendcap then
+      local why = wait_send(c, S.lowat, c.send_to)
+      if why then return nil, why end
+    end
+    local s, err = f:read(n, off)
+    if not s then return nil, err == "eof" and "file truncated" or err end
+    if c.closed then return nil, "closed" end
+    local rc = C.rl_conn_send(c.w, c.slot, c.gen, s, #s)
+    if rc < 0 then return nil, errstr(rc) end
+    off, left = off + #s, left - #s
+  end
+  if io.unsent > S.hiwat then
+    local why = wait_send(c, S.lowat, c.send_to)
+    if why then return nil, why end
+  end
+  return count
+end
+
+local SF_MAX = 2 ^ 30    -- bytes one rl_conn_sendfile queues (unsent is 32-bit)
+
+-- conn:sendfile(f, offset, count): count bytes of file f from offset,
+-- spliced by the kernel file -> pipe -> socket, in order with the sends
+-- around it, waiting above the high watermark as send does. A file that
+-- ends early fails the connection's send side ("file truncated": the peer
+-- was promised count bytes). TLS connections take the read-and-send path.
+function methods.sendfile(c, f, offset, count)
+  if not fs.is_file(f) then misuse("conn:sendfile: expected a file (ringline.fs.open)", 2) end
+  offset = offset or 0
+  if type(offset) ~= "number" or offset < 0 or offset % 1 ~= 0 then
+    misuse("conn:sendfile: offset must be an integer >= 0", 2)
+  end
+  if count ~= nil and (type(count) ~= "number" or count < 0 or count % 1 ~= 0) then
+    misuse("conn:sendfile: count must be an integer >= 0", 2)
+  end
+  if c.closed then return nil, "closed" end
+  if f.closed then return nil, "file closed" end
+  local io = c.io
+  local e = io.serr
+  if e ~= 0 then return nil, errstr(e) end
+  if not count then
+    local size, err = f:size()
+    if not size then return nil, err end
+    count = size > offset and size - offset or 0
+  end
+  if count == 0 then return 0 end
+  if c.sending then
+    local why = wait_unlocked(c)
+    if why then return nil, why end
+  end
+  if c.tls then
+    lock(c)
+    local n, err = sendfile_copy(c, f, offset, count)
+    unlock(c)
+    return n, err
+  end
+  local S = c.S
+  lock(c)
+  local off, left = offset, count
+  while left > 0 do
+    local n = left < SF_MAX and left or SF_MAX
+    local rc = C.rl_conn_sendfile(c.w, c.slot, c.gen, f.fd, off, n)
+    if rc == -errors.EOPNOTSUPP then
+      local k, err = sendfile_copy(c, f, off, left)   -- no splice in this kernel
+      unlock(c)
+      if not k then return nil, err end
+      return count
+    end
+    if rc < 0 then
+      unlock(c)
+      return nil, errstr(rc)
+    end
+    off, left = off + n, left - n
+    if io.unsent > S.hiwat then
+      local why = wait_send(c, S.lowat, c.send_to)
+      if why then
+        unlock(c)
+        return nil, why
+      end
+    end
+  end
+  unlock(c)
+  return count
 end
 
 local GUARDS = {}        -- flush_check: "all sent, but guards are still out"

@@ -372,6 +372,43 @@ function Res.finish(res, x)
   return true
 end
 
+-- res:sendfile(f [, offset [, count]]): count bytes of file f (default:
+-- to its end) as the body, by conn:sendfile (the kernel splices them; no
+-- Lua string). As the whole response: the head says Content-Length. After
+-- writes: one more chunk (chunked) or more of the close-delimited body.
+-- HEAD and bodiless statuses send the head only.
+function Res.sendfile(res, f, offset, count)
+  if res.done then return nil, "finished" end
+  local st = res._st
+  if st.bfail and not res.started then return nil, "bad request body" end
+  offset = offset or 0
+  if not count then
+    local size, err = f:size()
+    if not size then return nil, err end
+    count = size > offset and size - offset or 0
+  end
+  res.bytes = res.bytes + count
+  local whole = not res.started
+  if whole then
+    res.done = true
+    put_head(res, st, count)
+  end
+  if bodiless(res) or count == 0 then
+    if whole then return flush(st) end
+    return true
+  end
+  if res.chunked then st.out:put(fmt("%x\r\n", count)) end
+  local ok, err = flush(st)
+  if not ok then return nil, err end
+  ok, err = st.conn:sendfile(f, offset, count)
+  if not ok then
+    st.close, st.broken = true, true
+    return nil, err
+  end
+  if res.chunked then st.out:put("\r\n") end
+  return true
+end
+
 -- http.websocket(req, res [, opts]): upgrade this request's connection to
 -- a WebSocket (ringline.websocket.accept with the parsed request). Answers
 -- still queued for earlier pipelined requests go out first; after the 101
