@@ -36,7 +36,7 @@ local function count_fds()
 end
 
 local function sh(cmd)
-  local rc = os.execute(cmd)
+  local rc = os.execute("unset LD_PRELOAD; " .. cmd)
   assert(rc == 0 or rc == true, cmd)
 end
 
@@ -55,14 +55,14 @@ for _, mode in ipairs({ "ring", "pool" }) do
     end)
     before_each(function()
       if mode == "pool" then ffi.C.setenv("RINGLINE_DISABLE_FEATURES", "fs_ring", 1) end
-      os.execute("rm -rf " .. DIR .. " && mkdir -p " .. DIR)
+      os.execute("unset LD_PRELOAD; rm -rf " .. DIR .. " && mkdir -p " .. DIR)
       fds0 = count_fds()
     end)
     after_each(function()
       ffi.C.unsetenv("RINGLINE_DISABLE_FEATURES")
       -- every descriptor of the run is closed once it ended
       assert.are.equal(fds0, count_fds())
-      os.execute("rm -rf " .. DIR)
+      os.execute("unset LD_PRELOAD; rm -rf " .. DIR)
     end)
 
     it("opens, writes, reads at offsets and sequentially, stats, syncs, closes", function()

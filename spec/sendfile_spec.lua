@@ -59,7 +59,7 @@ describe("conn:sendfile", function()
     f:close()
     run(function() assert(fs.open("/dev/null", "r")):close() end)   -- one-time probes
   end)
-  teardown(function() os.execute("rm -rf " .. DIR) end)
+  teardown(function() sh("rm -rf " .. DIR) end)
   before_each(function() fds0 = count_fds() end)
   after_each(function() assert.are.equal(fds0, count_fds()) end)
 
@@ -237,7 +237,7 @@ describe("res:sendfile", function()
     f:write(data)
     f:close()
   end)
-  teardown(function() os.execute("rm -rf " .. DIR) end)
+  teardown(function() sh("rm -rf " .. DIR) end)
 
   it("answers with Content-Length and the file; HEAD gets the head only; chunked after writes", function()
     run(function()

@@ -738,7 +738,7 @@ int rl_fs_cancel(struct rl_worker *w, int id, uint32_t token)
 /* Big enough that a splice moves a useful amount per round trip; the
  * kernel caps it at /proc/sys/fs/pipe-max-size (1 MiB by default) and
  * an unprivileged user's pipe quota, so a refusal keeps the default. */
-#define RL_PIPE_WANT (256u * 1024u)
+#define RL_PIPE_WANT (1024u * 1024u)
 
 int rl__pipe_get(struct rl_worker *w, int p[2], uint32_t *size)
 {
