@@ -226,6 +226,11 @@ static int run_listdir(struct rl_fsreq *r)
 static int64_t run_sync(struct rl_fsreq *r)
 {
 	ssize_t n;
+	/* the ring ignores the offset of a file that cannot seek (a FIFO,
+	 * a character device): so does the pool, as read(2) would */
+	if (r->off >= 0 && r->op != RL_FSOP_OPEN && r->fd >= 0 && lseek(r->fd, 0, SEEK_CUR) < 0 &&
+	    errno == ESPIPE)
+		r->off = -1;
 	switch (r->op) {
 	case RL_FSOP_OPEN:
 		n = openat(AT_FDCWD, r->path, r->flags | O_CLOEXEC, r->mode);
