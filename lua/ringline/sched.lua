@@ -152,6 +152,7 @@ end
 --   udp         RL_EV_UDP
 --   exec        RL_EV_EXIT
 --   nvme        RL_EV_NVME
+--   fs          RL_EV_FILE (file operations; its drain closes files left open)
 local dispatch = {}
 M.dispatch = dispatch
 
