@@ -146,11 +146,10 @@ describe("conn:sendfile", function()
       s = s or partial
       assert.is_true(#s < 16 * MiB, "fewer bytes than promised: " .. #s)
       assert.is_true(#s >= MiB)
-      local bad
-      for i = 1, #s, 4096 do
-        if s:sub(i, i + 4095) ~= content:sub(i, i + 4095) then bad = i break end
-      end
-      assert.is_nil(bad, "what came is the file's prefix (" .. #s .. " bytes)")
+      -- what the file still holds came as it is; bytes past the cut that
+      -- were already in the pipe or the socket are the kernel's (spliced
+      -- pages are referenced, not copied: a truncation may zero them)
+      assert.is_true(s:sub(1, MiB) == content:sub(1, MiB), "the file's first MiB differs")
       local r = result:get(5)
       assert.are.same({ nil, "file truncated" }, { r[1], r[2] })
       c:close()
