@@ -451,22 +451,39 @@ void rl__conn_on_recv(struct rl_worker *w, struct io_uring_cqe *cqe)
 
 /* ---- send queue ---- */
 
-/* A sendfile node's next splice: fill the empty pipe from the file, or
- * drain what it holds into the socket (a fixed file: IOSQE_FIXED_FILE
- * names the output). Two steps per pipeful, each its own completion:
- * a linked pair would end the chain on any short fill. */
-static void splice_prep(struct io_uring_sqe *sqe, struct rl_conn *c, struct rl_sendfile *sf)
+/* A sendfile node's next splice: drain what the pipe holds into the
+ * socket (a fixed file: IOSQE_FIXED_FILE names the output), or fill the
+ * empty pipe from the file with the drain of those bytes linked after it
+ * (IOSQE_IO_LINK: one submission, the drain starts when the fill is
+ * done). A fill that comes short (the end of the file, an error) fails
+ * the link: its drain completes -ECANCELED and the queue goes on from the
+ * fill's result (rl__conn_on_splice). The link needs both SQEs in one
+ * submission; when the SQ has no room for two the fill goes alone. */
+static void splice_prep(struct rl_worker *w, struct io_uring_sqe *sqe, struct rl_conn *c,
+			struct rl_sendfile *sf)
 {
+	rl__conn_set_ud(sqe, RL_OP_SPLICE, c);
 	if (sf->inpipe) {
 		io_uring_prep_splice(sqe, sf->pipe[0], -1, (int)c->slot, -1, sf->inpipe, 0);
 		sqe->flags |= IOSQE_FIXED_FILE;
+		rl__conn_set_ud(sqe, RL_OP_SPLICE, c);
 		sf->filling = 0;
-	} else {
-		uint32_t n = sf->left < sf->pipe_size ? sf->left : sf->pipe_size;
-		io_uring_prep_splice(sqe, sf->fd, sf->off, sf->pipe[1], -1, n, 0);
-		sf->filling = 1;
+		return;
 	}
+	uint32_t n = sf->left < sf->pipe_size ? sf->left : sf->pipe_size;
+	io_uring_prep_splice(sqe, sf->fd, sf->off, sf->pipe[1], -1, n, 0);
 	rl__conn_set_ud(sqe, RL_OP_SPLICE, c);
+	sf->filling = 1;
+	sf->linked = 0;
+	struct io_uring_sqe *drain = io_uring_sq_space_left(&w->ring) ? io_uring_get_sqe(&w->ring) : NULL;
+	if (!drain)
+		return;
+	sqe->flags |= IOSQE_IO_LINK;
+	io_uring_prep_splice(drain, sf->pipe[0], -1, (int)c->slot, -1, n, 0);
+	drain->flags |= IOSQE_FIXED_FILE;
+	rl__conn_set_ud(drain, RL_OP_SPLICE, c);
+	sf->linked = n;
+	rl__conn_op_start(w, c);
 }
 
 /* A sendfile node leaves the queue (sent, failed or dropped): its
@@ -488,7 +505,7 @@ void rl__conn_send_submit(struct rl_worker *w, struct rl_conn *c)
 		return;
 	}
 	if (h->sf) {
-		splice_prep(sqe, c, h->sf);
+		splice_prep(w, sqe, c, h->sf);
 		c->flags |= RL_CONN_F_SEND_INFLIGHT;
 		rl__conn_op_start(w, c);
 		return;
@@ -669,6 +686,38 @@ void rl__conn_on_splice(struct rl_worker *w, struct io_uring_cqe *cqe)
 	int res = cqe->res;
 	struct rl_chunk *h = c->sq_head;
 	struct rl_sendfile *sf = h->sf;
+	if (sf->filling && sf->linked) {
+		/* a fill with its drain linked: the drain's completion follows */
+		sf->filling = 0;
+		if (res > 0) {
+			sf->inpipe += (uint32_t)res;
+			sf->left -= (uint32_t)res;
+			sf->off += res;
+		}
+		if (res != (int)sf->linked) {
+			sf->link_broken = 1; /* its drain comes -ECANCELED */
+			sf->fill_res = res;
+		}
+		rl__conn_op_done(w, c);
+		return;
+	}
+	if (sf->linked) {
+		sf->linked = 0;
+		if (sf->link_broken) {
+			/* the drain of a short fill, cancelled by the kernel: go on
+			 * from the fill's result as an unlinked fill would */
+			sf->link_broken = 0;
+			res = sf->fill_res;
+			if (res > 0 && !(c->flags & (RL_CONN_F_SEND_CANCEL | RL_CONN_F_RESET))) {
+				rl__conn_op_done(w, c);
+				c->flags &= ~RL_CONN_F_SEND_INFLIGHT;
+				rl__conn_send_submit(w, c);
+				return;
+			}
+			send_done(w, c, res > 0 ? -ECANCELED : res == 0 ? -ENODATA : res);
+			return;
+		}
+	}
 	if (sf->filling) {
 		sf->filling = 0;
 		if (res > 0 && !(c->flags & (RL_CONN_F_SEND_CANCEL | RL_CONN_F_RESET))) {

@@ -516,6 +516,9 @@ struct rl_sendfile {
 	uint32_t inpipe;        /* bytes in the pipe not yet sent */
 	uint32_t pipe_size;
 	uint8_t filling;        /* the splice in flight is file -> pipe */
+	uint8_t link_broken;    /* the linked fill came short: its drain comes cancelled */
+	uint32_t linked;        /* a fill of this many bytes went with its drain linked */
+	int32_t fill_res;       /* a broken link's fill result */
 };
 
 struct rl_fs {
