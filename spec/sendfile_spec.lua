@@ -258,6 +258,7 @@ describe("res:sendfile", function()
           assert(res:sendfile(f, 5, 10))
           res:finish(">")
         else
+          assert.has_error(function() res:sendfile("not a file") end)
           assert(res:sendfile(f))
         end
         f:close()

@@ -378,6 +378,9 @@ end
 -- writes: one more chunk (chunked) or more of the close-delimited body.
 -- HEAD and bodiless statuses send the head only.
 function Res.sendfile(res, f, offset, count)
+  if not require("ringline.fs").is_file(f) then
+    error("res:sendfile: expected a file (ringline.fs.open)", 2)
+  end
   if res.done then return nil, "finished" end
   local st = res._st
   if st.bfail and not res.started then return nil, "bad request body" end
