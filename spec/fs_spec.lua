@@ -31,8 +31,11 @@ local FEATURES0 = os.getenv("RINGLINE_DISABLE_FEATURES")
 -- Do file operations run on the pool in this mode (also when the
 -- environment disables the ring's already)?
 local function pooled(mode)
-  local f = FEATURES0 or ""
-  return mode == "pool" or f:find("fs_ring", 1, true) ~= nil or f:find("all", 1, true) ~= nil
+  if mode == "pool" then return true end
+  for name in (FEATURES0 or ""):gmatch("[^,]+") do   -- whole names: "fd_install" is not "all"
+    if name == "fs_ring" or name == "all" then return true end
+  end
+  return false
 end
 
 local function features(extra)
