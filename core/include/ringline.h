@@ -402,6 +402,10 @@ int rl_listener_close(struct rl_worker *w, int id);
  * listener); on failure the caller still owns it. -ENOTSOCK / -EINVAL when
  * fd is not a listening stream socket. */
 int rl_listen_fd(struct rl_worker *w, int fd, uint32_t flags);
+/* The socket rl_listen would make (bound, listening, close-on-exec), as a
+ * plain descriptor the caller owns: for a host that keeps it across
+ * workers (rl_listen_fd on a dup in each). Returns the fd or -errno. */
+int rl_listen_socket(const char *addr, uint32_t flags, uint32_t backlog);
 /* Stops accepting as rl_listener_close, for a socket that lives on
  * elsewhere (a dup of it accepts in another worker): a connection the
  * kernel accepted before the cancel took effect is reported with

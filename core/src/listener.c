@@ -213,6 +213,14 @@ int rl_listen(struct rl_worker *w, const char *addr, uint32_t flags)
 	return id;
 }
 
+int rl_listen_socket(const char *addr, uint32_t flags, uint32_t backlog)
+{
+	int port;
+	if (!addr || backlog == 0)
+		return -EINVAL;
+	return rl__listen_socket(addr, flags, backlog, &port);
+}
+
 int rl_listen_fd(struct rl_worker *w, int fd, uint32_t flags)
 {
 	int v = 0, type = 0;
