@@ -90,6 +90,43 @@ end
 ]]):format(opts.prelude or "", version, ssl)
 end
 
+-- The same over HTTP (ringline.http): the body is `version`.
+function M.http_script(version)
+  return ([[
+local ringline = require "ringline"
+local http = require "ringline.http"
+local ffi = require "ffi"
+pcall(ffi.cdef, "int getpid(void);")
+local l = assert(http.listen(os.getenv("ADDR"), function(req, res)
+  res:finish(%q)
+end))
+if ringline.worker.id() == 0 then
+  print("pid " .. ffi.C.getpid() .. " port " .. select(2, l:getsockname()))
+end
+]]):format(version)
+end
+
+-- One HTTP/1.1 request on conn: the body, or nil, err, partial (what of
+-- the response came).
+local function http_request(conn)
+  conn:send("GET / HTTP/1.1\r\nHost: test\r\n\r\n")
+  local status, err, partial = conn:receive("*l")
+  if not status then return nil, err, partial end
+  if not status:match("^HTTP/1%.1 200 ") then return nil, "status: " .. status, status end
+  local len
+  while true do
+    local h, herr = conn:receive("*l")
+    if not h then return nil, herr, status end
+    if h == "\r" or h == "" then break end
+    local n = h:lower():match("^content%-length:%s*(%d+)")
+    if n then len = tonumber(n) end
+  end
+  if not len then return nil, "no content-length", status end
+  local body, berr = conn:receive(len)
+  if not body then return nil, berr, status end
+  return body
+end
+
 -- Starts the host on `script` with ADDR=addr; returns the server and the
 -- host's own pid (from the script's first line).
 function M.spawn(script, addr, args, env)
@@ -131,8 +168,13 @@ function M.load(port, nclients, opts)
         end
       end
       if conn then
-        conn:send("GET\n")
-        local line, err, partial = conn:receive("*l")
+        local line, err, partial
+        if opts.http then
+          line, err, partial = http_request(conn)
+        else
+          conn:send("GET\n")
+          line, err, partial = conn:receive("*l")
+        end
         if line then
           stats.ok = stats.ok + 1
           stats.seen[line] = (stats.seen[line] or 0) + 1
