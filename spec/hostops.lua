@@ -129,9 +129,9 @@ end
 
 -- Starts the host on `script` with ADDR=addr; returns the server and the
 -- host's own pid (from the script's first line).
-function M.spawn(script, addr, args, env)
+function M.spawn(script, addr, args, env, limit_s)
   local srv = M.proc.spawn(("%sADDR=%s %s %s %s"):format(env or "", addr, M.proc.quote(M.host),
-    args or "", M.proc.quote(script)), 60)
+    args or "", M.proc.quote(script)), limit_s or 60)
   local pid, seen = srv:expect("^pid (%d+) port %d+$")
   assert(pid, seen)
   return srv, tonumber(pid)
