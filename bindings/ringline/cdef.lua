@@ -220,6 +220,7 @@ int rl_listener_port(struct rl_worker *w, int id);
 int rl_listener_gen(struct rl_worker *w, int id, uint32_t *gen);
 int rl_listener_close(struct rl_worker *w, int id);
 int rl_listen_fd(struct rl_worker *w, int fd, uint32_t flags);
+int rl_listen_socket(const char *addr, uint32_t flags, uint32_t backlog);
 int rl_listener_release(struct rl_worker *w, int id);
 struct rl_handoff;
 int rl_handoff_new(const char *addr, uint32_t flags, uint32_t backlog, struct rl_handoff **out);
