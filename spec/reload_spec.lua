@@ -10,13 +10,7 @@ local ops = require "hostops"
 
 local proc = ops.proc
 
--- The host's open descriptors (its /proc/PID/fd entries).
-local function fds(pid)
-  local p = io.popen("ls /proc/" .. pid .. "/fd 2>/dev/null | wc -l")
-  local n = tonumber(p:read("*a"))
-  p:close()
-  return n
-end
+local fds = ops.fds
 
 describe("SIGHUP reload", function()
   teardown(ops.cleanup)
@@ -139,13 +133,14 @@ end)]]
   it("reads TLS certificates again: a certificate swapped on disk is served after SIGHUP", function()
     local dir = os.tmpname()
     os.remove(dir)
-    assert(os.execute("mkdir -p " .. dir) == 0)
-    finally(function() os.execute("rm -rf " .. dir) end)
+    assert(select(2, ops.sh({ "mkdir", "-p", dir })))
+    finally(function() ops.sh({ "rm", "-rf", dir }) end)
     local cert, key = dir .. "/cert.pem", dir .. "/key.pem"
     local function mk(cn)
-      assert(os.execute(("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes "
-        .. "-days 1 -subj /CN=%s -keyout %s.new -out %s.new >/dev/null 2>&1 && mv %s.new %s && "
-        .. "mv %s.new %s"):format(cn, key, cert, key, key, cert, cert)) == 0)
+      assert(select(2, ops.sh({ "sh", "-c", ("openssl req -x509 -newkey ec -pkeyopt "
+        .. "ec_paramgen_curve:P-256 -nodes -days 1 -subj /CN=%s -keyout %s.new -out %s.new "
+        .. ">/dev/null 2>&1 && mv %s.new %s && mv %s.new %s"):format(cn, key, cert, key, key,
+        cert, cert) })))
     end
     mk("first")
     local port = ops.free_port()

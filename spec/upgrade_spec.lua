@@ -8,16 +8,7 @@ local ops = require "hostops"
 
 local proc = ops.proc
 
-local function fds(pid)
-  local p = io.popen("ls /proc/" .. pid .. "/fd 2>/dev/null | wc -l")
-  local n = tonumber(p:read("*a"))
-  p:close()
-  return n
-end
-
-local function alive(pid)
-  return os.execute(("kill -0 %d 2>/dev/null"):format(pid)) == 0
-end
+local fds, alive = ops.fds, ops.alive
 
 describe("SIGUSR2 upgrade", function()
   teardown(ops.cleanup)
