@@ -15,12 +15,12 @@ local fds = ops.fds
 describe("SIGHUP reload", function()
   teardown(ops.cleanup)
 
-  it("under keep-alive load: the new code answers within a second, no request fails", function()
+  local function under_load(mode)
     local port = ops.free_port()
     local path = ops.file(ops.script("v1"))
     local note = ops.notify_socket()
     finally(note.close)
-    local srv, pid = ops.spawn(path, "127.0.0.1:" .. port, "-w 2 --no-pin",
+    local srv, pid = ops.spawn(path, "127.0.0.1:" .. port, "-w 2 --no-pin " .. mode,
       "NOTIFY_SOCKET=" .. proc.quote(note.env) .. " ")
     local result = ringline.run({ timeout = 20 }, function()
       assert(note.expect("READY=1"), "READY=1 at start")
@@ -52,6 +52,14 @@ describe("SIGHUP reload", function()
     assert.is_not_nil(result.ready)
     assert.are.equal(0, code, err)
     assert.matches("reloaded: generation 2 serving", err, 1, true)
+  end
+
+  it("under keep-alive load: the new code answers within a second, no request fails", function()
+    under_load("")
+  end)
+
+  it("the same with --accept acceptor: the new workers join the acceptor's groups", function()
+    under_load("--accept acceptor")
   end)
 
   it("a script that does not compile, or fails at start, leaves the old workers serving", function()
