@@ -1,10 +1,10 @@
 -- Two instances behind haproxy (Debian's), restarted one after the other
 -- under HTTP keep-alive load: no request fails. haproxy checks each
--- instance (connect checks every 100 ms; the health endpoint of --metrics
--- works the same way with `option httpchk`), retries a request that met a
--- refused connect or a connection closed before any answer on the other
--- instance (retry-on, redispatch: GET is idempotent), and the instance
--- stopping drains (SIGTERM) what it has.
+-- instance's health endpoint (--metrics: GET /healthz, 503 once it drains)
+-- every 100 ms, retries a request that met a refused connect or a
+-- connection closed before any answer on the other instance (retry-on,
+-- redispatch: GET is idempotent), and the instance stopping drains
+-- (SIGTERM) what it has.
 -- The configuration is deploy/haproxy/haproxy.cfg's, with the ports and
 -- check timings of a test.
 local ringline = require "ringline"
@@ -13,7 +13,7 @@ local ops = require "hostops"
 
 local proc = ops.proc
 
-local function haproxy_cfg(front, a, b)
+local function haproxy_cfg(front, a, b, ma, mb)
   return ([[
 global
   maxconn 4096
@@ -32,9 +32,11 @@ frontend front
   default_backend ringline
 backend ringline
   balance roundrobin
-  server a 127.0.0.1:%d check
-  server b 127.0.0.1:%d check
-]]):format(front, a, b)
+  option httpchk GET /healthz
+  http-check expect status 200
+  server a 127.0.0.1:%d check port %d
+  server b 127.0.0.1:%d check port %d
+]]):format(front, a, ma, b, mb)
 end
 
 describe("behind haproxy", function()
@@ -42,11 +44,13 @@ describe("behind haproxy", function()
 
   it("a rolling restart of two instances under load loses no request", function()
     local front, pa, pb = ops.free_port(), ops.free_port(), ops.free_port()
-    local cfg = ops.file(haproxy_cfg(front, pa, pb), ".cfg")
+    local ma, mb = ops.free_port(), ops.free_port()
+    local cfg = ops.file(haproxy_cfg(front, pa, pb, ma, mb), ".cfg")
     local ha = proc.spawn("haproxy -db -f " .. proc.quote(cfg), 60)
     finally(function() ha:stop() end)
     local function instance(name, port)
-      return ops.spawn(ops.file(ops.http_script(name)), "127.0.0.1:" .. port, "--drain-timeout 2")
+      return ops.spawn(ops.file(ops.http_script(name)), "127.0.0.1:" .. port,
+        ("--drain-timeout 2 --metrics 127.0.0.1:%d"):format(port == pa and ma or mb))
     end
     local a = instance("a1", pa)
     local b = instance("b1", pb)

@@ -13,13 +13,25 @@ local fds, alive = ops.fds, ops.alive
 describe("SIGUSR2 upgrade", function()
   teardown(ops.cleanup)
 
+  -- GET /healthz on the --metrics port: the status line's code.
+  local function healthz(mport)
+    local c = ringline.connect("127.0.0.1", mport, { timeout = 2 })
+    if not c then return nil end
+    c:settimeout(2000)
+    c:send("GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    local line = c:receive("*l")
+    c:close()
+    return line and line:match("^HTTP/1%.%d (%d+)")
+  end
+
   it("a new process takes the sockets over under load; the old one exits 0, no request fails", function()
-    local port = ops.free_port()
+    local port, mport = ops.free_port(), ops.free_port()
     local path = ops.file(ops.script("v1"))
     local note = ops.notify_socket()
     finally(note.close)
-    local srv, pid = ops.spawn(path, "127.0.0.1:" .. port, "-w 2 --no-pin",
-      "NOTIFY_SOCKET=" .. proc.quote(note.env) .. " ")
+    -- --metrics: the host's own listener goes over to the new process too
+    local srv, pid = ops.spawn(path, "127.0.0.1:" .. port,
+      "-w 2 --no-pin --metrics 127.0.0.1:" .. mport, "NOTIFY_SOCKET=" .. proc.quote(note.env) .. " ")
     local newpid
     finally(function() if newpid then ops.kill(newpid, "KILL") end end)
     local out = ringline.run({ timeout = 30 }, function()
@@ -37,7 +49,7 @@ describe("SIGUSR2 upgrade", function()
       local n = stats.ok
       assert(support.eventually(function() return stats.ok >= n + 300 end, 5))
       stop()
-      return { stats = stats }
+      return { stats = stats, health = healthz(mport) }
     end)
     local code, stdout, err = srv:wait()
     assert.are.equal(0, code, err)
@@ -47,6 +59,7 @@ describe("SIGUSR2 upgrade", function()
     local s = out.stats
     assert.are.equal(0, s.fail, tostring(s.why))
     assert.is_true(s.seen.v2 > 0)
+    assert.are.equal("200", out.health)
     -- the new process stops as usual
     ops.kill(newpid, "TERM")
     assert(ringline.run(function()

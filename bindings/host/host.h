@@ -129,7 +129,9 @@ int host_watchdog_start(int workers);
 
 /* listeners.c: the listening sockets kept across generations, and those
  * given at start (systemd's LISTEN_FDS, RINGLINE_INHERIT). */
-void host_listeners_init(void);
+void host_listeners_init(void);   /* once; later calls do nothing */
+int host_listeners_take_own(const char *addr);
+void host_listeners_keep_own(const char *addr, int fd);
 void host_listeners_retire(int half, int gen);
 void host_listeners_report_unused(void);
 void host_listeners_close_all(void);

@@ -29,7 +29,8 @@
  *   by the host. Ones no listen took are reported once every worker of the
  *   first generation is ready.
  *   RINGLINE_INHERIT (a binary upgrade, below): "fd,worker,addr;..." -
- *   the sockets of the process that exec'd us, adopted as if held here.
+ *   the sockets of the process that exec'd us, adopted as if held here
+ *   (worker -1: shared, as systemd's; -2: the host's own --metrics one).
  * Both variables are removed from the environment once read, so children
  * (os.execute) do not see them.
  */
@@ -47,7 +48,11 @@
 
 #define MAX_HELD 256
 
-enum { SRC_BOUND, SRC_SYSTEMD, SRC_INHERIT };
+enum { SRC_BOUND, SRC_SYSTEMD, SRC_INHERIT, SRC_HOST };
+
+/* The worker index of a socket of the host's own (--metrics): passed on by
+ * an upgrade like the workers' ones, never a worker's listen. */
+#define HOST_OWN (-2)
 
 struct held {
 	char *addr;       /* as given to listen; NULL: an activated socket */
@@ -179,13 +184,15 @@ static void read_inherit(void)
 		if (end == e || *end != ',')
 			goto bad;
 		worker = strtol(end + 1, &end2, 10);
-		if (end2 == end + 1 || *end2 != ',' || !end2[1] || fd < 3 || worker < -1)
+		if (end2 == end + 1 || *end2 != ',' || !end2[1] || fd < 3 || worker < HOST_OWN)
 			goto bad;
 		if (getsockopt((int)fd, SOL_SOCKET, SO_ACCEPTCONN, &v, &len) < 0 || !v)
 			goto bad;
 		/* worker -1: a socket every worker shares (systemd's, passed on):
-		 * matched by address, as at activation */
-		if (worker < 0)
+		 * matched by address, as at activation; -2: the host's own */
+		if (worker == HOST_OWN)
+			add_given((int)fd, end2 + 1, HOST_OWN, SRC_HOST, NULL);
+		else if (worker < 0)
 			add_given((int)fd, NULL, -1, SRC_SYSTEMD, end2 + 1);
 		else
 			add_given((int)fd, end2 + 1, (int)worker, SRC_INHERIT, NULL);
@@ -199,12 +206,64 @@ bad:
 
 void host_listeners_init(void)
 {
+	static int done;
+
+	if (done++)
+		return;
 	read_systemd();
 	read_inherit();
 	unsetenv("LISTEN_PID");
 	unsetenv("LISTEN_FDS");
 	unsetenv("LISTEN_FDNAMES");
 	unsetenv("RINGLINE_INHERIT");
+}
+
+/* ---- the host's own sockets (--metrics) ---- */
+
+/* A socket for the host's own listener on addr: the one a binary upgrade
+ * passed (the descriptor, now the caller's), or -1 to bind one. */
+int host_listeners_take_own(const char *addr)
+{
+	int fd = -1;
+
+	host_listeners_init();
+	pthread_mutex_lock(&lock);
+	for (int i = 0; i < nheld; i++) {
+		if (held[i].source == SRC_HOST && !held[i].ever && strcmp(held[i].addr, addr) == 0) {
+			fd = fcntl(held[i].fd, F_DUPFD_CLOEXEC, 3);
+			held[i].ever = 1;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&lock);
+	return fd;
+}
+
+/* Keep a dup of the host's own listening socket on addr, so an upgrade
+ * passes it on (the new process could not bind the address while we
+ * serve it). */
+void host_listeners_keep_own(const char *addr, int fd)
+{
+	pthread_mutex_lock(&lock);
+	for (int i = 0; i < nheld; i++)
+		if (held[i].source == SRC_HOST && strcmp(held[i].addr, addr) == 0) {
+			pthread_mutex_unlock(&lock);
+			return;         /* adopted: the inherited entry is it */
+		}
+	if (nheld < MAX_HELD) {
+		int keep = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+
+		if (keep >= 0) {
+			held[nheld] = (struct held){ .fd = keep, .worker = HOST_OWN, .source = SRC_HOST,
+						     .ever = 1 };
+			held[nheld].addr = strdup(addr);
+			if (held[nheld].addr)
+				nheld++;
+			else
+				close(keep);
+		}
+	}
+	pthread_mutex_unlock(&lock);
 }
 
 /* ---- listen ---- */
@@ -304,8 +363,8 @@ void host_listeners_retire(int half, int gen)
 
 		if (h->taken[half] == gen)
 			h->taken[half] = 0;
-		if (h->source != SRC_SYSTEMD && !h->taken[0] && !h->taken[1] &&
-		    (h->source != SRC_INHERIT || h->ever)) {
+		if (h->source != SRC_SYSTEMD && h->source != SRC_HOST && !h->taken[0] &&
+		    !h->taken[1] && (h->source != SRC_INHERIT || h->ever)) {
 			drop(i);
 			continue;
 		}
@@ -325,6 +384,10 @@ void host_listeners_report_unused(void)
 
 		if (h->ever || h->source == SRC_BOUND) {
 			i++;
+			continue;
+		}
+		if (h->source == SRC_HOST) {   /* no --metrics here any more */
+			drop(i);
 			continue;
 		}
 		rl_fd_name(h->fd, 0, name, sizeof(name));
@@ -371,7 +434,7 @@ int host_listeners_export(int half, char *buf, size_t len, int *fds, int max)
 		const char *addr = h->addr;
 		int k;
 
-		if (!h->taken[half] && h->source != SRC_SYSTEMD)
+		if (!h->taken[half] && h->source != SRC_SYSTEMD && h->source != SRC_HOST)
 			continue;
 		if (!addr) {
 			int port = rl_fd_name(h->fd, 0, name, sizeof(name));
