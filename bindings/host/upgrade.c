@@ -147,7 +147,9 @@ void host_upgrade_start(int half)
 	sigset_t none, dfl;
 
 	if (child > 0) {
-		host_log(LOG_WARN, 0, "SIGUSR2: an upgrade is under way already (process %d)",
+		/* every worker asks for the one SIGUSR2; a second signal while
+		 * the new process starts is part of the same upgrade */
+		host_log(LOG_DEBUG, 0, "SIGUSR2: the upgrade under way (process %d) covers it",
 			 (int)child);
 		return;
 	}
