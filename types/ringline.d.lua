@@ -933,6 +933,18 @@ function ringline.exit(code) end
 ---@return boolean
 function ringline.exiting() end
 
+---Reload the script into new workers that take the listening sockets over
+---(SIGHUP's default); the old ones drain. Host only.
+---@return true|nil ok
+---@return string? err "not in the host"
+function ringline.reload() end
+
+---Start a new process of the executable that takes the listening sockets
+---over (SIGUSR2's default); this one drains and exits once it is ready.
+---@return true|nil ok
+---@return string? err "not in the host"
+function ringline.upgrade() end
+
 ------------------------------------------------------------------------
 -- Metrics (served by the host's --metrics endpoint)
 ------------------------------------------------------------------------

@@ -14,6 +14,10 @@
  *              whose loop stopped turning: a task that never yields
  *   spawn.c    system/popen/pclose for os.execute and io.popen: children
  *              with an empty signal mask and default dispositions
+ *   listeners.c the listening sockets kept across reloads and upgrades,
+ *              and the ones systemd (LISTEN_FDS) or an upgrade passed in
+ *   notify.c   sd_notify (READY=1, RELOADING=1, STOPPING=1) without libsystemd
+ *   upgrade.c  SIGUSR2: a new process image takes the sockets over
  */
 #ifndef RL_HOST_INTERNAL_H
 #define RL_HOST_INTERNAL_H
@@ -71,7 +75,7 @@ extern struct options opts;
  * scrape adds the slots of one worker index (slot % workers) into its
  * worker="N" series. 1: one generation of workers; a reload that runs two
  * generations side by side in two halves of the slots makes it 2. */
-#define HOST_HALVES 1
+#define HOST_HALVES 2
 static inline int host_slots(void)
 {
 	return opts.workers * HOST_HALVES;
@@ -102,6 +106,10 @@ void host_usage_hint(void);
 
 /* vm.c */
 lua_State *host_new_lua(const struct options *o, int id, int cpu);
+/* A worker's VM: worker index id in host slot `slot` of generation gen. */
+lua_State *host_new_lua_slot(const struct options *o, int id, int cpu, int slot, int gen);
+/* Read and compile the script again for a reload: 0, or -1 and why. */
+int host_reload_script(char *why, size_t len);
 /* Pushes ringline.config_keys() and returns 1, or pushes nothing and
  * returns 0 when the Lua API cannot be loaded. */
 int host_push_lua_config_keys(lua_State *L);
@@ -119,7 +127,31 @@ void host_acceptor_stop(void);
  * before any worker starts. 0 or -errno (the workers then run unwatched). */
 int host_watchdog_start(int workers);
 
+/* listeners.c: the listening sockets kept across generations, and those
+ * given at start (systemd's LISTEN_FDS, RINGLINE_INHERIT). */
+void host_listeners_init(void);   /* once; later calls do nothing */
+int host_listeners_take_own(const char *addr);
+void host_listeners_keep_own(const char *addr, int fd);
+void host_listeners_retire(int half, int gen);
+void host_listeners_report_unused(void);
+void host_listeners_close_all(void);
+int host_listeners_export(int half, char *buf, size_t len, int *fds, int max);
+
+/* notify.c: sd_notify datagrams to NOTIFY_SOCKET (none when unset). */
+int host_notify(const char *msg);
+int host_notify_reloading(void);
+
+/* upgrade.c: SIGUSR2, a new process image taking the sockets over. */
+void host_upgrade_init(void);
+int host_upgrade_fd(void);
+int host_upgrade_check(void);
+void host_upgrade_ready(void);
+void host_upgrade_start(int half);
+void host_upgrade_finish(void);
+
 /* workers.c */
+/* Slot -> its half, worker index and generation; -EINVAL for a bad slot. */
+int host_slot_info(int slot, int *half, int *worker, int *gen);
 enum { LOG_ERR = 4, LOG_WARN = 5, LOG_NOTICE = 6, LOG_INFO = 7, LOG_DEBUG = 8 };
 /* A line in the format of ringline.log (--log-format), subject to the
  * level (--log-level, else RINGLINE_LOG_LEVEL), to the log (logw.c);

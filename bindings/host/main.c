@@ -25,7 +25,8 @@
  *   SIGINT/SIGTERM  every worker drains (see lua/ringline/worker.lua) and
  *                   the process exits 0; a second one exits 1 at once.
  *   SIGHUP/USR1/USR2  posted to every worker (ringline.on_signal); USR1
- *                   first reopens --log-file (logw.c).
+ *                   first reopens --log-file (logw.c); without a handler,
+ *                   HUP reloads and USR2 upgrades (workers.c).
  *   a worker fails  (its script does not load or raises at top level): the
  *                   others are stopped the same way and the status is 1.
  *   ringline.exit(code)  the others are stopped; the status is code.
@@ -182,8 +183,12 @@ static void print_help(const struct options *o)
 	print_lua_keys(o, keys, n);
 	printf("\n"
 	       "Signals: SIGINT/SIGTERM stop accepting and drain every worker, then exit 0;\n"
-	       "a second one exits 1 at once. SIGHUP, SIGUSR1, SIGUSR2 run the handlers the\n"
-	       "script set with ringline.on_signal on every worker.\n"
+	       "a second one exits 1 at once. SIGHUP reloads the script into new workers that\n"
+	       "take the listening sockets over while the old ones drain; SIGUSR2 starts a\n"
+	       "new process of the executable that takes them over, then this one drains\n"
+	       "and exits. SIGUSR1 reopens --log-file. A ringline.on_signal handler for HUP,\n"
+	       "USR2 (or USR1) runs\n"
+	       "instead. systemd: LISTEN_FDS sockets are adopted, NOTIFY_SOCKET is told.\n"
 	       "\n"
 	       "Exit status: 0 after a clean run or a graceful stop, 1 when a worker's script\n"
 	       "fails to load or raises (message and traceback on stderr, naming the worker)\n"

@@ -888,7 +888,15 @@ RL_HOST_API int rl_host_metrics_listen(const char *addr, char *msg, size_t msgle
 		pthread_mutex_unlock(&start_lock);
 		return fail(msg, msglen, "out of memory");
 	}
-	listen_fd = bind_addr(addr, msg, msglen, shown, sizeof(shown));
+	/* a binary upgrade passes the socket on (listeners.c): the address
+	 * is the old process's until it exits */
+	listen_fd = host_listeners_take_own(addr);
+	if (listen_fd >= 0)
+		snprintf(shown, sizeof(shown), "%s", addr);
+	else
+		listen_fd = bind_addr(addr, msg, msglen, shown, sizeof(shown));
+	if (listen_fd >= 0)
+		host_listeners_keep_own(addr, listen_fd);
 	if (listen_fd < 0) {
 		rc = listen_fd;
 		listen_fd = -1;

@@ -46,6 +46,29 @@ RL_HOST_API int rl_host_post(int to, uint32_t from, uint32_t kind, const void *d
  * allocated index: Linux 6.3). */
 RL_HOST_API int rl_host_listen_shared(struct rl_worker *w, const char *addr, uint32_t flags,
 					uint32_t backlog);
+/*
+ * Generations (reload on SIGHUP): the ids above are host slots, 0 ..
+ * 2 * workers - 1; a worker's slot is hostinfo.slot, and the slot of
+ * worker index i of the same generation is hostinfo.slot_base + i.
+ */
+/* A listener of w on addr (flags RL_LISTEN_*, backlog for a new socket):
+ * a socket the host holds for this address and worker index (an earlier
+ * generation's, or one passed by systemd or an upgrade) is adopted, else
+ * one is bound and the host keeps a descriptor of it. Returns w's listener
+ * id, or -errno. */
+RL_HOST_API int rl_host_listen(struct rl_worker *w, int slot, const char *addr, uint32_t flags,
+			       uint32_t backlog);
+/* The script closed its listener on addr: the host stops holding the
+ * socket (once no other generation uses it). */
+RL_HOST_API int rl_host_unlisten(int slot, const char *addr);
+/* The worker in slot is up: its main chunk returned, or its loop waits
+ * with a listener open. A reload switches over once all new ones are. */
+RL_HOST_API int rl_host_ready(int slot);
+/* Ask for a reload (SIGHUP's default, ringline.reload) or a binary
+ * upgrade (SIGUSR2's, ringline.upgrade); asks of several workers of the
+ * serving generation make one. */
+RL_HOST_API int rl_host_reload(int slot);
+RL_HOST_API int rl_host_upgrade(int slot);
 /* ringline.exit(code): stop every worker gracefully, then exit with code
  * (the first request's code wins). Returns 0. */
 RL_HOST_API int rl_host_exit(int code);

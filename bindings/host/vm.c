@@ -118,7 +118,8 @@ static int hostinfo_loader(lua_State *L)
 	return 1;
 }
 
-static void preload_hostinfo(lua_State *L, const struct options *o, int id, int cpu)
+static void preload_hostinfo(lua_State *L, const struct options *o, int id, int cpu, int slot,
+			     int gen)
 {
 	static const struct { const char *name; int signo; } sigs[] = {
 		{ "HUP", SIGHUP }, { "INT", SIGINT }, { "TERM", SIGTERM },
@@ -143,6 +144,16 @@ static void preload_hostinfo(lua_State *L, const struct options *o, int id, int 
 	lua_setfield(L, -2, "accept");
 	lua_pushstring(L, RL_VERSION_STRING);
 	lua_setfield(L, -2, "version");
+	/* the host's slot of this worker (rl_host_post/register take slots:
+	 * a reload's generation runs in the other half) and its generation */
+	lua_pushinteger(L, slot);
+	lua_setfield(L, -2, "slot");
+	lua_pushinteger(L, slot - id);
+	lua_setfield(L, -2, "slot_base");
+	lua_pushinteger(L, gen);
+	lua_setfield(L, -2, "generation");
+	lua_pushinteger(L, 0x10000);   /* RETIRE_FROM (workers.c) */
+	lua_setfield(L, -2, "retire");
 	/* The numbers the host posts as RL_MSG_SIGNAL `from`, by name. */
 	lua_createtable(L, 0, (int)(sizeof(sigs) / sizeof(sigs[0])));
 	for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++) {
@@ -408,7 +419,7 @@ static int host_print(lua_State *L)
 	return 0;
 }
 
-lua_State *host_new_lua(const struct options *o, int id, int cpu)
+lua_State *host_new_lua_slot(const struct options *o, int id, int cpu, int slot, int gen)
 {
 	lua_State *L = luaL_newstate();
 
@@ -417,8 +428,63 @@ lua_State *host_new_lua(const struct options *o, int id, int cpu)
 	luaL_openlibs(L);
 	lua_register(L, "print", host_print);
 	set_path(L);
-	preload_hostinfo(L, o, id, cpu);
+	preload_hostinfo(L, o, id, cpu, slot, gen);
 	return L;
+}
+
+lua_State *host_new_lua(const struct options *o, int id, int cpu)
+{
+	return host_new_lua_slot(o, id, cpu, id, 1);
+}
+
+/* A reload: the script read again from disk and compiled here, so a file
+ * that does not load never reaches a worker. On success the new text
+ * replaces the old (every worker that used it compiled it long ago: a
+ * reload starts only after the previous one's workers were all up or
+ * ended). A script read from stdin is run again as it was. Returns 0, or
+ * -1 with why in `why`. */
+int host_reload_script(char *why, size_t len)
+{
+	char *old_text = script_text;
+	size_t old_len = script_len;
+	char old_name[sizeof(script_chunkname)];
+	lua_State *L;
+	int rc = 0;
+
+	if (opts.script < opts.argc && strcmp(opts.argv[opts.script], "-") != 0) {
+		memcpy(old_name, script_chunkname, sizeof(old_name));
+		script_text = NULL;
+		if (read_script(opts.argv[opts.script]) != 0) {
+			snprintf(why, len, "cannot read %s (the message is above)",
+				 opts.argv[opts.script]);
+			script_text = old_text;
+			script_len = old_len;
+			memcpy(script_chunkname, old_name, sizeof(old_name));
+			return -1;
+		}
+	}
+	L = luaL_newstate();
+	if (!L) {
+		snprintf(why, len, "cannot create a Lua state");
+		rc = -1;
+	} else {
+		if (load_chunks(L) != 0) {
+			snprintf(why, len, "%s", lua_tostring(L, -1));
+			rc = -1;
+		}
+		lua_close(L);
+	}
+	if (script_text != old_text) {
+		if (rc < 0) {
+			free(script_text);
+			script_text = old_text;
+			script_len = old_len;
+			memcpy(script_chunkname, old_name, sizeof(old_name));
+		} else {
+			free(old_text);
+		}
+	}
+	return rc;
 }
 
 /* Pushes ringline.config_keys() (name -> {default, min, max, ...}) and

@@ -107,9 +107,12 @@ static void *watchdog_main(void *arg)
 
 				loc_text(__atomic_load_n(&w->loc, __ATOMIC_RELAXED), where, sizeof(where));
 				__atomic_add_fetch(&w->fired, 1, __ATOMIC_RELAXED);
-				host_log(LOG_ERR, i, "watchdog: worker %d has not turned its loop for %.1f s "
+				/* slots: a reload's generation runs in the second half */
+				int wid = i % opts.workers;
+
+				host_log(LOG_ERR, wid, "watchdog: worker %d has not turned its loop for %.1f s "
 					 "(watchdog_timeout %u ms): a task that does not yield, started at %s%s",
-					 i, now - s->since, tmo, where,
+					 wid, now - s->since, tmo, where,
 					 do_abort ? "; aborting (watchdog_abort=1)" : "");
 				if (do_abort)
 					abort();

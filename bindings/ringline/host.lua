@@ -25,6 +25,11 @@ int rl_host_post(int to, uint32_t from, uint32_t kind, const void *data, size_t 
                  struct rl_worker *via);
 int rl_host_exit(int code);
 int rl_host_listen_shared(struct rl_worker *w, const char *addr, uint32_t flags, uint32_t backlog);
+int rl_host_listen(struct rl_worker *w, int slot, const char *addr, uint32_t flags, uint32_t backlog);
+int rl_host_unlisten(int slot, const char *addr);
+int rl_host_ready(int slot);
+int rl_host_reload(int slot);
+int rl_host_upgrade(int slot);
 struct rl_host_watch {
   volatile uint32_t beat;
   volatile uint32_t loc;
@@ -55,5 +60,6 @@ double *rl_host_metric_cell(int family, int worker, const char *labels, char *ms
 local C = ffi.C
 local _ = C.rl_host_register, C.rl_host_unregister, C.rl_host_post, C.rl_host_exit,
   C.rl_host_listen_shared, C.rl_host_watch, C.rl_host_watch_loc, C.rl_host_metrics_listen,
-  C.rl_host_metrics_address, C.rl_host_log, C.rl_host_log_config, C.rl_host_stats, C.rl_host_metric_family, C.rl_host_metric_cell
+  C.rl_host_metrics_address, C.rl_host_log, C.rl_host_log_config, C.rl_host_stats, C.rl_host_metric_family, C.rl_host_metric_cell,
+  C.rl_host_listen, C.rl_host_unlisten, C.rl_host_ready, C.rl_host_reload, C.rl_host_upgrade
 return C

@@ -411,6 +411,23 @@ int rl_listener_gen(struct rl_worker *w, int id, uint32_t *gen);
 /* Stops accepting. A hand-off listener (rl_listen_handoff) leaves its
  * group first: no connection is handed to it after this returns. */
 int rl_listener_close(struct rl_worker *w, int id);
+/* A listener on fd, a listening stream socket made elsewhere (a socket
+ * passed by systemd, by the process that exec'd us, or kept by the host
+ * across a reload). flags: RL_LISTEN_NODELAY is applied to it; the others
+ * were the creator's business. Takes fd on success (closed with the
+ * listener); on failure the caller still owns it. -ENOTSOCK / -EINVAL when
+ * fd is not a listening stream socket. */
+int rl_listen_fd(struct rl_worker *w, int fd, uint32_t flags);
+/* The socket rl_listen would make (bound, listening, close-on-exec), as a
+ * plain descriptor the caller owns: for a host that keeps it across
+ * workers (rl_listen_fd on a dup in each). Returns the fd or -errno. */
+int rl_listen_socket(const char *addr, uint32_t flags, uint32_t backlog);
+/* Stops accepting as rl_listener_close, for a socket that lives on
+ * elsewhere (a dup of it accepts in another worker): a connection the
+ * kernel accepted before the cancel took effect is reported with
+ * RL_EV_ACCEPTED as usual instead of reset, since a peer it took off the
+ * shared queue has nobody else to serve it. */
+int rl_listener_release(struct rl_worker *w, int id);
 
 /* -- hand-off: one worker accepts, the others serve --
  * A hand-off group is one listening socket shared by several workers

@@ -201,6 +201,9 @@ void rl__install_inbound(struct rl_worker *w, uint32_t lid, uint32_t lgen, int f
 			req_free(w, w->reqs[idx]);
 		close(fd);
 		w->m.conns_refused++;
+		struct rl_listener *l = rl__listener_get(w, lid, lgen);
+		if (l)
+			rl__listener_install_done(w, l);
 		return;
 	}
 	struct rl_connreq *r = w->reqs[idx];
@@ -226,9 +229,12 @@ static void inbound_installed(struct rl_worker *w, struct rl_connreq *r, int res
 			rl__listener_close_slot(w, slot);
 		close(fd);
 		w->m.conns_refused++;
+		if (l)
+			rl__listener_install_done(w, l);
 		return;
 	}
 	rl__listener_adopt(w, l, lid, slot, fd);
+	rl__listener_install_done(w, l);
 }
 
 void rl__connect_on_install(struct rl_worker *w, struct io_uring_cqe *cqe)

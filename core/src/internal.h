@@ -308,6 +308,8 @@ struct rl_listener {
 	uint8_t used;
 	uint8_t armed;
 	uint8_t closing;
+	uint8_t released;        /* rl_listener_release: late accepts are served */
+	uint32_t installs;       /* plain accepts being installed (old kernels) */
 };
 
 /* socket + bind + listen; returns the descriptor, *port the bound port. */
@@ -323,6 +325,9 @@ RL_HIDDEN struct rl_listener *rl__listener_get(struct rl_worker *w, uint32_t id,
  * descriptor when it has one (then the connection owns it), else -1. */
 RL_HIDDEN void rl__listener_adopt(struct rl_worker *w, struct rl_listener *l, uint32_t id,
 				  uint32_t slot, int rawfd);
+/* An inbound install of listener l (rl__install_inbound) completed: a
+ * closed listener waiting for it is freed now. */
+RL_HIDDEN void rl__listener_install_done(struct rl_worker *w, struct rl_listener *l);
 RL_HIDDEN void rl__listener_close_slot(struct rl_worker *w, uint32_t slot);
 /* A unix listening socket refuses new peers from now (SHUT_RD), before its
  * close completes; other sockets are left alone. */

@@ -64,6 +64,8 @@ static void listener_free(struct rl_worker *w, struct rl_listener *l, int err)
 	l->kind = RL_LISTENER_LOCAL;
 	l->used = 0;
 	l->closing = 0;
+	l->released = 0;
+	l->installs = 0;
 	l->gen++;
 }
 
@@ -178,6 +180,7 @@ int rl__listener_add(struct rl_worker *w, int fd, int port, int kind, struct rl_
 	l->kind = (uint8_t)kind;
 	l->used = 1;
 	l->closing = 0;
+	l->released = 0;
 	if (kind == RL_LISTENER_MEMBER) {
 		w->members++;
 		return id;
@@ -208,6 +211,35 @@ int rl_listen(struct rl_worker *w, const char *addr, uint32_t flags)
 	if (id < 0)
 		close(fd);
 	return id;
+}
+
+int rl_listen_socket(const char *addr, uint32_t flags, uint32_t backlog)
+{
+	int port;
+	if (!addr || backlog == 0)
+		return -EINVAL;
+	return rl__listen_socket(addr, flags, backlog, &port);
+}
+
+int rl_listen_fd(struct rl_worker *w, int fd, uint32_t flags)
+{
+	int v = 0, type = 0;
+	socklen_t len = sizeof(v);
+	if (fd < 0)
+		return -EBADF;
+	if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &v, &len) < 0)
+		return -errno;
+	len = sizeof(type);
+	if (!v || getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) < 0 || type != SOCK_STREAM)
+		return -EINVAL;
+	if (flags & RL_LISTEN_NODELAY) {
+		int one = 1, domain = 0;
+		len = sizeof(domain);
+		if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &len) == 0 && domain != AF_UNIX)
+			setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	}
+	int rc = rl_fd_name(fd, 0, NULL, 0);
+	return rl__listener_add(w, fd, rc > 0 ? rc : 0, RL_LISTENER_LOCAL, NULL);
 }
 
 struct rl_listener *rl__listener_get(struct rl_worker *w, uint32_t id, uint32_t gen)
@@ -253,9 +285,11 @@ int rl_listener_close(struct rl_worker *w, int id)
 	l->closing = 1;
 	if (l->kind == RL_LISTENER_MEMBER)
 		rl__handoff_leave(l->h, w, id);
-	rl__listener_refuse(l);
+	if (!l->released) /* a released socket goes on accepting elsewhere */
+		rl__listener_refuse(l);
 	if (!l->armed) {
-		listener_free(w, l, 0);
+		if (!l->installs)
+			listener_free(w, l, 0);
 		return 0;
 	}
 	struct io_uring_sqe *sqe = rl__sqe(w);
@@ -268,6 +302,21 @@ int rl_listener_close(struct rl_worker *w, int id)
 	io_uring_sqe_set_data64(sqe, rl_ud_pack(RL_OP_UNOWNED, (uint32_t)id, l->gen));
 	w->m.ops_inflight++;
 	return 0;
+}
+
+int rl_listener_release(struct rl_worker *w, int id)
+{
+	if (id < 0 || id >= RL_MAX_LISTENERS || !w->listeners[id].used ||
+	    w->listeners[id].closing)
+		return -ENOENT;
+	/* a member's late arrivals are connections handed to it before it
+	 * left; an acceptor's socket is its group's alone */
+	if (w->listeners[id].kind != RL_LISTENER_ACCEPTOR)
+		w->listeners[id].released = 1;
+	int rc = rl_listener_close(w, id);
+	if (rc < 0 && w->listeners[id].used)
+		w->listeners[id].released = 0;
+	return rc;
 }
 
 void rl__listeners_close_all(struct rl_worker *w)
@@ -321,12 +370,20 @@ void rl__listener_adopt(struct rl_worker *w, struct rl_listener *l, uint32_t id,
 	c->accepted_at = w->now;   /* accept-to-first-byte starts here */
 	w->m.conns_accepted++;
 	rl__conn_start(w, c);
-	if (l->closing || w->destroying) {
+	if ((l->closing && !l->released) || w->destroying) {
 		c->flags |= RL_CONN_F_SILENT;
 		rl__conn_begin_close(w, c, RL_CLOSE_RESET, -ECANCELED);
 	} else {
 		rl__emit_aux(w, RL_EV_ACCEPTED, 0, c->slot, c->io.gen, id, l->gen);
 	}
+}
+
+void rl__listener_install_done(struct rl_worker *w, struct rl_listener *l)
+{
+	if (l->installs)
+		l->installs--;
+	if (!l->installs && l->closing && !l->armed)
+		listener_free(w, l, 0);
 }
 
 /*
@@ -388,8 +445,10 @@ void rl__listener_on_accept(struct rl_worker *w, struct io_uring_cqe *cqe)
 		return;
 	}
 	if (res >= 0) {
-		if (accepts_plain(w, l) && !l->closing && !w->destroying)
+		if (accepts_plain(w, l) && (!l->closing || l->released) && !w->destroying) {
+			l->installs++;
 			rl__install_inbound(w, id, l->gen, res);
+		}
 		else if (accepts_plain(w, l))
 			close(res);
 		else if (l->kind == RL_LISTENER_ACCEPTOR && !l->closing && !w->destroying)
@@ -408,7 +467,10 @@ void rl__listener_on_accept(struct rl_worker *w, struct io_uring_cqe *cqe)
 	l->armed = 0;
 	w->m.ops_inflight--;
 	if (l->closing) {
-		listener_free(w, l, 0);
+		/* a released listener's late peers still being installed keep
+		 * it (their RL_EV_ACCEPTED names it): the last one frees it */
+		if (!l->installs)
+			listener_free(w, l, 0);
 	} else if (accepts_plain(w, l) && (res == -EMFILE || res == -ENFILE) &&
 		   !refuse_queued(w, l)) {
 		/* armed again when a connection closes, or in a while */

@@ -57,6 +57,7 @@ function M.new(S, slot, gen)
     -- counting it, idle in it, times taken from it, idle deadline and ms
     pool_key = false, pool = false, pooled = false, reused = 0,
     idle_until = false, idle_ms = 0,
+    fresh = false,       -- accepted, nothing sent yet: a drain waits for its first request
   }, mt)
   S.conns[slot] = c
   return c

@@ -132,7 +132,13 @@ local function wait_bytes(c, t, need)
   if io.reof ~= 0 then return "closed" end
   local e = io.rerr
   if e ~= 0 then return errstr(e) end
-  if c.S.draining and c.listener then
+  -- In a hand-over's drain (a reload, an upgrade: S.handover) a connection
+  -- that has sent nothing yet (c.fresh, ringline.conn_send) is waited for
+  -- as usual, within the deadline: a peer accepted just before or during
+  -- it has its first request on the way, and closing now would fail it
+  -- (on SIGTERM the socket closes and such peers are reset anyway).
+  local S = c.S
+  if S.draining and c.listener and not (c.fresh and S.handover) then
     local why = drain_look(c, t)
     if why ~= false then return why end
     need = io.rlen + 1

@@ -130,6 +130,7 @@ local guarded_rest   -- below: a guarded send the full slab stopped
 -- call would make LuaJIT abort traces ("leaving loop in root trace").
 -- wait: the caller may wait on the way (send; not send_nowait).
 local function queue(c, wait, ...)
+  c.fresh = false   -- it has answered something (ringline.conn_read: the drain)
   local nargs = select("#", ...)
   if nargs == 1 then
     local x = ...

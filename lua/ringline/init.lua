@@ -230,6 +230,8 @@ function M.workers() return log.workers end
 M.worker = { post = worker.post, broadcast = worker.broadcast, on_message = worker.on_message,
              id = worker.id, count = worker.count }
 M.exit = worker.exit
+M.reload = worker.reload
+M.upgrade = worker.upgrade
 M.exiting = worker.exiting
 M.on_signal = worker.on_signal
 

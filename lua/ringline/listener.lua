@@ -31,6 +31,10 @@ local EV_LISTENER = C.RL_EV_LISTENER
 -- "acceptor" (one socket; the host's acceptor thread hands connections to
 -- the workers round robin). The host's --accept sets the default.
 local ACCEPT = require "ringline.host" and require("ringline.hostinfo").accept or "reuseport"
+-- This worker's host slot: in the host, listen goes through the host's
+-- registry of listening sockets (bindings/host/listeners.c), which keeps
+-- them open across a reload and adopts those systemd or an upgrade passed.
+local SLOT = H and require("ringline.hostinfo").slot
 
 -- The options of listen, one entry each (ringline.check: true = valid, a
 -- string = refused with that reason).
@@ -145,6 +149,8 @@ function M.listen(S, addr, handler, opts)
         .. (unix and "listen on a TCP address, or run one worker (-w 1)"
                   or "use --accept reuseport")
     end
+  elseif H then
+    id = H.rl_host_listen(w, SLOT, addr, flags, S.cfg.listen_backlog)
   else
     id = C.rl_listen(w, addr, flags)
   end
@@ -159,7 +165,8 @@ function M.listen(S, addr, handler, opts)
   end
   local l = setmetatable({ S = S, id = id, gen = gen[0], addr = addr, handler = handler,
                            max = max or false, nconns = 0, refused = 0, closed = false,
-                           tls_ctx = tls_ctx, tls_failed = 0 }, mt)
+                           tls_ctx = tls_ctx, tls_failed = 0,
+                           hosted = H and not shared or false, released = false }, mt)
   S.listeners[id] = l
   S.nlisteners = S.nlisteners + 1
   return l
@@ -176,7 +183,9 @@ function methods._drop(l)
   end
 end
 
-function methods.close(l)
+-- The graceful stop's close (ringline.worker): the host closes the
+-- sockets it holds itself then.
+function methods._stop(l)
   if l.closed then return nil, "closed" end
   local S = l.S
   local rc = C.rl_listener_close(S.w, l.id)
@@ -185,6 +194,31 @@ function methods.close(l)
   if rc == -errors.EBUSY then return nil, errstr(rc) end
   l:_drop()
   if rc < 0 and rc ~= -errors.ENOENT then return nil, errstr(rc) end
+  return true
+end
+
+-- The script's close: the host stops holding the socket too, so it
+-- closes (the port is free again) once no other generation uses it.
+function methods.close(l)
+  local ok, err = l:_stop()
+  if ok and l.hosted then H.rl_host_unlisten(SLOT, l.addr) end
+  return ok, err
+end
+
+-- A retiring worker (reload, upgrade): stop accepting, but the socket
+-- stays open for the workers that took it over, and the peers the kernel
+-- accepted here before the cancel are still served (S.released finds
+-- their listener).
+function methods._release(l)
+  if l.closed then return nil, "closed" end
+  local S = l.S
+  local rc = C.rl_listener_release(S.w, l.id)
+  if rc == -errors.EBUSY then return nil, errstr(rc) end
+  l:_drop()
+  l.released = true
+  local r = S.released
+  if not r then r = {}; S.released = r end
+  r[l.id] = l
   return true
 end
 
@@ -283,7 +317,11 @@ local function on_accepted(S, ev)
   local l = S.listeners[lid]
   -- another generation: accepted by an earlier listener that had this id
   if l and l.gen ~= lgen then l = nil end
-  if not l or l.closed or (l.max and l.nconns >= l.max) then
+  if not l and S.released then
+    l = S.released[lid]   -- a released listener's late peer
+    if l and l.gen ~= lgen then l = nil end
+  end
+  if not l or (l.closed and not l.released) or (l.max and l.nconns >= l.max) then
     -- Over the listener's cap (or already closed): refuse at once.
     C.rl_conn_close(S.w, slot, gen, RESET)
     if l then l.refused = l.refused + 1 end
@@ -298,6 +336,7 @@ local function on_accepted(S, ev)
   end
   local c = conn_new(S, slot, gen)
   c.listener = l
+  c.fresh = true   -- ringline.conn_read: a drain waits for its first request
   l.nconns = l.nconns + 1
   if S.shed_idle ~= 0 then shed_if_full(S, c) end
   if S.max_connections_per_ip > 0 then

@@ -301,6 +301,13 @@ local function loop(S)
         ready = true
       end
       local w = S.w or start(S)
+      -- the host's readiness (ringline.worker sets S.unready): the main
+      -- chunk returned, or a listener is open, before the first wait
+      local up = S.unready
+      if up and (S.nlisteners > 0 or S.main:status() == "dead") then
+        S.unready = false
+        up(S)
+      end
       local tmo = ready and 0 or -1
       local dl = S.deadline
       if dl then

@@ -16,7 +16,7 @@ local getinfo = debug.getinfo
 
 local M = {}
 
-local slot = H and H.rl_host_watch(log.worker_id)
+local slot = H and H.rl_host_watch(require("ringline.hostinfo").slot or log.worker_id)
 if slot == nil then slot = false end
 M.hosted = slot and true or false
 

@@ -67,6 +67,16 @@ local M = {}
 
 local ID, COUNT = log.worker_id, log.workers
 M.ID, M.COUNT = ID, COUNT
+-- The host's slot of this worker and of worker 0 of its generation (the
+-- host runs a reload's new generation beside the old one: its registry
+-- and posts take slots, not worker ids).
+local SLOT = hostinfo and tonumber(hostinfo.slot) or ID
+local BASE = hostinfo and tonumber(hostinfo.slot_base) or 0
+M.SLOT = SLOT
+-- The `from` of RL_MSG_SIGNAL that retires this worker: drain as on
+-- SIGTERM, but release the listening sockets (a new generation or a new
+-- process accepts on them).
+local RETIRE = hostinfo and tonumber(hostinfo.retire) or -1
 
 -- Message kinds (enum rl_msg_kind).
 local MSG_SIGNAL, MSG_USER = C.RL_MSG_SIGNAL, C.RL_MSG_USER
@@ -84,8 +94,12 @@ local DRAIN_TIMEOUT = hostinfo and tonumber(hostinfo.drain_timeout) or 5
 -- The host registry
 ------------------------------------------------------------------------
 
-local function on_started(_, w) H.rl_host_register(ID, w) end
-local function on_stopping(_, w) H.rl_host_unregister(ID, w) end
+local function ready() H.rl_host_ready(SLOT) end
+local function on_started(S, w)
+  H.rl_host_register(SLOT, w)
+  S.unready = ready
+end
+local function on_stopping(_, w) H.rl_host_unregister(SLOT, w) end
 
 ------------------------------------------------------------------------
 -- The graceful stop
@@ -93,9 +107,10 @@ local function on_stopping(_, w) H.rl_host_unregister(ID, w) end
 
 -- Start draining this worker (see the top of the file). False if it was
 -- draining already.
-local function stop(S, why)
+local function stop(S, why, release)
   if S.draining then return false end
   S.draining = true
+  S.handover = release or false   -- ringline.conn_read: fresh connections are served
   local limit = S.drain_timeout or DRAIN_TIMEOUT
   local w = S.w or sched.start(S)
   local dl = C.rl_worker_now(w) + limit
@@ -104,7 +119,9 @@ local function stop(S, why)
     S.deadline, S.deadline_why = dl, "drain"
   end
   log.log(log.DEBUG, "stopping (", why, "): draining for up to ", limit, " s")
-  for _, l in pairs(S.listeners) do l:close() end
+  for _, l in pairs(S.listeners) do
+    if release then l:_release() else l:_stop() end
+  end
   for _, c in pairs(S.conns) do
     local t = c.rtask
     if t and c.listener then wake(S, t, nil) end   -- re-checks: conn_read's drain_look
@@ -181,16 +198,41 @@ function M.on_signal(name, fn)
   return old
 end
 
+-- ringline.reload(): start new workers from the script as it is on disk
+-- now; they take the listening sockets over and these drain (SIGHUP does
+-- this unless the script handles SIGHUP itself). ringline.upgrade(): the
+-- same with a new process image of the executable (SIGUSR2's default).
+-- Both return at once: true when asked, nil, "not in the host" outside it.
+function M.reload()
+  if not H then return nil, "not in the host" end
+  H.rl_host_reload(SLOT)
+  return true
+end
+
+function M.upgrade()
+  if not H then return nil, "not in the host" end
+  H.rl_host_upgrade(SLOT)
+  return true
+end
+
+-- What SIGHUP and SIGUSR2 do when the script set no handler for them.
+local DEFAULT = { HUP = M.reload, USR2 = M.upgrade }
+
 local function on_signal_msg(S, from, ptr, len)
   local signo = tonumber(from)
   local name = SIGNAME[signo]
-  if signo == 0 or name == "INT" or name == "TERM" then
-    stop(S, len > 0 and ffi_string(ptr, len) or "stop")
+  if signo == 0 or name == "INT" or name == "TERM" or signo == RETIRE then
+    stop(S, len > 0 and ffi_string(ptr, len) or "stop", signo == RETIRE)
     return
   end
   local fn = S.sig_handlers and name and S.sig_handlers[name]
   if fn then
     spawn(S, fn, name)
+  elseif DEFAULT[name] and H then
+    if ID == 0 then
+      log.log(log.NOTICE, "SIG", name, ": ", name == "HUP" and "reloading" or "upgrading")
+    end
+    DEFAULT[name]()
   else
     log.log(log.NOTICE, "SIG", name or tostring(signo), " ignored (no ringline.on_signal handler)")
   end
@@ -209,7 +251,7 @@ end
 local function post(S, id, msg)
   local rc
   if H then
-    rc = H.rl_host_post(id, ID, MSG_USER, msg, #msg, S.w)
+    rc = H.rl_host_post(BASE + id, ID, MSG_USER, msg, #msg, S.w)
   else
     rc = C.rl_worker_post(S.w or sched.start(S), ID, MSG_USER, msg, #msg, nil)
   end
