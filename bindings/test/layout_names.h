@@ -150,6 +150,13 @@
 	F(rl_http_head, target_len) \
 	F(rl_http_head, minor) \
 	F(rl_http_head, nfields) \
+	S(rl_shdict_value) \
+	F(rl_shdict_value, num) \
+	F(rl_shdict_value, len) \
+	F(rl_shdict_value, flags) \
+	F(rl_shdict_value, type) \
+	F(rl_shdict_value, stale) \
+	F(rl_shdict_value, forcible) \
 	/* end */
 #define RL_LAYOUT_ENUMS(E) \
 	E(RL_EPERM) \
