@@ -65,6 +65,8 @@ M.coroutine = sched.coroutine
 
 M.run = sched.run
 M.region = region.new   -- registered memory for guarded sends
+-- ringline.shared.NAME: the process-wide dictionaries (ngx.shared.DICT)
+M.shared = require("ringline.shdict").shared
 
 function M.configure(t)
   if type(t) ~= "table" then error("ringline.configure: expected a table", 2) end
