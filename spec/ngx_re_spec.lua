@@ -232,3 +232,33 @@ describe("ringline.re.split", function()
     assert.matches("^failed to compile regex", err)
   end)
 end)
+
+describe("ringline.re unloaded", function()
+  -- Collected with its patterns (busted unloads modules between spec files,
+  -- a Lua state closes): the library stays mapped for their finalizers.
+  -- Crashed (SIGSEGV in the collector) before the library was pinned.
+  it("frees its patterns after the library handle is collected, without crashing", function()
+    local root = debug.getinfo(1, "S").source:match("^@(.*)/spec/[^/]+$") or "."
+    local code = ([[
+      package.path = %q .. "/lua/?.lua;" .. package.path
+      do
+        local re = require "ringline.re"
+        local it = re.gmatch("abc", "b")
+        re.match("abc", "(b)", "o")
+        package.loaded["ringline.re"] = nil
+      end
+      collectgarbage(); collectgarbage()
+      io.write("alive")
+    ]]):format(root)
+    local path = os.tmpname()
+    local w = assert(io.open(path, "wb"))
+    w:write(code)
+    w:close()
+    local f = assert(io.popen("luajit " .. path .. " 2>&1"))
+    local out = f:read("*a")
+    local ok, how, status = f:close()
+    os.remove(path)
+    assert.are.equal("alive", out)
+    assert.is_true(ok, tostring(how) .. " " .. tostring(status))
+  end)
+end)

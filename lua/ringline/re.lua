@@ -33,6 +33,10 @@ local type, error, tostring, tonumber, setmetatable = type, error, tostring, ton
 local byte, sub, find, concat = string.byte, string.sub, string.find, table.concat
 local band, bor = bit.band, bit.bor
 local ffi_string, ffi_cast, ffi_gc, ffi_new = ffi.string, ffi.cast, ffi.gc, ffi.new
+-- capture tables are made at their final size: growing one from {} rehashes
+-- it several times, which costs more than the match
+local ok_new, new_tab = pcall(require, "table.new")
+if not ok_new then new_tab = function() return {} end end
 
 pcall(ffi.cdef, [[
 typedef struct pcre2_real_code_8 pcre2_code_8;
@@ -57,13 +61,27 @@ void pcre2_jit_stack_free_8(pcre2_jit_stack_8 *);
 void pcre2_jit_stack_assign_8(pcre2_match_context_8 *, void *, void *);
 ]])
 
--- libpcre2-8.so comes with libpcre2-dev; the runtime package has only the
--- SONAME.
+-- The runtime package's SONAME first (libpcre2-8.so comes only with
+-- libpcre2-dev). The library is then pinned (RTLD_NODELETE): when this
+-- module is collected (a Lua state closing, or busted unloading modules
+-- between spec files) the finalizers of its compiled patterns and match
+-- data may run after the library handle's own, which would dlclose it
+-- under them.
 local P
 do
-  local ok, lib = pcall(ffi.load, "pcre2-8")
-  if not ok then ok, lib = pcall(ffi.load, "libpcre2-8.so.0") end
-  if not ok then error("ringline.re: cannot load libpcre2-8 (install libpcre2-8-0): " .. tostring(lib), 0) end
+  local names = { "libpcre2-8.so.0", "pcre2-8" }
+  local lib, why
+  for i = 1, #names do
+    local ok, l = pcall(ffi.load, names[i])
+    if ok then lib = l; break end
+    why = l
+  end
+  if not lib then
+    error("ringline.re: cannot load libpcre2-8 (install libpcre2-8-0): " .. tostring(why), 0)
+  end
+  pcall(ffi.cdef, "void *dlopen(const char *, int);")
+  local RTLD_NOW, RTLD_NODELETE = 0x2, 0x1000
+  pcall(function() ffi.C.dlopen("libpcre2-8.so.0", RTLD_NOW + RTLD_NODELETE) end)
   P = lib
 end
 
@@ -148,7 +166,7 @@ local dfa_ws_n = 100
 local dfa_ws = ffi_new("int[?]", dfa_ws_n)
 
 -- A compiled pattern: { code, ncap, names ({num, name} pairs or false),
--- flags, match options }.
+-- flags, match options, number of names }.
 local function compile(regex, copt, flags)
   local code = P.pcre2_compile_8(regex, #regex, copt, errcode, erroff, nil)
   if code == nil then
@@ -177,7 +195,7 @@ local function compile(regex, copt, flags)
     end
   end
   need_pairs(ncap + 1)
-  return { code, ncap, names, flags, band(flags, F_NOCHECK) ~= 0 and NO_UTF_CHECK or 0 }
+  return { code, ncap, names, flags, band(flags, F_NOCHECK) ~= 0 and NO_UTF_CHECK or 0, nnames }
 end
 
 -- The per-worker cache of "o" patterns: cache[options][regex].
@@ -250,9 +268,9 @@ end
 
 -- The capture table of the last match (rc pairs set).
 local function captures(c, subject, rc, res)
-  local t = res or {}
   local ncap = c[2]
   if band(c[4], F_DFA) ~= 0 then ncap = 0 end
+  local t = res or new_tab(ncap, c[6] + 1)   -- [0] lives in the hash part
   for i = 0, ncap do
     local s = i < rc and ov32[4 * i] or UNSET32
     if s == UNSET32 then
