@@ -273,7 +273,10 @@ function methods.free_space(self)
   return tonumber(C.rl_shdict_free_space(self))
 end
 
-ffi.metatype("struct rl_shdict", {
+-- A metatype is set once per Lua state: a second load of this module (busted
+-- unloads modules between spec files) keeps the first one's methods, which
+-- work the same.
+pcall(ffi.metatype, "struct rl_shdict", {
   __index = methods,
   __tostring = function(self) return "shdict: " .. ffi_string(C.rl_shdict_name(self)) end,
 })
