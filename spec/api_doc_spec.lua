@@ -121,7 +121,7 @@ local function exported()
     return o
   end)
   -- shared dictionaries are cdata (their metatable is hidden): their methods table
-  for k, v in pairs(require("ringline.shdict").methods) do
+  for k, v in pairs(getmetatable(require "ringline.shdict").methods) do
     if type(v) == "function" and public(k) then required["dict:" .. k] = true end
   end
   for kind, obj in pairs(objects) do

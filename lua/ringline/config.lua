@@ -11,7 +11,7 @@ local C = require "ringline.lib"
 local errors = require "ringline.errors"
 local check = require "ringline.check"
 local H = require "ringline.host"
-local shdict = require "ringline.shdict"
+local shdict = getmetatable(require "ringline.shdict")   -- check, open_all
 
 local type, error, tostring, pairs = type, error, tostring, pairs
 local errstr = errors.errstr

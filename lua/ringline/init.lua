@@ -66,7 +66,7 @@ M.coroutine = sched.coroutine
 M.run = sched.run
 M.region = region.new   -- registered memory for guarded sends
 -- ringline.shared.NAME: the process-wide dictionaries (ngx.shared.DICT)
-M.shared = require("ringline.shdict").shared
+M.shared = require "ringline.shdict"
 
 function M.configure(t)
   if type(t) ~= "table" then error("ringline.configure: expected a table", 2) end

@@ -6,6 +6,11 @@
 --   local ok, err, forcible = cache:set("k", "v", 60)
 --   local v, flags = cache:get("k")
 --
+-- The module's value is that table (ringline.shared; the ngx shim sets
+-- ngx.shared = require "ringline.shdict"): names are dictionaries only.
+-- What the rest of ringline uses (configure's checks, the methods table
+-- for the API spec) is on its metatable: getmetatable(shared).check etc.
+--
 -- ringline.shared is a table keyed by name; a dictionary opened by any
 -- worker (or by the host's --shared-dict before they started) is found
 -- there by every worker, and is the same C object in each. The dictionary
@@ -286,8 +291,8 @@ pcall(ffi.metatype, "struct rl_shdict", {
 -- The objects are kept in `found`, not in the table itself, so the table
 -- stays empty to pairs() and the same object comes back each time.
 local found = {}
-M.shared = setmetatable({}, {
-  __index = function(_, name)
+local shared_mt = M
+M.__index = function(_, name)
     local d = found[name]
     if d then return d end
     if type(name) ~= "string" then return nil end
@@ -295,10 +300,9 @@ M.shared = setmetatable({}, {
     if p == nil then return nil end
     found[name] = p
     return p
-  end,
-  __newindex = function() error("ringline.shared is read-only: declare dictionaries with "
-    .. "ringline.configure{ shared_dicts = {...} } or --shared-dict", 2) end,
-})
+end
+M.__newindex = function() error("ringline.shared is read-only: declare dictionaries with "
+    .. "ringline.configure{ shared_dicts = {...} } or --shared-dict", 2) end
 
 local ERRS = { [EINVAL] = "bad name or size", [EEXIST] = "exists with another size",
                [-28] = "too many dictionaries (64)", [ENOMEM] = "out of memory" }
@@ -348,4 +352,4 @@ function M.open_all(list)
   return true
 end
 
-return M
+return setmetatable({}, shared_mt)
