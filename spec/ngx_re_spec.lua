@@ -174,6 +174,10 @@ describe("ringline.re.sub and gsub", function()
     assert.are.same({ "hello, [12][1]34", 1 },
       { re.sub("hello, 1234", "([0-9])[0-9]", "[$0][$1]") })
     assert.are.same({ "hello, ${1}234", 1 }, { re.sub("hello, 1234", "[0-9]", "$${${0}}") })
+    assert.are.same({ "hello, 100234", 1 }, { re.sub("hello, 1234", "[0-9]", "${0}00") })
+    assert.are.same({ "hello, $234", 1 }, { re.sub("hello, 1234", "[0-9]", "$$") })
+    assert.are.same({ "hello, [12][1]34", 1 }, { re.sub("hello, 1234", "( [0-9] ) [0-9]",
+      function(m) return "[" .. m[0] .. "][" .. m[1] .. "]" end, "x") })
     assert.are.same({ "[hello,h], [world,w]", 2 },
       { re.gsub("hello, world", "([a-z])[a-z]+", "[$0,$1]", "i") })
     assert.are.same({ "<world>, <hello>", 1 },

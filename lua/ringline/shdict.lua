@@ -76,15 +76,24 @@ local function value_of()
   return nil
 end
 
+-- A value bigger than the buffer: grow it and read again (the value may
+-- have grown meanwhile: again). Out of get's body, so the hot path has no
+-- loop for the JIT to leave.
+local function get_big(self, k, stale)
+  local rc
+  repeat
+    grow(tonumber(v.len))
+    rc = C.rl_shdict_get(self, k, #k, stale, v, buf, bufsz)
+  until rc ~= ENOBUFS
+  return rc
+end
+
 local function get(self, key, stale)
   check_self(self)
   local k, err = check_key(key)
   if not k then return nil, err end
   local rc = C.rl_shdict_get(self, k, #k, stale, v, buf, bufsz)
-  while rc == ENOBUFS do        -- the value changed size between calls: again
-    grow(tonumber(v.len))
-    rc = C.rl_shdict_get(self, k, #k, stale, v, buf, bufsz)
-  end
+  if rc == ENOBUFS then rc = get_big(self, k, stale) end
   if rc == 0 then return nil end
   if v.type == LIST then return nil, "value is a list" end
   local val = value_of()
@@ -192,15 +201,21 @@ local function push(self, key, value, left)
   return nil, STORE_ERR[rc] or "error " .. tostring(rc)
 end
 
+local function pop_big(self, k, left)
+  local rc
+  repeat
+    grow(tonumber(v.len))
+    rc = C.rl_shdict_pop(self, k, #k, left, v, buf, bufsz)
+  until rc ~= ENOBUFS
+  return rc
+end
+
 local function pop(self, key, left)
   check_self(self)
   local k, err = check_key(key)
   if not k then return nil, err end
   local rc = C.rl_shdict_pop(self, k, #k, left, v, buf, bufsz)
-  while rc == ENOBUFS do
-    grow(tonumber(v.len))
-    rc = C.rl_shdict_pop(self, k, #k, left, v, buf, bufsz)
-  end
+  if rc == ENOBUFS then rc = pop_big(self, k, left) end
   if rc == 0 then return nil end
   if rc == EINVAL then return nil, "value not a list" end
   return value_of()
