@@ -553,8 +553,9 @@ function M.split(subject, regex, opts, ctx, max, res)
   max = max or 0
   local piece = off      -- where the current piece starts
   local search = off
+  local pieces = 0       -- max counts pieces, not the captures between them
   while search <= len do
-    if max > 0 and n >= max - 1 then break end
+    if max > 0 and pieces >= max - 1 then break end
     local rc
     rc, err = exec(c, subject, len, search, 0)
     if not rc then release(c); return nil, err end
@@ -570,6 +571,7 @@ function M.split(subject, regex, opts, ctx, max, res)
       end
     end
     n = n + 1; t[n] = sub(subject, piece + 1, s)
+    pieces = pieces + 1
     if c[2] >= 1 and rc > 1 and ov32[4] ~= UNSET32 then
       n = n + 1; t[n] = sub(subject, ov32[4] + 1, ov32[6])
     end
