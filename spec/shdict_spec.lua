@@ -193,6 +193,10 @@ describe("ringline.shared across workers (host)", function()
       ringline.configure{ shared_dicts = { conf = "256k" } }
       local id = ringline.worker_id()
       local hd, conf = ringline.shared.hd, ringline.shared.conf
+      -- ringline.re in every worker too (CI runs this under ASan's leak check)
+      local re = require "ringline.re"
+      assert(re.match("worker " .. id, "([0-9]+)$", "jo")[1] == tostring(id))
+      assert(re.gsub("a-b", "-", "+") == "a+b")
       print(("addr %d %s %s"):format(id, tostring(ffi.cast("uintptr_t", hd)),
         tostring(ffi.cast("uintptr_t", conf))))
       local got = ringline.semaphore(0)

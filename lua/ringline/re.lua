@@ -59,6 +59,7 @@ pcre2_match_context_8 *pcre2_match_context_create_8(void *);
 pcre2_jit_stack_8 *pcre2_jit_stack_create_8(size_t, size_t, void *);
 void pcre2_jit_stack_free_8(pcre2_jit_stack_8 *);
 void pcre2_jit_stack_assign_8(pcre2_match_context_8 *, void *, void *);
+void pcre2_match_context_free_8(pcre2_match_context_8 *);
 ]])
 
 -- The runtime package's SONAME first (libpcre2-8.so comes only with
@@ -160,7 +161,9 @@ local function need_pairs(n)
 end
 need_pairs(16)
 
-local mctx = P.pcre2_match_context_create_8(nil)   -- for a JIT stack set by opt()
+-- for a JIT stack set by opt(); freed with the Lua state (a sanitized
+-- host's leak check sees everything given back)
+local mctx = ffi_gc(P.pcre2_match_context_create_8(nil), P.pcre2_match_context_free_8)
 local jit_stack = nil
 local dfa_ws_n = 100
 local dfa_ws = ffi_new("int[?]", dfa_ws_n)
@@ -599,8 +602,8 @@ function M.opt(name, value)
     local s = P.pcre2_jit_stack_create_8(32768, value, nil)
     if s == nil then return nil, "no memory" end
     P.pcre2_jit_stack_assign_8(mctx, nil, s)
-    if jit_stack ~= nil then P.pcre2_jit_stack_free_8(jit_stack) end
-    jit_stack = s
+    if jit_stack ~= nil then P.pcre2_jit_stack_free_8(ffi_gc(jit_stack, nil)) end
+    jit_stack = ffi_gc(s, P.pcre2_jit_stack_free_8)
     return true
   elseif name == "regex_cache_max_entries" then
     cache_max = value
