@@ -107,20 +107,25 @@ CONF
   NGX_PID=""
 }
 
-# sum over workers of one op in one results file
-sum_op() { awk -v op="$2" '$1 == "RESULT" && $2 == op { s += $4 } END { printf "%.0f", s }' "$1"; }
+# sum over workers of one op in one results file (column 4: per wall
+# second, 5: per CPU-second)
+sum_op() { awk -v op="$2" -v col="$3" '$1 == "RESULT" && $2 == op { s += $col } END { printf "%.0f", s }' "$1"; }
 median() { sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
 
-printf "N=%s ROUNDS=%s (ops/s, sum over workers, median of rounds)\n" "$N" "$ROUNDS"
-printf "%-14s %8s %14s %14s %7s\n" op workers ringline-lua nginx-lua ratio
+printf "N=%s ROUNDS=%s (sum over workers, median of rounds; wall: ops per second,\n" "$N" "$ROUNDS"
+printf "cpu: ops per CPU-second of the worker threads)\n"
+printf "%-14s %8s %12s %12s %6s %12s %12s %6s\n" op workers rl-wall ngx-wall ratio rl-cpu ngx-cpu ratio
 for w in $WORKER_COUNTS; do
   for r in $(seq "$ROUNDS"); do
     run_ringline "$w" "$WORK/rl.$w.$r"
     run_nginx "$w" "$WORK/ngx.$w.$r"
   done
   for op in re_match_jo shdict_set shdict_get; do
-    a=$(for r in $(seq "$ROUNDS"); do sum_op "$WORK/rl.$w.$r" "$op"; echo; done | median)
-    b=$(for r in $(seq "$ROUNDS"); do sum_op "$WORK/ngx.$w.$r" "$op"; echo; done | median)
-    printf "%-14s %8s %14s %14s %7.2f\n" "$op" "$w" "$a" "$b" "$(echo "$a / $b" | bc -l)"
+    a=$(for r in $(seq "$ROUNDS"); do sum_op "$WORK/rl.$w.$r" "$op" 4; echo; done | median)
+    b=$(for r in $(seq "$ROUNDS"); do sum_op "$WORK/ngx.$w.$r" "$op" 4; echo; done | median)
+    c=$(for r in $(seq "$ROUNDS"); do sum_op "$WORK/rl.$w.$r" "$op" 5; echo; done | median)
+    d=$(for r in $(seq "$ROUNDS"); do sum_op "$WORK/ngx.$w.$r" "$op" 5; echo; done | median)
+    printf "%-14s %8s %12s %12s %6.2f %12s %12s %6.2f\n" "$op" "$w" "$a" "$b" \
+      "$(echo "$a / $b" | bc -l)" "$c" "$d" "$(echo "$c / $d" | bc -l)"
   done
 done

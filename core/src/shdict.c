@@ -338,7 +338,13 @@ int rl__shdict_new(const char *name, size_t size, struct rl_shdict **out)
 		return -ENOMEM;
 	}
 	d->mask = nb - 1;
-	pthread_mutex_init(&d->lock, NULL);
+	/* adaptive: a contended lock spins a little before sleeping in the
+	 * kernel, since it is held for tens of nanoseconds */
+	pthread_mutexattr_t ma;
+	pthread_mutexattr_init(&ma);
+	pthread_mutexattr_settype(&ma, PTHREAD_MUTEX_ADAPTIVE_NP);
+	pthread_mutex_init(&d->lock, &ma);
+	pthread_mutexattr_destroy(&ma);
 	/* the arena's binary decomposition, largest block first */
 	size_t off = 0;
 	for (int o = MAX_ORDER; o >= 0; o--) {
@@ -495,6 +501,7 @@ int rl_shdict_get(struct rl_shdict *d, const char *key, size_t klen, int stale_o
 {
 	uint64_t h;
 	struct item *it;
+	double now;
 	int rc = 0;
 
 	v->type = RL_SHDICT_NIL;
@@ -504,10 +511,11 @@ int rl_shdict_get(struct rl_shdict *d, const char *key, size_t klen, int stale_o
 	if (!key_ok(key, klen))
 		return -EINVAL;
 	h = hash_key(key, klen);
+	now = rl__shdict_clock();
 	lock(d);
 	it = lookup(d, key, klen, h);
 	if (it) {
-		int old = expired(it, rl__shdict_clock());
+		int old = expired(it, now);
 		if (!old || stale_ok) {
 			v->type = it->type;
 			v->flags = it->flags;
@@ -553,8 +561,8 @@ int rl_shdict_store(struct rl_shdict *d, int op, const char *key, size_t klen,
 	default: return -EINVAL;
 	}
 	h = hash_key(key, klen);
+	now = rl__shdict_clock();   /* outside the lock: it is held for less */
 	lock(d);
-	now = rl__shdict_clock();
 	it = lookup(d, key, klen, h);
 	if (it && expired(it, now) && op != RL_SHDICT_SET && op != RL_SHDICT_SAFE_SET) {
 		item_delete(d, it);     /* an expired item is absent to add and replace */
@@ -620,8 +628,8 @@ int rl_shdict_incr(struct rl_shdict *d, const char *key, size_t klen, double by,
 	if (!key_ok(key, klen) || init_ttl < 0)
 		return -EINVAL;
 	h = hash_key(key, klen);
+	now = rl__shdict_clock();   /* outside the lock: it is held for less */
 	lock(d);
-	now = rl__shdict_clock();
 	it = lookup(d, key, klen, h);
 	if (it && expired(it, now)) {
 		item_delete(d, it);
@@ -685,8 +693,8 @@ int rl_shdict_push(struct rl_shdict *d, const char *key, size_t klen, int left,
 		return -EINVAL;
 	}
 	h = hash_key(key, klen);
+	now = rl__shdict_clock();   /* outside the lock: it is held for less */
 	lock(d);
-	now = rl__shdict_clock();
 	it = lookup(d, key, klen, h);
 	if (it && expired(it, now)) {
 		item_delete(d, it);
@@ -767,9 +775,10 @@ int rl_shdict_pop(struct rl_shdict *d, const char *key, size_t klen, int left,
 	if (!key_ok(key, klen))
 		return -EINVAL;
 	h = hash_key(key, klen);
+	double now = rl__shdict_clock();
 	lock(d);
 	it = lookup(d, key, klen, h);
-	if (!it || expired(it, rl__shdict_clock()))
+	if (!it || expired(it, now))
 		goto out;
 	if (it->type != RL_SHDICT_LIST) {
 		rc = -EINVAL;
@@ -809,9 +818,10 @@ int rl_shdict_llen(struct rl_shdict *d, const char *key, size_t klen)
 	if (!key_ok(key, klen))
 		return -EINVAL;
 	uint64_t h = hash_key(key, klen);
+	double now = rl__shdict_clock();
 	lock(d);
 	it = lookup(d, key, klen, h);
-	if (it && !expired(it, rl__shdict_clock())) {
+	if (it && !expired(it, now)) {
 		if (it->type != RL_SHDICT_LIST)
 			rc = -EINVAL;
 		else
@@ -829,8 +839,8 @@ int rl_shdict_ttl(struct rl_shdict *d, const char *key, size_t klen, double *ttl
 	if (!key_ok(key, klen))
 		return -EINVAL;
 	uint64_t h = hash_key(key, klen);
-	lock(d);
 	double now = rl__shdict_clock();
+	lock(d);
 	it = lookup(d, key, klen, h);
 	if (it && !expired(it, now)) {
 		*ttl = it->expires == 0 ? 0 : it->expires - now;
@@ -848,8 +858,8 @@ int rl_shdict_expire(struct rl_shdict *d, const char *key, size_t klen, double e
 	if (!key_ok(key, klen) || exptime < 0)
 		return -EINVAL;
 	uint64_t h = hash_key(key, klen);
-	lock(d);
 	double now = rl__shdict_clock();
+	lock(d);
 	it = lookup(d, key, klen, h);
 	if (it && !expired(it, now)) {
 		it->expires = exptime > 0 ? now + exptime : 0;
