@@ -156,6 +156,16 @@ describe("ringline.shared", function()
     assert.matches("^shdict: spec_same$", tostring(d))
   end)
 
+  it("is ngx.shared under the ngx shim (and ngx.re is ringline.re)", function()
+    local d = dict("spec_ngx")
+    require "ringline.ngx"
+    assert.are.equal(d, ngx.shared.spec_ngx)
+    assert.is_true((ngx.shared.spec_ngx:set("k", "v")))
+    assert.are.equal("v", d:get("k"))
+    assert.is_nil(ngx.shared.no_such_dict)
+    assert.are.equal("1234", ngx.re.match("hello, 1234", "[0-9]+", "jo")[0])
+  end)
+
   it("configure rejects bad names and sizes, and another size for a name", function()
     ringline.run(function()
       assert.has_error(function() ringline.configure{ shared_dicts = { ["bad name"] = "1m" } } end,
