@@ -13,7 +13,8 @@
 -- Functions of the ringline table and of its sub-tables are written
 -- ringline.name / ringline.sub.name, methods object:name with the objects
 -- named conn, listener, udp, region, slice, timer (a timer handle), task, process, nvme,
--- semaphore, channel and file (ringline.fs.open's). The module ringline.http is written http.name, its
+-- semaphore, channel, file (ringline.fs.open's) and dict (a shared dictionary,
+-- ringline.shared.NAME); ringline.re is written re.name. The module ringline.http is written http.name, its
 -- request and response objects req:name and res:name; ringline.resp is
 -- written resp.name and its reader's methods reader:name (declared in
 -- types/ringline.resp.d.lua). The client and WebSocket modules' functions
@@ -43,7 +44,8 @@ local INTERNAL = { ["timer:fire"] = true, ["process:fire"] = true }
 local function public(name) return name:sub(1, 1) ~= "_" end
 
 -- Modules outside the ringline table: { module, the name the docs use }.
-local MODULES = { { "ringline.http_client", "http" }, { "ringline.websocket", "websocket" } }
+local MODULES = { { "ringline.http_client", "http" }, { "ringline.websocket", "websocket" },
+                  { "ringline.re", "re" } }
 
 -- The exported API: names that must be documented (required) and names a
 -- document may also mention (the sub-tables themselves).
@@ -120,6 +122,10 @@ local function exported()
     o.udp:close()
     return o
   end)
+  -- shared dictionaries are cdata (their metatable is hidden): their methods table
+  for k, v in pairs(getmetatable(require "ringline.shdict").methods) do
+    if type(v) == "function" and public(k) then required["dict:" .. k] = true end
+  end
   for kind, obj in pairs(objects) do
     local mt = getmetatable(obj)
     -- a metatable whose __index is a function (req: headers made when

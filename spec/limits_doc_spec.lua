@@ -66,7 +66,7 @@ describe("docs/operations.md, Limits and defaults", function()
     f:close()
     local section = doc:match("\n## Limits and defaults\n(.-)\n## ") or doc
     for _, opt in ipairs({ "`-w`", "`--accept`", "`--pin`", "`--drain-timeout`",
-      "`--allow-bytecode`" }) do
+      "`--allow-bytecode`", "`--shared-dict`" }) do
       assert(section:find(opt, 1, true), "no row names " .. opt)
     end
     assert(text:find("script size", 1, true), "no row for the script size")

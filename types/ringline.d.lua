@@ -1208,4 +1208,211 @@ function ws:set_timeout(ms) end
 ---@return string? err
 function ws:close() end
 
+------------------------------------------------------------------------
+-- Shared dictionaries: ringline.shared.NAME (ngx.shared.DICT)
+------------------------------------------------------------------------
+
+---@class ringline.shdict
+local dict = {}
+
+---The dictionaries declared with shared_dicts or --shared-dict, by name.
+---@type table<string, ringline.shdict>
+ringline.shared = {}
+
+---@param key string
+---@return string|number|boolean|nil value
+---@return integer|string|nil flags_or_err
+function dict:get(key) end
+
+---@param key string
+---@return string|number|boolean|nil value
+---@return integer|string|nil flags_or_err
+---@return boolean? stale
+function dict:get_stale(key) end
+
+---@param key string
+---@param value string|number|boolean|nil nil deletes
+---@param exptime? number seconds, 0 = never
+---@param flags? integer
+---@return boolean|nil ok
+---@return string? err
+---@return boolean? forcible
+function dict:set(key, value, exptime, flags) end
+
+---@param key string
+---@param value string|number|boolean|nil
+---@param exptime? number
+---@param flags? integer
+---@return boolean|nil ok
+---@return string? err
+---@return boolean? forcible
+function dict:safe_set(key, value, exptime, flags) end
+
+---@param key string
+---@param value string|number|boolean|nil
+---@param exptime? number
+---@param flags? integer
+---@return boolean|nil ok
+---@return string? err
+---@return boolean? forcible
+function dict:add(key, value, exptime, flags) end
+
+---@param key string
+---@param value string|number|boolean|nil
+---@param exptime? number
+---@param flags? integer
+---@return boolean|nil ok
+---@return string? err
+---@return boolean? forcible
+function dict:safe_add(key, value, exptime, flags) end
+
+---@param key string
+---@param value string|number|boolean|nil
+---@param exptime? number
+---@param flags? integer
+---@return boolean|nil ok
+---@return string? err
+---@return boolean? forcible
+function dict:replace(key, value, exptime, flags) end
+
+---@param key string
+---@return boolean|nil ok
+---@return string? err
+function dict:delete(key) end
+
+---@param key string
+---@param value number
+---@param init? number
+---@param init_ttl? number seconds, with init
+---@return number|nil newval
+---@return string? err
+---@return boolean? forcible
+function dict:incr(key, value, init, init_ttl) end
+
+---@param key string
+---@param value string|number
+---@return integer|nil length
+---@return string? err
+function dict:lpush(key, value) end
+
+---@param key string
+---@param value string|number
+---@return integer|nil length
+---@return string? err
+function dict:rpush(key, value) end
+
+---@param key string
+---@return string|number|nil value
+---@return string? err
+function dict:lpop(key) end
+
+---@param key string
+---@return string|number|nil value
+---@return string? err
+function dict:rpop(key) end
+
+---@param key string
+---@return integer|nil length
+---@return string? err
+function dict:llen(key) end
+
+---@param key string
+---@return number|nil ttl seconds, 0 = never
+---@return string? err
+function dict:ttl(key) end
+
+---@param key string
+---@param exptime number seconds, 0 = never
+---@return true|nil ok
+---@return string? err
+function dict:expire(key, exptime) end
+
+function dict:flush_all() end
+
+---@param max_count? integer 0 or nil: all
+---@return integer freed
+function dict:flush_expired(max_count) end
+
+---@param max_count? integer default 1024, 0: all
+---@return string[]
+function dict:get_keys(max_count) end
+
+---@return integer bytes
+function dict:capacity() end
+
+---@return integer bytes
+function dict:free_space() end
+
+------------------------------------------------------------------------
+-- Regular expressions: require "ringline.re" (ngx.re)
+------------------------------------------------------------------------
+
+---@class ringline.re_module
+local re = {}
+
+---@alias ringline.captures table<integer|string, string|false|string[]>
+
+---@param subject string|number
+---@param regex string
+---@param options? string letters a d D i j J m o s u U x
+---@param ctx? {pos?: integer}
+---@param res_table? table
+---@return ringline.captures|nil captures
+---@return string? err
+function re.match(subject, regex, options, ctx, res_table) end
+
+---@param subject string|number
+---@param regex string
+---@param options? string
+---@param ctx? {pos?: integer}
+---@param nth? integer
+---@return integer|nil from
+---@return integer|nil to
+---@return string? err
+function re.find(subject, regex, options, ctx, nth) end
+
+---@param subject string|number
+---@param regex string
+---@param options? string
+---@return (fun(): ringline.captures|nil, string?)|nil iterator
+---@return string? err
+function re.gmatch(subject, regex, options) end
+
+---@param subject string|number
+---@param regex string
+---@param replace string|number|fun(m: ringline.captures): string|number
+---@param options? string
+---@return string|nil newstr
+---@return integer|nil n
+---@return string? err
+function re.sub(subject, regex, replace, options) end
+
+---@param subject string|number
+---@param regex string
+---@param replace string|number|fun(m: ringline.captures): string|number
+---@param options? string
+---@return string|nil newstr
+---@return integer|nil n
+---@return string? err
+function re.gsub(subject, regex, replace, options) end
+
+---@param subject string|number
+---@param regex string
+---@param options? string
+---@param ctx? {pos?: integer}
+---@param max? integer
+---@param res? table
+---@return string[]|nil pieces
+---@return string? err
+function re.split(subject, regex, options, ctx, max, res) end
+
+---@param name "jit_stack_size"|"regex_cache_max_entries"
+---@param value integer
+---@return true|nil ok
+---@return string? err
+function re.opt(name, value) end
+
+---@return integer
+function re.cache_count() end
+
 return ringline

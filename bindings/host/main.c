@@ -5,6 +5,7 @@
  *     ringline-lua [-w N|auto] [--pin|--no-pin] [--accept reuseport|acceptor]
  *                  [--drain-timeout s] [--allow-bytecode] [--set key=value ...]
  *                  [--metrics addr] [--log-file path] [--log-level l] [--log-format f]
+ *                  [--shared-dict name=size ...]
  *                  [-e code ...] [script.lua [args...]]
  *
  * It runs N worker threads (thread per core). Each has its own LuaJIT VM
@@ -166,6 +167,9 @@ static void print_help(const struct options *o)
 	       "                       thread of its own\n"
 	       "  --set key=value      set a configuration key (see below) for every worker;\n"
 	       "                       k/m/g suffixes multiply by 1024, 1024^2, 1024^3\n"
+	       "  --shared-dict name=size  a shared dictionary every worker sees as\n"
+	       "                       ringline.shared.name (ngx.shared.DICT), size 16k..64g\n"
+	       "                       with k/m/g suffixes; may be repeated\n"
 	       "  -e code              run code (a Lua chunk) before the script, as lua -e\n"
 	       "                       does; may be repeated, and the script then optional\n"
 	       "  --                   end of options; the next argument is the script\n"
@@ -298,6 +302,37 @@ static void parse_set(struct options *o, const char *kv)
 	o->nset++;
 }
 
+/* --shared-dict name=size: the dictionary is opened here, in the main
+ * thread before any worker starts, so every worker finds the same one in
+ * ringline.shared (core/src/shdict.c keeps the process's registry). */
+static void parse_shared_dict(const char *kv)
+{
+	char name[64];
+	const char *eq = strchr(kv, '=');
+	struct rl_shdict *d;
+	size_t size, n;
+	int rc;
+
+	if (!eq || eq == kv)
+		bad_option("--shared-dict: expected name=size (e.g. cache=10m), got '%s'", kv);
+	n = (size_t)(eq - kv);
+	if (n >= sizeof(name))
+		bad_option("--shared-dict: name too long (at most 63 bytes) in '%s'", kv);
+	memcpy(name, kv, n);
+	name[n] = '\0';
+	rc = rl_shdict_parse_size(eq + 1, &size);
+	if (rc < 0)
+		bad_option("--shared-dict %s: '%s' is not a size (bytes, or with k/m/g)", name, eq + 1);
+	rc = rl_shdict_open(name, size, &d);
+	if (rc == -EINVAL)
+		bad_option("--shared-dict %s: bad name or size (names: A-Z a-z 0-9 _; "
+			   "sizes 16k..64g)", kv);
+	if (rc == -EEXIST)
+		bad_option("--shared-dict %s: '%s' was given with another size", kv, name);
+	if (rc < 0)
+		bad_option("--shared-dict %s: %s", kv, strerror(-rc));
+}
+
 /* The value of option a: the next argument (advancing *i) or after '='. */
 static const char *option_value(int argc, char **argv, int *i, const char *name, const char *what)
 {
@@ -407,6 +442,8 @@ static void parse_options(struct options *o, int argc, char **argv)
 			o->metrics = option_value(argc, argv, &i, "--metrics", "an address (host:port)");
 		} else if (is_option(a, "--set")) {
 			parse_set(o, option_value(argc, argv, &i, "--set", "key=value"));
+		} else if (is_option(a, "--shared-dict")) {
+			parse_shared_dict(option_value(argc, argv, &i, "--shared-dict", "name=size"));
 		} else {
 			bad_option("unknown option '%s'", a);
 		}

@@ -452,6 +452,53 @@ int rl_fs_listdir(struct rl_worker *w, const char *path, void *buf, uint32_t cap
 int rl_fs_cancel(struct rl_worker *w, int id, uint32_t token);
 int rl_conn_sendfile(struct rl_worker *w, uint32_t slot, uint32_t gen, int fd, int64_t offset,
 		     uint32_t count);
+struct rl_shdict;
+enum {
+	RL_SHDICT_NIL = 0,
+	RL_SHDICT_BOOLEAN = 1,
+	RL_SHDICT_NUMBER = 3,
+	RL_SHDICT_STRING = 4,
+	RL_SHDICT_LIST = 5
+};
+enum {
+	RL_SHDICT_SET = 0,
+	RL_SHDICT_SAFE_SET = 1,
+	RL_SHDICT_ADD = 2,
+	RL_SHDICT_SAFE_ADD = 3,
+	RL_SHDICT_REPLACE = 4
+};
+struct rl_shdict_value {
+	double num;
+	size_t len;
+	uint32_t flags;
+	int32_t type;
+	int32_t stale;
+	int32_t forcible;
+};
+int rl_shdict_open(const char *name, size_t size, struct rl_shdict **out);
+struct rl_shdict *rl_shdict_find(const char *name);
+int rl_shdict_count(void);
+struct rl_shdict *rl_shdict_at(int i);
+const char *rl_shdict_name(const struct rl_shdict *d);
+int rl_shdict_parse_size(const char *text, size_t *out);
+int rl_shdict_get(struct rl_shdict *d, const char *key, size_t klen, int stale_ok,
+		  struct rl_shdict_value *v, char *buf, size_t buflen);
+int rl_shdict_store(struct rl_shdict *d, int op, const char *key, size_t klen,
+		    struct rl_shdict_value *v, const char *str, double exptime);
+int rl_shdict_incr(struct rl_shdict *d, const char *key, size_t klen, double by, int has_init,
+		   double init, double init_ttl, struct rl_shdict_value *v);
+int rl_shdict_push(struct rl_shdict *d, const char *key, size_t klen, int left,
+		   struct rl_shdict_value *v, const char *str);
+int rl_shdict_pop(struct rl_shdict *d, const char *key, size_t klen, int left,
+		  struct rl_shdict_value *v, char *buf, size_t buflen);
+int rl_shdict_llen(struct rl_shdict *d, const char *key, size_t klen);
+int rl_shdict_ttl(struct rl_shdict *d, const char *key, size_t klen, double *ttl);
+int rl_shdict_expire(struct rl_shdict *d, const char *key, size_t klen, double exptime);
+void rl_shdict_flush_all(struct rl_shdict *d);
+int rl_shdict_flush_expired(struct rl_shdict *d, int max);
+int64_t rl_shdict_keys(struct rl_shdict *d, int max, char *buf, size_t buflen, int *nkeys);
+size_t rl_shdict_capacity(const struct rl_shdict *d);
+size_t rl_shdict_free_space(struct rl_shdict *d);
 const char *rl_strerror(int err);
 const char *rl_version(void);
 ]]

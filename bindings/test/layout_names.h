@@ -172,6 +172,13 @@
 	F(rl_stat, blksize) \
 	F(rl_stat, dio_mem_align) \
 	F(rl_stat, dio_offset_align) \
+	S(rl_shdict_value) \
+	F(rl_shdict_value, num) \
+	F(rl_shdict_value, len) \
+	F(rl_shdict_value, flags) \
+	F(rl_shdict_value, type) \
+	F(rl_shdict_value, stale) \
+	F(rl_shdict_value, forcible) \
 	/* end */
 #define RL_LAYOUT_ENUMS(E) \
 	E(RL_EPERM) \

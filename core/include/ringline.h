@@ -937,6 +937,97 @@ int rl_fs_cancel(struct rl_worker *w, int id, uint32_t token);
  * without RL_FEAT_SPLICE; -ENOBUFS past 2^32 - 1 unsent bytes. */
 int rl_conn_sendfile(struct rl_worker *w, uint32_t slot, uint32_t gen, int fd, int64_t offset,
 		     uint32_t count);
+/* ---- shared dictionaries (ngx.shared.DICT; shdict.c) ----
+ * Process-wide key/value stores every worker thread sees: one fixed arena
+ * per dictionary (allocated when it is opened, never grown), a hash table,
+ * an LRU list, expiry per key, values of type string, number, boolean or
+ * list, and a mutex per dictionary around every call. Dictionaries live
+ * until the process ends (workers keep pointers to them). Keys are 1 to
+ * 65535 bytes. Times are seconds (fractions allowed): exptime 0 = never. */
+struct rl_shdict;
+enum {
+	RL_SHDICT_NIL = 0,
+	RL_SHDICT_BOOLEAN = 1,
+	RL_SHDICT_NUMBER = 3,
+	RL_SHDICT_STRING = 4,
+	RL_SHDICT_LIST = 5
+};
+/* store operations */
+enum {
+	RL_SHDICT_SET = 0,      /* evicts LRU items when full (forcible) */
+	RL_SHDICT_SAFE_SET = 1, /* never evicts an unexpired item: -ENOMEM */
+	RL_SHDICT_ADD = 2,      /* -EEXIST when the key holds an unexpired value */
+	RL_SHDICT_SAFE_ADD = 3,
+	RL_SHDICT_REPLACE = 4   /* -ENOENT when it does not */
+};
+/* A value in or out. In: type, num (NUMBER; BOOLEAN 0/1), len (STRING,
+ * the bytes passed beside it), flags. Out: the same, plus stale (get with
+ * stale_ok: the item had expired) and forcible (a store or push evicted
+ * unexpired items to make room). */
+struct rl_shdict_value {
+	double num;
+	size_t len;
+	uint32_t flags;
+	int32_t type;
+	int32_t stale;
+	int32_t forcible;
+};
+/* The dictionary `name` (1-63 of [A-Za-z0-9_]) of `size` bytes (16 KiB ..
+ * 64 GiB), created on first call; later calls with the same size return
+ * the same one. -EINVAL bad name or size, -EEXIST it exists with another
+ * size, -ENOSPC too many dictionaries (64), -ENOMEM. */
+int rl_shdict_open(const char *name, size_t size, struct rl_shdict **out);
+struct rl_shdict *rl_shdict_find(const char *name);
+/* The dictionaries opened so far, in order of creation (index 0 .. count-1). */
+int rl_shdict_count(void);
+struct rl_shdict *rl_shdict_at(int i);
+const char *rl_shdict_name(const struct rl_shdict *d);
+/* "10m", "512k", "1g", "65536": bytes. -EINVAL bad text, -ERANGE too big. */
+int rl_shdict_parse_size(const char *text, size_t *out);
+/* 1 found (v filled; a STRING copied into buf), 0 not found or expired
+ * (with stale_ok an expired item is returned with v->stale = 1), -ENOBUFS
+ * when buflen < v->len (nothing else changed: call again with more). A
+ * LIST is returned as its type only. */
+int rl_shdict_get(struct rl_shdict *d, const char *key, size_t klen, int stale_ok,
+		  struct rl_shdict_value *v, char *buf, size_t buflen);
+/* op: RL_SHDICT_SET..REPLACE; v->type NIL deletes. 0, -EEXIST, -ENOENT,
+ * -ENOMEM (no room without evicting, or the value cannot fit at all),
+ * -EINVAL (bad key or type). */
+int rl_shdict_store(struct rl_shdict *d, int op, const char *key, size_t klen,
+		    struct rl_shdict_value *v, const char *str, double exptime);
+/* Adds by to a NUMBER (its expiry kept); a missing or expired key becomes
+ * init + by with init_ttl when has_init. 0 (v->num the new value), -ENOENT
+ * (missing, no init), -EINVAL (not a number), -ENOMEM. */
+int rl_shdict_incr(struct rl_shdict *d, const char *key, size_t klen, double by, int has_init,
+		   double init, double init_ttl, struct rl_shdict_value *v);
+/* Pushes a STRING or NUMBER at the head (left) or tail of the LIST key
+ * (created when missing or expired). The new length, -EINVAL (the key
+ * holds another type, or a bad value type), -ENOMEM. */
+int rl_shdict_push(struct rl_shdict *d, const char *key, size_t klen, int left,
+		   struct rl_shdict_value *v, const char *str);
+/* Pops from the head (left) or tail: 1 (v filled, a STRING in buf), 0
+ * empty or missing, -EINVAL not a list, -ENOBUFS (buflen < v->len; nothing
+ * popped). A list left empty is removed. */
+int rl_shdict_pop(struct rl_shdict *d, const char *key, size_t klen, int left,
+		  struct rl_shdict_value *v, char *buf, size_t buflen);
+/* The length of the LIST key (0 missing or expired), -EINVAL not a list. */
+int rl_shdict_llen(struct rl_shdict *d, const char *key, size_t klen);
+/* 1 and *ttl (seconds left, 0 for never), or 0 missing or expired. */
+int rl_shdict_ttl(struct rl_shdict *d, const char *key, size_t klen, double *ttl);
+/* 1 (the key now expires exptime from now; 0 never), 0 missing or expired. */
+int rl_shdict_expire(struct rl_shdict *d, const char *key, size_t klen, double exptime);
+/* Marks every item expired (get_stale still sees them until reused). */
+void rl_shdict_flush_all(struct rl_shdict *d);
+/* Frees up to max expired items (max <= 0: all); how many. */
+int rl_shdict_flush_expired(struct rl_shdict *d, int max);
+/* Unexpired keys, at most max (max <= 0: all), each written to buf as a
+ * 4-byte length (host order) and its bytes; *nkeys of them. Returns the
+ * bytes needed: when more than buflen, nothing was written past buflen
+ * and *nkeys is 0 (call again with a bigger buffer). */
+int64_t rl_shdict_keys(struct rl_shdict *d, int max, char *buf, size_t buflen, int *nkeys);
+size_t rl_shdict_capacity(const struct rl_shdict *d);
+/* Bytes of the arena not allocated (free blocks of every size). */
+size_t rl_shdict_free_space(struct rl_shdict *d);
 
 const char *rl_strerror(int err);
 const char *rl_version(void);

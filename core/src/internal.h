@@ -731,4 +731,10 @@ RL_HIDDEN int rl__parse_addr(const char *addr, int passive, struct sockaddr_stor
 RL_HIDDEN int rl__format_addr(const struct sockaddr_storage *ss, socklen_t len, char *host,
 			      size_t hostlen);
 
+/* shdict.c: a dictionary outside the registry (tests), freed with
+ * rl__shdict_free; the clock of expiry (seconds; tests replace it). */
+RL_HIDDEN int rl__shdict_new(const char *name, size_t size, struct rl_shdict **out);
+RL_HIDDEN void rl__shdict_free(struct rl_shdict *d);
+extern RL_HIDDEN double (*rl__shdict_clock)(void);
+
 #endif

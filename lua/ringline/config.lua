@@ -11,6 +11,7 @@ local C = require "ringline.lib"
 local errors = require "ringline.errors"
 local check = require "ringline.check"
 local H = require "ringline.host"
+local shdict = getmetatable(require "ringline.shdict")   -- check, open_all
 
 local type, error, tostring, pairs = type, error, tostring, pairs
 local errstr = errors.errstr
@@ -81,6 +82,7 @@ local function valid_keys(skip)
   for i = 0, n[0] - 1 do v[ffi_string(keys[i].name)] = true end
   for k in pairs(LUA_KEYS) do v[k] = true end
   v.metrics = true
+  v.shared_dicts = true      -- a table, not a number: see configure
   if skip then
     for k in pairs(skip) do v[k] = true end
   end
@@ -94,7 +96,7 @@ local function configure(S, t, lvl, skip)
   local what = skip and "ringline.run" or "ringline.configure"   -- skip: run's own keys
   local tmp = ffi_new("struct rl_config")
   ffi.copy(tmp, S.cfg, ffi.sizeof(tmp))
-  local lua_vals, valid, metrics = {}, nil, nil
+  local lua_vals, valid, metrics, dicts = {}, nil, nil, nil
   for k, v in pairs(t) do
     if k == "metrics" and not (skip and skip[k]) then
       -- the host's endpoint (bindings/host/metrics.c): an address, not a number
@@ -105,6 +107,12 @@ local function configure(S, t, lvl, skip)
         error(what .. ": metrics: only the ringline-lua host serves metrics", lvl)
       end
       metrics = v
+    elseif k == "shared_dicts" then
+      -- name -> size ("10m"): process-wide dictionaries (ringline.shdict),
+      -- opened once every other key passed
+      local err
+      dicts, err = shdict.check(v)
+      if not dicts then error(what .. ": shared_dicts: " .. err, lvl) end
     elseif not (skip and skip[k]) then
       if type(k) ~= "string" then
         error(what .. ": keys must be strings, got " .. type(k), lvl)
@@ -132,6 +140,10 @@ local function configure(S, t, lvl, skip)
   end
   local rc = C.rl_config_validate(tmp, S.msg, MSGLEN)
   if rc < 0 then error(what .. ": " .. ffi_string(S.msg), lvl) end
+  if dicts then
+    local ok, err = shdict.open_all(dicts)
+    if not ok then error(what .. ": shared_dicts: " .. err, lvl) end
+  end
   if metrics then
     rc = H.rl_host_metrics_listen(metrics, S.msg, MSGLEN)
     if rc < 0 then error(what .. ": metrics: " .. ffi_string(S.msg), lvl) end

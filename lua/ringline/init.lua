@@ -69,6 +69,8 @@ M.run = sched.run
 M.region = region.new   -- registered memory for guarded sends
 M.fs = { open = fs.open, stat = fs.stat, unlink = fs.unlink, rmdir = fs.rmdir, rename = fs.rename,
   mkdir = fs.mkdir, readfile = fs.readfile, writefile = fs.writefile, listdir = fs.listdir }
+-- ringline.shared.NAME: the process-wide dictionaries (ngx.shared.DICT)
+M.shared = require "ringline.shdict"
 
 function M.configure(t)
   if type(t) ~= "table" then error("ringline.configure: expected a table", 2) end

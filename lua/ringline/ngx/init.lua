@@ -165,13 +165,9 @@ end
 function lazy.shared()
   local ok, m = pcall(require, "ringline.shdict")
   if not ok then return missing_module("ngx.shared", "ringline.shdict", m) end
-  if type(m.shared) == "table" then return m.shared end
-  local get = m.dict or m.get or m.open
-  return setmetatable({}, { __index = function(t, name)
-    local d = get(name)
-    if d then rawset(t, name, d) end
-    return d
-  end })
+  -- the module's value is the name -> dictionary table itself (ringline.shared);
+  -- any other key of it is a dictionary's name
+  return m
 end
 
 setmetatable(ngx, {
