@@ -12,6 +12,7 @@ local buffer = require "string.buffer"
 local ringline = require "ringline"
 local region = require "ringline.region"
 local parse = require "ringline.http_parse"
+local decode_args = require("ringline.urlargs").decode
 local body = require "ringline.http_body"
 
 local type, tostring, error, xpcall, select = type, tostring, error, xpcall, select
@@ -109,31 +110,12 @@ end
 req_mt.__index = req_index
 M.req_mt = req_mt
 
-local function unescape(s)
-  s = s:gsub("+", " ")
-  return (s:gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end))
-end
-
 -- The query's arguments: name -> value (a string; true for a name with no
 -- "="; an array when the name repeats).
 function Req.args(req)
-  local t = {}
   local q = req.query
-  if not q then return t end
-  for part in q:gmatch("[^&]+") do
-    local k, v = part:match("^([^=]*)=(.*)$")
-    if k then v = unescape(v) else k, v = part, true end
-    k = unescape(k)
-    local old = t[k]
-    if old == nil then
-      t[k] = v
-    elseif type(old) == "table" then
-      old[#old + 1] = v
-    else
-      t[k] = { old, v }
-    end
-  end
-  return t
+  if not q then return {} end
+  return decode_args(q, 0)
 end
 
 local function current(req)

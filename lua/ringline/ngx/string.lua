@@ -7,6 +7,7 @@
 -- symbols), so they never clash with another module's cdef of the same
 -- function.
 local ffi = require "ffi"
+local urlargs = require "ringline.urlargs"
 
 pcall(ffi.cdef, [[
 int rl_ngx_b64enc(unsigned char *t, const unsigned char *f, int n) __asm__("EVP_EncodeBlock");
@@ -170,8 +171,7 @@ local function unhex(h) return char(tonumber(h, 16)) end
 
 -- %XX decoded, + as a space; bad escapes left as they are.
 function M.unescape_uri(s)
-  s = need_string(s, "ngx.unescape_uri")
-  return (gsub(gsub(s, "+", " "), "%%(%x%x)", unhex))
+  return urlargs.unescape(need_string(s, "ngx.unescape_uri"))
 end
 
 -- A path: %XX decoded, + kept (for ngx.var.uri).
@@ -216,26 +216,7 @@ end
 -- At most max (default 100; 0 = no limit) arguments.
 function M.decode_args(s, max)
   if type(s) ~= "string" then error("ngx.decode_args: expected a string", 2) end
-  max = max or 100
-  local t, n = {}, 0
-  for part in s:gmatch("[^&]+") do
-    if max > 0 and n >= max then break end
-    local k, v = part:match("^([^=]*)=(.*)$")
-    if k then v = M.unescape_uri(v) else k, v = part, true end
-    k = M.unescape_uri(k)
-    if k ~= "" then
-      n = n + 1
-      local old = t[k]
-      if old == nil then
-        t[k] = v
-      elseif type(old) == "table" then
-        old[#old + 1] = v
-      else
-        t[k] = { old, v }
-      end
-    end
-  end
-  return t
+  return urlargs.decode(s, max or 100)
 end
 
 local SQL = { ["\0"] = "\\0", ["\b"] = "\\b", ["\n"] = "\\n", ["\r"] = "\\r", ["\t"] = "\\t",
