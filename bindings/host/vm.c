@@ -419,12 +419,38 @@ static int host_print(lua_State *L)
 	return 0;
 }
 
+/* The Lua heap on the C allocator rather than LuaJIT's own: LuaJIT's
+ * never returns a segment that still holds one live object, so after a
+ * burst of connections closed (their coroutines, tables and strings
+ * collected) the process kept their pages; on malloc the worker's trim
+ * (rl_worker_trim, malloc_trim) gives them back. */
+static void *host_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
+{
+	(void)ud;
+	(void)osize;
+	if (nsize == 0) {
+		free(ptr);
+		return NULL;
+	}
+	return realloc(ptr, nsize);
+}
+
+/* An error outside any protected call (luaL_newstate's panic does the same). */
+static int host_panic(lua_State *L)
+{
+	const char *m = lua_tostring(L, -1);
+	fprintf(stderr, "ringline-lua: PANIC: unprotected error in call to Lua API (%s)\n",
+		m ? m : "?");
+	return 0;
+}
+
 lua_State *host_new_lua_slot(const struct options *o, int id, int cpu, int slot, int gen)
 {
-	lua_State *L = luaL_newstate();
+	lua_State *L = lua_newstate(host_alloc, NULL);
 
 	if (!L)
 		return NULL;
+	lua_atpanic(L, host_panic);
 	luaL_openlibs(L);
 	lua_register(L, "print", host_print);
 	set_path(L);

@@ -226,6 +226,7 @@ uint32_t rl_worker_features(const struct rl_worker *w);
 const struct rl_config *rl_worker_config(const struct rl_worker *w);
 double rl_worker_now(const struct rl_worker *w);
 int rl_worker_live(const struct rl_worker *w);
+int rl_worker_trim(struct rl_worker *w);
 int rl_listen(struct rl_worker *w, const char *addr, uint32_t flags);
 int rl_listener_port(struct rl_worker *w, int id);
 int rl_listener_gen(struct rl_worker *w, int id, uint32_t *gen);

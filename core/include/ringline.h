@@ -396,6 +396,13 @@ double rl_worker_now(const struct rl_worker *w);
  * socket installs still alive (0 = idle; operations in flight are in
  * rl_worker_metrics()->ops_inflight). */
 int rl_worker_live(const struct rl_worker *w);
+/* Give memory the worker and the process no longer use back to the system:
+ * the spare receive buffers, the free send-pool slots' pages, then the C
+ * allocator's free pages (glibc's
+ * malloc_trim; elsewhere only the spares). For after a burst of
+ * connections ended; not a hot-path call (it walks the allocator's free
+ * lists). Returns 1 when the allocator released pages, else 0. */
+int rl_worker_trim(struct rl_worker *w);
 
 /* -- listeners -- */
 /* addr: "host:port", "[v6]:port", ":port", "port" or "unix:/path"; numeric
