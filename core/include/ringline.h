@@ -103,6 +103,8 @@ struct rl_config {
 	uint32_t close_timeout;       /* ms a graceful close may go without send progress
 	                                 before it becomes a reset */
 	uint32_t tls_handshake_timeout; /* ms from rl_conn_tls_start to a finished handshake */
+	uint32_t sqpoll;              /* 1: a kernel thread polls the SQ (IORING_SETUP_SQPOLL) */
+	uint32_t sqpoll_cpu;          /* the CPU that thread is pinned to; RL_SQPOLL_ANY_CPU: none */
 };
 
 struct rl_config_key {
@@ -339,7 +341,12 @@ enum rl_feature {
 	                              UNLINKAT, RENAMEAT, MKDIRAT, CLOSE); without it those the
 	                              probe lacks run on the fallback thread pool */
 	RL_FEAT_SPLICE = 4096,     /* IORING_OP_SPLICE: rl_conn_sendfile */
+	RL_FEAT_SQPOLL = 8192,     /* the ring has an SQ polling thread (sqpoll=1 and the
+	                              kernel accepted it) */
 };
+
+/* sqpoll_cpu's default: the SQPOLL thread is not pinned. */
+enum rl_sqpoll_cpu { RL_SQPOLL_ANY_CPU = 65535 };
 
 /* -- configuration -- */
 void rl_config_init(struct rl_config *cfg);

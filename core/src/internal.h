@@ -641,6 +641,13 @@ static inline void rl__sqe_set_recv_limit(struct io_uring_sqe *sqe, uint32_t byt
 	sqe->file_index = bytes;
 }
 RL_HIDDEN int rl__submit(struct rl_worker *w);
+/* At least n free SQEs if the kernel makes room (a submit; with SQPOLL,
+ * waiting for its thread, bounded): returns the free SQEs. */
+RL_HIDDEN unsigned rl__sq_room(struct rl_worker *w, unsigned n);
+/* With SQPOLL, after rl__submit: wait until the kernel's SQ thread has read
+ * every SQE submitted (what must not outlive a lock, as a hand-off's target
+ * ring descriptor); without SQPOLL the submit read them already. */
+RL_HIDDEN void rl__sq_drain(struct rl_worker *w);
 RL_HIDDEN double rl__clock_now(void);
 
 /* worker.c */
