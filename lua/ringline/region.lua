@@ -343,7 +343,11 @@ function M.any_slice(thr, nargs, ...)
   local tb = type(b)
   if (tb == "table" and has_slice(b, 0, thr)) or (tb == "string" and #b >= thr) then return true end
   if nargs == 2 then return false end
-  for i = 3, nargs do
+  -- the third unrolled too: a loop that runs once would abort the caller's
+  -- trace ("leaving loop in root trace")
+  local tx = type(x)
+  if (tx == "table" and has_slice(x, 0, thr)) or (tx == "string" and #x >= thr) then return true end
+  for i = 4, nargs do
     local v = select(i, ...)
     local tv = type(v)
     if (tv == "table" and has_slice(v, 0, thr)) or (tv == "string" and #v >= thr) then return true end
