@@ -222,7 +222,8 @@ struct rl_event {
 /* The state of one connection slot, kept current by the core and read in
  * place by the caller (never written by it). */
 struct rl_conn_io {
-	const uint8_t *rdata; /* first unconsumed received byte */
+	const uint8_t *rdata; /* first unconsumed received byte; NULL while none is
+	                         buffered (an emptied buffer goes back to the worker) */
 	uint32_t rlen;        /* unconsumed bytes */
 	uint32_t gen;         /* generation of the current occupant */
 	int32_t rerr;         /* 0, or -errno that ended receiving */
