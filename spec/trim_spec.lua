@@ -38,3 +38,22 @@ describe("the trim after a burst", function()
     end)
   end)
 end)
+
+describe("the connection object", function()
+  it("has at most 32 fields when made (33 double its hash part: 768 bytes per idle connection)", function()
+    local n
+    ringline.run(function()
+      local lst = assert(ringline.listen("127.0.0.1:0", function(c)
+        n = 0
+        for _ in pairs(c) do n = n + 1 end
+        -- and the fields made false from the start count too: pairs sees them
+      end))
+      local _, port = lst:getsockname()
+      local c = assert(ringline.connect("127.0.0.1", port))
+      c:receive(1)
+      c:close()
+      lst:close()
+    end)
+    assert.is_true(n ~= nil and n <= 32, ("%s fields"):format(tostring(n)))
+  end)
+end)
