@@ -4,6 +4,7 @@
 --   ringline-lua --set zc_threshold=SIZE bench/zc_crossover.lua send SIZE SECONDS (zc)
 --   ringline-lua --set zc_threshold=1g bench/zc_crossover.lua send SIZE SECONDS   (copy)
 --   ringline-lua bench/zc_crossover.lua send SIZE SECONDS plain                  (string)
+--     (a Lua string body goes zero-copy too when SIZE >= zc_threshold: bench/zc_strings.sh)
 --   ringline-lua bench/zc_crossover.lua sink PORT
 --
 -- send: listens on PORT (env, 0 = any; the port is printed), waits for one
@@ -73,7 +74,7 @@ lst = assert(ringline.listen("127.0.0.1:" .. (os.getenv("PORT") or "0"), functio
   local m1 = ringline.metrics()
   print(("RESULT size=%d mode=%s sends=%d bytes=%d wall_s=%.3f cpu_s=%.3f sends_per_cpu_s=%.0f "
     .. "gbit_per_cpu_s=%.3f zc_sends=%d zc_copied=%d"):format(size,
-    plain and "plain" or (ringline.config("zc_threshold") <= size and "zc" or "copy"),
+    (plain and "string-" or "") .. (ringline.config("zc_threshold") <= size and "zc" or "copy"),
     n, n * (size + 64), dt, dc, n / dc, n * (size + 64) * 8 / dc / 1e9,
     m1.zc_sends - m0.zc_sends, m1.zc_copied - m0.zc_copied))
   io.stdout:flush()

@@ -419,9 +419,45 @@ static int host_print(lua_State *L)
 	return 0;
 }
 
+/* The Lua heap on the C allocator rather than LuaJIT's own: LuaJIT's
+ * never returns a segment that still holds one live object, so after a
+ * burst of connections closed (their coroutines, tables and strings
+ * collected) the process kept their pages; on malloc the worker's trim
+ * (rl_worker_trim, malloc_trim) gives them back. */
+static void *host_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
+{
+	(void)ud;
+	(void)osize;
+	if (nsize == 0) {
+		free(ptr);
+		return NULL;
+	}
+	return realloc(ptr, nsize);
+}
+
+/* An error outside any protected call (luaL_newstate's panic does the same). */
+static int host_panic(lua_State *L)
+{
+	const char *m = lua_tostring(L, -1);
+	fprintf(stderr, "ringline-lua: PANIC: unprotected error in call to Lua API (%s)\n",
+		m ? m : "?");
+	return 0;
+}
+
 lua_State *host_new_lua_slot(const struct options *o, int id, int cpu, int slot, int gen)
 {
+#if defined(__SANITIZE_ADDRESS__)
+	/* Under AddressSanitizer LuaJIT keeps its own (mmap) allocator: a Lua
+	 * heap on malloc, alive at exit (os.exit from a worker), reads as
+	 * leaks to LeakSanitizer, which cannot follow GC64's tagged values. */
 	lua_State *L = luaL_newstate();
+	(void)host_alloc;
+	(void)host_panic;
+#else
+	lua_State *L = lua_newstate(host_alloc, NULL);
+	if (L)
+		lua_atpanic(L, host_panic);
+#endif
 
 	if (!L)
 		return NULL;
@@ -570,6 +606,7 @@ static void check_lua_keys(lua_State *L, const struct options *o)
 			print_valid_keys(L, have);
 			fputs(")\n", stderr);
 			host_usage_hint();
+			lua_close(L); /* its heap is on malloc: a leak checker sees it */
 			exit(EXIT_USAGE);
 		}
 		lua_getfield(L, -1, "min");
@@ -581,6 +618,7 @@ static void check_lua_keys(lua_State *L, const struct options *o)
 			fprintf(stderr, "%s: --set %s: %s: %.0f is out of range (%.0f..%.0f)\n",
 				progname, o->set_text[i], o->set_keys[i], v, min, max);
 			host_usage_hint();
+			lua_close(L);
 			exit(EXIT_USAGE);
 		}
 	}

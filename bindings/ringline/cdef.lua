@@ -24,6 +24,8 @@ struct rl_config {
 	uint32_t udp_queue;
 	uint32_t close_timeout;
 	uint32_t tls_handshake_timeout;
+	uint32_t sqpoll;
+	uint32_t sqpoll_cpu;
 };
 struct rl_config_key {
 	const char *name;
@@ -204,7 +206,9 @@ enum rl_feature {
 	RL_FEAT_WAITID = 1024,
 	RL_FEAT_FS_RING = 2048,
 	RL_FEAT_SPLICE = 4096,
+	RL_FEAT_SQPOLL = 8192,
 };
+enum rl_sqpoll_cpu { RL_SQPOLL_ANY_CPU = 65535 };
 void rl_config_init(struct rl_config *cfg);
 int rl_config_set(struct rl_config *cfg, const char *key, int64_t value, char *msg, size_t msglen);
 int rl_config_validate(const struct rl_config *cfg, char *msg, size_t msglen);
@@ -226,6 +230,7 @@ uint32_t rl_worker_features(const struct rl_worker *w);
 const struct rl_config *rl_worker_config(const struct rl_worker *w);
 double rl_worker_now(const struct rl_worker *w);
 int rl_worker_live(const struct rl_worker *w);
+int rl_worker_trim(struct rl_worker *w);
 int rl_listen(struct rl_worker *w, const char *addr, uint32_t flags);
 int rl_listener_port(struct rl_worker *w, int id);
 int rl_listener_gen(struct rl_worker *w, int id, uint32_t *gen);

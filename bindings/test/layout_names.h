@@ -21,6 +21,8 @@
 	F(rl_config, udp_queue) \
 	F(rl_config, close_timeout) \
 	F(rl_config, tls_handshake_timeout) \
+	F(rl_config, sqpoll) \
+	F(rl_config, sqpoll_cpu) \
 	S(rl_config_key) \
 	F(rl_config_key, name) \
 	F(rl_config_key, offset) \
@@ -260,6 +262,8 @@
 	E(RL_FEAT_WAITID) \
 	E(RL_FEAT_FS_RING) \
 	E(RL_FEAT_SPLICE) \
+	E(RL_FEAT_SQPOLL) \
+	E(RL_SQPOLL_ANY_CPU) \
 	E(RL_MSG_RESOLVED) \
 	E(RL_MSG_SIGNAL) \
 	E(RL_MSG_USER) \

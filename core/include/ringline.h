@@ -103,6 +103,8 @@ struct rl_config {
 	uint32_t close_timeout;       /* ms a graceful close may go without send progress
 	                                 before it becomes a reset */
 	uint32_t tls_handshake_timeout; /* ms from rl_conn_tls_start to a finished handshake */
+	uint32_t sqpoll;              /* 1: a kernel thread polls the SQ (IORING_SETUP_SQPOLL) */
+	uint32_t sqpoll_cpu;          /* the CPU that thread is pinned to; RL_SQPOLL_ANY_CPU: none */
 };
 
 struct rl_config_key {
@@ -220,7 +222,8 @@ struct rl_event {
 /* The state of one connection slot, kept current by the core and read in
  * place by the caller (never written by it). */
 struct rl_conn_io {
-	const uint8_t *rdata; /* first unconsumed received byte */
+	const uint8_t *rdata; /* first unconsumed received byte; NULL while none is
+	                         buffered (an emptied buffer goes back to the worker) */
 	uint32_t rlen;        /* unconsumed bytes */
 	uint32_t gen;         /* generation of the current occupant */
 	int32_t rerr;         /* 0, or -errno that ended receiving */
@@ -339,7 +342,12 @@ enum rl_feature {
 	                              UNLINKAT, RENAMEAT, MKDIRAT, CLOSE); without it those the
 	                              probe lacks run on the fallback thread pool */
 	RL_FEAT_SPLICE = 4096,     /* IORING_OP_SPLICE: rl_conn_sendfile */
+	RL_FEAT_SQPOLL = 8192,     /* the ring has an SQ polling thread (sqpoll=1 and the
+	                              kernel accepted it) */
 };
+
+/* sqpoll_cpu's default: the SQPOLL thread is not pinned. */
+enum rl_sqpoll_cpu { RL_SQPOLL_ANY_CPU = 65535 };
 
 /* -- configuration -- */
 void rl_config_init(struct rl_config *cfg);
@@ -396,6 +404,13 @@ double rl_worker_now(const struct rl_worker *w);
  * socket installs still alive (0 = idle; operations in flight are in
  * rl_worker_metrics()->ops_inflight). */
 int rl_worker_live(const struct rl_worker *w);
+/* Give memory the worker and the process no longer use back to the system:
+ * the spare receive buffers, the free send-pool slots' pages, then the C
+ * allocator's free pages (glibc's
+ * malloc_trim; elsewhere only the spares). For after a burst of
+ * connections ended; not a hot-path call (it walks the allocator's free
+ * lists). Returns 1 when the allocator released pages, else 0. */
+int rl_worker_trim(struct rl_worker *w);
 
 /* -- listeners -- */
 /* addr: "host:port", "[v6]:port", ":port", "port" or "unix:/path"; numeric

@@ -102,3 +102,36 @@ void rl__accum_free(struct rl_accum *a, uint64_t *gauge)
 	free(a->buf);
 	memset(a, 0, sizeof(*a));
 }
+
+void rl__accum_prime(struct rl_accum *a, struct rl_accum_spares *s, uint64_t *gauge)
+{
+	if (a->buf || !s->n)
+		return;
+	s->n--;
+	a->buf = s->buf[s->n];
+	a->cap = s->cap[s->n];
+	a->off = 0;
+	a->len = 0;
+	*gauge += a->cap;
+}
+
+void rl__accum_shed(struct rl_accum *a, struct rl_accum_spares *s, uint64_t *gauge)
+{
+	if (a->len || !a->buf)
+		return;
+	if (a->cap <= RL_ACCUM_KEEP && s->n < RL_ACCUM_SPARES) {
+		s->buf[s->n] = a->buf;
+		s->cap[s->n] = a->cap;
+		s->n++;
+		*gauge -= a->cap;
+		memset(a, 0, sizeof(*a));
+		return;
+	}
+	rl__accum_free(a, gauge);
+}
+
+void rl__accum_spares_fini(struct rl_accum_spares *s)
+{
+	while (s->n)
+		free(s->buf[--s->n]);
+}

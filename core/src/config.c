@@ -47,6 +47,12 @@ static const struct rl_config_key keys[] = {
 	    "before it becomes a reset, freeing its queue and zero-copy entries"),
 	KEY(tls_handshake_timeout, 10000, 1, 3600000, 0,
 	    "ms a TLS handshake may take: a peer that stalls in it costs only its connection"),
+	KEY(sqpoll, 0, 0, 1, 0,
+	    "1: a kernel thread polls each worker's submission queue (IORING_SETUP_SQPOLL, idle "
+	    "after 1 s): no io_uring_enter per batch, but that thread takes a CPU while traffic "
+	    "flows; a kernel that refuses it gets a warning and the default setup"),
+	KEY(sqpoll_cpu, RL_SQPOLL_ANY_CPU, 0, RL_SQPOLL_ANY_CPU, 0,
+	    "CPU the SQPOLL thread is pinned to (65535 = not pinned)"),
 };
 
 #define NKEYS ((int)(sizeof(keys) / sizeof(keys[0])))

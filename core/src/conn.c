@@ -306,7 +306,9 @@ void rl__conn_tls_progress(struct rl_worker *w, struct rl_conn *c)
 	}
 	if (c->io.rerr || c->io.reof)
 		return;
+	rl__accum_prime(&c->acc, &w->spares, &w->m.accum_bytes);
 	int r = rl__tls_read(t, &c->acc, rl__conn_window(w, c) + w->bufs.size, &w->m.accum_bytes);
+	rl__accum_shed(&c->acc, &w->spares, &w->m.accum_bytes); /* when it decrypted nothing */
 	rl__conn_tls_flush(w, c);
 	if (r > 0) {
 		c->io.reof = 1;
@@ -399,6 +401,7 @@ void rl__conn_on_recv(struct rl_worker *w, struct io_uring_cqe *cqe)
 		if (buf) {
 			/* the most this connection may hold: its window plus one buffer */
 			uint64_t hint = rl__conn_window(w, c) + w->bufs.size;
+			rl__accum_prime(&c->acc, &w->spares, &w->m.accum_bytes);
 			int rc = rl__accum_append(&c->acc, buf, (uint32_t)res, hint,
 						  &w->m.accum_bytes);
 			if (rc)
@@ -949,7 +952,8 @@ void rl__conn_on_close(struct rl_worker *w, struct io_uring_cqe *cqe)
 	uint32_t gen = c->io.gen;
 	int silent = (c->flags & RL_CONN_F_SILENT) != 0;
 	int32_t reason = c->close_res;
-	rl__accum_free(&c->acc, &w->m.accum_bytes);
+	c->acc.len = 0; /* its unconsumed bytes die with it; the buffer may serve another */
+	rl__accum_shed(&c->acc, &w->spares, &w->m.accum_bytes);
 	rl__conntab_free(&w->conns, c);
 	w->m.conns_closed++;
 	if (!silent)

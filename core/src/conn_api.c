@@ -30,6 +30,9 @@ int rl_conn_consume(struct rl_worker *w, uint32_t slot, uint32_t gen, uint32_t n
 	if (n > c->acc.len)
 		return -EINVAL;
 	rl__accum_consume(&c->acc, n, &w->m.accum_bytes);
+	/* all consumed: the buffer goes back to the worker, so an idle
+	 * connection holds none */
+	rl__accum_shed(&c->acc, &w->spares, &w->m.accum_bytes);
 	rl__conn_sync_io(c);
 	if (!rl__conn_closing(c))
 		rl__conn_recv_update(w, c);
@@ -236,6 +239,7 @@ int rl_conn_tls_start(struct rl_worker *w, uint32_t slot, uint32_t gen, struct r
 	if (c->acc.len) {
 		rc = rl__tls_feed(c->tls, c->acc.buf + c->acc.off, c->acc.len);
 		rl__accum_consume(&c->acc, c->acc.len, &w->m.accum_bytes);
+		rl__accum_shed(&c->acc, &w->spares, &w->m.accum_bytes);
 		rl__conn_sync_io(c);
 		if (rc)
 			c->io.rerr = rc;

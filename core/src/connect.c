@@ -300,10 +300,7 @@ void rl__connect_on_install(struct rl_worker *w, struct io_uring_cqe *cqe)
 	}
 
 	/* CONNECT and its LINK_TIMEOUT must reach the kernel together. */
-	if (io_uring_sq_space_left(&w->ring) < 2)
-		rl__submit(w);
-	struct io_uring_sqe *sqe = io_uring_sq_space_left(&w->ring) >= 2 ? io_uring_get_sqe(&w->ring)
-									  : NULL;
+	struct io_uring_sqe *sqe = rl__sq_room(w, 2) >= 2 ? io_uring_get_sqe(&w->ring) : NULL;
 	if (!sqe) { /* the kernel refuses submissions */
 		c->flags &= ~RL_CONN_F_CONNECTING;
 		c->flags |= RL_CONN_F_SILENT;

@@ -15,7 +15,9 @@
  * A member's ring is named by our own dup of its descriptor, and each pass
  * is submitted before the lock is released: a member that has left (and
  * closed that dup under the same lock) can never be the target of a
- * descriptor number that meanwhile means some other file. A pass already
+ * descriptor number that meanwhile means some other file (with SQPOLL the
+ * kernel's thread reads the SQE after the submit: the pass waits for that
+ * under the lock, rl__sq_drain). A pass already
  * submitted holds its own reference to the member's ring; one arriving after
  * the member's listener closed is closed by the member (its generation no
  * longer matches).
@@ -356,6 +358,7 @@ static void pass(struct rl_worker *w, uint32_t lid, uint32_t slot, uint32_t atte
 	 * the lock is released (the member may leave and its dup be reused),
 	 * so it becomes the close of our index. */
 	rl__submit(w);
+	rl__sq_drain(w); /* SQPOLL: the kernel's thread reads it while we hold the lock */
 	if (io_uring_sq_ready(&w->ring) > 0) {
 		rl__prep_close_slot(w, sqe, slot);
 		w->m.handoff_errors++;

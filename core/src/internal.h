@@ -80,6 +80,8 @@ RL_HIDDEN void rl__sendpool_fini(struct rl_sendpool *p);
 RL_HIDDEN struct rl_chunk *rl__chunk_get(struct rl_sendpool *p, size_t want);
 RL_HIDDEN void rl__chunk_put(struct rl_sendpool *p, struct rl_chunk *c);
 RL_HIDDEN uint32_t rl__sendpool_used(const struct rl_sendpool *p);
+/* Release the free slots' pages (rl_worker_trim). */
+RL_HIDDEN void rl__sendpool_trim(struct rl_sendpool *p);
 
 /* ---- the in-flight send slab (sendslab.c) ---- */
 #define RL_SLAB_IOVS 16
@@ -154,6 +156,24 @@ struct rl_accum {
  * largest capacity: a uint32_t holds both, their doubling is never stored. */
 #define RL_ACCUM_MAX_LEN (UINT32_MAX / 2)
 #define RL_ACCUM_MAX_CAP (RL_ACCUM_MAX_LEN + 1ull)
+
+/* Emptied accumulators' buffers the worker keeps for the next connection
+ * that receives: an idle connection holds no buffer (its bytes were all
+ * consumed), yet a busy one does not malloc and free one per message. At
+ * most RL_ACCUM_SPARES buffers of at most RL_ACCUM_KEEP bytes, not counted
+ * in accum_bytes (which counts what connections hold). */
+#define RL_ACCUM_SPARES 32u
+struct rl_accum_spares {
+	uint8_t *buf[RL_ACCUM_SPARES];
+	uint32_t cap[RL_ACCUM_SPARES];
+	uint32_t n;
+};
+
+/* An accumulator without a buffer takes a spare one (before an append). */
+RL_HIDDEN void rl__accum_prime(struct rl_accum *a, struct rl_accum_spares *s, uint64_t *bytes_gauge);
+/* An empty accumulator gives its buffer back: to the spares, or freed. */
+RL_HIDDEN void rl__accum_shed(struct rl_accum *a, struct rl_accum_spares *s, uint64_t *bytes_gauge);
+RL_HIDDEN void rl__accum_spares_fini(struct rl_accum_spares *s);
 
 /* Append n bytes. hint: the most the owner expects to hold (0: no hint),
  * which bounds growth (accum.c). -ENOBUFS past RL_ACCUM_MAX_LEN, -ENOMEM. */
@@ -561,6 +581,7 @@ struct rl_worker {
 	struct rl_timers close_timers; /* graceful closes' no-progress deadlines (token: slot) */
 	struct rl_timers tls_timers;   /* TLS handshake deadlines (token: slot) */
 	struct rl_slab slab;
+	struct rl_accum_spares spares; /* emptied accumulators' buffers (accum.c) */
 	struct rl_region regions[RL_MAX_REGIONS];
 	int regions_table;         /* sparse buffer table registered */
 	struct rl_udp *udp;        /* RL_MAX_UDP sockets, allocated on first use */
@@ -620,6 +641,13 @@ static inline void rl__sqe_set_recv_limit(struct io_uring_sqe *sqe, uint32_t byt
 	sqe->file_index = bytes;
 }
 RL_HIDDEN int rl__submit(struct rl_worker *w);
+/* At least n free SQEs if the kernel makes room (a submit; with SQPOLL,
+ * waiting for its thread, bounded): returns the free SQEs. */
+RL_HIDDEN unsigned rl__sq_room(struct rl_worker *w, unsigned n);
+/* With SQPOLL, after rl__submit: wait until the kernel's SQ thread has read
+ * every SQE submitted (what must not outlive a lock, as a hand-off's target
+ * ring descriptor); without SQPOLL the submit read them already. */
+RL_HIDDEN void rl__sq_drain(struct rl_worker *w);
 RL_HIDDEN double rl__clock_now(void);
 
 /* worker.c */

@@ -9,10 +9,11 @@
  * RINGLINE_DISABLE_FEATURES makes the worker act as if the kernel lacked
  * some of what it probes (a comma-separated list of defer_taskrun,
  * single_issuer, sendmsg_zc, zc_report_usage, fd_install, msg_ring, sendto,
- * recv_limit, ktls, waitid, fs_ring, splice, or "all"): the tests run
+ * recv_limit, ktls, waitid, fs_ring, splice, sqpoll, or "all"): the tests run
  * the fallbacks with it, and it reproduces an older kernel's behaviour.
  */
 #include <errno.h>
+#include <sched.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
@@ -43,6 +44,7 @@ uint32_t rl__disabled_features(void)
 		{ "sendto", RL_FEAT_SENDTO },               { "recv_limit", RL_FEAT_RECV_LIMIT },
 		{ "ktls", RL_FEAT_KTLS },                   { "waitid", RL_FEAT_WAITID },
 		{ "fs_ring", RL_FEAT_FS_RING },                 { "splice", RL_FEAT_SPLICE },
+		{ "sqpoll", RL_FEAT_SQPOLL },
 	};
 	static int warned;
 	const char *env = getenv("RINGLINE_DISABLE_FEATURES");
@@ -68,7 +70,7 @@ uint32_t rl__disabled_features(void)
 		if (!known && !__atomic_exchange_n(&warned, 1, __ATOMIC_RELAXED))
 			fprintf(stderr, "ringline: RINGLINE_DISABLE_FEATURES: unknown feature '%.*s' "
 				"ignored (valid: defer_taskrun, single_issuer, sendmsg_zc, "
-				"zc_report_usage, fd_install, msg_ring, sendto, recv_limit, ktls, waitid, fs_ring, splice, all)\n", (int)n, p);
+				"zc_report_usage, fd_install, msg_ring, sendto, recv_limit, ktls, waitid, fs_ring, splice, sqpoll, all)\n", (int)n, p);
 		p += n + (p[n] == ',');
 	}
 	return off;
@@ -221,11 +223,79 @@ static const struct {
 	{ IORING_OP_LINK_TIMEOUT, "LINK_TIMEOUT" }, { IORING_OP_READ, "READ" },
 };
 
+/* With SQPOLL the kernel refuses DEFER_TASKRUN and COOP_TASKRUN (its
+ * thread runs the task work), so only SINGLE_ISSUER is asked for. */
+static const struct {
+	unsigned flags;
+	uint32_t feats;
+} sqpoll_setups[] = {
+	{ IORING_SETUP_SQPOLL | IORING_SETUP_SINGLE_ISSUER, RL_FEAT_SQPOLL | RL_FEAT_SINGLE_ISSUER },
+	{ IORING_SETUP_SQPOLL, RL_FEAT_SQPOLL },
+};
+
+/* The SQ thread sleeps after this long without submissions (the original
+ * runtime's sqpoll_idle_ms); the next submit wakes it with one syscall. */
+#define RL_SQPOLL_IDLE_MS 1000
+
+/* sqpoll=1, or RINGLINE_SQPOLL=1 in the environment (so a test suite can
+ * run every worker with it, as RINGLINE_DISABLE_FEATURES does the reverse). */
+static int sqpoll_wanted(const struct rl_worker *w)
+{
+	const char *env = getenv("RINGLINE_SQPOLL");
+	return w->cfg.sqpoll || (env && strcmp(env, "1") == 0);
+}
+
+/* Try the SQPOLL setups: 0 and the ring made, or the last error. A kernel
+ * that refuses (-EPERM in a sandbox, -EINVAL for a CPU the process may not
+ * use) is reported once per process; the caller then makes the default
+ * ring: sqpoll=1 is a tuning, not a requirement (RL_FEAT_SQPOLL says which
+ * the worker got). */
+static int sqpoll_setup(struct rl_worker *w, uint32_t off)
+{
+	static int warned;
+	int rc = -EINVAL;
+	for (size_t i = 0; i < sizeof(sqpoll_setups) / sizeof(sqpoll_setups[0]); i++) {
+		struct io_uring_params p;
+		if (sqpoll_setups[i].feats & off & ~RL_FEAT_SQPOLL)
+			continue;
+		memset(&p, 0, sizeof(p));
+		p.flags = sqpoll_setups[i].flags | IORING_SETUP_CQSIZE | IORING_SETUP_SUBMIT_ALL;
+		p.cq_entries = w->cfg.sq_entries * 4;
+		p.sq_thread_idle = RL_SQPOLL_IDLE_MS;
+		if (w->cfg.sqpoll_cpu != RL_SQPOLL_ANY_CPU) {
+			p.flags |= IORING_SETUP_SQ_AFF;
+			p.sq_thread_cpu = w->cfg.sqpoll_cpu;
+		}
+		rc = io_uring_queue_init_params(w->cfg.sq_entries, &w->ring, &p);
+		if (rc == 0) {
+			if (p.features & IORING_FEAT_EXT_ARG) {
+				w->features = sqpoll_setups[i].feats;
+				return 0;
+			}
+			io_uring_queue_exit(&w->ring);
+			rc = -EOPNOTSUPP;
+			break;
+		}
+		if (rc != -EINVAL)
+			break;
+	}
+	if (!__atomic_exchange_n(&warned, 1, __ATOMIC_RELAXED)) {
+		if (w->cfg.sqpoll_cpu != RL_SQPOLL_ANY_CPU)
+			fprintf(stderr, "ringline: sqpoll=1 (sqpoll_cpu=%u) refused by the kernel: %s; "
+				"running without SQPOLL\n", w->cfg.sqpoll_cpu, strerror(-rc));
+		else
+			fprintf(stderr, "ringline: sqpoll=1 refused by the kernel: %s; running "
+				"without SQPOLL\n", strerror(-rc));
+	}
+	return rc;
+}
+
 int rl__ring_setup(struct rl_worker *w, char *msg, size_t msglen)
 {
 	int rc = -EINVAL;
 	uint32_t off = rl__disabled_features();
-	for (size_t i = 0; i < sizeof(setups) / sizeof(setups[0]); i++) {
+	int sqpoll = !(off & RL_FEAT_SQPOLL) && sqpoll_wanted(w) && sqpoll_setup(w, off) == 0;
+	for (size_t i = 0; !sqpoll && i < sizeof(setups) / sizeof(setups[0]); i++) {
 		struct io_uring_params p;
 		if (setups[i].feats & off)
 			continue;
@@ -246,6 +316,8 @@ int rl__ring_setup(struct rl_worker *w, char *msg, size_t msglen)
 		if (rc != -EINVAL)
 			break;
 	}
+	if (sqpoll)
+		rc = 0;
 	if (rc) {
 		if (msg)
 			snprintf(msg, msglen, "io_uring_setup failed: %s%s", strerror(-rc),
@@ -341,12 +413,46 @@ int rl__submit(struct rl_worker *w)
 	return enter_retry(w);
 }
 
+unsigned rl__sq_room(struct rl_worker *w, unsigned n)
+{
+	if (io_uring_sq_space_left(&w->ring) < n)
+		enter_retry(w);
+	if (w->features & RL_FEAT_SQPOLL) {
+		/* the kernel's thread consumes the SQ on its own time, and may
+		 * have gone idle after the submit looked: submit again (that
+		 * wakes it), then wait for room; bounded */
+		double give_up = rl__clock_now() + 1.0;
+		while (io_uring_sq_space_left(&w->ring) < n && rl__clock_now() < give_up) {
+			io_uring_submit(&w->ring);
+			io_uring_sqring_wait(&w->ring);
+		}
+	}
+	return io_uring_sq_space_left(&w->ring);
+}
+
+void rl__sq_drain(struct rl_worker *w)
+{
+	if (!(w->features & RL_FEAT_SQPOLL))
+		return;
+	/* The thread was woken by the submit (or is polling): it reads the
+	 * ring within microseconds; submit again in case it went idle.
+	 * Bounded (a thread that never reads is a kernel failure the caller
+	 * sees as SQEs still ready) so the worker cannot hang here. */
+	double give_up = rl__clock_now() + 1.0;
+	while (io_uring_sq_ready(&w->ring) > 0 && rl__clock_now() < give_up) {
+		io_uring_submit(&w->ring);
+		sched_yield();
+	}
+}
+
 struct io_uring_sqe *rl__sqe(struct rl_worker *w)
 {
 	struct io_uring_sqe *sqe = io_uring_get_sqe(&w->ring);
 	if (sqe)
 		return sqe;
-	/* SQ full: hand the batch to the kernel, never drop an SQE. */
-	enter_retry(w);
+	/* SQ full: hand the batch to the kernel, never drop an SQE. With
+	 * SQPOLL the submit only wakes the kernel's thread, which consumes
+	 * the SQ on its own time: wait until it made room. */
+	rl__sq_room(w, 1);
 	return io_uring_get_sqe(&w->ring);
 }

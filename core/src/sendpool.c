@@ -9,6 +9,8 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "internal.h"
 
@@ -87,4 +89,19 @@ void rl__chunk_put(struct rl_sendpool *p, struct rl_chunk *c)
 uint32_t rl__sendpool_used(const struct rl_sendpool *p)
 {
 	return p->count - p->nfree;
+}
+
+void rl__sendpool_trim(struct rl_sendpool *p)
+{
+	/* The free slots' whole pages go back to the system (a burst of
+	 * sends touched them; the next use faults in zero pages). Only free
+	 * slots: no send reads them, so nothing the kernel uses is dropped. */
+	uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+	for (uint32_t i = 0; i < p->nfree; i++) {
+		struct rl_chunk *c = &p->slots[p->free_stack[i]];
+		uintptr_t a = ((uintptr_t)c->data + page - 1) & ~(page - 1);
+		uintptr_t b = ((uintptr_t)c->data + c->cap) & ~(page - 1);
+		if (b > a)
+			madvise((void *)a, b - a, MADV_DONTNEED);
+	}
 }

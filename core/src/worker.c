@@ -5,6 +5,9 @@
  * freeing anything. It dispatches completions and implements no resource.
  */
 #include <errno.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -451,6 +454,17 @@ double rl_worker_now(const struct rl_worker *w)
 	return w->now;
 }
 
+int rl_worker_trim(struct rl_worker *w)
+{
+	rl__accum_spares_fini(&w->spares);
+	rl__sendpool_trim(&w->pool);
+#ifdef __GLIBC__
+	return malloc_trim(0);
+#else
+	return 0;
+#endif
+}
+
 int rl_worker_live(const struct rl_worker *w)
 {
 	int n = (int)w->conns.open + (int)w->timers.nheap;
@@ -543,6 +557,7 @@ int rl_worker_destroy(struct rl_worker *w)
 	io_uring_queue_exit(&w->ring);
 	rl__sendpool_fini(&w->pool);
 	rl__conntab_fini(&w->conns);
+	rl__accum_spares_fini(&w->spares);
 	rl__timers_fini(&w->timers);
 	rl__timers_fini(&w->close_timers);
 	rl__timers_fini(&w->tls_timers);

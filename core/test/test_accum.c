@@ -290,6 +290,57 @@ static void test_hint(void)
 	CHECK_EQ(gauge, 0);
 }
 
+/* An emptied accumulator sheds its buffer: to the spares when small (the
+ * next accumulator to receive takes it, no malloc), freed when large or
+ * when the spares are full; only what connections hold is in the gauge. */
+static void test_spares(void)
+{
+	struct rl_accum_spares sp;
+	struct rl_accum a[RL_ACCUM_SPARES + 1];
+	uint64_t gauge = 0;
+	memset(&sp, 0, sizeof(sp));
+	memset(a, 0, sizeof(a));
+	/* nothing to shed, nothing to take */
+	rl__accum_shed(&a[0], &sp, &gauge);
+	rl__accum_prime(&a[0], &sp, &gauge);
+	CHECK(a[0].buf == NULL);
+	CHECK_EQ(sp.n, 0);
+	for (uint32_t i = 0; i <= RL_ACCUM_SPARES; i++)
+		CHECK_EQ(rl__accum_append(&a[i], src, 100, 0, &gauge), 0);
+	CHECK_EQ(gauge, (uint64_t)(RL_ACCUM_SPARES + 1) * 4096);
+	/* not empty: kept */
+	rl__accum_shed(&a[0], &sp, &gauge);
+	CHECK(a[0].buf != NULL);
+	for (uint32_t i = 0; i <= RL_ACCUM_SPARES; i++) {
+		rl__accum_consume(&a[i], a[i].len, &gauge);
+		rl__accum_shed(&a[i], &sp, &gauge);
+		CHECK(a[i].buf == NULL);
+		CHECK_EQ(a[i].cap, 0);
+	}
+	/* the one past RL_ACCUM_SPARES was freed */
+	CHECK_EQ(sp.n, RL_ACCUM_SPARES);
+	CHECK_EQ(gauge, 0);
+	/* taken back last in, first out, and counted again */
+	rl__accum_prime(&a[0], &sp, &gauge);
+	CHECK(a[0].buf != NULL);
+	CHECK_EQ(a[0].cap, 4096);
+	CHECK_EQ(gauge, 4096);
+	CHECK_EQ(sp.n, RL_ACCUM_SPARES - 1);
+	CHECK_EQ(rl__accum_append(&a[0], src, 10, 0, &gauge), 0);
+	check_bytes(&a[0], 0);
+	/* a buffer above RL_ACCUM_KEEP is freed, not kept */
+	CHECK_EQ(rl__accum_append(&a[1], src, RL_ACCUM_KEEP + 1, 0, &gauge), 0);
+	CHECK_GT(a[1].cap, RL_ACCUM_KEEP);
+	rl__accum_consume(&a[1], a[1].len, &gauge);
+	rl__accum_shed(&a[1], &sp, &gauge);
+	CHECK(a[1].buf == NULL);
+	CHECK_EQ(sp.n, RL_ACCUM_SPARES - 1);
+	rl__accum_free(&a[0], &gauge);
+	CHECK_EQ(gauge, 0);
+	rl__accum_spares_fini(&sp);
+	CHECK_EQ(sp.n, 0);
+}
+
 int main(void)
 {
 	t_pattern(src, sizeof(src), 1, 0);
@@ -300,5 +351,6 @@ int main(void)
 	test_growth();
 	test_compaction();
 	test_random();
+	test_spares();
 	return 0;
 }

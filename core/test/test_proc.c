@@ -71,7 +71,8 @@ static const char *run(struct t_ctx *t, const char *const *argv, int *status)
 		t_step(t, 20);
 	}
 	CHECK(len + io->rlen < sizeof(out));
-	memcpy(out + len, io->rdata, io->rlen);
+	if (io->rlen) /* rdata is NULL while nothing is buffered */
+		memcpy(out + len, io->rdata, io->rlen);
 	len += io->rlen;
 	out[len] = 0;
 	CHECK_EQ(io->rerr, 0);

@@ -35,18 +35,22 @@ M.mt = mt
 
 function M.new(S, slot, gen)
   local w = S.w
-  -- Every field is present from the start (false = none) so the table's
-  -- shape never changes on the hot paths.
+  -- Every field the hot paths set is present from the start (false =
+  -- none), so the table never rehashes there. At most 32 of them: 33 make
+  -- LuaJIT size the hash part 64 nodes, 768 bytes more for every idle
+  -- connection (docs/operations.md, "Memory per connection"). Fields only
+  -- rare paths set are left out (nil = none): fderr (a failed descriptor
+  -- fetch), heir_of (a task returned the connection).
   local c = setmetatable({
     S = S, w = w, slot = slot, gen = gen, io = C.rl_conn_io(w, slot),
     closed = false, reading = false, rtask = false,
     writers = false, nwriters = 0,
     guards = 0,          -- its guarded send parts not yet released (region.lua)
-    fd = false, fdpending = false, fd_waiters = false, fderr = false,
+    fd = false, fdpending = false, fd_waiters = false,
     -- the run's defaults (read_timeout, send_timeout: ms, 0 = none) until
     -- settimeout(s) says otherwise
     read_to = S.read_to_s, send_to = S.send_to_s,
-    listener = false, owner = false, heir_of = false,
+    listener = false, owner = false,
     ip = false,          -- its peer's address, when counted for max_connections_per_ip
     rsince = 0,          -- S.rseq when its last receive began to wait (shed_idle)
     sending = false,     -- a send holds its send lock (conn_send.lua)

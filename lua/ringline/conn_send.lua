@@ -5,8 +5,10 @@
 -- Writes copy into the core's send queue (rl_conn_send copies before it
 -- returns, so Lua strings are passed as they are). A writer waits only while
 -- more than the high watermark is unsent, until the low watermark.
--- Sends with guarded parts (slices of a region) go through ringline.region;
--- flush also waits until their guards are released.
+-- Sends with guarded parts (slices of a region, and Lua strings of at least
+-- zc_threshold bytes, alone or in arrays) go through ringline.region: sent
+-- zero-copy, the string anchored until the kernel's notification released
+-- it; flush also waits until their guards are released.
 --
 -- Memory stays bounded by waiting, never by copying more:
 -- - a copied send that would take unsent past the high watermark plus one
@@ -37,6 +39,7 @@ local MUST_WAIT = "conn: a send that must wait needs a ringline task"
 local errstr = errors.errstr
 local wake, wait_park, wait_end = sched.wake, sched.wait_park, sched.wait_end
 local has_slice, any_slice, send_guarded = region.has_slice, region.any_slice, region.send
+local zc_threshold = region.threshold
 local resume_guarded, abandon_guarded = region.resume, region.abandon
 local view, begin_wait = read.methods.view, read.begin_wait
 
@@ -132,10 +135,18 @@ local guarded_rest   -- below: a guarded send the full slab stopped
 local function queue(c, wait, ...)
   c.fresh = false   -- it has answered something (ringline.conn_read: the drain)
   local nargs = select("#", ...)
+  local S = c.S
+  local thr = S.zc_thr or zc_threshold(S)   -- strings this big go zero-copy, guarded
   if nargs == 1 then
     local x = ...
-    if type(x) == "string" then return send_bytes(c, x, #x, wait) end
-    if type(x) == "table" and has_slice(x) then
+    if type(x) == "string" then
+      local n = #x
+      if n < thr then return send_bytes(c, x, n, wait) end
+      local k, err, st = send_guarded(c, wait, 4, 1, x)
+      if st then k, err = guarded_rest(c, k, st) end
+      return k, err
+    end
+    if type(x) == "table" and has_slice(x, thr) then
       local n, err, st = send_guarded(c, wait, 4, 1, x)   -- not a tail call: keeps the misuse level
       if st then n, err = guarded_rest(c, n, st) end
       return n, err
@@ -145,7 +156,7 @@ local function queue(c, wait, ...)
   end
   if nargs == 0 then misuse("conn:send: nothing to send", 3) end
   -- a slice anywhere: the whole send is one rl_conn_sendv (region.lua)
-  if any_slice(nargs, ...) then
+  if any_slice(thr, nargs, ...) then
     local n, err, st = send_guarded(c, wait, 4, nargs, ...)
     if st then n, err = guarded_rest(c, n, st) end
     return n, err

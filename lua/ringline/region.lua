@@ -5,8 +5,9 @@
 --   ffi.copy(r:ptr(), payload, #payload)
 --   conn:send(header, r:slice(0, #payload)) -- one rl_conn_sendv, the slice a guard
 --
--- A send that carries a slice anywhere in its arguments (nested arrays
--- included) becomes ONE rl_conn_sendv call with the parts in argument order.
+-- A send that carries a slice, or a Lua string of at least zc_threshold
+-- bytes, anywhere in its arguments (alone, or in nested arrays) becomes ONE
+-- rl_conn_sendv call with the parts in argument order.
 -- Parts at or above the worker's zc_threshold are guarded: slices name their
 -- region, Lua strings go as RL_PART_PINNED (they are immutable, so the
 -- kernel may read them in place). Smaller parts, numbers and string.buffers
@@ -14,7 +15,7 @@
 -- stay alive for them). When no part ends up guarded (a slice below the
 -- threshold) the parts are queued with rl_conn_send instead, in the same
 -- order: the core's plain copy path is much cheaper for small sends. Sends
--- without a slice never come here (conn_send.lua's fast path is unchanged).
+-- with neither never come here (conn_send.lua's fast path).
 --
 -- Guards and anchors
 -- ------------------
@@ -88,6 +89,7 @@ local function gstate(S)
   -- Without SENDMSG_ZC the core copies every part anyway: do not make
   -- guards (and events) for nothing.
   if bit.band(C.rl_worker_features(w), FEAT_SENDMSG_ZC) == 0 then thr = 2 ^ 53 end
+  S.zc_thr = thr                     -- conn_send.lua's test for a lone big string
   g = {
     obj = {}, conn = {},             -- the anchors: token -> object, token -> conn
     free = {}, nfree = 0, top = 0,   -- token free list; top = highest token made
@@ -295,43 +297,60 @@ end
 -- Guarded sends
 ------------------------------------------------------------------------
 
--- Does x (a table) hold a slice, itself or in its (nested) elements? The
--- first four elements are unrolled: conn_send.lua's fast path calls this for
--- every array argument, and a loop that runs once or twice per call would
--- make LuaJIT abort the caller's trace.
+-- Does x (a table) hold a slice, itself or in its (nested) elements, or a
+-- Lua string of at least thr bytes (sent zero-copy, guarded, like a
+-- slice)? The first four elements are unrolled: conn_send.lua's fast path
+-- calls this for every array argument, and a loop that runs once or twice
+-- per call would make LuaJIT abort the caller's trace.
 local has_slice
-local function elem_has_slice(v, d)
-  return type(v) == "table" and has_slice(v, d + 1)
+local function elem_has_slice(v, d, thr)
+  local tv = type(v)
+  if tv == "string" then return #v >= thr end
+  return tv == "table" and has_slice(v, d + 1, thr)
 end
-has_slice = function(x, d)
+has_slice = function(x, d, thr)
   if getmetatable(x) == slice_mt then return true end
   local n = #x
   if n == 0 or d > MAX_DEPTH then return false end
-  if elem_has_slice(x[1], d) then return true end
+  if elem_has_slice(x[1], d, thr) then return true end
   if n == 1 then return false end
-  if elem_has_slice(x[2], d) then return true end
+  if elem_has_slice(x[2], d, thr) then return true end
   if n == 2 then return false end
-  if elem_has_slice(x[3], d) then return true end
+  if elem_has_slice(x[3], d, thr) then return true end
   if n == 3 then return false end
-  if elem_has_slice(x[4], d) then return true end
+  if elem_has_slice(x[4], d, thr) then return true end
   for i = 5, n do
-    if elem_has_slice(x[i], d) then return true end
+    if elem_has_slice(x[i], d, thr) then return true end
   end
   return false
 end
-M.has_slice = function(x) return has_slice(x, 0) end
+-- has_slice(x [, thr]): thr nil counts slices only.
+M.has_slice = function(x, thr) return has_slice(x, 0, thr or 2 ^ 53) end
 
--- Does any of the nargs arguments hold a slice?
-function M.any_slice(nargs, ...)
+-- The size from which a Lua string goes zero-copy (guarded) on c's worker:
+-- zc_threshold, or never without SENDMSG_ZC.
+function M.threshold(S)
+  return (S.rguards or gstate(S)).thr
+end
+
+-- Does any of the nargs arguments hold a slice or a string of at least thr
+-- bytes (itself or in an array)?
+function M.any_slice(thr, nargs, ...)
   local a, b, x = ...
-  if type(a) == "table" and has_slice(a, 0) then return true end
+  local ta = type(a)
+  if (ta == "table" and has_slice(a, 0, thr)) or (ta == "string" and #a >= thr) then return true end
   if nargs == 1 then return false end
-  if type(b) == "table" and has_slice(b, 0) then return true end
+  local tb = type(b)
+  if (tb == "table" and has_slice(b, 0, thr)) or (tb == "string" and #b >= thr) then return true end
   if nargs == 2 then return false end
-  if type(x) == "table" and has_slice(x, 0) then return true end
+  -- the third unrolled too: a loop that runs once would abort the caller's
+  -- trace ("leaving loop in root trace")
+  local tx = type(x)
+  if (tx == "table" and has_slice(x, 0, thr)) or (tx == "string" and #x >= thr) then return true end
   for i = 4, nargs do
     local v = select(i, ...)
-    if type(v) == "table" and has_slice(v, 0) then return true end
+    local tv = type(v)
+    if (tv == "table" and has_slice(v, 0, thr)) or (tv == "string" and #v >= thr) then return true end
   end
   return false
 end

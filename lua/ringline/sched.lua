@@ -114,6 +114,8 @@ local function new_state()
     timers = {}, connecting = {}, tok = 0, ctok = 0,
     rq = {}, rq_mask = 255, rq_head = 0, rq_tail = 0,
     ntasks = 0, live = {}, current = nil, cur_co = nil, main = nil,
+    task_peak = 0,        -- most live tasks since the last trim (task.lua)
+    trim_due = false,     -- a burst of tasks ended: trim when the loop goes idle
     on_error = nil, abort = nil, deadline = nil,
     hiwat = 0, lowat = 0,
     guards_out = 0,       -- guarded send parts not yet released (ringline.region)
@@ -273,6 +275,12 @@ end
 -- event, resume a task, or poll): a nested loop with a trip count of one or
 -- two would make LuaJIT abort its traces ("leaving loop in root trace").
 local ROUND = 4096
+
+local function compact(t)
+  local n = {}
+  for k, v in pairs(t) do n[k] = v end
+  return n
+end
 local function loop(S)
   local evs = S.evs
   local n, i = 0, 0         -- events of the last poll, events dispatched
@@ -309,6 +317,18 @@ local function loop(S)
         up(S)
       end
       local tmo = ready and 0 or -1
+      if S.trim_due and not ready then
+        -- A burst of connections (tasks) ended and nothing is ready: a
+        -- full collection frees their coroutines and tables, and the
+        -- worker's trim gives the pages back (rl_worker_trim; the host's
+        -- Lua heap is on malloc). Once per burst, only when idle.
+        S.trim_due, S.task_peak = false, S.ntasks
+        -- tables that grew with the burst keep their size (LuaJIT shrinks
+        -- one only when it rehashes): copies hold the live entries alone
+        S.live, S.timers, S.conns = compact(S.live), compact(S.timers), compact(S.conns)
+        collectgarbage()
+        C.rl_worker_trim(w)
+      end
       local dl = S.deadline
       if dl then
         local left = dl - C.rl_worker_now(w)

@@ -303,6 +303,9 @@ M.never = never
 -- Tasks
 ------------------------------------------------------------------------
 
+-- Bursts of fewer tasks than this end without a trim (sched.lua).
+local TRIM_MIN = 256
+
 local Task = {}
 local Task_mt = { __index = Task, __name = "ringline.task" }
 M.Task_mt = Task_mt
@@ -324,7 +327,9 @@ local locate = watchdog.locate
 
 -- fn: the coroutine's body; loc: where the task starts (the watchdog's id).
 local function new_task(S, fn, loc)
-  S.ntasks = S.ntasks + 1
+  local n = S.ntasks + 1
+  S.ntasks = n
+  if n > S.task_peak then S.task_peak = n end
   local t = setmetatable({ S = S, co = false, fn = fn, loc = loc, state = READY, wake_reason = nil, args = nil, cancel_pending = false,
                         conn = nil, timer_id = nil, timer_token = 0, timer_reason = false,
                         wait_deadline = false, timer_at = 0,
@@ -478,7 +483,14 @@ M.collect = collect
 
 local function finish(S, t, ok, err)
   t.state = DEAD
-  S.ntasks = S.ntasks - 1
+  local n = S.ntasks - 1
+  S.ntasks = n
+  -- a burst ended (tasks fell below a quarter of their peak): the loop
+  -- gives the memory back when it next goes idle (sched.lua, trim)
+  if n * 4 < S.task_peak and S.task_peak >= TRIM_MIN then
+    S.trim_due = true
+    S.task_peak = n
+  end
   S.live[t] = nil
   wait_end(S, t)     -- a task that raised in a wait leaves no deadline behind
   if t.timer_id then timer_disarm(S, t) end   -- nor a lazily kept timer

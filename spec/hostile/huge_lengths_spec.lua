@@ -104,7 +104,7 @@ describe("hostile: client-given lengths", function()
     local s = pair(function(c)
       local a, b = c:view(5000)
       local d, e = c:view(3, { max = 2 })
-      local p, n = c:view(4, 1, { max = 4 })
+      local p, n = c:view(4, 2000, { max = 4 })   -- a timeout (ms) that a loaded box meets
       return a, b, d, e, p ~= nil, n
     end, function(c)
       assert(c:send("abcd"))

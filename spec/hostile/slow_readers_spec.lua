@@ -192,7 +192,8 @@ describe("hostile: slow readers", function()
       idle_metrics()
       return { same = same, max_queued = max_queued, max_heap = max_heap, sent = sent }
     end, { timeout = 60, send_high_watermark = HI, send_low_watermark = SLOT,
-           send_slot_size = SLOT })
+           send_slot_size = SLOT,
+           zc_threshold = 2 ^ 30 })   -- the copy path: at 16 KiB the string would go zero-copy
     assert.is_true(res.same, "the 64 MiB arrived changed")
     assert.are.equal(#big, res.sent[1])
     assert.is_true(res.max_queued <= HI + SLOT,
