@@ -5,6 +5,7 @@
 #   bench/idle_conns.sh [N]            (default 10000; 100000 works as root)
 #   RL_BUILD=/other/build bench/idle_conns.sh 100000
 #   RL_SET="sqpoll=1" bench/idle_conns.sh    (extra --set key=value, space-separated)
+#   LUA_ALLOC=luajit bench/idle_conns.sh     (the host's --lua-alloc; default malloc, which gives the Lua pages back)
 #
 # bench/idle_client.c opens N connections (from 127.0.0.1..127.0.0.k, ~20k
 # per source address), makes each echo one line, and holds them. Printed:
@@ -32,7 +33,8 @@ ulimit -n "$want"
 
 sets=(--set "max_connections=$((N + 64))" --set "max_tasks=$((N + 64))" --set listen_backlog=4096)
 for kv in ${RL_SET:-}; do sets+=(--set "$kv"); done
-PORT=0 CTL_PORT=0 "$RL_BUILD/bindings/ringline-lua" "${sets[@]}" "$RL_ROOT/bench/idle_echo.lua" \
+PORT=0 CTL_PORT=0 "$RL_BUILD/bindings/ringline-lua" --lua-alloc "${LUA_ALLOC:-malloc}" "${sets[@]}" \
+  "$RL_ROOT/bench/idle_echo.lua" \
   >"$TMP/srv.out" 2>"$TMP/srv.err" &
 SRV=$!
 for _ in $(seq 100); do grep -q listening "$TMP/srv.out" 2>/dev/null && break; sleep 0.1; done

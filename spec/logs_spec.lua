@@ -154,6 +154,20 @@ describe("ringline-lua --log-file --log-format json", function()
   end)
 end)
 
+describe("ringline-lua --lua-alloc", function()
+  it("runs the script on either allocator and refuses any other", function()
+    for _, a in ipairs({ "luajit", "malloc" }) do
+      local code, out, err = run("--lua-alloc " .. a ..
+        " -e 'local t = {} for i = 1, 100000 do t[i] = { i } end print(#t)'")
+      assert.are.equal(0, code, a .. ": " .. err)
+      assert.are.equal("100000\n", out, a)
+    end
+    local code, _, err = run("--lua-alloc jemalloc -e 'x=1'")
+    assert.are.equal(2, code, err)
+    assert.is_truthy(err:find("--lua-alloc: expected luajit or malloc, got 'jemalloc'", 1, true), err)
+  end)
+end)
+
 describe("SIGUSR1", function()
   it("reopens the log file: after a rename, the next line goes to a new file at the path", function()
     local log = tmp(".log")

@@ -52,6 +52,7 @@ struct options {
 	const char *log_file;    /* --log-file PATH, NULL: stderr */
 	int log_json;            /* --log-format json */
 	int log_level;           /* --log-level, 0: not given */
+	int lua_malloc;          /* --lua-alloc malloc: the Lua heap on the C allocator */
 	struct rl_config cfg;   /* where the core validates --set; the worker
 	                         * gets the values via ringline.configure */
 	/* keys given with --set, in order, for hostinfo.config; lua_key: not

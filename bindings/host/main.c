@@ -5,6 +5,7 @@
  *     ringline-lua [-w N|auto] [--pin|--no-pin] [--accept reuseport|acceptor]
  *                  [--drain-timeout s] [--allow-bytecode] [--set key=value ...]
  *                  [--metrics addr] [--log-file path] [--log-level l] [--log-format f]
+ *                  [--lua-alloc luajit|malloc]
  *                  [--shared-dict name=size ...]
  *                  [-e code ...] [script.lua [args...]]
  *
@@ -162,6 +163,9 @@ static void print_help(const struct options *o)
 	       "                       4..8; overrides RINGLINE_LOG_LEVEL\n"
 	       "  --log-format FORMAT  text (default) or json: one object a line with time,\n"
 	       "                       level, worker, msg and caller\n"
+	       "  --lua-alloc A        the Lua heap's allocator: luajit (default; fastest)\n"
+	       "                       or malloc (pages go back to the system after a\n"
+	       "                       burst of connections, at some speed)\n"
 	       "  --metrics ADDR       serve /metrics (Prometheus text format) and /healthz\n"
 	       "                       on ADDR (host:port, [v6]:port or port) from a host\n"
 	       "                       thread of its own\n"
@@ -438,6 +442,15 @@ static void parse_options(struct options *o, int argc, char **argv)
 				o->log_json = 1;
 			else
 				bad_option("--log-format: expected text or json, got '%s'", v);
+		} else if (is_option(a, "--lua-alloc")) {
+			const char *v = option_value(argc, argv, &i, "--lua-alloc", "luajit or malloc");
+
+			if (strcmp(v, "luajit") == 0)
+				o->lua_malloc = 0;
+			else if (strcmp(v, "malloc") == 0)
+				o->lua_malloc = 1;
+			else
+				bad_option("--lua-alloc: expected luajit or malloc, got '%s'", v);
 		} else if (is_option(a, "--metrics")) {
 			o->metrics = option_value(argc, argv, &i, "--metrics", "an address (host:port)");
 		} else if (is_option(a, "--set")) {

@@ -419,11 +419,14 @@ static int host_print(lua_State *L)
 	return 0;
 }
 
-/* The Lua heap on the C allocator rather than LuaJIT's own: LuaJIT's
- * never returns a segment that still holds one live object, so after a
- * burst of connections closed (their coroutines, tables and strings
- * collected) the process kept their pages; on malloc the worker's trim
- * (rl_worker_trim, malloc_trim) gives them back. */
+/* --lua-alloc malloc: the Lua heap on the C allocator rather than
+ * LuaJIT's own. LuaJIT's keeps a segment as long as one live object is in
+ * it, so after a burst of connections (their coroutines and tables
+ * collected) the process keeps their pages; on malloc the worker's trim
+ * (rl_worker_trim, malloc_trim) gives them back. The price: an object
+ * costs more to allocate and free (bench/http_lua_cost.lua: about 125 ns of
+ * Lua per hello request on LuaJIT's allocator, 195 on malloc), so it is
+ * not the default. */
 static void *host_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
 {
 	(void)ud;
@@ -446,17 +449,22 @@ static int host_panic(lua_State *L)
 
 lua_State *host_new_lua_slot(const struct options *o, int id, int cpu, int slot, int gen)
 {
+	lua_State *L;
 #if defined(__SANITIZE_ADDRESS__)
 	/* Under AddressSanitizer LuaJIT keeps its own (mmap) allocator: a Lua
 	 * heap on malloc, alive at exit (os.exit from a worker), reads as
 	 * leaks to LeakSanitizer, which cannot follow GC64's tagged values. */
-	lua_State *L = luaL_newstate();
+	L = luaL_newstate();
 	(void)host_alloc;
 	(void)host_panic;
 #else
-	lua_State *L = lua_newstate(host_alloc, NULL);
-	if (L)
-		lua_atpanic(L, host_panic);
+	if (o->lua_malloc) {
+		L = lua_newstate(host_alloc, NULL);
+		if (L)
+			lua_atpanic(L, host_panic);
+	} else {
+		L = luaL_newstate();
+	}
 #endif
 
 	if (!L)
