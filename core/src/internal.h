@@ -23,6 +23,11 @@
 /* A plain listener out of descriptors tries again after this long when no
  * connection of its worker closes first. */
 #define RL_ACCEPT_RETRY_S 0.1
+/* How long a released hand-off member keeps its listener for passes the
+ * acceptor submitted before the member left: their arrivals (a completion
+ * the kernel may post to the member's ring only later, by task work) are
+ * then served, not reset. */
+#define RL_MEMBER_LINGER_S 0.5
 /* max_connections = 0 (the default): this many, or fewer to fit the hard
  * RLIMIT_NOFILE (worker.c); RL_NOFILE_MARGIN descriptors are kept for the
  * rest (listeners, ring, eventfd, resolver, the script's files). */
@@ -330,6 +335,7 @@ struct rl_listener {
 	uint8_t closing;
 	uint8_t released;        /* rl_listener_release: late accepts are served */
 	uint32_t installs;       /* plain accepts being installed (old kernels) */
+	double linger_until;     /* a released member: freed then (RL_MEMBER_LINGER_S) */
 };
 
 /* socket + bind + listen; returns the descriptor, *port the bound port. */
@@ -349,6 +355,9 @@ RL_HIDDEN void rl__listener_adopt(struct rl_worker *w, struct rl_listener *l, ui
  * closed listener waiting for it is freed now. */
 RL_HIDDEN void rl__listener_install_done(struct rl_worker *w, struct rl_listener *l);
 RL_HIDDEN void rl__listener_close_slot(struct rl_worker *w, uint32_t slot);
+/* Free the released members whose linger ended (all of them while the
+ * worker is destroyed), and set w->linger_until to the next end. */
+RL_HIDDEN void rl__listeners_linger_end(struct rl_worker *w);
 /* A unix listening socket refuses new peers from now (SHUT_RD), before its
  * close completes; other sockets are left alone. */
 RL_HIDDEN void rl__listener_refuse(struct rl_listener *l);
@@ -601,6 +610,7 @@ struct rl_worker {
 	uint32_t starved_head;     /* ENOBUFS re-arm list (slot+1, 0 = end) */
 	int wake_fd;
 	int spare_fd;              /* /dev/null held in reserve (plain accepts, listener.c) */
+	double linger_until;       /* the first released member's linger end, 0: none */
 	double accept_retry_at;    /* a plain listener waits for a descriptor: when to try
 				    * again if no connection of ours closes first (0: none) */
 	uint32_t nofile_share;     /* what it added to the process's RLIMIT_NOFILE want */

@@ -66,6 +66,7 @@ static void listener_free(struct rl_worker *w, struct rl_listener *l, int err)
 	l->closing = 0;
 	l->released = 0;
 	l->installs = 0;
+	l->linger_until = 0;
 	l->gen++;
 }
 
@@ -287,6 +288,13 @@ int rl_listener_close(struct rl_worker *w, int id)
 		rl__handoff_leave(l->h, w, id);
 	if (!l->released) /* a released socket goes on accepting elsewhere */
 		rl__listener_refuse(l);
+	if (l->kind == RL_LISTENER_MEMBER && l->released && !w->destroying) {
+		/* passes submitted before it left may still arrive: serve them */
+		l->linger_until = rl__clock_now() + RL_MEMBER_LINGER_S;
+		if (!w->linger_until || l->linger_until < w->linger_until)
+			w->linger_until = l->linger_until;
+		return 0;
+	}
 	if (!l->armed) {
 		if (!l->installs)
 			listener_free(w, l, 0);
@@ -324,6 +332,23 @@ void rl__listeners_close_all(struct rl_worker *w)
 	for (int i = 0; i < RL_MAX_LISTENERS; i++)
 		if (w->listeners[i].used && !w->listeners[i].closing)
 			rl_listener_close(w, i);
+	if (w->destroying)
+		rl__listeners_linger_end(w);
+}
+
+void rl__listeners_linger_end(struct rl_worker *w)
+{
+	double next = 0;
+	for (int i = 0; i < RL_MAX_LISTENERS; i++) {
+		struct rl_listener *l = &w->listeners[i];
+		if (!l->used || l->kind != RL_LISTENER_MEMBER || !l->closing || !l->released)
+			continue;
+		if (w->destroying || w->now >= l->linger_until)
+			listener_free(w, l, 0);
+		else if (!next || l->linger_until < next)
+			next = l->linger_until;
+	}
+	w->linger_until = next;
 }
 
 static int transient(int err)

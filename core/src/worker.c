@@ -305,6 +305,8 @@ static void wait_for_completions(struct rl_worker *w, int timeout_ms)
 		next = tls_next;
 	if (w->accept_retry_at > 0 && (next < 0 || w->accept_retry_at < next))
 		next = w->accept_retry_at;
+	if (w->linger_until > 0 && (next < 0 || w->linger_until < next))
+		next = w->linger_until;
 	if (next >= 0) {
 		double d = next - rl__clock_now();
 		if (d < 0)
@@ -397,6 +399,8 @@ int rl_worker_poll(struct rl_worker *w, struct rl_event *events, int max, int ti
 	w->now = rl__clock_now();
 	if (w->accept_retry_at > 0 && w->now >= w->accept_retry_at)
 		rl__listeners_fd_freed(w);
+	if (w->linger_until > 0 && w->now >= w->linger_until)
+		rl__listeners_linger_end(w);
 	rl__conn_close_deadlines(w);
 	rl__conn_tls_deadlines(w);
 	uint32_t token;

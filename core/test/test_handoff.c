@@ -8,7 +8,8 @@
  * member whose connection table is full makes the pass fail, and the
  * connection goes to the next member, or is closed when there is none; a member that leaves and joins again before the
  * acceptor notices keeps the socket open; when the acceptor's socket fails
- * every member is told; a unix socket works the same;
+ * every member is told; a unix socket works the same; a pass that arrives
+ * after its member released its listener (a reload) is served there;
  * joins and creation fail cleanly. Every worker ends idle and destroys without a leak.
  *
  * All workers run on this one thread, so the kernel installs each file in
@@ -520,6 +521,65 @@ static void bad_input(void)
 	check_refused(port);
 }
 
+static int mem0_listener_gone(struct t_ctx *t)
+{
+	(void)t;
+	return rl_listener_port(mem[0].w, mem[0].lid) == -ENOENT;
+}
+
+/* A pass that lands after its member released its listener (a reload's
+ * retiring worker, rl_listener_release) is served there, not reset: the
+ * acceptor passed it before the member left, and the member keeps the
+ * listener for RL_MEMBER_LINGER_S. Then the listener goes by itself. */
+static void release_serves_late_pass(void)
+{
+	static char text[] = "late pass\n";
+	static uint8_t in[32];
+	struct rl_handoff *h;
+	CHECK_RC(rl_handoff_new("127.0.0.1:0", RL_LISTEN_NODELAY, 64, &h));
+	int port = CHECK_RC(rl_handoff_port(h));
+	mem[0].lid = CHECK_RC(rl_listen_handoff(mem[0].w, h));
+	acc.lid = CHECK_RC(rl_handoff_accept(acc.w, h));
+	const struct rl_metrics *am = rl_worker_metrics(acc.w);
+	int before = naccepted(&mem[0]);
+	uint64_t refused = rl_worker_metrics(mem[0].w)->conns_refused;
+
+	/* the acceptor alone accepts and passes; the member has not polled */
+	acc.pump = NULL;
+	ASSERT(npeers < 32, "peers used up");
+	first = npeers;
+	struct t_peer *p = &peers[npeers++];
+	t_peer_init(p, t_tcp_connect("127.0.0.1", port, 1));
+	p->out = (const uint8_t *)text;
+	p->outlen = strlen(text);
+	p->in = in;
+	p->incap = sizeof(in);
+	p->shut_wr = 1;
+	last = npeers;
+	want_passes = am->handoffs + am->handoff_errors + 1;
+	T_WAIT(&acc, passed, 10);
+	CHECK_RC(rl_listener_release(mem[0].w, mem[0].lid));
+	CHECK_EQ(rl_handoff_members(h), 0);
+	CHECK_EQ(rl_listener_port(mem[0].w, mem[0].lid), port); /* lingering */
+	acc.pump = pump_all;
+	/* the member serves what arrived: the peer gets its line back */
+	T_WAIT(&acc, peers_ended, 10);
+	CHECK_EQ(p->err, 0);
+	CHECK_EQ(p->inlen, strlen(text));
+	CHECK(memcmp(in, text, p->inlen) == 0);
+	CHECK_EQ(naccepted(&mem[0]), before + 1);
+	CHECK_EQ(rl_worker_metrics(mem[0].w)->conns_refused, refused);
+	/* the linger ends and the listener goes; the group is empty, so the
+	 * acceptor closes its socket */
+	T_WAIT(&acc, mem0_listener_gone, 10);
+	mem[0].lid = -1;
+	T_WAIT(&acc, acceptor_closed, 10);
+	acc.lid = -1;
+	T_WAIT(&acc, quiet_all, 10);
+	CHECK_EQ(rl_handoff_finished(h), 1);
+	rl_handoff_free(h);
+}
+
 int main(void)
 {
 	t_init(&acc, NULL);
@@ -542,6 +602,7 @@ int main(void)
 	acceptor_fails();
 	acceptor_closed_while_joined();
 	unix_socket();
+	release_serves_late_pass();
 	for (int i = 0; i < NMEM; i++)
 		mem[i].pump = NULL;
 	acc.pump = NULL;
