@@ -55,10 +55,28 @@ static const struct {
 
 static uint8_t kind_of(const uint8_t *lower, uint32_t n)
 {
+	/* by length first: most fields are none of these, and no two share one */
 	for (size_t k = 0; k < sizeof known / sizeof known[0]; k++)
-		if (known[k].len == n && memcmp(known[k].name, lower, n) == 0)
-			return known[k].kind;
+		if (known[k].len == n)
+			return memcmp(known[k].name, lower, n) == 0 ? known[k].kind : RL_HTTP_OTHER;
 	return RL_HTTP_OTHER;
+}
+
+/* Index just past the first CRLFCRLF in p[0, n), or 0. A scan from CR to
+ * CR (memchr) beats memmem's set-up for the short heads most requests
+ * have. */
+static size_t head_end(const uint8_t *p, size_t n)
+{
+	const uint8_t *q = p, *end = p + n;
+	while (end - q >= 4) {
+		q = memchr(q, '\r', (size_t)(end - q) - 3);
+		if (!q)
+			return 0;
+		if (q[1] == '\n' && q[2] == '\r' && q[3] == '\n')
+			return (size_t)(q - p) + 4;
+		q++;
+	}
+	return 0;
 }
 
 int rl_http_head_parse(const uint8_t *p, size_t len, size_t lim, struct rl_http_head *h)
@@ -66,10 +84,9 @@ int rl_http_head_parse(const uint8_t *p, size_t len, size_t lim, struct rl_http_
 	if (!p || !h || !h->fields || !h->lower)
 		return -EINVAL;
 	size_t n = len < lim ? len : lim;
-	const uint8_t *q = n >= 4 ? memmem(p, n, "\r\n\r\n", 4) : NULL;
-	if (!q)
+	size_t e = head_end(p, n);
+	if (!e)
 		return len >= lim ? -EMSGSIZE : 0;
-	size_t e = (size_t)(q - p) + 4;
 
 	/* request line: method SP target SP HTTP/d.d CRLF */
 	size_t i = 0;
