@@ -32,6 +32,7 @@
  * tail, and a full arena frees expired items before evicting live ones.
  */
 #include <errno.h>
+#include <sched.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -77,7 +78,7 @@ struct item {
 };
 
 struct rl_shdict {
-	pthread_mutex_t lock;
+	int lock;                        /* 0 free, 1 held: a spinlock (lock()) */
 	char name[64];
 	size_t size;                     /* as asked (capacity) */
 	size_t arena_size;               /* a multiple of UNIT */
@@ -305,14 +306,28 @@ static int key_ok(const char *key, size_t klen)
 	return key && klen > 0 && klen <= KEY_MAX;
 }
 
+/* A test-and-test-and-set spinlock, as nginx's shared zones use: the
+ * sections it guards take tens of nanoseconds, and with a mutex two
+ * workers writing at once spent their time in futex calls (0.78x nginx's
+ * set rate with 2 workers). A waiter spins with the CPU's pause, and
+ * yields the CPU after a while, so a holder preempted on a busy machine
+ * gets to run. */
 static int lock(struct rl_shdict *d)
 {
-	return pthread_mutex_lock(&d->lock);
+	for (unsigned spins = 0;; spins++) {
+		if (!__atomic_load_n(&d->lock, __ATOMIC_RELAXED) &&
+		    !__atomic_exchange_n(&d->lock, 1, __ATOMIC_ACQUIRE))
+			return 0;
+		if (spins < 1024)
+			__builtin_ia32_pause();
+		else
+			sched_yield();
+	}
 }
 
 static void unlock(struct rl_shdict *d)
 {
-	pthread_mutex_unlock(&d->lock);
+	__atomic_store_n(&d->lock, 0, __ATOMIC_RELEASE);
 }
 
 /* ---- dictionaries ---- */
@@ -338,13 +353,6 @@ int rl__shdict_new(const char *name, size_t size, struct rl_shdict **out)
 		return -ENOMEM;
 	}
 	d->mask = nb - 1;
-	/* adaptive: a contended lock spins a little before sleeping in the
-	 * kernel, since it is held for tens of nanoseconds */
-	pthread_mutexattr_t ma;
-	pthread_mutexattr_init(&ma);
-	pthread_mutexattr_settype(&ma, PTHREAD_MUTEX_ADAPTIVE_NP);
-	pthread_mutex_init(&d->lock, &ma);
-	pthread_mutexattr_destroy(&ma);
 	/* the arena's binary decomposition, largest block first */
 	size_t off = 0;
 	for (int o = MAX_ORDER; o >= 0; o--) {
@@ -366,7 +374,6 @@ void rl__shdict_free(struct rl_shdict *d)
 	if (!d)
 		return;
 	if (d->buckets && d->meta && d->arena)
-		pthread_mutex_destroy(&d->lock);
 	free(d->arena);
 	free(d->meta);
 	free(d->buckets);
