@@ -78,7 +78,12 @@ struct item {
 };
 
 struct rl_shdict {
-	int lock;                        /* 0 free, 1 held: a spinlock (lock()) */
+	/* 0 free, 1 held: a spinlock (lock()), alone in its cache line (the
+	 * struct is allocated 64-aligned) so that waiters spinning on it do
+	 * not take the line of the fields every call reads away from the
+	 * holder */
+	int lock;
+	char lock_line[64 - sizeof(int)];
 	char name[64];
 	size_t size;                     /* as asked (capacity) */
 	size_t arena_size;               /* a multiple of UNIT */
@@ -334,11 +339,13 @@ static void unlock(struct rl_shdict *d)
 
 int rl__shdict_new(const char *name, size_t size, struct rl_shdict **out)
 {
-	struct rl_shdict *d = calloc(1, sizeof(*d));
+	size_t dsize = (sizeof(struct rl_shdict) + 63) & ~(size_t)63;
+	struct rl_shdict *d = aligned_alloc(64, dsize);
 	size_t units, nb;
 
 	if (!d)
 		return -ENOMEM;
+	memset(d, 0, dsize);
 	snprintf(d->name, sizeof(d->name), "%s", name);
 	d->size = size;
 	d->arena_size = size & ~(UNIT - 1);
