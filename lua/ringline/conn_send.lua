@@ -449,25 +449,31 @@ end
 
 -- conn:sendfile's read-and-send path (TLS: the record layer is in
 -- userspace, so the bytes must pass through it; or no splice): the file
--- read through the ring 64 KiB at a time, each piece sent in order.
+-- read through the ring 64 KiB at a time into one buffer of the call's,
+-- each piece sent in order from it (no Lua string per piece: a string and
+-- a string.buffer per 64 KiB read let a busy server's heap grow to
+-- gigabytes before the collector caught up).
 local SF_PIECE = 65536
+local u8buf = ffi.typeof("uint8_t[?]")
 -- The caller holds c's send lock; each piece waits for room first (to the
 -- low watermark), so it never takes the lock-taking path of send.
 local function sendfile_copy(c, f, off, count)
   local S, io = c.S, c.io
   local left = count
+  local buf = u8buf(left < SF_PIECE and left or SF_PIECE)
   while left > 0 do
     local n = left < SF_PIECE and left or SF_PIECE
     if io.unsent + n > S.sendcap then
       local why = wait_send(c, S.lowat, c.send_to)
       if why then return nil, why end
     end
-    local s, err = f:read(n, off)
-    if not s then return nil, err == "eof" and "file truncated" or err end
+    local got, err = fs.read_into(f, buf, n, off, buf)
+    if not got then return nil, err end
+    if got == 0 then return nil, "file truncated" end
     if c.closed then return nil, "closed" end
-    local rc = C.rl_conn_send(c.w, c.slot, c.gen, s, #s)
+    local rc = C.rl_conn_send(c.w, c.slot, c.gen, buf, got)
     if rc < 0 then return nil, errstr(rc) end
-    off, left = off + #s, left - #s
+    off, left = off + got, left - got
   end
   if io.unsent > S.hiwat then
     local why = wait_send(c, S.lowat, c.send_to)

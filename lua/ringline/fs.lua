@@ -271,6 +271,17 @@ local function read_bytes(f, n, off)
   return buf:tostring()
 end
 
+-- Read at most n bytes at off into p (memory the caller owns, anchored by
+-- `anchor` until the kernel is done with it, also after a timeout or a
+-- cancel): the count read (0 at the end of the file), or nil, err. For
+-- callers that reuse one buffer instead of making a string per read
+-- (conn:sendfile's read-and-send path).
+function M.read_into(f, p, n, off, anchor)
+  local e = closed_err(f)
+  if e then return nil, e end
+  return read_op(f, p, n, off, -1, anchor)
+end
+
 local read_line   -- below
 
 function File.read(f, n, offset)
