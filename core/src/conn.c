@@ -2,7 +2,9 @@
 /*
  * conn.c - one connection's state machine, driven by completions: receive
  * path, send queue, TLS records and close. The calls callers make are
- * conn_api.c's.
+ * conn_api.c's; the small shared steps are conn_ops.c's, and building the
+ * send queue (tail room, the TLS sink, a sendfile node's splices) is
+ * conn_queue.c's.
  *
  * Receive: one recv at a time per connection, each completion bringing one
  * buffer from the provided ring; its bytes are appended to the accumulator
@@ -43,80 +45,6 @@
 #include <unistd.h>
 
 #include "internal.h"
-
-/* Every SQE of a connection is counted until its completion: a slot is
- * closed only once nothing of it is left in the kernel. */
-void rl__conn_op_start(struct rl_worker *w, struct rl_conn *c)
-{
-	c->ops++;
-	w->m.ops_inflight++;
-}
-
-void rl__conn_op_done(struct rl_worker *w, struct rl_conn *c)
-{
-	c->ops--;
-	w->m.ops_inflight--;
-}
-
-struct rl_conn *rl__conn_of_cqe(struct rl_worker *w, const struct io_uring_cqe *cqe)
-{
-	struct rl_conn *c = rl__conntab_get(&w->conns, rl_ud_index(cqe->user_data),
-					    rl_ud_gen(cqe->user_data));
-	if (!c)
-		w->m.stale_cqes++; /* a tripwire: the close ordering makes it impossible */
-	return c;
-}
-
-struct rl_conn *rl__conn_sendable(struct rl_worker *w, uint32_t slot, uint32_t gen, int *err)
-{
-	struct rl_conn *c = rl__conntab_get(&w->conns, slot, gen);
-	if (!c)
-		*err = -ESTALE;
-	else if (c->io.serr)
-		*err = c->io.serr;
-	else if (rl__conn_closing(c) ||
-		 (c->flags & (RL_CONN_F_SHUT_PENDING | RL_CONN_F_SHUT_INFLIGHT)))
-		*err = -EPIPE;
-	else
-		return c;
-	return NULL;
-}
-
-void rl__conn_set_ud(struct io_uring_sqe *sqe, enum rl_op op, const struct rl_conn *c)
-{
-	io_uring_sqe_set_data64(sqe, rl_ud_pack(op, c->slot, c->io.gen));
-}
-
-void rl__conn_sync_io(struct rl_conn *c)
-{
-	c->io.rdata = c->acc.buf ? c->acc.buf + c->acc.off : NULL;
-	c->io.rlen = c->acc.len;
-}
-
-/* Unconsumed bytes at which receiving pauses: recv_window, or what the
- * reader is waiting for when that is more. */
-uint64_t rl__conn_window(const struct rl_worker *w, const struct rl_conn *c)
-{
-	uint64_t win = w->cfg.recv_window;
-	if ((c->flags & RL_CONN_F_WANT_RECV) && c->want_recv_min > win)
-		win = c->want_recv_min;
-	return win;
-}
-
-static void cancel_ud(struct rl_worker *w, struct rl_conn *c, uint64_t target)
-{
-	struct io_uring_sqe *sqe = rl__sqe(w);
-	if (!sqe)
-		return; /* the op completes on its own or at teardown */
-	io_uring_prep_cancel64(sqe, target, 0);
-	rl__conn_set_ud(sqe, RL_OP_CANCEL, c);
-	rl__conn_op_start(w, c);
-}
-
-static void cancel_op(struct rl_worker *w, struct rl_conn *c, enum rl_op target)
-{
-	cancel_ud(w, c, rl_ud_pack(target, c->slot, c->io.gen));
-}
 
 static void starve(struct rl_worker *w, struct rl_conn *c)
 {
@@ -176,78 +104,12 @@ void rl__conn_recv_update(struct rl_worker *w, struct rl_conn *c)
 	} else if (rl__conn_closing(c) && (c->flags & (RL_CONN_F_RECV_ARMED | RL_CONN_F_RECV_CANCEL)) ==
 						  RL_CONN_F_RECV_ARMED) {
 		c->flags |= RL_CONN_F_RECV_CANCEL;
-		cancel_op(w, c, RL_OP_RECV);
+		rl__conn_cancel_op(w, c, RL_OP_RECV);
 	}
 }
 
-static void maybe_emit_recv(struct rl_worker *w, struct rl_conn *c)
-{
-	if ((c->flags & RL_CONN_F_WANT_RECV) &&
-	    (c->acc.len >= c->want_recv_min || c->io.reof || c->io.rerr)) {
-		c->flags &= ~RL_CONN_F_WANT_RECV;
-		rl__emit(w, RL_EV_RECV, c->io.rerr, c->slot, c->io.gen, c->acc.len);
-	}
-}
-
-static void maybe_emit_send(struct rl_worker *w, struct rl_conn *c)
-{
-	if ((c->flags & RL_CONN_F_WANT_SEND) &&
-	    (c->io.serr || (!(c->flags & RL_CONN_F_WANT_SEND_ERR) && c->io.unsent <= c->want_send_thresh))) {
-		c->flags &= ~(RL_CONN_F_WANT_SEND | RL_CONN_F_WANT_SEND_ERR);
-		rl__emit(w, RL_EV_SEND, c->io.serr, c->slot, c->io.gen, c->io.unsent);
-	}
-}
-
-/* ---- TLS: conn.c drives tls.c, which never calls back ---- */
-
-void rl__conn_send_submit(struct rl_worker *w, struct rl_conn *c);
-
-/* The queue's tail chunk when it has room for copied bytes, else a new one
- * appended (NULL only on ENOMEM). */
-struct rl_chunk *rl__conn_tail_room(struct rl_worker *w, struct rl_conn *c, size_t want)
-{
-	struct rl_chunk *t = c->sq_tail;
-	if (t && t->len < t->cap && !t->zc && !t->sf)
-		return t;
-	t = rl__chunk_get(&w->pool, want);
-	if (!t)
-		return NULL;
-	if (c->sq_tail)
-		c->sq_tail->next = t;
-	else
-		c->sq_head = t;
-	c->sq_tail = t;
-	return t;
-}
-
-/* The engine's ciphertext onto the send queue as copy chunks, as the
- * engine makes it, in order with everything queued before. A connection
- * whose queue can no longer send (failed, reset, past draining) drops it.
- * -ENOMEM (no send pool chunk) fails the engine's call: a record lost
- * would break the stream. */
-int rl__conn_tls_sink(void *a, void *b, const uint8_t *p, uint32_t n)
-{
-	struct rl_worker *w = a;
-	struct rl_conn *c = b;
-	if (c->io.serr || (c->flags & RL_CONN_F_RESET) || c->phase > RL_PHASE_DRAIN)
-		return 0;
-	while (n) {
-		struct rl_chunk *t = rl__conn_tail_room(w, c, n);
-		if (!t)
-			return -ENOMEM;
-		uint32_t k = t->cap - t->len;
-		if (k > n)
-			k = n;
-		memcpy(t->data + t->len, p, k);
-		t->len += k;
-		p += k;
-		n -= k;
-		/* account as we go so an ENOMEM above leaves counters true */
-		c->io.unsent += k;
-		w->m.send_bytes_queued += k;
-	}
-	return 0;
-}
+/* ---- TLS: conn.c drives tls.c, which calls back only through the sink
+ * (rl__conn_tls_sink, conn_queue.c) ---- */
 
 /* After the engine ran: send what it queued, unless a send is in flight
  * (its completion sends the rest). */
@@ -279,7 +141,7 @@ void rl__conn_tls_fail(struct rl_worker *w, struct rl_conn *c, int err)
 	if (!c->io.rerr)
 		c->io.rerr = err;
 	rl__emit(w, RL_EV_TLS, err, c->slot, c->io.gen, 0);
-	maybe_emit_recv(w, c);
+	rl__conn_maybe_emit_recv(w, c);
 }
 
 /* Ciphertext was fed: move the handshake on, or decrypt what it completed
@@ -436,9 +298,9 @@ void rl__conn_on_recv(struct rl_worker *w, struct io_uring_cqe *cqe)
 			rl__tls_set_error(c->tls, "handshake failed: the peer closed the connection");
 		rl__conn_tls_fail(w, c, c->io.rerr ? c->io.rerr : -EPROTO);
 	}
-	maybe_emit_recv(w, c);
+	rl__conn_maybe_emit_recv(w, c);
 	if (res < 0 && c->io.serr == res)
-		maybe_emit_send(w, c);
+		rl__conn_maybe_emit_send(w, c);
 
 	/* a multishot goes on (its limit not reached); single-shot: every
 	 * completion is the recv's last. Then decide the next. */
@@ -454,50 +316,6 @@ void rl__conn_on_recv(struct rl_worker *w, struct io_uring_cqe *cqe)
 
 /* ---- send queue ---- */
 
-/* A sendfile node's next splice: drain what the pipe holds into the
- * socket (a fixed file: IOSQE_FIXED_FILE names the output), or fill the
- * empty pipe from the file with the drain of those bytes linked after it
- * (IOSQE_IO_LINK: one submission, the drain starts when the fill is
- * done). A fill that comes short (the end of the file, an error) fails
- * the link: its drain completes -ECANCELED and the queue goes on from the
- * fill's result (rl__conn_on_splice). The link needs both SQEs in one
- * submission; when the SQ has no room for two the fill goes alone. */
-static void splice_prep(struct rl_worker *w, struct io_uring_sqe *sqe, struct rl_conn *c,
-			struct rl_sendfile *sf)
-{
-	rl__conn_set_ud(sqe, RL_OP_SPLICE, c);
-	if (sf->inpipe) {
-		io_uring_prep_splice(sqe, sf->pipe[0], -1, (int)c->slot, -1, sf->inpipe, 0);
-		sqe->flags |= IOSQE_FIXED_FILE;
-		rl__conn_set_ud(sqe, RL_OP_SPLICE, c);
-		sf->filling = 0;
-		return;
-	}
-	uint32_t n = sf->left < sf->pipe_size ? sf->left : sf->pipe_size;
-	io_uring_prep_splice(sqe, sf->fd, sf->off, sf->pipe[1], -1, n, 0);
-	rl__conn_set_ud(sqe, RL_OP_SPLICE, c);
-	sf->filling = 1;
-	sf->linked = 0;
-	struct io_uring_sqe *drain = io_uring_sq_space_left(&w->ring) ? io_uring_get_sqe(&w->ring) : NULL;
-	if (!drain)
-		return;
-	sqe->flags |= IOSQE_IO_LINK;
-	io_uring_prep_splice(drain, sf->pipe[0], -1, (int)c->slot, -1, n, 0);
-	drain->flags |= IOSQE_FIXED_FILE;
-	rl__conn_set_ud(drain, RL_OP_SPLICE, c);
-	sf->linked = n;
-	rl__conn_op_start(w, c);
-}
-
-/* A sendfile node leaves the queue (sent, failed or dropped): its
- * descriptor closes, its pipe is cached unless bytes are left in it. */
-static void sendfile_free(struct rl_worker *w, struct rl_sendfile *sf)
-{
-	close(sf->fd);
-	rl__pipe_put(w, sf->pipe, sf->inpipe != 0);
-	free(sf);
-}
-
 void rl__conn_send_submit(struct rl_worker *w, struct rl_conn *c)
 {
 	struct rl_chunk *h = c->sq_head;
@@ -508,7 +326,7 @@ void rl__conn_send_submit(struct rl_worker *w, struct rl_conn *c)
 		return;
 	}
 	if (h->sf) {
-		splice_prep(w, sqe, c, h->sf);
+		rl__conn_splice_prep(w, sqe, c, h->sf);
 		c->flags |= RL_CONN_F_SEND_INFLIGHT;
 		rl__conn_op_start(w, c);
 		return;
@@ -544,7 +362,7 @@ static void drop_queue(struct rl_worker *w, struct rl_conn *c)
 		if (ch->zc)
 			rl__slab_dequeued(w, ch->zc); /* released now or on its notifications */
 		else if (ch->sf)
-			sendfile_free(w, ch->sf);
+			rl__sendfile_free(w, ch->sf);
 		else
 			rl__chunk_put(&w->pool, ch);
 		ch = next;
@@ -601,7 +419,7 @@ static void send_done(struct rl_worker *w, struct rl_conn *c, int res)
 	}
 	if (c->sq_head && !(c->flags & RL_CONN_F_RESET))
 		rl__conn_send_submit(w, c);
-	maybe_emit_send(w, c);
+	rl__conn_maybe_emit_send(w, c);
 	if (!c->sq_head && (c->flags & (RL_CONN_F_SEND_INFLIGHT | RL_CONN_F_SHUT_PENDING)) ==
 				   RL_CONN_F_SHUT_PENDING && !rl__conn_closing(c))
 		rl__conn_shutdown_submit(w, c);
@@ -754,22 +572,10 @@ void rl__conn_on_splice(struct rl_worker *w, struct io_uring_cqe *cqe)
 	}
 	send_done(w, c, res);
 	if (sent)
-		sendfile_free(w, sent);
+		rl__sendfile_free(w, sent);
 }
 
 /* ---- close ---- */
-
-void rl__conn_fd_install_submit(struct rl_worker *w, struct rl_conn *c)
-{
-	struct io_uring_sqe *sqe = rl__sqe(w);
-	if (!sqe)
-		return;
-	io_uring_prep_rw(RL_IORING_OP_FIXED_FD_INSTALL, sqe, (int)c->slot, NULL, 0, 0);
-	sqe->flags |= IOSQE_FIXED_FILE;
-	rl__conn_set_ud(sqe, RL_OP_FD_INSTALL, c);
-	c->flags |= RL_CONN_F_FD_PENDING;
-	rl__conn_op_start(w, c);
-}
 
 /* A graceful close waits for the peer to take what is queued. A peer that
  * never reads must not hold the queue, and the send slab entries in it,
@@ -826,11 +632,11 @@ static int reset_step(struct rl_worker *w, struct rl_conn *c)
 			/* a slab send carries its entry's user_data, not the conn's */
 			struct rl_slab_entry *e = c->sq_head ? c->sq_head->zc : NULL;
 			if (e)
-				cancel_ud(w, c, rl_ud_pack(RL_OP_SEND_SLAB, e->index, e->gen));
+				rl__conn_cancel_ud(w, c, rl_ud_pack(RL_OP_SEND_SLAB, e->index, e->gen));
 			else if (c->sq_head && c->sq_head->sf)
-				cancel_op(w, c, RL_OP_SPLICE);
+				rl__conn_cancel_op(w, c, RL_OP_SPLICE);
 			else
-				cancel_op(w, c, RL_OP_SEND);
+				rl__conn_cancel_op(w, c, RL_OP_SEND);
 		}
 	} else {
 		drop_queue(w, c);
@@ -880,14 +686,14 @@ void rl__conn_close_step(struct rl_worker *w, struct rl_conn *c)
 		if (c->flags & RL_CONN_F_RECV_ARMED) {
 			if (!(c->flags & RL_CONN_F_RECV_CANCEL)) {
 				c->flags |= RL_CONN_F_RECV_CANCEL;
-				cancel_op(w, c, RL_OP_RECV);
+				rl__conn_cancel_op(w, c, RL_OP_RECV);
 			}
 			return;
 		}
 		if ((c->flags & (RL_CONN_F_CONNECTING | RL_CONN_F_CONNECT_CANCEL)) ==
 		    RL_CONN_F_CONNECTING) {
 			c->flags |= RL_CONN_F_CONNECT_CANCEL;
-			cancel_op(w, c, RL_OP_CONNECT);
+			rl__conn_cancel_op(w, c, RL_OP_CONNECT);
 		}
 		if (c->ops)
 			return;

@@ -680,7 +680,7 @@ RL_HIDDEN void rl__conn_close_deadlines(struct rl_worker *w);
 /* Fail the TLS handshakes past tls_handshake_timeout (due at w->now). */
 RL_HIDDEN void rl__conn_tls_deadlines(struct rl_worker *w);
 RL_HIDDEN void rl__conn_close_step(struct rl_worker *w, struct rl_conn *c);
-/* conn.c's own steps that the public calls of conn_api.c start. */
+/* conn.c's (and conn_ops.c's) steps that the public calls of conn_api.c start. */
 RL_HIDDEN void rl__conn_set_ud(struct io_uring_sqe *sqe, enum rl_op op, const struct rl_conn *c);
 RL_HIDDEN void rl__conn_sync_io(struct rl_conn *c);
 RL_HIDDEN uint64_t rl__conn_window(const struct rl_worker *w, const struct rl_conn *c);
@@ -688,17 +688,30 @@ RL_HIDDEN void rl__conn_recv_update(struct rl_worker *w, struct rl_conn *c);
 RL_HIDDEN void rl__conn_send_submit(struct rl_worker *w, struct rl_conn *c);
 RL_HIDDEN void rl__conn_shutdown_submit(struct rl_worker *w, struct rl_conn *c);
 RL_HIDDEN void rl__conn_fd_install_submit(struct rl_worker *w, struct rl_conn *c);
+/* conn_queue.c: building the send queue (conn.c sends it). The tail chunk
+ * with room for copied bytes, else a new one appended (NULL: ENOMEM). */
 RL_HIDDEN struct rl_chunk *rl__conn_tail_room(struct rl_worker *w, struct rl_conn *c, size_t want);
 /* The TLS engine's sink (a = the worker, b = the connection). */
 RL_HIDDEN int rl__conn_tls_sink(void *a, void *b, const uint8_t *p, uint32_t n);
+/* A sendfile node's next splice (or linked pair) into sqe, and its release. */
+RL_HIDDEN void rl__conn_splice_prep(struct rl_worker *w, struct io_uring_sqe *sqe,
+				    struct rl_conn *c, struct rl_sendfile *sf);
+RL_HIDDEN void rl__sendfile_free(struct rl_worker *w, struct rl_sendfile *sf);
 RL_HIDDEN void rl__conn_tls_flush(struct rl_worker *w, struct rl_conn *c);
 RL_HIDDEN void rl__conn_tls_fail(struct rl_worker *w, struct rl_conn *c, int err);
 RL_HIDDEN void rl__conn_tls_progress(struct rl_worker *w, struct rl_conn *c);
 RL_HIDDEN int rl__conn_begin_close(struct rl_worker *w, struct rl_conn *c, int how, int32_t reason);
 
-/* conn.c: op accounting, a completion's connection */
+/* conn_ops.c: op accounting, a completion's connection, cancels */
 RL_HIDDEN void rl__conn_op_start(struct rl_worker *w, struct rl_conn *c);
 RL_HIDDEN void rl__conn_op_done(struct rl_worker *w, struct rl_conn *c);
+/* Cancel the operation with user_data target (or c's op of kind target):
+ * no SQE left means it completes on its own or at teardown. */
+RL_HIDDEN void rl__conn_cancel_ud(struct rl_worker *w, struct rl_conn *c, uint64_t target);
+RL_HIDDEN void rl__conn_cancel_op(struct rl_worker *w, struct rl_conn *c, enum rl_op target);
+/* RL_EV_RECV / RL_EV_SEND to a caller waiting, when its condition holds. */
+RL_HIDDEN void rl__conn_maybe_emit_recv(struct rl_worker *w, struct rl_conn *c);
+RL_HIDDEN void rl__conn_maybe_emit_send(struct rl_worker *w, struct rl_conn *c);
 /* The live connection a completion belongs to, or NULL (counted as stale). */
 RL_HIDDEN struct rl_conn *rl__conn_of_cqe(struct rl_worker *w, const struct io_uring_cqe *cqe);
 /* conn.c, the send queue's entry points for sendv.c. The connection if it
