@@ -9,21 +9,17 @@
  *
  * Layout of one dictionary:
  *   - an arena of `size` bytes allocated when it is opened, carved by a
- *     buddy allocator (blocks of 64 << order bytes; a freed block merges
- *     with its free buddy, so evicting enough items always makes room for
- *     anything that fits the arena's largest block). The arena's size is
- *     cut into its binary decomposition (e.g. 10 MiB = 8 MiB + 2 MiB), each
- *     part a top-level block; one meta byte per 64-byte unit says whether a
- *     block starting there is free and its order.
+ *     buddy allocator (shdict_arena.c).
  *   - an item per key: header, key, string value in one block; a list's
- *     elements are blocks of their own, linked from the item.
+ *     elements are blocks of their own, linked from the item
+ *     (shdict_list.c).
  *   - a hash table (one pointer per 256 arena bytes, a power of two),
  *     chained, and a doubly linked LRU list (get and store move an item to
  *     its head; eviction takes from its tail).
  *
- * Locking: one pthread mutex per dictionary around every call; the only
- * work under it is the lookup, a memcpy of the value and the list and LRU
- * updates. A worker cannot die holding it alone: workers are threads, and
+ * Locking: one spinlock per dictionary (shdict.h, lock()) around every
+ * call; the only work under it is the lookup, a memcpy of the value and
+ * the list and LRU updates. A worker cannot die holding it alone: workers are threads, and
  * a thread that crashes takes the process with it.
  *
  * Expiry: absolute times on rl__shdict_clock (CLOCK_MONOTONIC, replaceable
@@ -39,63 +35,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "internal.h"
-
-#define UNIT_SHIFT 6                 /* 64-byte allocation units */
-#define UNIT ((size_t)1 << UNIT_SHIFT)
-#define MAX_ORDER 40
-#define META_FREE 0x80
-#define MAX_DICTS 64
-#define MIN_SIZE ((size_t)16 << 10)
-#define MAX_SIZE ((size_t)64 << 30)
-#define KEY_MAX 65535
-#define EVICT_SCAN 32                /* expired items looked at per round */
-
-struct fblock {                      /* a free block's first bytes */
-	struct fblock *prev, *next;
-};
-
-struct lnode {                       /* a list element */
-	struct lnode *prev, *next;
-	double num;
-	uint32_t len;
-	uint8_t type;
-	char data[];
-};
-
-struct item {
-	struct item *hnext;              /* hash chain */
-	struct item *prev, *next;        /* LRU: prev toward the head */
-	uint64_t hash;
-	double expires;                  /* 0: never */
-	double num;
-	struct lnode *lhead, *ltail;
-	uint32_t klen;
-	uint32_t vlen;                   /* STRING bytes, LIST elements */
-	uint32_t flags;
-	uint8_t type;
-	char data[];                     /* key, then a STRING's bytes */
-};
-
-struct rl_shdict {
-	/* 0 free, 1 held: a spinlock (lock()), alone in its cache line (the
-	 * struct is allocated 64-aligned) so that waiters spinning on it do
-	 * not take the line of the fields every call reads away from the
-	 * holder */
-	int lock;
-	char lock_line[64 - sizeof(int)];
-	char name[64];
-	size_t size;                     /* as asked (capacity) */
-	size_t arena_size;               /* a multiple of UNIT */
-	unsigned char *arena;
-	uint8_t *meta;                   /* per unit */
-	struct fblock *freel[MAX_ORDER + 1];
-	size_t free_bytes;
-	size_t top_block;                /* the largest block there is */
-	struct item **buckets;
-	uint64_t mask;
-	struct item *lru_head, *lru_tail;
-};
+#include "shdict.h"
 
 static double clock_now(void)
 {
@@ -107,132 +47,12 @@ static double clock_now(void)
 
 double (*rl__shdict_clock)(void) = clock_now;
 
-/* ---- the buddy allocator ---- */
-
-static void fl_push(struct rl_shdict *d, int order, struct fblock *b)
-{
-	b->prev = NULL;
-	b->next = d->freel[order];
-	if (b->next)
-		b->next->prev = b;
-	d->freel[order] = b;
-	d->meta[((unsigned char *)b - d->arena) >> UNIT_SHIFT] = (uint8_t)(META_FREE | order);
-}
-
-static void fl_remove(struct rl_shdict *d, int order, struct fblock *b)
-{
-	if (b->prev)
-		b->prev->next = b->next;
-	else
-		d->freel[order] = b->next;
-	if (b->next)
-		b->next->prev = b->prev;
-}
-
-static int order_for(size_t bytes)
-{
-	int o = 0;
-
-	while ((UNIT << o) < bytes)
-		o++;
-	return o;
-}
-
-static void *balloc(struct rl_shdict *d, size_t bytes)
-{
-	int want, o;
-
-	if (bytes > d->top_block)
-		return NULL;
-	want = order_for(bytes);
-	for (o = want; o <= MAX_ORDER && !d->freel[o]; o++)
-		;
-	if (o > MAX_ORDER)
-		return NULL;
-	struct fblock *b = d->freel[o];
-	fl_remove(d, o, b);
-	while (o > want) {           /* split, keeping the lower half */
-		o--;
-		fl_push(d, o, (struct fblock *)((unsigned char *)b + (UNIT << o)));
-	}
-	d->meta[((unsigned char *)b - d->arena) >> UNIT_SHIFT] = (uint8_t)want;
-	d->free_bytes -= UNIT << want;
-	return b;
-}
-
-static void bfree(struct rl_shdict *d, void *p)
-{
-	size_t off = (size_t)((unsigned char *)p - d->arena);
-	int o = d->meta[off >> UNIT_SHIFT] & 0x7f;
-
-	d->free_bytes += UNIT << o;
-	while (o < MAX_ORDER) {
-		size_t bsz = UNIT << o, boff = off ^ bsz;
-
-		/* a buddy past the end belongs to no block: top-level blocks
-		 * are the arena's binary decomposition, so theirs always is */
-		if (boff + bsz > d->arena_size ||
-		    d->meta[boff >> UNIT_SHIFT] != (uint8_t)(META_FREE | o))
-			break;
-		fl_remove(d, o, (struct fblock *)(d->arena + boff));
-		d->meta[boff >> UNIT_SHIFT] = 0;
-		d->meta[off >> UNIT_SHIFT] = 0;
-		off &= ~bsz;
-		o++;
-	}
-	fl_push(d, o, (struct fblock *)(d->arena + off));
-}
-
 /* ---- items ---- */
 
-static uint64_t hash_key(const char *k, size_t n)
-{
-	uint64_t h = 0xcbf29ce484222325ull;    /* FNV-1a, then a final mix */
 
-	for (size_t i = 0; i < n; i++)
-		h = (h ^ (unsigned char)k[i]) * 0x100000001b3ull;
-	h ^= h >> 33;
-	h *= 0xff51afd7ed558ccdull;
-	h ^= h >> 33;
-	return h;
-}
 
-static int expired(const struct item *it, double now)
-{
-	return it->expires != 0 && it->expires <= now;
-}
 
-static void lru_unlink(struct rl_shdict *d, struct item *it)
-{
-	if (it->prev)
-		it->prev->next = it->next;
-	else
-		d->lru_head = it->next;
-	if (it->next)
-		it->next->prev = it->prev;
-	else
-		d->lru_tail = it->prev;
-	it->prev = it->next = NULL;
-}
 
-static void lru_push(struct rl_shdict *d, struct item *it)
-{
-	it->prev = NULL;
-	it->next = d->lru_head;
-	if (d->lru_head)
-		d->lru_head->prev = it;
-	else
-		d->lru_tail = it;
-	d->lru_head = it;
-}
-
-static struct item *lookup(struct rl_shdict *d, const char *key, size_t klen, uint64_t h)
-{
-	for (struct item *it = d->buckets[h & d->mask]; it; it = it->hnext)
-		if (it->hash == h && it->klen == klen && memcmp(it->data, key, klen) == 0)
-			return it;
-	return NULL;
-}
 
 static void list_free(struct rl_shdict *d, struct item *it)
 {
@@ -240,14 +60,14 @@ static void list_free(struct rl_shdict *d, struct item *it)
 
 	while (n) {
 		struct lnode *next = n->next;
-		bfree(d, n);
+		rl__shd_bfree(d, n);
 		n = next;
 	}
 	it->lhead = it->ltail = NULL;
 	it->vlen = 0;
 }
 
-static void item_delete(struct rl_shdict *d, struct item *it)
+void rl__shd_item_delete(struct rl_shdict *d, struct item *it)
 {
 	struct item **pp = &d->buckets[it->hash & d->mask];
 
@@ -257,32 +77,32 @@ static void item_delete(struct rl_shdict *d, struct item *it)
 	lru_unlink(d, it);
 	if (it->type == RL_SHDICT_LIST)
 		list_free(d, it);
-	bfree(d, it);
+	rl__shd_bfree(d, it);
 }
 
 /* Frees up to max expired items from the LRU tail end (max items looked at). */
-static void expire_some(struct rl_shdict *d, int max, double now)
+void rl__shd_expire_some(struct rl_shdict *d, int max, double now)
 {
 	struct item *it = d->lru_tail;
 
 	for (int i = 0; it && i < max; i++) {
 		struct item *prev = it->prev;
 		if (expired(it, now))
-			item_delete(d, it);
+			rl__shd_item_delete(d, it);
 		it = prev;
 	}
 }
 
 /* A block of `bytes`, making room: expired items first, then (evict) live
  * ones from the LRU tail. `keep` (may be NULL) is never evicted. */
-static void *alloc_room(struct rl_shdict *d, size_t bytes, int evict, struct item *keep,
+void *rl__shd_alloc_room(struct rl_shdict *d, size_t bytes, int evict, struct item *keep,
 			double now, int32_t *forcible)
 {
 	void *p;
 
 	if (bytes > d->top_block)
 		return NULL;
-	while (!(p = balloc(d, bytes))) {
+	while (!(p = rl__shd_balloc(d, bytes))) {
 		struct item *it = d->lru_tail, *victim = NULL;
 
 		for (int i = 0; it && i < EVICT_SCAN; i++, it = it->prev)
@@ -301,39 +121,13 @@ static void *alloc_room(struct rl_shdict *d, size_t bytes, int evict, struct ite
 		}
 		if (!victim)
 			return NULL;
-		item_delete(d, victim);
+		rl__shd_item_delete(d, victim);
 	}
 	return p;
 }
 
-static int key_ok(const char *key, size_t klen)
-{
-	return key && klen > 0 && klen <= KEY_MAX;
-}
 
-/* A test-and-test-and-set spinlock, as nginx's shared zones use: the
- * sections it guards take tens of nanoseconds, and with a mutex two
- * workers writing at once spent their time in futex calls (0.78x nginx's
- * set rate with 2 workers). A waiter spins with the CPU's pause, and
- * yields the CPU after a while, so a holder preempted on a busy machine
- * gets to run. */
-static int lock(struct rl_shdict *d)
-{
-	for (unsigned spins = 0;; spins++) {
-		if (!__atomic_load_n(&d->lock, __ATOMIC_RELAXED) &&
-		    !__atomic_exchange_n(&d->lock, 1, __ATOMIC_ACQUIRE))
-			return 0;
-		if (spins < 1024)
-			__builtin_ia32_pause();
-		else
-			sched_yield();
-	}
-}
 
-static void unlock(struct rl_shdict *d)
-{
-	__atomic_store_n(&d->lock, 0, __ATOMIC_RELEASE);
-}
 
 /* ---- dictionaries ---- */
 
@@ -360,18 +154,7 @@ int rl__shdict_new(const char *name, size_t size, struct rl_shdict **out)
 		return -ENOMEM;
 	}
 	d->mask = nb - 1;
-	/* the arena's binary decomposition, largest block first */
-	size_t off = 0;
-	for (int o = MAX_ORDER; o >= 0; o--) {
-		size_t bsz = UNIT << o;
-		if (d->arena_size - off >= bsz) {
-			if (!d->top_block)
-				d->top_block = bsz;
-			fl_push(d, o, (struct fblock *)(d->arena + off));
-			off += bsz;
-		}
-	}
-	d->free_bytes = d->arena_size;
+	rl__shd_arena_init(d);
 	*out = d;
 	return 0;
 }
@@ -579,7 +362,7 @@ int rl_shdict_store(struct rl_shdict *d, int op, const char *key, size_t klen,
 	lock(d);
 	it = lookup(d, key, klen, h);
 	if (it && expired(it, now) && op != RL_SHDICT_SET && op != RL_SHDICT_SAFE_SET) {
-		item_delete(d, it);     /* an expired item is absent to add and replace */
+		rl__shd_item_delete(d, it);     /* an expired item is absent to add and replace */
 		it = NULL;
 	}
 	if ((op == RL_SHDICT_ADD || op == RL_SHDICT_SAFE_ADD) && it) {
@@ -592,20 +375,20 @@ int rl_shdict_store(struct rl_shdict *d, int op, const char *key, size_t klen,
 	}
 	if (v->type == RL_SHDICT_NIL) {      /* delete */
 		if (it)
-			item_delete(d, it);
+			rl__shd_item_delete(d, it);
 		goto out;
 	}
 	/* the same size of block: overwrite in place */
 	size_t need = sizeof(struct item) + klen + vlen;
 	if (it && it->type != RL_SHDICT_LIST &&
-	    order_for(need) == (d->meta[((unsigned char *)it - d->arena) >> UNIT_SHIFT] & 0x7f)) {
+	    rl__shd_fits_block(d, it, need)) {
 		lru_unlink(d, it);
 	} else {
 		if (it)
-			item_delete(d, it);
-		expire_some(d, 2, now);
+			rl__shd_item_delete(d, it);
+		rl__shd_expire_some(d, 2, now);
 		int evict = op == RL_SHDICT_SET || op == RL_SHDICT_ADD || op == RL_SHDICT_REPLACE;
-		it = alloc_room(d, need, evict, NULL, now, &v->forcible);
+		it = rl__shd_alloc_room(d, need, evict, NULL, now, &v->forcible);
 		if (!it) {
 			rc = -ENOMEM;
 			goto out;
@@ -646,7 +429,7 @@ int rl_shdict_incr(struct rl_shdict *d, const char *key, size_t klen, double by,
 	lock(d);
 	it = lookup(d, key, klen, h);
 	if (it && expired(it, now)) {
-		item_delete(d, it);
+		rl__shd_item_delete(d, it);
 		it = NULL;
 	}
 	if (it) {
@@ -664,8 +447,8 @@ int rl_shdict_incr(struct rl_shdict *d, const char *key, size_t klen, double by,
 		rc = -ENOENT;
 		goto out;
 	}
-	expire_some(d, 2, now);
-	it = alloc_room(d, sizeof(struct item) + klen, 1, NULL, now, &v->forcible);
+	rl__shd_expire_some(d, 2, now);
+	it = rl__shd_alloc_room(d, sizeof(struct item) + klen, 1, NULL, now, &v->forcible);
 	if (!it) {
 		rc = -ENOMEM;
 		goto out;
@@ -682,165 +465,6 @@ int rl_shdict_incr(struct rl_shdict *d, const char *key, size_t klen, double by,
 	v->num = it->num;
 	lru_push(d, it);
 out:
-	unlock(d);
-	return rc;
-}
-
-int rl_shdict_push(struct rl_shdict *d, const char *key, size_t klen, int left,
-			  struct rl_shdict_value *v, const char *str)
-{
-	uint64_t h;
-	struct item *it;
-	struct lnode *n;
-	double now;
-	size_t vlen = 0;
-	int rc;
-
-	v->forcible = 0;
-	if (!key_ok(key, klen))
-		return -EINVAL;
-	if (v->type == RL_SHDICT_STRING) {
-		vlen = v->len;
-		if (vlen > UINT32_MAX || (vlen && !str))
-			return -EINVAL;
-	} else if (v->type != RL_SHDICT_NUMBER) {
-		return -EINVAL;
-	}
-	h = hash_key(key, klen);
-	now = rl__shdict_clock();   /* outside the lock: it is held for less */
-	lock(d);
-	it = lookup(d, key, klen, h);
-	if (it && expired(it, now)) {
-		item_delete(d, it);
-		it = NULL;
-	}
-	if (it && it->type != RL_SHDICT_LIST) {
-		rc = -EINVAL;
-		goto out;
-	}
-	if (!it) {
-		expire_some(d, 2, now);
-		it = alloc_room(d, sizeof(struct item) + klen, 1, NULL, now, &v->forcible);
-		if (!it) {
-			rc = -ENOMEM;
-			goto out;
-		}
-		memset(it, 0, sizeof(*it));
-		it->hash = h;
-		it->klen = (uint32_t)klen;
-		memcpy(it->data, key, klen);
-		it->hnext = d->buckets[h & d->mask];
-		d->buckets[h & d->mask] = it;
-		it->type = RL_SHDICT_LIST;
-	} else {
-		lru_unlink(d, it);  /* out of the LRU: making room cannot evict it */
-	}
-	n = alloc_room(d, sizeof(struct lnode) + vlen, 1, it, now, &v->forcible);
-	if (!n) {
-		if (it->vlen == 0) {   /* a list just made, still empty */
-			lru_push(d, it);
-			item_delete(d, it);
-		} else {
-			lru_push(d, it);
-		}
-		rc = -ENOMEM;
-		goto out;
-	}
-	n->type = (uint8_t)v->type;
-	n->num = v->num;
-	n->len = (uint32_t)vlen;
-	if (vlen)
-		memcpy(n->data, str, vlen);
-	if (left) {
-		n->prev = NULL;
-		n->next = it->lhead;
-		if (it->lhead)
-			it->lhead->prev = n;
-		else
-			it->ltail = n;
-		it->lhead = n;
-	} else {
-		n->next = NULL;
-		n->prev = it->ltail;
-		if (it->ltail)
-			it->ltail->next = n;
-		else
-			it->lhead = n;
-		it->ltail = n;
-	}
-	it->vlen++;
-	rc = it->vlen > INT32_MAX ? INT32_MAX : (int)it->vlen;
-	lru_push(d, it);
-out:
-	unlock(d);
-	return rc;
-}
-
-int rl_shdict_pop(struct rl_shdict *d, const char *key, size_t klen, int left,
-			 struct rl_shdict_value *v, char *buf, size_t buflen)
-{
-	uint64_t h;
-	struct item *it;
-	struct lnode *n;
-	int rc = 0;
-
-	v->type = RL_SHDICT_NIL;
-	v->len = 0;
-	if (!key_ok(key, klen))
-		return -EINVAL;
-	h = hash_key(key, klen);
-	double now = rl__shdict_clock();
-	lock(d);
-	it = lookup(d, key, klen, h);
-	if (!it || expired(it, now))
-		goto out;
-	if (it->type != RL_SHDICT_LIST) {
-		rc = -EINVAL;
-		goto out;
-	}
-	n = left ? it->lhead : it->ltail;
-	v->type = n->type;
-	v->num = n->num;
-	v->len = n->len;
-	if (buflen < n->len) {
-		rc = -ENOBUFS;
-		goto out;
-	}
-	memcpy(buf, n->data, n->len);
-	if (n->prev)
-		n->prev->next = n->next;
-	else
-		it->lhead = n->next;
-	if (n->next)
-		n->next->prev = n->prev;
-	else
-		it->ltail = n->prev;
-	bfree(d, n);
-	if (--it->vlen == 0)
-		item_delete(d, it);
-	rc = 1;
-out:
-	unlock(d);
-	return rc;
-}
-
-int rl_shdict_llen(struct rl_shdict *d, const char *key, size_t klen)
-{
-	struct item *it;
-	int rc = 0;
-
-	if (!key_ok(key, klen))
-		return -EINVAL;
-	uint64_t h = hash_key(key, klen);
-	double now = rl__shdict_clock();
-	lock(d);
-	it = lookup(d, key, klen, h);
-	if (it && !expired(it, now)) {
-		if (it->type != RL_SHDICT_LIST)
-			rc = -EINVAL;
-		else
-			rc = it->vlen > INT32_MAX ? INT32_MAX : (int)it->vlen;
-	}
 	unlock(d);
 	return rc;
 }
@@ -905,7 +529,7 @@ int rl_shdict_flush_expired(struct rl_shdict *d, int max)
 	while (it && (max <= 0 || n < max)) {
 		struct item *prev = it->prev;
 		if (expired(it, now)) {
-			item_delete(d, it);
+			rl__shd_item_delete(d, it);
 			n++;
 		}
 		it = prev;
