@@ -92,9 +92,16 @@ void host_log_reopen(void);          /* SIGUSR1 */
 void host_log_stop(void);            /* after every worker has ended */
 void host_log_v(int level, int id, const char *fmt, va_list ap);
 
-/* metrics.c: the endpoint's thread and what it reads. */
+/* metrics.c: what the endpoint serves; metrics_http.c: the endpoint. */
 int host_metrics_init(void);          /* before any worker starts */
 void host_metrics_stop(void);         /* after every worker has ended */
+/* Before the endpoint serves: the scrape's buffers (-ENOMEM). */
+int host_metrics_prepare(void);
+/* The /metrics text (malloc'd, *len bytes), NULL without memory. */
+char *host_metrics_text(size_t *len);
+/* msg <- the formatted reason; returns -EINVAL. */
+__attribute__((format(printf, 3, 4)))
+int host_metrics_fail(char *msg, size_t len, const char *fmt, ...);
 void host_metrics_log_dropped(int id);
 uint64_t host_metrics_log_drops(int id);
 /* A worker leaves its slot (before its C worker is destroyed): its last

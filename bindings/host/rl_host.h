@@ -113,7 +113,7 @@ RL_HOST_API int rl_host_log(int id, const char *line, size_t len);
 RL_HOST_API int rl_host_log_config(char *format, size_t cap);
 
 /*
- * Metrics (metrics.c). rl_host_metrics_listen serves /metrics and /healthz
+ * Metrics (metrics.c, the endpoint metrics_http.c). rl_host_metrics_listen serves /metrics and /healthz
  * on addr from a host thread (--metrics, ringline.configure{metrics=});
  * the same addr again is no change, another is refused. 0 or -errno with a
  * message in msg.
