@@ -20,22 +20,20 @@ local ffi = require "ffi"
 local bit = require "bit"
 local buffer = require "string.buffer"
 local C = require "ringline.lib"
-local sched = require "ringline.sched"
 local errors = require "ringline.errors"
 local check = require "ringline.check"
 local region = require "ringline.region"
+local fs_op = require "ringline.fs_op"
 
 local type, tostring, error, setmetatable, getmetatable = type, tostring, error, setmetatable, getmetatable
 local ffi_new, ffi_cast, ffi_string, ffi_gc = ffi.new, ffi.cast, ffi.string, ffi.gc
 local band, bor = bit.band, bit.bor
 local errstr = errors.errstr
-local wake, wait_begin, wait_park, wait_end = sched.wake, sched.wait_begin, sched.wait_park, sched.wait_end
 
 local _ = C.rl_fs_open, C.rl_file_read, C.rl_file_write, C.rl_file_readv, C.rl_file_writev,
   C.rl_file_fsync, C.rl_file_stat, C.rl_file_close, C.rl_file_close_now, C.rl_fs_stat,
-  C.rl_fs_unlink, C.rl_fs_rename, C.rl_fs_mkdir, C.rl_fs_listdir, C.rl_fs_cancel
+  C.rl_fs_unlink, C.rl_fs_rename, C.rl_fs_mkdir, C.rl_fs_listdir
 
-local EV_FILE = C.RL_EV_FILE
 local O_RDONLY, O_WRONLY, O_RDWR = C.RL_O_RDONLY, C.RL_O_WRONLY, C.RL_O_RDWR
 local O_CREAT, O_EXCL, O_TRUNC, O_APPEND = C.RL_O_CREAT, C.RL_O_EXCL, C.RL_O_TRUNC, C.RL_O_APPEND
 local O_DIRECT, O_DIRECTORY = C.RL_O_DIRECT, C.RL_O_DIRECTORY
@@ -50,73 +48,8 @@ local function misuse(msg)
   error("ringline.fs: " .. msg, errors.caller_level())
 end
 
-------------------------------------------------------------------------
--- Operations: submit, park, the event
-------------------------------------------------------------------------
-
-local function state(S)
-  local st = S.fs
-  if st then return st end
-  st = { ops = {}, tok = 0, files = setmetatable({}, { __mode = "k" }), bounce = {} }
-  S.fs = st
-  return st
-end
-
-local function is_done(rec) return rec.done end
-
--- Begin an operation for the running task: t, st, token, record.
-local function begin(what, timeout)
-  local S = sched.need("ringline.fs." .. what)
-  local t = sched.current(S, "ringline.fs." .. what)
-  if not S.w then sched.start(S) end   -- the C worker is made at first need
-  local st = state(S)
-  local ok, err = wait_begin(S, t, timeout)
-  if not ok then return nil, err end
-  local tok = st.tok % 4294967295 + 1   -- never 0: token 0 is "nobody's"
-  st.tok = tok
-  local rec = { task = t, done = false, res = 0, aux = 0, anchor = false, file = false, open = false }
-  st.ops[tok] = rec
-  return S, t, tok, rec
-end
-
--- The operation's id from the core (or -errno): wait for its event.
--- Returns res (>= 0), aux; or nil, err.
-local function await(S, t, tok, rec, id)
-  local st = S.fs
-  if id < 0 then
-    st.ops[tok] = nil
-    wait_end(S, t)
-    return nil, errstr(id)
-  end
-  local why = wait_park(S, t, is_done, rec)
-  wait_end(S, t)
-  if why and not rec.done then
-    C.rl_fs_cancel(S.w, id, tok)
-    rec.task = false                 -- the event still comes (on_file)
-    return nil, why
-  end
-  rec.task = false
-  local res = rec.res
-  if res < 0 then return nil, errstr(res), rec.aux end
-  return res, rec.aux
-end
-
-local function on_file(S, ev)
-  local st = S.fs
-  if not st then return end
-  local tok = ev.data
-  local rec = st.ops[tok]
-  if not rec then return end
-  st.ops[tok] = nil
-  rec.res, rec.aux, rec.done = ev.res, ev.aux, true
-  rec.anchor = false
-  local t = rec.task
-  if t then
-    wake(S, t, nil)
-  elseif rec.open and ev.res >= 0 then
-    C.rl_file_close(S.w, ev.res, 0)  -- an open nobody waits for any more
-  end
-end
+-- Operations: ringline.fs_op (begin, await, the token table, RL_EV_FILE)
+local state, begin, await = fs_op.state, fs_op.begin, fs_op.await
 
 ------------------------------------------------------------------------
 -- Files
@@ -847,15 +780,10 @@ local function drain(S)
 end
 
 -- In-flight file operations (for specs: back to 0 at idle).
-function M.pending(S)
-  local st = (S or sched.state()).fs
-  local n = 0
-  if st then for _ in pairs(st.ops) do n = n + 1 end end
-  return n
-end
+M.pending = fs_op.pending
 
 function M.attach(sched_)
-  sched_.on_event(EV_FILE, on_file)
+  fs_op.attach(sched_)
   sched_.on_drain(drain)
 end
 
