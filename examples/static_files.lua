@@ -4,15 +4,15 @@
 --   ringline-lua examples/static_files.lua [dir]    (PORT=8080, BENCH_HOST=127.0.0.1)
 --   then: curl http://127.0.0.1:8080/echo.lua
 --
--- Every file operation goes through the ring (ringline.fs): a request
--- stats its path, opens the file and sends it with res:sendfile, which has
--- the kernel splice the bytes file -> pipe -> socket: no Lua string, no
--- copy in userspace, and a large file never stalls the other connections.
--- A file asked for HOT_HITS times and at most CACHE_FILE bytes is read once
--- into a region of its own (region:load, straight into registered memory)
--- and then answered from it with res:finish(slice): zero copy, and no file
--- operation but the stat that checks it has not changed (size and mtime;
--- a changed file is read again). At most CACHE_FILES files are cached; the
+-- A request opens its path through the ring (ringline.fs), stats the open
+-- file and sends it with res:sendfile: bytes the page cache holds go by
+-- sendfile(2), the others are spliced from the disk by the ring, so there
+-- is no Lua string, no copy in userspace, and a large or cold file never
+-- stalls the other connections. A file asked for HOT_HITS times and at
+-- most CACHE_FILE bytes is read once into a region of its own (region:load,
+-- straight into registered memory) and then answered from it with
+-- res:finish(slice): zero copy, after the open and stat that check it has
+-- not changed (size and mtime; a changed file is read again). At most CACHE_FILES files are cached; the
 -- least recently used one whose sends are over makes room.
 --
 -- GET and HEAD; "/" is index.html when there is one, else a plain-text
@@ -110,9 +110,14 @@ local function serve(req, res)
     path = "/index.html"
   end
   if not path:match("^/[%w%._%-/]+$") or path:find("/%.") then return not_found(res) end
-  local full = dir .. path
-  local st = fs.stat(full)
-  if not st or st.type ~= "file" then return not_found(res) end
+  -- open, then stat the open file: one path lookup, no race between the
+  -- two, and f:stat() needs no ring operation (see docs/api.md)
+  local f = fs.open(dir .. path, "r")
+  local st = f and f:stat()
+  if not st or st.type ~= "file" then
+    if f then f:close() end
+    return not_found(res)
+  end
   clock = clock + 1
   local e = cache[path]
   if e and (e.size ~= st.size or e.mtime ~= st.mtime) then
@@ -121,11 +126,10 @@ local function serve(req, res)
   end
   res:header("Content-Type", ctype(path))
   if e then
+    f:close()
     e.used = clock
     return res:finish(e.slice)            -- from registered memory, zero copy
   end
-  local f = fs.open(full, "r")
-  if not f then return not_found(res) end
   if CACHE_FILES > 0 and st.size <= CACHE_FILE then
     local n = (hits[path] or 0) + 1
     hits[path] = n

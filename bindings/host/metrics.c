@@ -352,6 +352,7 @@ static const struct core_metric {
 	C_(fs_pool_ops, 0, "File operations run by the fallback thread pool."),
 	C_(fs_inflight, 1, "File operations not yet completed."),
 	C_(sendfile_pipes, 1, "Pipes held for sendfile (in use and cached)."),
+	C_(sendfile_fills, 0, "Sendfile splices file to pipe run by the ring (bytes not in the page cache)."),
 };
 #undef C_
 /* every counter of struct rl_metrics has a row (all are uint64_t) */

@@ -191,6 +191,7 @@ struct rl_metrics {
 	uint64_t fs_pool_ops;
 	uint64_t fs_inflight;
 	uint64_t sendfile_pipes;
+	uint64_t sendfile_fills;
 };
 enum rl_feature {
 	RL_FEAT_DEFER_TASKRUN = 1,
@@ -207,6 +208,7 @@ enum rl_feature {
 	RL_FEAT_FS_RING = 2048,
 	RL_FEAT_SPLICE = 4096,
 	RL_FEAT_SQPOLL = 8192,
+	RL_FEAT_CACHESTAT = 16384,
 };
 enum rl_sqpoll_cpu { RL_SQPOLL_ANY_CPU = 65535 };
 void rl_config_init(struct rl_config *cfg);
@@ -436,6 +438,7 @@ enum rl_open_flag {
 	RL_O_NOFOLLOW = 256,
 };
 int rl_fs_open(struct rl_worker *w, const char *path, int flags, uint32_t mode, uint32_t token);
+int rl_fs_open_now(struct rl_worker *w, const char *path, int flags);
 int rl_file_read(struct rl_worker *w, int fd, void *buf, uint32_t len, int64_t offset, int region,
 		 uint32_t token);
 int rl_file_write(struct rl_worker *w, int fd, const void *buf, uint32_t len, int64_t offset,
@@ -446,6 +449,7 @@ int rl_file_writev(struct rl_worker *w, int fd, const struct rl_part *parts, int
 		   uint32_t token);
 int rl_file_fsync(struct rl_worker *w, int fd, int datasync, uint32_t token);
 int rl_file_stat(struct rl_worker *w, int fd, struct rl_stat *out, uint32_t token);
+int rl_file_stat_now(int fd, struct rl_stat *out);
 int rl_file_close(struct rl_worker *w, int fd, uint32_t token);
 int rl_file_close_now(int fd);
 int rl_fs_stat(struct rl_worker *w, const char *path, int nofollow, struct rl_stat *out,
@@ -457,6 +461,8 @@ int rl_fs_listdir(struct rl_worker *w, const char *path, void *buf, uint32_t cap
 int rl_fs_cancel(struct rl_worker *w, int id, uint32_t token);
 int rl_conn_sendfile(struct rl_worker *w, uint32_t slot, uint32_t gen, int fd, int64_t offset,
 		     uint32_t count);
+int rl_conn_sendfile_with(struct rl_worker *w, uint32_t slot, uint32_t gen, const void *prefix,
+			  uint32_t prefix_len, int fd, int64_t offset, uint32_t count);
 struct rl_shdict;
 enum {
 	RL_SHDICT_NIL = 0,

@@ -103,6 +103,7 @@
 	F(rl_metrics, fs_pool_ops) \
 	F(rl_metrics, fs_inflight) \
 	F(rl_metrics, sendfile_pipes) \
+	F(rl_metrics, sendfile_fills) \
 	S(rl_proc_info) \
 	F(rl_proc_info, id) \
 	F(rl_proc_info, gen) \
@@ -263,6 +264,7 @@
 	E(RL_FEAT_FS_RING) \
 	E(RL_FEAT_SPLICE) \
 	E(RL_FEAT_SQPOLL) \
+	E(RL_FEAT_CACHESTAT) \
 	E(RL_SQPOLL_ANY_CPU) \
 	E(RL_MSG_RESOLVED) \
 	E(RL_MSG_SIGNAL) \

@@ -319,6 +319,8 @@ struct rl_metrics {
 	uint64_t fs_pool_ops;        /* file operations run by the fallback thread pool */
 	uint64_t fs_inflight;        /* gauge: file operations not yet completed */
 	uint64_t sendfile_pipes;     /* gauge: pipes held for sendfile (in use and cached) */
+	uint64_t sendfile_fills;     /* sendfile splices file -> pipe run by the ring (bytes not
+				      * in the page cache, or no RL_FEAT_CACHESTAT) */
 };
 
 /* Kernel features found by the start-up probe (rl_worker_features). */
@@ -344,6 +346,9 @@ enum rl_feature {
 	RL_FEAT_SPLICE = 4096,     /* IORING_OP_SPLICE: rl_conn_sendfile */
 	RL_FEAT_SQPOLL = 8192,     /* the ring has an SQ polling thread (sqpoll=1 and the
 	                              kernel accepted it) */
+	RL_FEAT_CACHESTAT = 16384, /* cachestat(2) (6.5): rl_conn_sendfile sends what the page
+	                              cache holds by sendfile(2) from the worker; without it
+	                              every byte goes by IORING_OP_SPLICE (io-wq threads) */
 };
 
 /* sqpoll_cpu's default: the SQPOLL thread is not pinned. */
@@ -905,6 +910,14 @@ enum rl_open_flag {
 };
 /* flags: RL_O_*; res = the descriptor. -EINVAL for unknown bits. */
 int rl_fs_open(struct rl_worker *w, const char *path, int flags, uint32_t mode, uint32_t token);
+/* The open now, when the ring would have done it at once: openat2(2) with
+ * RESOLVE_CACHED, which succeeds only when the whole path is in the dentry
+ * cache (no I/O, no revalidation), as the ring's own first try of OPENAT.
+ * The descriptor, a definite -errno (-ENOENT from a cached negative
+ * entry, -EACCES, ...), or -EAGAIN: use rl_fs_open (a create or truncate,
+ * a path not cached, a kernel without RESOLVE_CACHED, a ring without
+ * OPENAT). Saves the round trip through the event loop. */
+int rl_fs_open_now(struct rl_worker *w, const char *path, int flags);
 /* Read or write len bytes at offset. region >= 0: buf lies in that region
  * (rl_region_new) and the ring's READ_FIXED / WRITE_FIXED are used: the
  * memory is registered, as direct I/O wants. res = bytes moved (a short
@@ -921,6 +934,11 @@ int rl_file_writev(struct rl_worker *w, int fd, const struct rl_part *parts, int
 /* datasync != 0: fdatasync. */
 int rl_file_fsync(struct rl_worker *w, int fd, int datasync, uint32_t token);
 int rl_file_stat(struct rl_worker *w, int fd, struct rl_stat *out, uint32_t token);
+/* statx(2) of an open file now, off the ring: an open file's attributes
+ * are in memory on a local filesystem (IORING_OP_STATX always runs on an
+ * io-wq thread, a thread hop per call); a network filesystem may ask its
+ * server. 0 or -errno. */
+int rl_file_stat_now(int fd, struct rl_stat *out);
 int rl_file_close(struct rl_worker *w, int fd, uint32_t token);
 /* close(2) now, off the ring (a file object collected without close). */
 int rl_file_close_now(int fd);
@@ -941,17 +959,29 @@ int rl_fs_listdir(struct rl_worker *w, const char *path, void *buf, uint32_t cap
  * -ECANCELED when it was stopped in time, else its result. -ENOENT when it
  * has completed already. */
 int rl_fs_cancel(struct rl_worker *w, int id, uint32_t token);
-/* Queue count bytes of file fd from offset on the connection's ordered
- * send queue: spliced file -> pipe -> socket by the kernel
- * (IORING_OP_SPLICE), never through userspace. The descriptor is
- * duplicated (the caller may close fd at once). io->unsent grows by count
- * and falls as bytes go out, so watermarks and flushing work as for
- * rl_conn_send. A file that ends before count bytes fails the connection's
- * send side with -ENODATA (the peer has part of it: close). -EOPNOTSUPP on
- * a TLS connection (userspace records: read and rl_conn_send instead) or
- * without RL_FEAT_SPLICE; -ENOBUFS past 2^32 - 1 unsent bytes. */
+/* Send count bytes of file fd from offset in order on the connection's
+ * send queue, never through userspace: what the page cache holds by
+ * sendfile(2) from the worker on the connection's plain descriptor, made
+ * non-blocking (RL_FEAT_CACHESTAT; the first sendfile of an accepted
+ * connection installs one), what it does not by IORING_OP_SPLICE file ->
+ * pipe on an io-wq thread; without RL_FEAT_CACHESTAT everything by linked
+ * splices file -> pipe -> socket. When nothing is queued, the bytes go out
+ * from the call itself as far as they can; the rest is queued, with the
+ * descriptor duplicated (the caller may close fd at once). io->unsent
+ * grows by what is queued and falls as it goes out, so watermarks and
+ * flushing work as for rl_conn_send. A file that ends before count bytes
+ * fails the connection's send side with -ENODATA (the peer has part of
+ * it: close). -EOPNOTSUPP on a TLS connection (userspace records: read and
+ * rl_conn_send instead) or without RL_FEAT_SPLICE; -ENOBUFS past 2^32 - 1
+ * unsent bytes; a send error found now is returned (and kept as the send
+ * side's, as a queued send's would be). */
 int rl_conn_sendfile(struct rl_worker *w, uint32_t slot, uint32_t gen, int fd, int64_t offset,
 		     uint32_t count);
+/* The same with prefix_len bytes (copied) sent before the file: a
+ * response's head, which then leaves in the same packets as the body's
+ * start (MSG_MORE) and from the same call. */
+int rl_conn_sendfile_with(struct rl_worker *w, uint32_t slot, uint32_t gen, const void *prefix,
+			  uint32_t prefix_len, int fd, int64_t offset, uint32_t count);
 /* ---- shared dictionaries (ngx.shared.DICT; shdict.c) ----
  * Process-wide key/value stores every worker thread sees: one fixed arena
  * per dictionary (allocated when it is opened, never grown), a hash table,

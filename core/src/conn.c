@@ -316,6 +316,31 @@ void rl__conn_on_recv(struct rl_worker *w, struct io_uring_cqe *cqe)
 
 /* ---- send queue ---- */
 
+/* An inline sendfile node's first step: a NOP whose completion pushes the
+ * bytes (sendfile_inline), so the pushing always runs where completions
+ * run and the queue's bookkeeping stays in one place (send_done). A
+ * connection with no plain descriptor gets one first: the install goes
+ * linked before the NOP, and a failed install leaves the node to the ring
+ * splices. */
+static void sendfile_kick(struct rl_worker *w, struct rl_conn *c, struct io_uring_sqe *sqe,
+			  struct rl_sendfile *sf)
+{
+	if (c->rawfd < 0 && !(c->flags & RL_CONN_F_FD_PENDING)) {
+		struct io_uring_sqe *nop = io_uring_sq_space_left(&w->ring) ? io_uring_get_sqe(&w->ring) : NULL;
+		if (nop) {
+			io_uring_prep_rw(RL_IORING_OP_FIXED_FD_INSTALL, sqe, (int)c->slot, NULL, 0, 0);
+			sqe->flags |= IOSQE_FIXED_FILE | IOSQE_IO_LINK;
+			rl__conn_set_ud(sqe, RL_OP_FD_INSTALL, c);
+			c->flags |= RL_CONN_F_FD_PENDING;
+			rl__conn_op_start(w, c);
+			sqe = nop;
+		}
+	}
+	io_uring_prep_nop(sqe);
+	rl__conn_set_ud(sqe, RL_OP_SPLICE, c);
+	sf->step = RL_SF_KICK;
+}
+
 void rl__conn_send_submit(struct rl_worker *w, struct rl_conn *c)
 {
 	struct rl_chunk *h = c->sq_head;
@@ -326,7 +351,10 @@ void rl__conn_send_submit(struct rl_worker *w, struct rl_conn *c)
 		return;
 	}
 	if (h->sf) {
-		rl__conn_splice_prep(w, sqe, c, h->sf);
+		if (h->sf->inl)
+			sendfile_kick(w, c, sqe, h->sf);
+		else
+			rl__conn_splice_prep(w, sqe, c, h->sf);
 		c->flags |= RL_CONN_F_SEND_INFLIGHT;
 		rl__conn_op_start(w, c);
 		return;
@@ -341,9 +369,12 @@ void rl__conn_send_submit(struct rl_worker *w, struct rl_conn *c)
 	} else if (e) {
 		io_uring_prep_sendmsg(sqe, (int)c->slot, rl__slab_msg(e), MSG_NOSIGNAL | MSG_WAITALL);
 	} else {
-		/* MSG_WAITALL: the kernel retries a short send in place, one CQE. */
+		/* MSG_WAITALL: the kernel retries a short send in place, one CQE.
+		 * MSG_MORE before a sendfile: a response's head leaves with the
+		 * first bytes of its body, not in a packet of its own. */
 		io_uring_prep_send(sqe, (int)c->slot, h->data + h->off, h->len - h->off,
-				   MSG_NOSIGNAL | MSG_WAITALL);
+				   MSG_NOSIGNAL | MSG_WAITALL |
+					   (h->next && h->next->sf ? MSG_MORE : 0));
 	}
 	sqe->flags |= IOSQE_FIXED_FILE;
 	if (e) /* a slab entry's completions name the entry (its notifications too) */
@@ -399,20 +430,28 @@ void rl__conn_enqueue(struct rl_worker *w, struct rl_conn *c, struct rl_chunk *n
 		rl__conn_send_submit(w, c);
 }
 
+/* Bytes the peer's socket took (n > 0): the queue's and the worker's
+ * counters, and the close's progress. */
+static void send_account(struct rl_worker *w, struct rl_conn *c, int n)
+{
+	if (n <= 0)
+		return;
+	c->close_progress = w->now;
+	c->io.unsent -= (uint32_t)n;
+	w->m.send_bytes_queued -= (uint64_t)n;
+	w->m.bytes_out += (uint64_t)n;
+}
+
 /* After the head's operation completed (its node already advanced or
  * removed by the caller): account, then decide what the queue does next. */
 static void send_done(struct rl_worker *w, struct rl_conn *c, int res)
 {
 	rl__conn_op_done(w, c);
 	c->flags &= ~RL_CONN_F_SEND_INFLIGHT;
-	if (res > 0) {
-		c->close_progress = w->now;
-		c->io.unsent -= (uint32_t)res;
-		w->m.send_bytes_queued -= (uint64_t)res;
-		w->m.bytes_out += (uint64_t)res;
-	} else if (res == 0 || (res != -EAGAIN && res != -EINTR && res != -ECANCELED)) {
+	if (res > 0)
+		send_account(w, c, res);
+	else if (res == 0 || (res != -EAGAIN && res != -EINTR && res != -ECANCELED))
 		c->io.serr = res ? res : -EPIPE;
-	}
 	if ((c->flags & RL_CONN_F_SEND_CANCEL) || c->io.serr) {
 		c->flags &= ~RL_CONN_F_SEND_CANCEL;
 		drop_queue(w, c);
@@ -493,6 +532,85 @@ void rl__conn_on_send(struct rl_worker *w, struct io_uring_cqe *cqe)
 		rl__slab_dequeued(w, sent);
 }
 
+/* An inline sendfile node's operation completed (the kick, a wait for
+ * room, a fill of the pipe from the disk): push what can go now, then wait
+ * for room, fill, or end the node. Bytes pushed are accounted as a send's
+ * are; the node's operation count carries over to the next step. */
+static void sendfile_inline(struct rl_worker *w, struct rl_conn *c, struct rl_chunk *h, int res)
+{
+	struct rl_sendfile *sf = h->sf;
+	uint8_t step = sf->step;
+	sf->step = 0;
+	if (step == RL_SF_FILL && res > 0) {
+		sf->inpipe += (uint32_t)res;
+		sf->left -= (uint32_t)res;
+		sf->off += res;
+	}
+	if (c->flags & (RL_CONN_F_SEND_CANCEL | RL_CONN_F_RESET)) {
+		send_done(w, c, -ECANCELED);
+		return;
+	}
+	if (step == RL_SF_FILL && res <= 0) {
+		send_done(w, c, res == 0 ? -ENODATA : res); /* the file ended early */
+		return;
+	}
+	if (c->rawfd < 0) { /* its install failed: the ring splices it */
+		c->flags |= RL_CONN_F_NO_RAWFD;
+		sf->inl = 0;
+		int err = rl__pipe_get(w, sf->pipe, &sf->pipe_size);
+		if (err) {
+			send_done(w, c, err);
+			return;
+		}
+		rl__conn_op_done(w, c);
+		c->flags &= ~RL_CONN_F_SEND_INFLIGHT;
+		rl__conn_send_submit(w, c);
+		return;
+	}
+	if (!(c->flags & RL_CONN_F_RAW_NB)) {
+		int err = rl__sendfile_nonblock(c->rawfd);
+		if (err) {
+			send_done(w, c, err);
+			return;
+		}
+		c->flags |= RL_CONN_F_RAW_NB;
+	}
+	int stop;
+	int n = rl__sendfile_push(c->rawfd, sf, &stop);
+	if (n > 0)
+		h->off += (uint32_t)n;
+	if (stop == -EAGAIN || stop == RL_SF_STOP_FILL) {
+		struct io_uring_sqe *sqe = rl__sqe(w);
+		int err = 0;
+		if (stop == RL_SF_STOP_FILL && sf->pipe[0] < 0)
+			err = rl__pipe_get(w, sf->pipe, &sf->pipe_size);
+		if (!sqe || err) {
+			send_account(w, c, n);
+			send_done(w, c, sqe ? err : -EBUSY);
+			return;
+		}
+		if (stop == -EAGAIN)
+			rl__sendfile_prep_wait(sqe, c, sf);
+		else
+			rl__sendfile_prep_fill(w, sqe, sf);
+		rl__conn_set_ud(sqe, RL_OP_SPLICE, c);
+		send_account(w, c, n);
+		rl__conn_maybe_emit_send(w, c);
+		return;
+	}
+	if (stop) { /* an error: what moved before it counts, then the error */
+		send_account(w, c, n);
+		send_done(w, c, stop);
+		return;
+	}
+	/* all of it went */
+	c->sq_head = h->next;
+	if (!c->sq_head)
+		c->sq_tail = NULL;
+	send_done(w, c, n);
+	rl__sendfile_free(w, sf);
+}
+
 /* RL_OP_SPLICE: a step of the sendfile node at the queue's head. A fill
  * moved file bytes into the pipe (nothing went out: the drain follows at
  * once); a drain sent pipe bytes, accounted as any send. A fill that finds
@@ -507,6 +625,10 @@ void rl__conn_on_splice(struct rl_worker *w, struct io_uring_cqe *cqe)
 	int res = cqe->res;
 	struct rl_chunk *h = c->sq_head;
 	struct rl_sendfile *sf = h->sf;
+	if (sf->inl) {
+		sendfile_inline(w, c, h, res);
+		return;
+	}
 	if (sf->filling && sf->linked) {
 		/* a fill with its drain linked: the drain's completion follows */
 		sf->filling = 0;

@@ -23,10 +23,12 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/openat2.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -539,6 +541,33 @@ int rl_fs_open(struct rl_worker *w, const char *path, int flags, uint32_t mode, 
 	return submit(w, r);
 }
 
+int rl_fs_open_now(struct rl_worker *w, const char *path, int flags)
+{
+	int os = open_flags(flags);
+	if (os < 0 || !path)
+		return -EINVAL;
+	/* where the ring would go async at once (a create or truncate writes),
+	 * or the ring has no OPENAT (the pool runs opens: its tests say so) */
+	if ((os & (O_CREAT | O_TRUNC)) || !(w->fs.ring_ops & (1u << RL_FSOP_OPEN)) ||
+	    w->fs.no_open_now)
+		return -EAGAIN;
+	struct open_how how = { .flags = (uint64_t)(os | O_CLOEXEC), .resolve = RESOLVE_CACHED };
+	long fd = syscall(SYS_openat2, AT_FDCWD, path, &how, sizeof(how));
+	if (fd >= 0) {
+		w->m.fs_ops++;
+		return (int)fd;
+	}
+	int err = errno;
+	if (err == ENOSYS) /* before 5.6 (5.6-5.11 lack RESOLVE_CACHED: EINVAL below) */
+		w->fs.no_open_now = 1;
+	/* EAGAIN: a component is not cached, or needs revalidation; EINVAL
+	 * may be the resolve flag itself: let the ring's open decide */
+	if (err == EAGAIN || err == EINVAL || err == ENOSYS)
+		return -EAGAIN;
+	w->m.fs_ops++;
+	return -err;
+}
+
 static int rw(struct rl_worker *w, int op, int fd, void *buf, uint32_t len, int64_t offset,
 	      int region, uint32_t token)
 {
@@ -633,6 +662,17 @@ int rl_file_stat(struct rl_worker *w, int fd, struct rl_stat *out, uint32_t toke
 	r->flags = AT_EMPTY_PATH;
 	r->out = out;
 	return submit(w, r);
+}
+
+int rl_file_stat_now(int fd, struct rl_stat *out)
+{
+	struct statx x;
+	if (fd < 0 || !out)
+		return -EINVAL;
+	if (statx(fd, "", AT_EMPTY_PATH, STATX_BASIC_STATS | STATX_DIOALIGN, &x) < 0)
+		return -errno;
+	fill_stat(out, &x);
+	return 0;
 }
 
 int rl_file_close(struct rl_worker *w, int fd, uint32_t token)

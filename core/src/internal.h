@@ -237,6 +237,9 @@ enum rl_conn_flag {
 	RL_CONN_F_SILENT = 1u << 20,         /* freed without RL_EV_CLOSED (failed connect) */
 	/* TLS */
 	RL_CONN_F_TLS_PENDING = 1u << 21,    /* handshake running: RL_EV_TLS still due */
+	/* sendfile */
+	RL_CONN_F_RAW_NB = 1u << 22,         /* the plain descriptor was made non-blocking */
+	RL_CONN_F_NO_RAWFD = 1u << 23,       /* its install failed: sendfile by ring splices */
 };
 
 struct rl_conn {
@@ -553,7 +556,14 @@ struct rl_sendfile {
 	uint8_t link_broken;    /* the linked fill came short: its drain comes cancelled */
 	uint32_t linked;        /* a fill of this many bytes went with its drain linked */
 	int32_t fill_res;       /* a broken link's fill result */
+	uint8_t inl;            /* inline (sendfile.c): plain calls, the ring fills and waits */
+	uint8_t step;           /* inline: the operation in flight (enum rl_sf_step) */
 };
+
+/* An inline sendfile node's operation in flight; RL_SF_STOP_FILL is
+ * rl__sendfile_push's "fill the pipe first". */
+enum rl_sf_step { RL_SF_KICK = 1, RL_SF_POLL, RL_SF_FILL };
+enum { RL_SF_STOP_FILL = 1 };
 
 struct rl_fs {
 	struct rl_fsreq **reqs;
@@ -562,6 +572,7 @@ struct rl_fs {
 	uint32_t nfree;
 	uint32_t live;          /* requests in flight */
 	uint32_t ring_ops;      /* bit (1 << RL_FSOP_*) set: the ring runs it */
+	uint8_t no_open_now;    /* openat2 with RESOLVE_CACHED is missing: rl_fs_open_now off */
 	struct rl_fspool *pool; /* started on first use */
 	int pipes[RL_PIPE_CACHE][2];
 	uint32_t npipes;        /* cached, empty */
@@ -693,9 +704,21 @@ RL_HIDDEN void rl__conn_fd_install_submit(struct rl_worker *w, struct rl_conn *c
 RL_HIDDEN struct rl_chunk *rl__conn_tail_room(struct rl_worker *w, struct rl_conn *c, size_t want);
 /* The TLS engine's sink (a = the worker, b = the connection). */
 RL_HIDDEN int rl__conn_tls_sink(void *a, void *b, const uint8_t *p, uint32_t n);
-/* A sendfile node's next splice (or linked pair) into sqe, and its release. */
+/* sendfile.c: a sendfile node's steps. Ring splices only: the next
+ * splice (or linked pair) into sqe. Inline: push bytes with plain calls on
+ * the connection's non-blocking descriptor, returning how many moved, with
+ * *stop 0 (all sent), -EAGAIN (the socket is full: prep_wait), RL_SF_STOP_FILL
+ * (the next bytes are not in the page cache: prep_fill) or an error
+ * (-ENODATA: the file ended early). And the node's release. */
 RL_HIDDEN void rl__conn_splice_prep(struct rl_worker *w, struct io_uring_sqe *sqe,
 				    struct rl_conn *c, struct rl_sendfile *sf);
+RL_HIDDEN int rl__cachestat_ok(void);
+RL_HIDDEN int rl__sendfile_nonblock(int sock);
+RL_HIDDEN int rl__sendfile_push(int sock, struct rl_sendfile *sf, int *stop);
+RL_HIDDEN void rl__sendfile_prep_fill(struct rl_worker *w, struct io_uring_sqe *sqe,
+				      struct rl_sendfile *sf);
+RL_HIDDEN void rl__sendfile_prep_wait(struct io_uring_sqe *sqe, const struct rl_conn *c,
+				      struct rl_sendfile *sf);
 RL_HIDDEN void rl__sendfile_free(struct rl_worker *w, struct rl_sendfile *sf);
 RL_HIDDEN void rl__conn_tls_flush(struct rl_worker *w, struct rl_conn *c);
 RL_HIDDEN void rl__conn_tls_fail(struct rl_worker *w, struct rl_conn *c, int err);

@@ -9,7 +9,7 @@
  * RINGLINE_DISABLE_FEATURES makes the worker act as if the kernel lacked
  * some of what it probes (a comma-separated list of defer_taskrun,
  * single_issuer, sendmsg_zc, zc_report_usage, fd_install, msg_ring, sendto,
- * recv_limit, ktls, waitid, fs_ring, splice, sqpoll, or "all"): the tests run
+ * recv_limit, ktls, waitid, fs_ring, splice, sqpoll, cachestat, or "all"): the tests run
  * the fallbacks with it, and it reproduces an older kernel's behaviour.
  */
 #include <errno.h>
@@ -44,7 +44,7 @@ uint32_t rl__disabled_features(void)
 		{ "sendto", RL_FEAT_SENDTO },               { "recv_limit", RL_FEAT_RECV_LIMIT },
 		{ "ktls", RL_FEAT_KTLS },                   { "waitid", RL_FEAT_WAITID },
 		{ "fs_ring", RL_FEAT_FS_RING },                 { "splice", RL_FEAT_SPLICE },
-		{ "sqpoll", RL_FEAT_SQPOLL },
+		{ "sqpoll", RL_FEAT_SQPOLL },               { "cachestat", RL_FEAT_CACHESTAT },
 	};
 	static int warned;
 	const char *env = getenv("RINGLINE_DISABLE_FEATURES");
@@ -70,7 +70,7 @@ uint32_t rl__disabled_features(void)
 		if (!known && !__atomic_exchange_n(&warned, 1, __ATOMIC_RELAXED))
 			fprintf(stderr, "ringline: RINGLINE_DISABLE_FEATURES: unknown feature '%.*s' "
 				"ignored (valid: defer_taskrun, single_issuer, sendmsg_zc, "
-				"zc_report_usage, fd_install, msg_ring, sendto, recv_limit, ktls, waitid, fs_ring, splice, sqpoll, all)\n", (int)n, p);
+				"zc_report_usage, fd_install, msg_ring, sendto, recv_limit, ktls, waitid, fs_ring, splice, sqpoll, cachestat, all)\n", (int)n, p);
 		p += n + (p[n] == ',');
 	}
 	return off;
@@ -376,6 +376,8 @@ int rl__ring_setup(struct rl_worker *w, char *msg, size_t msglen)
 		w->features |= RL_FEAT_SENDTO;
 	if (recv_limit_ok(w))
 		w->features |= RL_FEAT_RECV_LIMIT;
+	if (rl__cachestat_ok())
+		w->features |= RL_FEAT_CACHESTAT;
 	if (!(off & RL_FEAT_KTLS) && ktls_ok())
 		w->features |= RL_FEAT_KTLS;
 	w->features &= ~off;

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * sendv.c - building a scatter-gather send: rl_conn_sendv and
- * rl_conn_sendv_upto.
+ * rl_conn_sendv_upto; and a sendfile: rl_conn_sendfile(_with).
  *
  * The policy that turns a caller's parts into queue nodes lives here, above
  * the two things it composes: a guarded part of at least zc_threshold bytes
@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -134,23 +135,85 @@ int rl_conn_sendv_upto(struct rl_worker *w, uint32_t slot, uint32_t gen, const s
 	return sendv(w, slot, gen, parts, n, 1);
 }
 
-/* A sendfile node: the file's bytes go file -> pipe -> socket by splice
- * (conn.c's queue runs the steps), ordered with everything else queued.
- * Here because it is another kind of part the caller queues: conn.c owns
- * the queue, fileop.c the pipes, and neither calls back. */
-int rl_conn_sendfile(struct rl_worker *w, uint32_t slot, uint32_t gen, int fd, int64_t offset,
-		     uint32_t count)
+/* Whether a sendfile may go out now, from this call: the inline way is on,
+ * the connection has a plain descriptor (made non-blocking here) and
+ * nothing queued or in flight that the bytes would overtake. */
+static int sendfile_now_ok(struct rl_worker *w, struct rl_conn *c)
+{
+	if (!(w->features & RL_FEAT_CACHESTAT) || c->rawfd < 0 || c->sq_head ||
+	    (c->flags & (RL_CONN_F_SEND_INFLIGHT | RL_CONN_F_CONNECTING | RL_CONN_F_SHUT_PENDING |
+			 RL_CONN_F_SHUT_INFLIGHT | RL_CONN_F_NO_RAWFD)))
+		return 0;
+	if (!(c->flags & RL_CONN_F_RAW_NB)) {
+		if (rl__sendfile_nonblock(c->rawfd))
+			return 0;
+		c->flags |= RL_CONN_F_RAW_NB;
+	}
+	return 1;
+}
+
+/* A sendfile node: the file's bytes go to the socket by sendfile(2) from
+ * the worker when the page cache has them, else by splices the ring runs
+ * (sendfile.c; conn.c's queue runs the steps), ordered with everything else
+ * queued. Here because it is another kind of part the caller queues:
+ * conn.c owns the queue, fileop.c the pipes, and neither calls back. An
+ * inline node takes a pipe only when it must fill one; the other kind
+ * takes it now, so that running out of descriptors is this call's error.
+ *
+ * When nothing is queued the bytes (the prefix, then the file) first go
+ * out from this call, as far as the socket takes them and the page cache
+ * holds them: a small response then costs no queue node, no duplicated
+ * descriptor and no ring operation, as nginx's writev and sendfile. Only
+ * what is left is queued. */
+int rl_conn_sendfile_with(struct rl_worker *w, uint32_t slot, uint32_t gen, const void *prefix,
+			  uint32_t prefix_len, int fd, int64_t offset, uint32_t count)
 {
 	int err;
 	struct rl_conn *c = rl__conn_sendable(w, slot, gen, &err);
 	if (!c)
 		return err;
-	if (fd < 0 || offset < 0)
+	if (fd < 0 || offset < 0 || (prefix_len && !prefix))
 		return -EINVAL;
 	if (c->tls || !(w->features & RL_FEAT_SPLICE))
 		return -EOPNOTSUPP;
-	if (count > UINT32_MAX - c->io.unsent)
+	if ((uint64_t)count + prefix_len > (uint64_t)(UINT32_MAX - c->io.unsent))
 		return -ENOBUFS;
+	const uint8_t *pre = prefix;
+	if ((count || prefix_len) && sendfile_now_ok(w, c)) {
+		uint32_t moved = 0;
+		int stop = 0;
+		if (prefix_len) {
+			ssize_t n = send(c->rawfd, pre, prefix_len,
+					 MSG_NOSIGNAL | MSG_DONTWAIT | (count ? MSG_MORE : 0));
+			if (n < 0 && errno != EAGAIN && errno != EINTR)
+				stop = -errno;
+			else if (n > 0)
+				moved = (uint32_t)n;
+		}
+		if (!stop && moved == prefix_len && count) {
+			struct rl_sendfile now = { .fd = fd, .pipe = { -1, -1 }, .off = offset, .left = count };
+			int n = rl__sendfile_push(c->rawfd, &now, &stop);
+			offset = now.off;
+			count = now.left;
+			moved += (uint32_t)n;
+		}
+		if (moved) {
+			c->close_progress = w->now;
+			w->m.bytes_out += moved;
+		}
+		if (stop < 0 && stop != -EAGAIN) {
+			c->io.serr = stop; /* as a failed queued send would */
+			return stop;
+		}
+		uint32_t p = moved < prefix_len ? moved : prefix_len;
+		pre += p;
+		prefix_len -= p;
+	}
+	if (prefix_len) {
+		err = rl_conn_send(w, slot, gen, pre, prefix_len);
+		if (err)
+			return err;
+	}
 	if (count == 0)
 		return 0;
 	struct rl_sendfile *sf = calloc(1, sizeof(*sf));
@@ -162,7 +225,10 @@ int rl_conn_sendfile(struct rl_worker *w, uint32_t slot, uint32_t gen, int fd, i
 		free(sf);
 		return err;
 	}
-	err = rl__pipe_get(w, sf->pipe, &sf->pipe_size);
+	sf->pipe[0] = sf->pipe[1] = -1;
+	sf->inl = (w->features & RL_FEAT_CACHESTAT) && !(c->flags & RL_CONN_F_NO_RAWFD) &&
+		  (c->rawfd >= 0 || (w->features & RL_FEAT_FD_INSTALL));
+	err = sf->inl ? 0 : rl__pipe_get(w, sf->pipe, &sf->pipe_size);
 	if (err) {
 		close(sf->fd);
 		free(sf);
@@ -175,4 +241,10 @@ int rl_conn_sendfile(struct rl_worker *w, uint32_t slot, uint32_t gen, int fd, i
 	sf->node.sf = sf;
 	rl__conn_enqueue(w, c, &sf->node);
 	return 0;
+}
+
+int rl_conn_sendfile(struct rl_worker *w, uint32_t slot, uint32_t gen, int fd, int64_t offset,
+		     uint32_t count)
+{
+	return rl_conn_sendfile_with(w, slot, gen, NULL, 0, fd, offset, count);
 }

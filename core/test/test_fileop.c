@@ -229,11 +229,25 @@ static int peer_has(struct t_ctx *t) { (void)t; return peer.inlen >= want_in; }
 static int send_failed(struct t_ctx *t) { return rl_conn_io(t->w, cslot)->serr != 0; }
 static int closed(struct t_ctx *t) { return t_count(t, RL_EV_CLOSED, cslot, cgen) == 1; }
 
-static void sendfile_case(void)
+/* How the file's bytes go: SF_CACHED, from the page cache by sendfile(2)
+ * on the worker (RL_FEAT_CACHESTAT); SF_DISK, the page cache dropped
+ * first, so the ring's splices fill the pipe from the disk and the worker
+ * drains it; SF_RING (cachestat disabled), ring splices for everything. */
+enum sf_mode { SF_CACHED, SF_DISK, SF_RING };
+
+static void sendfile_case(enum sf_mode mode)
 {
 	struct t_ctx t;
 	int fds = count_fds();
+	if (mode == SF_RING)
+		setenv("RINGLINE_DISABLE_FEATURES", "cachestat", 1);
 	t_init(&t, NULL);
+	unsetenv("RINGLINE_DISABLE_FEATURES");
+	if (mode != SF_RING && !(rl_worker_features(t.w) & RL_FEAT_CACHESTAT)) {
+		printf("no cachestat(2): the inline sendfile is not tested\n");
+		t_finish(&t);
+		return;
+	}
 	t.on_event = sf_event;
 	t.pump = pump;
 	if (!(rl_worker_features(t.w) & RL_FEAT_SPLICE)) {
@@ -243,18 +257,26 @@ static void sendfile_case(void)
 	}
 	t_listen(&t, NULL);
 	char f[300];
-	path(f, "big.bin");
+	if (mode == SF_DISK) /* the working directory (the build tree): not a tmpfs */
+		snprintf(f, sizeof(f), "rl_fileop_sf_%d.bin", (int)getpid());
+	else
+		path(f, "big.bin");
 	size_t size = 3 * 1024 * 1024 + 17; /* several pipefuls, an odd tail */
 	uint8_t *data = malloc(size);
 	t_pattern(data, size, 7, 0);
 	int fd = open(f, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	CHECK(fd >= 0);
 	CHECK_EQ(write(fd, data, size), (ssize_t)size);
+	if (mode == SF_DISK) { /* clean pages can be dropped */
+		CHECK_EQ(fsync(fd), 0);
+		CHECK_EQ(posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED), 0);
+	}
+	uint64_t fills0 = rl_worker_metrics(t.w)->sendfile_fills;
 
 	int cfd = t_tcp_connect("127.0.0.1", t.port, 1);
 	t_peer_init(&peer, cfd);
-	peer.in = malloc(size + 64);
-	peer.incap = size + 64;
+	peer.in = malloc(2 * size + 64);
+	peer.incap = 2 * size + 64;
 	accepted = 0;
 	T_WAIT(&t, is_accepted, 10);
 
@@ -273,15 +295,45 @@ static void sendfile_case(void)
 	CHECK_EQ(rl_conn_io(t.w, cslot)->unsent, 0);
 	CHECK_EQ(rl_conn_io(t.w, cslot)->serr, 0);
 	const struct rl_metrics *m = rl_worker_metrics(t.w);
-	CHECK_GE(m->sendfile_pipes, 1);
-	CHECK_LE(m->sendfile_pipes, 1);
+	if (mode == SF_CACHED) { /* no pipe, no splice: all by sendfile(2) */
+		CHECK_EQ(m->sendfile_pipes, 0);
+		CHECK_EQ(m->sendfile_fills, fills0);
+	} else {
+		CHECK_EQ(m->sendfile_pipes, 1);
+		CHECK_GE(m->sendfile_fills, fills0 + 1);
+	}
+
+	/* with a head, on a connection that now has its plain descriptor:
+	 * from the call itself when it can (RL_FEAT_CACHESTAT), as far as the
+	 * socket takes it, the rest queued; in order either way */
+	peer.inlen = 0;
+	CHECK_RC(rl_conn_sendfile_with(t.w, cslot, cgen, "HEAD2", 5, fd, 0, 1000));
+	if (mode == SF_CACHED) /* all of it went at once: nothing queued */
+		CHECK_EQ(rl_conn_io(t.w, cslot)->unsent, 0);
+	CHECK_RC(rl_conn_sendfile_with(t.w, cslot, cgen, "HEAD3", 5, fd, 0, (uint32_t)size));
+	CHECK_RC(rl_conn_send(t.w, cslot, cgen, "END", 3));
+	want_in = 5 + 1000 + 5 + size + 3;
+	T_WAIT(&t, peer_has, 20);
+	CHECK(memcmp(peer.in, "HEAD2", 5) == 0);
+	CHECK(memcmp(peer.in + 5, data, 1000) == 0);
+	CHECK(memcmp(peer.in + 1005, "HEAD3", 5) == 0);
+	CHECK(memcmp(peer.in + 1010, data, size) == 0);
+	CHECK(memcmp(peer.in + 1010 + size, "END", 3) == 0);
+	CHECK_EQ(rl_conn_io(t.w, cslot)->unsent, 0);
+	CHECK_EQ(rl_conn_sendfile_with(t.w, cslot, cgen, NULL, 5, fd, 0, 1), -EINVAL);
 
 	/* truncated while sent: a count past the end fails with -ENODATA
-	 * once the file runs out (the bytes it had went out first) */
+	 * once the file runs out (the bytes it had went out first); from the
+	 * call itself when the page cache has them all (the inline way),
+	 * else from the queue */
 	CHECK_EQ(ftruncate(fd, 1000), 0);
 	peer.inlen = 0;
-	CHECK_RC(rl_conn_sendfile(t.w, cslot, cgen, fd, 0, 5000));
-	T_WAIT(&t, send_failed, 10);
+	if (mode == SF_CACHED) {
+		CHECK_EQ(rl_conn_sendfile(t.w, cslot, cgen, fd, 0, 5000), -ENODATA);
+	} else {
+		CHECK_RC(rl_conn_sendfile(t.w, cslot, cgen, fd, 0, 5000));
+		T_WAIT(&t, send_failed, 10);
+	}
 	CHECK_EQ(rl_conn_io(t.w, cslot)->serr, -ENODATA);
 	CHECK_EQ(rl_conn_send(t.w, cslot, cgen, "x", 1), -ENODATA);
 	want_in = 1000;
@@ -307,7 +359,9 @@ int main(void)
 	setenv("RINGLINE_DISABLE_FEATURES", "fs_ring", 1);
 	file_ops(1);
 	unsetenv("RINGLINE_DISABLE_FEATURES");
-	sendfile_case();
+	sendfile_case(SF_CACHED);
+	sendfile_case(SF_DISK);
+	sendfile_case(SF_RING);
 	CHECK_EQ(rmdir(dir), 0);
 	printf("ok\n");
 	return 0;

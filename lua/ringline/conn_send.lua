@@ -44,7 +44,7 @@ local resume_guarded, abandon_guarded = region.resume, region.abandon
 local view, begin_wait = read.methods.view, read.begin_wait
 
 local _ = C.rl_worker_want_slab   -- resolved at load time (see sched.lua)
-_ = C.rl_conn_sendfile
+_ = C.rl_conn_sendfile_with
 _ = C.rl_conn_want_send_error
 local EV_SLAB = C.RL_EV_SLAB
 local PART_COPY = C.RL_PART_COPY
@@ -484,12 +484,16 @@ end
 
 local SF_MAX = 2 ^ 30    -- bytes one rl_conn_sendfile queues (unsent is 32-bit)
 
--- conn:sendfile(f, offset, count): count bytes of file f from offset,
--- spliced by the kernel file -> pipe -> socket, in order with the sends
--- around it, waiting above the high watermark as send does. A file that
--- ends early fails the connection's send side ("file truncated": the peer
--- was promised count bytes). TLS connections take the read-and-send path.
-function methods.sendfile(c, f, offset, count)
+-- conn:sendfile(f, offset, count [, head]): count bytes of file f from
+-- offset, never through Lua (what the page cache holds by sendfile(2), the
+-- rest spliced from the disk by the ring), after head (a string or a
+-- string.buffer, not consumed: a response's head, which then leaves in
+-- the same packets), in order with the sends around it, waiting above the
+-- high watermark as send does. A file that ends early fails the
+-- connection's send side ("file truncated": the peer was promised count
+-- bytes). TLS connections take the read-and-send path.
+local u8ptr = ffi.typeof("const uint8_t *")
+function methods.sendfile(c, f, offset, count, head)
   if not fs.is_file(f) then misuse("conn:sendfile: expected a file (ringline.fs.open)", 2) end
   offset = offset or 0
   if type(offset) ~= "number" or offset < 0 or offset % 1 ~= 0 then
@@ -497,6 +501,12 @@ function methods.sendfile(c, f, offset, count)
   end
   if count ~= nil and (type(count) ~= "number" or count < 0 or count % 1 ~= 0) then
     misuse("conn:sendfile: count must be an integer >= 0", 2)
+  end
+  local hp, hn = nil, 0
+  if head ~= nil then
+    if type(head) == "string" then hp, hn = ffi_cast(u8ptr, head), #head
+    elseif is_buffer(head) then hp, hn = head:ref()
+    else misuse("conn:sendfile: head must be a string or a string.buffer", 2) end
   end
   if c.closed then return nil, "closed" end
   if f.closed then return nil, "file closed" end
@@ -508,25 +518,35 @@ function methods.sendfile(c, f, offset, count)
     if not size then return nil, err end
     count = size > offset and size - offset or 0
   end
-  if count == 0 then return 0 end
+  if count == 0 then
+    if hn > 0 then
+      local ok, err = c:send(head)
+      if not ok then return nil, err end
+    end
+    return 0
+  end
   if c.sending then
     local why = wait_unlocked(c)
     if why then return nil, why end
-  end
-  if c.tls then
-    lock(c)
-    local n, err = sendfile_copy(c, f, offset, count)
-    unlock(c)
-    return n, err
   end
   local S = c.S
   lock(c)
   local off, left = offset, count
   while left > 0 do
     local n = left < SF_MAX and left or SF_MAX
-    local rc = C.rl_conn_sendfile(c.w, c.slot, c.gen, f.fd, off, n)
+    local rc = c.tls and -errors.EOPNOTSUPP
+      or C.rl_conn_sendfile_with(c.w, c.slot, c.gen, hp, hn, f.fd, off, n)
     if rc == -errors.EOPNOTSUPP then
-      local k, err = sendfile_copy(c, f, off, left)   -- no splice in this kernel
+      -- TLS (the record layer is in userspace) or no splice in this
+      -- kernel: read through the ring and send
+      if hn > 0 then
+        rc = C.rl_conn_send(c.w, c.slot, c.gen, hp, hn)
+        if rc < 0 then
+          unlock(c)
+          return nil, errstr(rc)
+        end
+      end
+      local k, err = sendfile_copy(c, f, off, left)
       unlock(c)
       if not k then return nil, err end
       return count
@@ -535,6 +555,7 @@ function methods.sendfile(c, f, offset, count)
       unlock(c)
       return nil, errstr(rc)
     end
+    hp, hn = nil, 0
     off, left = off + n, left - n
     if io.unsent > S.hiwat then
       local why = wait_send(c, S.lowat, c.send_to)

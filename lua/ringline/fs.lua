@@ -31,13 +31,14 @@ local band, bor = bit.band, bit.bor
 local errstr = errors.errstr
 
 local _ = C.rl_fs_open, C.rl_file_read, C.rl_file_write, C.rl_file_readv, C.rl_file_writev,
-  C.rl_file_fsync, C.rl_file_stat, C.rl_file_close, C.rl_file_close_now, C.rl_fs_stat,
+  C.rl_file_fsync, C.rl_file_stat_now, C.rl_fs_open_now, C.rl_file_close, C.rl_file_close_now, C.rl_fs_stat,
   C.rl_fs_unlink, C.rl_fs_rename, C.rl_fs_mkdir, C.rl_fs_listdir
 
 local O_RDONLY, O_WRONLY, O_RDWR = C.RL_O_RDONLY, C.RL_O_WRONLY, C.RL_O_RDWR
 local O_CREAT, O_EXCL, O_TRUNC, O_APPEND = C.RL_O_CREAT, C.RL_O_EXCL, C.RL_O_TRUNC, C.RL_O_APPEND
 local O_DIRECT, O_DIRECTORY = C.RL_O_DIRECT, C.RL_O_DIRECTORY
 local ERANGE, EINVAL = C.RL_ERANGE, C.RL_EINVAL
+local EAGAIN_NOW = -C.RL_EAGAIN   -- rl_fs_open_now: "use the ring"
 local MAX_OP = 2 ^ 30          -- bytes per read/write operation (the core's length is 32-bit)
 local MAX_IOV = 1024
 local CHUNK = 65536            -- lines() and readfile's read-ahead
@@ -49,7 +50,7 @@ local function misuse(msg)
 end
 
 -- Operations: ringline.fs_op (begin, await, the token table, RL_EV_FILE)
-local state, begin, await = fs_op.state, fs_op.begin, fs_op.await
+local state, begin, await, need_task = fs_op.state, fs_op.begin, fs_op.await, fs_op.need_task
 
 ------------------------------------------------------------------------
 -- Files
@@ -70,8 +71,9 @@ local function check_file(f, what)
 end
 
 -- io.open's modes plus "x" (exclusive create) and "d" (O_DIRECT).
-local function parse_mode(mode)
-  if mode == nil then mode = "r" end
+local modes = {}   -- mode string -> { flags, append, direct }: parsed once
+
+local function parse_mode_new(mode)
   if type(mode) ~= "string" then misuse("open: mode must be a string, got " .. type(mode)) end
   local base, plus, rest = mode:match("^([rwax])(%+?)([bxd]*)$")
   if not base then misuse("open: bad mode '" .. mode .. "' (r, w, a, r+, w+, a+, with x and d)") end
@@ -88,11 +90,21 @@ local function parse_mode(mode)
   return flags, base == "a", direct
 end
 
+local function parse_mode(mode)
+  if mode == nil then mode = "r" end
+  local m = modes[mode]
+  if m then return m[1], m[2], m[3] end
+  if type(mode) ~= "string" then misuse("open: mode must be a string, got " .. type(mode)) end
+  local flags, append, direct = parse_mode_new(mode)
+  modes[mode] = { flags, append, direct }
+  return flags, append, direct
+end
+
 local stat_table   -- below
 
-local function gc_close(fd)
-  return function() C.rl_file_close_now(fd) end
-end
+-- A file collected while open is closed: its guard (an int holding the
+-- descriptor) has one shared finalizer, no closure per file.
+local function guard_close(g) C.rl_file_close_now(g[0]) end
 
 function M.open(path, mode, perm)
   if type(path) ~= "string" then misuse("open: path must be a string") end
@@ -100,17 +112,26 @@ function M.open(path, mode, perm)
   if perm ~= nil and (type(perm) ~= "number" or perm < 0 or perm > 4095 or perm % 1 ~= 0) then
     misuse("open: perm must be an integer 0..4095 (0644 is 420)")
   end
-  local S, t, tok, rec = begin("open")
-  if not S then return nil, t end
-  rec.open = true
-  local fd, err = await(S, t, tok, rec, C.rl_fs_open(S.w, path, flags, perm or 420, tok))
+  -- what the ring would open at once (the path in the dentry cache, no
+  -- create) is opened now: no round trip through the loop
+  local S = need_task("ringline.fs.open")
+  local fd, err = C.rl_fs_open_now(S.w, path, flags), nil
+  if fd == EAGAIN_NOW then
+    local t, tok, rec
+    S, t, tok, rec = begin("open")
+    if not S then return nil, t end
+    rec.open = true
+    fd, err = await(S, t, tok, rec, C.rl_fs_open(S.w, path, flags, perm or 420, tok))
+  elseif fd < 0 then
+    fd, err = nil, errstr(fd)
+  end
   if not fd then
     if direct and err == errstr(EINVAL) then err = "direct I/O not supported here" end
     return nil, err
   end
   local f = setmetatable({ S = S, fd = fd, path = path, pos = 0, append = append, direct = direct,
-    align = 1, closed = false, timeout = false, rbuf = false,
-    proxy = ffi_gc(ffi_new("uint8_t[1]"), gc_close(fd)) }, File_mt)
+    align = 1, closed = false, timeout = false, rbuf = false, ro = band(flags, 3) == O_RDONLY,
+    proxy = ffi_gc(ffi_new("int[1]", fd), guard_close) }, File_mt)
   state(S).files[f] = true
   if direct then
     -- the alignment direct I/O wants (STATX_DIOALIGN; 512 when unknown)
@@ -526,17 +547,17 @@ stat_table = function(s)
   }
 end
 
+-- An open file's attributes by statx(2) from the worker, not the ring:
+-- they are in memory (the ring's STATX always costs an io-wq thread hop,
+-- more than the whole of a small static response).
+local stat_out = ffi_new("struct rl_stat")
 function File.stat(f)
   check_file(f, "stat")
   local e = closed_err(f)
   if e then return nil, e end
-  local S, t, tok, rec = begin("stat", f.timeout)
-  if not S then return nil, t end
-  local out = ffi_new("struct rl_stat")
-  rec.anchor, rec.file = out, f
-  local r, err = await(S, t, tok, rec, C.rl_file_stat(S.w, f.fd, out, tok))
-  if not r then return nil, err end
-  return stat_table(out)
+  local rc = C.rl_file_stat_now(f.fd, stat_out)
+  if rc < 0 then return nil, errstr(rc) end
+  return stat_table(stat_out)
 end
 
 function File.size(f)
@@ -580,6 +601,13 @@ function File.close(f)
   end
   local st = state(f.S)
   st.files[f] = nil
+  -- a file opened read-only closes now: the ring's CLOSE would run at once
+  -- too (it goes to a worker thread only for a file system with a flush,
+  -- NFS, which flushes only what was written)
+  if f.ro then
+    C.rl_file_close_now(f.fd)
+    return true
+  end
   local S, t, tok, rec = begin("close")
   if not S then
     C.rl_file_close_now(f.fd)

@@ -83,7 +83,16 @@ local function on_file(S, ev)
   end
 end
 
-M.state, M.begin, M.await = state, begin, await
+-- The scheduler's state for a call that completes at once (no wait): it
+-- must still come from a task, as every file call must.
+local function need_task(what)
+  local S = sched.need(what)
+  sched.current(S, what)
+  if not S.w then sched.start(S) end
+  return S
+end
+
+M.state, M.begin, M.await, M.need_task = state, begin, await, need_task
 
 -- In-flight file operations (for specs: back to 0 at idle).
 function M.pending(S)

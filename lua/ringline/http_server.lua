@@ -355,8 +355,8 @@ function Res.finish(res, x)
 end
 
 -- res:sendfile(f [, offset [, count]]): count bytes of file f (default:
--- to its end) as the body, by conn:sendfile (the kernel splices them; no
--- Lua string). As the whole response: the head says Content-Length. After
+-- to its end) as the body, by conn:sendfile with the head (the kernel
+-- sends them; no Lua string). As the whole response: the head says Content-Length. After
 -- writes: one more chunk (chunked) or more of the close-delimited body.
 -- HEAD and bodiless statuses send the head only.
 function Res.sendfile(res, f, offset, count)
@@ -383,9 +383,11 @@ function Res.sendfile(res, f, offset, count)
     return true
   end
   if res.chunked then st.out:put(fmt("%x\r\n", count)) end
-  local ok, err = flush(st)
-  if not ok then return nil, err end
-  ok, err = st.conn:sendfile(f, offset, count)
+  -- what is buffered (the head, a chunk's size) goes with the file: the
+  -- same call, the same packets
+  local out = st.out
+  local ok, err = st.conn:sendfile(f, offset, count, #out > 0 and out or nil)
+  out:reset()
   if not ok then
     st.close, st.broken = true, true
     return nil, err
