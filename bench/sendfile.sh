@@ -13,7 +13,10 @@
 # after each size and its peak (VmHWM): RSS must not grow with the file
 # size. BIG=<MiB> adds one file of that many MiB: one larger than the page
 # cache can hold here (see env.txt's MemAvailable) is read from the disk;
-# it is written once, and removed at the end.
+# it is written once, and removed at the end. MEMCG=<MiB> runs each server
+# in a memory cgroup of that size (v1 or v2; root) and drops the page cache
+# before each measurement, so a BIG file larger than MEMCG is read from
+# the disk without filling the machine's memory: e.g. BIG=2048 MEMCG=512.
 # The server is pinned to SERVER_CPU (0), the client to CLIENT_CPU (1).
 # Knobs: DURATION (5), RUNS (3, medians in summary.txt), CONNS (8), PORT
 # (18095), OUT (results dir), SERVERS ("ringline ringline-cache nginx").
@@ -32,6 +35,7 @@ CLIENT_CPU=${CLIENT_CPU:-1}
 SERVERS=${SERVERS:-"ringline ringline-cache nginx"}
 SIZES=${1:-"64k:65536 1m:1048576 64m:67108864"}
 BIG=${BIG:-}
+MEMCG=${MEMCG:-}
 OUT=${OUT:-/tmp/ringline-sendfile/$(date +%Y%m%d-%H%M%S)}
 TMP=$(mktemp -d /tmp/ringline-sendfile.XXXXXX)
 mkdir -p "$OUT"
@@ -39,9 +43,12 @@ TCK=$(getconf CLK_TCK)
 SPID=
 
 say() { printf '%s\n' "$*" >&2; }
+CG=
 cleanup() {
   [ -n "$SPID" ] && kill "$SPID" 2>/dev/null && wait "$SPID" 2>/dev/null
   rm -rf "$TMP"
+  [ -n "$CG" ] && rmdir "$CG" 2>/dev/null
+  return 0
 }
 trap cleanup EXIT
 
@@ -49,6 +56,17 @@ for t in taskset wrk nginx curl awk; do
   command -v "$t" >/dev/null || { say "sendfile.sh: $t is missing (see ../shared/bench/setup.sh)"; exit 1; }
 done
 [ -x "$HOST" ] || { say "build ringline-lua first ($HOST)"; exit 1; }
+
+if [ -n "$MEMCG" ]; then   # a memory cgroup for the servers: their page cache is charged there
+  if [ -d /sys/fs/cgroup/memory ]; then
+    CG=/sys/fs/cgroup/memory/ringline-sendfile-$$
+    mkdir "$CG" && echo $((MEMCG * 1048576)) > "$CG/memory.limit_in_bytes"
+  else
+    CG=/sys/fs/cgroup/ringline-sendfile-$$
+    mkdir "$CG" && echo $((MEMCG * 1048576)) > "$CG/memory.max"
+  fi || { say "sendfile.sh: MEMCG needs root and a memory cgroup controller"; exit 1; }
+  [ -w /proc/sys/vm/drop_caches ] || { say "sendfile.sh: MEMCG needs /proc/sys/vm/drop_caches"; exit 1; }
+fi
 
 FILES="$TMP/files"
 mkdir -p "$FILES"
@@ -62,7 +80,7 @@ for s in $SIZES; do head -c "${s#*:}" /dev/urandom > "$FILES/f${s%%:*}.bin"; don
   echo "ringline-lua: $("$HOST" --version 2>&1 | head -1), build $(basename "$RL_BUILD") ($(grep -m1 CMAKE_BUILD_TYPE "$RL_BUILD/CMakeCache.txt" | cut -d= -f2))"
   echo "nginx: $(nginx -v 2>&1)"
   echo "wrk: $(wrk -v 2>&1 | head -1)"
-  echo "settings: SIZES=\"$SIZES\" DURATION=$DURATION RUNS=$RUNS CONNS=$CONNS server cpu $SERVER_CPU, client cpu $CLIENT_CPU"
+  echo "settings: SIZES=\"$SIZES\" DURATION=$DURATION RUNS=$RUNS CONNS=$CONNS server cpu $SERVER_CPU, client cpu $CLIENT_CPU${MEMCG:+, servers in a ${MEMCG} MiB memory cgroup, page cache dropped before each measurement}"
 } | tee "$OUT/env.txt" >&2
 
 cat > "$TMP/nginx.conf" <<EOF
@@ -102,7 +120,11 @@ server_cmd() { # name
 }
 
 start_server() { # name
-  taskset -c "$SERVER_CPU" $(server_cmd "$1") >"$TMP/server-$1.log" 2>&1 &
+  if [ -n "$CG" ]; then   # into the cgroup before exec: every thread is charged there
+    taskset -c "$SERVER_CPU" sh -c "echo \$\$ > $CG/cgroup.procs && exec $(server_cmd "$1")" >"$TMP/server-$1.log" 2>&1 &
+  else
+    taskset -c "$SERVER_CPU" $(server_cmd "$1") >"$TMP/server-$1.log" 2>&1 &
+  fi
   SPID=$!
   local first=${SIZES%% *}
   first="f${first%%:*}.bin"
@@ -151,6 +173,7 @@ for run in $(seq "$RUNS"); do
     taskset -c "$CLIENT_CPU" wrk -t1 -c"$CONNS" -d1s "http://127.0.0.1:$PORT/f${SIZES%%:*}.bin" >/dev/null   # warm-up
     for s in $SIZES; do
       f="f${s%%:*}.bin"
+      if [ -n "$CG" ]; then sync; echo 1 > /proc/sys/vm/drop_caches; fi
       c0=$(cpu_ticks)
       line=$(taskset -c "$CLIENT_CPU" wrk -t1 -c"$CONNS" -d"${DURATION}s" --timeout 30s -s "$TMP/bench.lua" \
         "http://127.0.0.1:$PORT/$f" | grep '^BENCH')

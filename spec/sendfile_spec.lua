@@ -19,6 +19,10 @@ pcall(ffi.cdef, [[
   int getpid(void);
   int truncate(const char *path, int64_t length);
   int setenv(const char *name, const char *value, int overwrite);
+  int posix_fadvise(int fd, int64_t offset, int64_t len, int advice);
+  int open(const char *path, int flags, ...);
+  int fsync(int fd);
+  int close(int fd);
   int unsetenv(const char *name);
   typedef struct rl_spec_DIR rl_spec_DIR;
   rl_spec_DIR *opendir(const char *name);
@@ -89,6 +93,115 @@ describe("conn:sendfile", function()
     assert.are.equal(4 + #data - 10 + 3 + 100 + 4, #got)
     assert.is_true(got == "HEAD" .. data:sub(11) .. "MID" .. data:sub(1, 100) .. "TAIL",
       "the bytes arrived in queue order")
+  end)
+
+  it("sends a head (a string or a string.buffer, not consumed) with the file, in order", function()
+    local buffer = require "string.buffer"
+    local got = run(function()
+      local lst, port = server(function(c)
+        local f = assert(fs.open(DIR .. "/data.bin", "r"))
+        assert.has_error(function() c:sendfile(f, 0, 1, 42) end)
+        assert.are.equal(100, c:sendfile(f, 0, 100, "H1:"))
+        local b = buffer.new():put("H2:")
+        assert.are.equal(#data - 7, c:sendfile(f, 7, nil, b))
+        assert.are.equal("H2:", b:tostring())                  -- not consumed
+        assert.are.equal(0, c:sendfile(f, #data, nil, "H3:"))   -- no file bytes: the head alone
+        f:close()
+        assert(c:flush())
+        c:close()
+      end)
+      local c = connect(port)
+      local s = assert(c:receive("*a"))
+      c:close()
+      lst:close()
+      idle_gauges()
+      return s
+    end)
+    assert.is_true(got == "H1:" .. data:sub(1, 100) .. "H2:" .. data:sub(8) .. "H3:", "in call order")
+  end)
+
+  it("from the page cache, with nothing queued, goes out from the call itself: no queue node", function()
+    run(function()
+      local lst, port = server(function(c)
+        local f = assert(fs.open(DIR .. "/data.bin", "r"))
+        assert.are.equal(4096, c:sendfile(f, 0, 4096, "A"))  -- the first installs a descriptor
+        assert(c:flush())
+        local cachestat = bit.band(C.rl_worker_features(c.w), C.RL_FEAT_CACHESTAT) ~= 0
+        local p0 = tonumber(ringline.metrics().sendfile_pipes)
+        assert.are.equal(4096, c:sendfile(f, 4096, 4096, "B"))
+        if cachestat then
+          assert.are.equal(0, c.io.unsent)                  -- all of it went already
+          assert.are.equal(p0, tonumber(ringline.metrics().sendfile_pipes))
+        end
+        f:close()
+        c:close()
+      end)
+      local c = connect(port)
+      local s = assert(c:receive("*a"))
+      assert.is_true(s == "A" .. data:sub(1, 4096) .. "B" .. data:sub(4097, 8192))
+      c:close()
+      lst:close()
+      idle_gauges()
+    end)
+  end)
+
+  it("bytes not in the page cache are read by the ring (sendfile_fills), the rest by the worker", function()
+    -- in the working directory: a tmpfs /tmp could not drop its pages
+    local path = ("./.rl_sendfile_cold_%d.bin"):format(ffi.C.getpid())
+    local cold = support.pattern(3 * MiB, 5)
+    local w = assert(io.open(path, "wb"))
+    w:write(cold)
+    w:close()
+    local fd = ffi.C.open(path, 0)
+    assert.is_true(fd >= 0)
+    assert.are.equal(0, ffi.C.fsync(fd))                      -- clean pages can be dropped
+    assert.are.equal(0, ffi.C.posix_fadvise(fd, 0, 0, 4))    -- POSIX_FADV_DONTNEED
+    ffi.C.close(fd)
+    local ok, err = pcall(run, function()
+      local fills0 = tonumber(ringline.metrics().sendfile_fills)
+      local lst, port = server(function(c)
+        local f = assert(fs.open(path, "r"))
+        assert.are.equal(#cold, c:sendfile(f))
+        f:close()
+        assert(c:flush())
+        c:close()
+      end)
+      local c = connect(port)
+      local s = assert(c:receive("*a"))
+      assert.is_true(s == cold)
+      assert.is_true(tonumber(ringline.metrics().sendfile_fills) > fills0)
+      c:close()
+      lst:close()
+      idle_gauges()
+    end)
+    os.remove(path)
+    assert(ok, err)
+  end)
+
+  it("without cachestat (RINGLINE_DISABLE_FEATURES=cachestat) the ring splices every byte", function()
+    local f0 = os.getenv("RINGLINE_DISABLE_FEATURES")
+    ffi.C.setenv("RINGLINE_DISABLE_FEATURES", f0 and (f0 .. ",cachestat") or "cachestat", 1)
+    local ok, err = pcall(run, function()
+      local fills0 = tonumber(ringline.metrics().sendfile_fills)
+      local lst, port = server(function(c)
+        local f = assert(fs.open(DIR .. "/data.bin", "r"))
+        assert.are.equal(#data - 3, c:sendfile(f, 3, nil, "<"))
+        assert.are.equal(10, c:sendfile(f, 0, 10, "|"))
+        assert(c:send(">"))
+        f:close()
+        assert(c:flush())
+        c:close()
+      end)
+      local c = connect(port)
+      local s = assert(c:receive("*a"))
+      assert.is_true(s == "<" .. data:sub(4) .. "|" .. data:sub(1, 10) .. ">")
+      assert.is_true(tonumber(ringline.metrics().sendfile_fills) >= fills0 + 4)  -- 3 MiB in 1 MiB pipefuls, and one
+      c:close()
+      lst:close()
+      idle_gauges()
+    end)
+    if f0 then ffi.C.setenv("RINGLINE_DISABLE_FEATURES", f0, 1) else ffi.C.unsetenv("RINGLINE_DISABLE_FEATURES") end
+    assert(ok, err)
   end)
 
   it("obeys backpressure: a reader that does not read holds the sender", function()

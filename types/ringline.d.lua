@@ -404,13 +404,14 @@ function conn:send_nowait(data, ...) end
 ---@return '"receive"'|'"send"'|nil side
 function conn:send_from(src, max) end
 
----Send a file's bytes spliced by the kernel, in order with other sends (blocking).
+---Send a file's bytes by the kernel (sendfile(2), or splices for what is not cached), after head, in order with other sends (blocking).
 ---@param file ringline.file
 ---@param offset? integer
 ---@param count? integer
+---@param head? string|string.buffer sent before the file (not consumed)
 ---@return integer|nil bytes
 ---@return ringline.err|'"file truncated"'|nil err
-function conn:sendfile(file, offset, count) end
+function conn:sendfile(file, offset, count, head) end
 
 ---Wait until everything is sent and every guard released (blocking).
 ---@param timeout? number milliseconds
