@@ -129,6 +129,27 @@ for _, mode in ipairs({ "ring", "pool" }) do
       end)
     end)
 
+    it("reads reuse the file's buffer: only the strings returned stay on the heap", function()
+      run(function()
+        local p = DIR .. "/r.bin"
+        local K = 64 * 1024
+        assert(fs.writefile(p, string.rep("r", K)))
+        local f = assert(fs.open(p, "r"))
+        assert.are.equal(K, #f:read(K, 0))                   -- the buffer exists now
+        collectgarbage("collect")
+        collectgarbage("stop")
+        local k0 = collectgarbage("count")
+        local keep = {}
+        for i = 1, 64 do keep[i] = f:read(K, 0) end          -- the same bytes: one interned string
+        local grew = (collectgarbage("count") - k0) * 1024
+        collectgarbage("restart")
+        assert.are.equal(K, #keep[64])
+        -- a string.buffer per read grew it by 64 of them (4 MiB)
+        assert.is_true(grew < 8 * K, ("the heap grew %.0f KiB"):format(grew / 1024))
+        assert(f:close())
+      end)
+    end)
+
     it("appends, creates exclusively, reads lines", function()
       run(function()
         local p = DIR .. "/l.txt"

@@ -42,6 +42,7 @@ local EAGAIN_NOW = -C.RL_EAGAIN   -- rl_fs_open_now: "use the ring"
 local MAX_OP = 2 ^ 30          -- bytes per read/write operation (the core's length is 32-bit)
 local MAX_IOV = 1024
 local CHUNK = 65536            -- lines() and readfile's read-ahead
+local SCRATCH_MAX = 1048576    -- reads up to this size reuse the file's buffer
 
 local M = {}
 
@@ -130,7 +131,8 @@ function M.open(path, mode, perm)
     return nil, err
   end
   local f = setmetatable({ S = S, fd = fd, path = path, pos = 0, append = append, direct = direct,
-    align = 1, closed = false, timeout = false, rbuf = false, ro = band(flags, 3) == O_RDONLY,
+    align = 1, closed = false, timeout = false, rbuf = false, scratch = false,
+    ro = band(flags, 3) == O_RDONLY,
     proxy = ffi_gc(ffi_new("int[1]", fd), guard_close) }, File_mt)
   state(S).files[f] = true
   if direct then
@@ -208,21 +210,36 @@ local function read_bytes(f, n, off)
     if got == 0 and n > 0 then return nil, "eof" end
     return s
   end
-  local buf = buffer.new(n > 0 and n or 1)
+  -- the file's scratch buffer, when no other read of it holds it; given
+  -- back after, unless the kernel may still write into it (a read that
+  -- timed out or was cancelled: the operation's anchor keeps it alive)
+  local buf = f.scratch
+  if buf then
+    f.scratch = false
+    buf:reset()
+  else
+    buf = buffer.new(n > 0 and n < SCRATCH_MAX and n or 1)
+  end
   local total = 0
   while total < n do
     local want = n - total
     if want > MAX_OP then want = MAX_OP end
     local p = buf:reserve(want)
     local got, err = read_op(f, p, want, off + total, -1, buf)
-    if not got then return nil, err end
+    if not got then
+      if err ~= "timeout" and err ~= "canceled" then f.scratch = buf end
+      return nil, err
+    end
     buf:commit(got)
     total = total + got
     if got == 0 then break end
   end
   if seq then f.pos = off + total end
+  local s = total > 0 and buf:tostring() or nil
+  -- a huge read's buffer is not kept: the file would hold its memory
+  if n <= SCRATCH_MAX then f.scratch = buf end
   if total == 0 and n > 0 then return nil, "eof" end
-  return buf:tostring()
+  return s or ""
 end
 
 -- Read at most n bytes at off into p (memory the caller owns, anchored by
