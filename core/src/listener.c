@@ -34,6 +34,12 @@ static int accepts_plain(const struct rl_worker *w, const struct rl_listener *l)
 	return l->kind == RL_LISTENER_LOCAL && !(w->features & RL_FEAT_FD_INSTALL);
 }
 
+/* IORING_ACCEPT_DONTWAIT (Linux 6.10): fail with EAGAIN instead of
+ * waiting for a peer. liburing 2.3's header does not name it yet. */
+#ifndef IORING_ACCEPT_DONTWAIT
+#define IORING_ACCEPT_DONTWAIT (1U << 1)
+#endif
+
 static void accept_arm(struct rl_worker *w, int id)
 {
 	struct rl_listener *l = &w->listeners[id];
@@ -47,6 +53,37 @@ static void accept_arm(struct rl_worker *w, int id)
 	io_uring_sqe_set_data64(sqe, rl_ud_pack(RL_OP_ACCEPT, (uint32_t)id, l->gen));
 	l->armed = 1;
 	w->m.ops_inflight++;
+}
+
+/*
+ * A released socket goes on accepting in another ring (the worker that took
+ * it over), and the kernel wakes one accept of a listening socket per peer
+ * (io_uring's accept waits exclusively). A peer whose wake-up went to our
+ * accept while its cancel was under way (the cancel wins: the accept ends
+ * without taking it) is left queued with nobody woken for it: it waits for
+ * the next peer to wake the other ring, or forever. So once our accept has
+ * ended, take what is queued with accepts that never wait (one at a time,
+ * each serving its peer as a late one) until the queue is empty. A peer
+ * the other ring was woken for may come here instead: served all the same.
+ * Returns whether one was submitted. A kernel without DONTWAIT fails it
+ * with EINVAL, and the release is as before.
+ */
+static int sweep_arm(struct rl_worker *w, int id)
+{
+	struct rl_listener *l = &w->listeners[id];
+	struct io_uring_sqe *sqe = rl__sqe(w);
+	if (!sqe)
+		return 0;
+	if (accepts_plain(w, l))
+		io_uring_prep_accept(sqe, l->fd, NULL, NULL, SOCK_CLOEXEC);
+	else
+		io_uring_prep_accept_direct(sqe, l->fd, NULL, NULL, 0, IORING_FILE_INDEX_ALLOC);
+	sqe->ioprio |= IORING_ACCEPT_DONTWAIT;
+	io_uring_sqe_set_data64(sqe, rl_ud_pack(RL_OP_ACCEPT, (uint32_t)id, l->gen));
+	l->armed = 1;
+	l->sweeping = 1;
+	w->m.ops_inflight++;
+	return 1;
 }
 
 static void listener_free(struct rl_worker *w, struct rl_listener *l, int err)
@@ -65,6 +102,7 @@ static void listener_free(struct rl_worker *w, struct rl_listener *l, int err)
 	l->used = 0;
 	l->closing = 0;
 	l->released = 0;
+	l->sweeping = 0;
 	l->installs = 0;
 	l->linger_until = 0;
 	l->gen++;
@@ -484,13 +522,16 @@ void rl__listener_on_accept(struct rl_worker *w, struct io_uring_cqe *cqe)
 			rl__listener_adopt(w, l, id, (uint32_t)res, -1);
 	} else if (res == -ENFILE && !accepts_plain(w, l)) {
 		w->m.conns_refused++; /* the table is full: the kernel refused the peer */
-	} else if (res != -ECANCELED) {
+	} else if (res != -ECANCELED && !l->sweeping) { /* a sweep ends on EAGAIN */
 		w->m.accept_errors++;
 	}
 	if (more)
 		return;
 	l->armed = 0;
 	w->m.ops_inflight--;
+	if (l->closing && l->released && l->kind == RL_LISTENER_LOCAL && !w->destroying &&
+	    (!l->sweeping || res >= 0) && sweep_arm(w, (int)id))
+		return; /* the multishot accept ended, or a sweep took a peer */
 	if (l->closing) {
 		/* a released listener's late peers still being installed keep
 		 * it (their RL_EV_ACCEPTED names it): the last one frees it */

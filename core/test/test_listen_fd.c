@@ -12,9 +12,16 @@
  * socket stays open and listening for its other holder (a dup), and a unix
  * socket is not shut for reading by the release. Not a listening socket:
  * -EINVAL, and the caller keeps its descriptor.
+ *
+ * Two workers on one socket (a reload: the new worker's listener is a dup
+ * of the old one's socket): the kernel wakes one accept per peer. A peer
+ * whose wake-up went to the releasing worker's accept as its cancel was
+ * under way is still accepted (by that worker, as a late peer), not left
+ * queued with nobody woken for it.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -109,6 +116,63 @@ static void late_peer(int release)
 	close(s);
 }
 
+static int accepted_by(struct t_ctx *t, const struct rl_event **e)
+{
+	int n = t_count(t, RL_EV_ACCEPTED, T_ANY, T_ANY);
+	if (n)
+		*e = t_last(t, RL_EV_ACCEPTED, T_ANY, T_ANY);
+	return n;
+}
+
+static void release_beside_another(void)
+{
+	struct t_ctx a, b;
+	int s = t_tcp_bound(16);
+	int port = t_local_port(s);
+
+	t_init(&a, NULL);
+	t_init(&b, NULL);
+	/* a's accept waits on the socket first, so the wake-up is its own */
+	int ida = CHECK_RC(rl_listen_fd(a.w, dup(s), RL_LISTEN_NODELAY));
+	CHECK_EQ(t_step(&a, 0), 0);
+	int idb = CHECK_RC(rl_listen_fd(b.w, dup(s), RL_LISTEN_NODELAY));
+	CHECK_EQ(t_step(&b, 0), 0);
+	npeers = 0;
+	t_peer_init(&peers[npeers++], t_tcp_connect("127.0.0.1", port, 1));
+	/* the peer is queued and a was woken for it; a has not run that
+	 * wake-up (with DEFER_TASKRUN it runs in a's next poll) when it
+	 * releases: its accept ends cancelled, without the peer */
+	struct pollfd pf = { .fd = s, .events = POLLIN };
+	CHECK_EQ(poll(&pf, 1, 5000), 1);
+	CHECK_RC(rl_listener_release(a.w, ida));
+	const struct rl_event *e = NULL;
+	struct t_ctx *by = NULL;
+	double until = t_now() + 5;
+	while (!by && t_now() < until) {
+		t_step(&a, 1);
+		t_step(&b, 1);
+		if (accepted_by(&a, &e))
+			by = &a;
+		else if (accepted_by(&b, &e))
+			by = &b;
+	}
+	ASSERT(by, "the peer queued while a released its accept was accepted by nobody");
+	CHECK_EQ(t_count(&a, RL_EV_ACCEPTED, T_ANY, T_ANY) + t_count(&b, RL_EV_ACCEPTED, T_ANY, T_ANY),
+		 1);
+	CHECK_EQ(e->data, by == &a ? ida : idb);
+	CHECK_EQ(rl_worker_metrics(a.w)->accept_errors, 0);
+	CHECK_RC(rl_conn_close(by->w, e->slot, e->gen, RL_CLOSE_RESET));
+	T_WAIT(&a, quiet, 5);
+	CHECK_RC(rl_listener_close(b.w, idb));
+	T_WAIT(&b, quiet, 5);
+	close(peers[0].fd);
+	npeers = 0;
+	a.lid = b.lid = -1;
+	t_finish(&a);
+	t_finish(&b);
+	close(s);
+}
+
 int main(void)
 {
 	struct t_ctx t;
@@ -116,6 +180,7 @@ int main(void)
 
 	late_peer(0);
 	late_peer(1);
+	release_beside_another();
 
 	/* not listening sockets: refused, the descriptor still the caller's */
 	t_init(&t, NULL);
