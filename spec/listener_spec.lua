@@ -115,6 +115,47 @@ describe("ringline.listen", function()
     assert.are.same({ nil, "connection refused" }, { a, b })
   end)
 
+  -- A reload's retiring worker releases its listener (ringline.worker);
+  -- the peers the core accepts for it after that (before the accept's
+  -- cancel, or queued peers its sweep takes) come when nothing else is
+  -- left to run: the run goes on until the core let the listener go, so
+  -- their handlers run (they used to be spawned in the teardown's drain,
+  -- which never runs tasks: the peer waited for the drain's deadline).
+  it("a released listener's late peer is served though nothing else is left to run", function()
+    local ffi = require "ffi"
+    pcall(ffi.cdef, [[
+      struct ringline_spec_sin3 { uint16_t family; uint16_t port; uint32_t addr; uint8_t zero[8]; };
+      int ringline_spec_socket3(int domain, int type, int proto) __asm__("socket");
+      int ringline_spec_connect3(int fd, const struct ringline_spec_sin3 *a, uint32_t len) __asm__("connect");
+      long ringline_spec_read3(int fd, char *buf, size_t n) __asm__("read");
+      int ringline_spec_close3(int fd) __asm__("close");
+    ]])
+    local C = ffi.C
+    local fd = -1
+    run(function()
+      local lst, port = server(function(c) c:send("late\n") end)
+      -- a blocking connect: the kernel queues the peer before the
+      -- worker's accept ever ran
+      fd = C.ringline_spec_socket3(2, 1, 0)
+      assert(fd >= 0, "socket")
+      local sin = ffi.new("struct ringline_spec_sin3",
+        { family = 2, port = require("bit").rshift(require("bit").bswap(port), 16), addr = 0x0100007f })
+      assert(C.ringline_spec_connect3(fd, sin, 16) == 0, "connect")
+      assert(lst:_release())
+    end, { drain_timeout = 1 })
+    -- the run returned cleanly (not an unclean teardown) and the peer got
+    -- its line, then the close
+    local buf = ffi.new("char[16]")
+    local got = {}
+    while true do
+      local n = tonumber(C.ringline_spec_read3(fd, buf, 16))
+      if n <= 0 then break end
+      got[#got + 1] = ffi.string(buf, n)
+    end
+    C.ringline_spec_close3(fd)
+    assert.are.equal("late\n", table.concat(got))
+  end)
+
   it("the connection closes after flushing when the handler returns", function()
     local N = 4 * 1024 * 1024
     local r = run(function()

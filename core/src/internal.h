@@ -337,7 +337,7 @@ struct rl_listener {
 	uint8_t armed;
 	uint8_t closing;
 	uint8_t released;        /* rl_listener_release: late accepts are served */
-	uint8_t sweeping;        /* released: its DONTWAIT accepts take stranded peers */
+	uint8_t sweeps;          /* released: DONTWAIT accepts of stranded peers made */
 	uint32_t installs;       /* plain accepts being installed (old kernels) */
 	double linger_until;     /* a released member: freed then (RL_MEMBER_LINGER_S) */
 };

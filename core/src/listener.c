@@ -65,9 +65,14 @@ static void accept_arm(struct rl_worker *w, int id)
  * ended, take what is queued with accepts that never wait (one at a time,
  * each serving its peer as a late one) until the queue is empty. A peer
  * the other ring was woken for may come here instead: served all the same.
+ * At most RL_SWEEP_MAX: under a steady stream of new peers the queue may
+ * never be empty, and each new peer wakes the other ring anyway (which
+ * then takes the whole queue), so a stranded peer only waits that long.
  * Returns whether one was submitted. A kernel without DONTWAIT fails it
  * with EINVAL, and the release is as before.
  */
+#define RL_SWEEP_MAX 16
+
 static int sweep_arm(struct rl_worker *w, int id)
 {
 	struct rl_listener *l = &w->listeners[id];
@@ -77,11 +82,12 @@ static int sweep_arm(struct rl_worker *w, int id)
 	if (accepts_plain(w, l))
 		io_uring_prep_accept(sqe, l->fd, NULL, NULL, SOCK_CLOEXEC);
 	else
-		io_uring_prep_accept_direct(sqe, l->fd, NULL, NULL, 0, IORING_FILE_INDEX_ALLOC);
+		/* liburing stores index + 1: ALLOC - 1 asks the kernel to pick */
+		io_uring_prep_accept_direct(sqe, l->fd, NULL, NULL, 0, IORING_FILE_INDEX_ALLOC - 1);
 	sqe->ioprio |= IORING_ACCEPT_DONTWAIT;
 	io_uring_sqe_set_data64(sqe, rl_ud_pack(RL_OP_ACCEPT, (uint32_t)id, l->gen));
 	l->armed = 1;
-	l->sweeping = 1;
+	l->sweeps++;
 	w->m.ops_inflight++;
 	return 1;
 }
@@ -102,7 +108,7 @@ static void listener_free(struct rl_worker *w, struct rl_listener *l, int err)
 	l->used = 0;
 	l->closing = 0;
 	l->released = 0;
-	l->sweeping = 0;
+	l->sweeps = 0;
 	l->installs = 0;
 	l->linger_until = 0;
 	l->gen++;
@@ -522,7 +528,7 @@ void rl__listener_on_accept(struct rl_worker *w, struct io_uring_cqe *cqe)
 			rl__listener_adopt(w, l, id, (uint32_t)res, -1);
 	} else if (res == -ENFILE && !accepts_plain(w, l)) {
 		w->m.conns_refused++; /* the table is full: the kernel refused the peer */
-	} else if (res != -ECANCELED && !l->sweeping) { /* a sweep ends on EAGAIN */
+	} else if (res != -ECANCELED && !l->sweeps) { /* a sweep ends on EAGAIN */
 		w->m.accept_errors++;
 	}
 	if (more)
@@ -530,7 +536,7 @@ void rl__listener_on_accept(struct rl_worker *w, struct io_uring_cqe *cqe)
 	l->armed = 0;
 	w->m.ops_inflight--;
 	if (l->closing && l->released && l->kind == RL_LISTENER_LOCAL && !w->destroying &&
-	    (!l->sweeping || res >= 0) && sweep_arm(w, (int)id))
+	    (!l->sweeps || (res >= 0 && l->sweeps < RL_SWEEP_MAX)) && sweep_arm(w, (int)id))
 		return; /* the multishot accept ended, or a sweep took a peer */
 	if (l->closing) {
 		/* a released listener's late peers still being installed keep

@@ -161,7 +161,20 @@ static void release_beside_another(void)
 		 1);
 	CHECK_EQ(e->data, by == &a ? ida : idb);
 	CHECK_EQ(rl_worker_metrics(a.w)->accept_errors, 0);
-	CHECK_RC(rl_conn_close(by->w, e->slot, e->gen, RL_CLOSE_RESET));
+	/* served: it echoes what the peer writes */
+	static const uint8_t hello[] = "hello";
+	static uint8_t in[8];
+	peers[0].out = hello;
+	peers[0].outlen = 5;
+	peers[0].in = in;
+	peers[0].incap = sizeof(in);
+	by->pump = pump;
+	by->on_event = t_echo_event;
+	t_echo(by->w, e->slot, e->gen);
+	T_WAIT(by, echoed, 5);
+	CHECK(memcmp(in, hello, 5) == 0);
+	shutdown(peers[0].fd, SHUT_WR);
+	T_WAIT(by, peer_ended, 5);
 	T_WAIT(&a, quiet, 5);
 	CHECK_RC(rl_listener_close(b.w, idb));
 	T_WAIT(&b, quiet, 5);

@@ -17,7 +17,7 @@ local addr_errstr = require("ringline.client").addr_errstr
 
 local ffi = require "ffi"
 
-local type, tostring, error, setmetatable = type, tostring, error, setmetatable
+local type, tostring, error, setmetatable, pairs = type, tostring, error, setmetatable, pairs
 local errstr = errors.errstr
 local conn_new, spawn_handler = conn.new, sched.spawn_handler
 local admit, shed_if_full   -- below
@@ -348,10 +348,28 @@ local function on_accepted(S, ev)
   end
 end
 
+-- The held hook: whether the core still keeps one of the listeners this
+-- worker released (methods._release). It does until the accept's cancel
+-- completed and the peers the cancel stranded were taken (rl_listener_release),
+-- or a member's linger ended; each peer comes as RL_EV_ACCEPTED. The loop
+-- waits for that (the core's poll wakes at either), so every such peer's
+-- handler runs; only then is the run over.
+local held_gen = ffi.new("uint32_t[1]")
+local function held(S)
+  local r = S.released
+  if not r then return false end
+  local w = S.w
+  for id, l in pairs(r) do
+    if C.rl_listener_gen(w, id, held_gen) == 0 and held_gen[0] == l.gen then return true end
+  end
+  return false
+end
+
 -- ringline (init.lua) installs this module's events (ringline.sched lists them).
 function M.attach(sched_)
   sched_.on_event(C.RL_EV_ACCEPTED, on_accepted)
   sched_.on_event(EV_LISTENER, on_listener)
+  sched_.hook("held", held)
 end
 
 return M

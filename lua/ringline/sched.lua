@@ -170,11 +170,13 @@ end
 --   started(S, w)    the C worker was created (ringline.worker, in a host)
 --   ending(S)        nothing is left to run: premature timers; true when
 --                    that started tasks (ringline.timer)
+--   held(S)          nothing is left to run, but the core may still report
+--                    peers to serve: a released listener it keeps (ringline.listener)
 --   stopping(S, w)   before rl_worker_destroy (ringline.worker, in a host)
 --   destroyed(S, rc) after it (ringline.region: guard anchors)
 --   conn_idle(c)     c's last guard was released while writers wait
 --                    (ringline.conn_send, called by ringline.region)
-local HOOKS = { configured = true, started = true, ending = true, stopping = true,
+local HOOKS = { configured = true, started = true, ending = true, held = true, stopping = true,
                 destroyed = true, conn_idle = true }
 function M.hook(name, fn)
   if not HOOKS[name] then error("ringline.sched: no hook named " .. tostring(name), 2) end
@@ -302,11 +304,17 @@ local function loop(S)
       polling = false
       local ready = S.rq_tail ~= S.rq_head
       if not ready and S.ntasks == 0 and S.nlisteners == 0 then
-        -- the ending hook (ringline.timer): run pending timers as premature;
-        -- true when that started tasks, so the run goes on until they end
-        local h = hooks.ending
-        if not (h and h(S)) then return end
-        ready = true
+        -- the held hook (ringline.listener): a released listener's late
+        -- peers still come (their handlers must run: the drain after the
+        -- loop only polls), so wait for them or for the core to let go
+        local held = hooks.held
+        if not (held and held(S)) then
+          -- the ending hook (ringline.timer): run pending timers as premature;
+          -- true when that started tasks, so the run goes on until they end
+          local h = hooks.ending
+          if not (h and h(S)) then return end
+          ready = true
+        end
       end
       local w = S.w or start(S)
       -- the host's readiness (ringline.worker sets S.unready): the main
