@@ -446,7 +446,11 @@ int rl_listen_socket(const char *addr, uint32_t flags, uint32_t backlog);
  * elsewhere (a dup of it accepts in another worker): a connection the
  * kernel accepted before the cancel took effect is reported with
  * RL_EV_ACCEPTED as usual instead of reset, since a peer it took off the
- * shared queue has nobody else to serve it. */
+ * shared queue has nobody else to serve it. So are the peers queued when
+ * the accept ended (up to 16, by accepts that never wait; Linux 6.10): the
+ * kernel wakes one accept per peer, and a wake-up this cancelled accept
+ * took left its peer queued with the other worker not woken. The listener
+ * stays allocated (rl_listener_gen) until then. */
 int rl_listener_release(struct rl_worker *w, int id);
 
 /* -- hand-off: one worker accepts, the others serve --
