@@ -33,7 +33,7 @@ PORT=${PORT:-18095}
 SERVER_CPU=${SERVER_CPU:-0}
 CLIENT_CPU=${CLIENT_CPU:-1}
 SERVERS=${SERVERS:-"ringline ringline-cache nginx"}
-SIZES=${1:-"64k:65536 1m:1048576 64m:67108864"}
+SIZES=${1-"64k:65536 1m:1048576 64m:67108864"}   # "" with BIG: the big file only
 BIG=${BIG:-}
 MEMCG=${MEMCG:-}
 OUT=${OUT:-/tmp/ringline-sendfile/$(date +%Y%m%d-%H%M%S)}
@@ -70,7 +70,7 @@ fi
 
 FILES="$TMP/files"
 mkdir -p "$FILES"
-if [ -n "$BIG" ]; then SIZES="$SIZES big:$((BIG * 1048576))"; fi
+if [ -n "$BIG" ]; then SIZES="${SIZES:+$SIZES }big:$((BIG * 1048576))"; fi
 for s in $SIZES; do head -c "${s#*:}" /dev/urandom > "$FILES/f${s%%:*}.bin"; done
 
 {

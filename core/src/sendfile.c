@@ -84,13 +84,15 @@ int rl__sendfile_push(int sock, struct rl_sendfile *sf, int *stop)
 	*stop = 0;
 	while ((sf->inpipe || sf->left) && total < (1u << 30)) {
 		ssize_t n;
+		uint32_t want;
 		if (sf->inpipe) {
-			n = splice(sf->pipe[0], NULL, sock, NULL, sf->inpipe,
+			want = sf->inpipe;
+			n = splice(sf->pipe[0], NULL, sock, NULL, want,
 				   SPLICE_F_NONBLOCK | (sf->left ? SPLICE_F_MORE : 0));
 			if (n > 0)
 				sf->inpipe -= (uint32_t)n;
 		} else {
-			uint32_t want = sf->left < RL_SF_WINDOW ? sf->left : RL_SF_WINDOW;
+			want = sf->left < RL_SF_WINDOW ? sf->left : RL_SF_WINDOW;
 			if (!cached(sf->fd, sf->off, want)) {
 				*stop = RL_SF_STOP_FILL;
 				return (int)total;
@@ -113,6 +115,12 @@ int rl__sendfile_push(int sock, struct rl_sendfile *sf, int *stop)
 			return (int)total;
 		}
 		total += (uint32_t)n;
+		/* short: the socket's buffer is full (the bytes were there), so
+		 * wait for room now rather than learn it from one more call */
+		if ((uint32_t)n < want && (sf->inpipe || sf->left)) {
+			*stop = -EAGAIN;
+			return (int)total;
+		}
 	}
 	return (int)total;
 }
