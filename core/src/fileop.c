@@ -1,8 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * fileop.c - file operations through the ring (rl_fs_*, rl_file_*), the
- * fallback thread pool for what the kernel's ring lacks, and the pipes
- * sendfile splices through.
+ * fileop.c - file operations through the ring (rl_fs_*, rl_file_*): the
+ * request records, their submission and their one ending.
  *
  * A request record per operation holds everything the kernel reads after
  * the call returns (the path copies, the iovecs, the statx buffer), so the
@@ -10,21 +9,16 @@
  * (RL_OP_FILE, request index, generation): a completion for a freed record
  * is stale. Every request ends in exactly one RL_EV_FILE.
  *
- * The pool: the probe at start (ring.c) says which operations the ring has
- * (w->fs.ring_ops); the others, listdir (getdents has no ring operation)
- * and everything under RINGLINE_DISABLE_FEATURES=fs_ring run as plain
- * system calls on up to RL_FS_THREADS threads of the worker, started on
- * first use. A thread puts the finished request on the done list and
- * writes the worker's wake eventfd; every poll takes the done list
- * (rl__fs_pool_reap) and emits the events, so results arrive through the
- * one event sink either way. Teardown waits for the pool's work (a read
- * of a regular file ends) and joins its threads.
+ * The probe at start (ring.c) says which operations the ring has
+ * (w->fs.ring_ops); the others go to the thread pool (fspool.c), whose
+ * finished requests every poll takes (rl__fs_pool_reap) and ends here, so
+ * results arrive through the one event sink either way. Teardown stops
+ * the pool (its threads finish what they hold: a read of a regular file
+ * ends) and ends what it finished.
  */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/openat2.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -32,56 +26,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-#include "internal.h"
-
-/* glibc takes struct statx from <linux/stat.h> when the kernel headers
- * have it (then STATX_DIOALIGN and the fields exist); its own older copy
- * ends in padding where the kernel puts them, after stx_mnt_id. */
-#ifdef STATX_DIOALIGN
-#define RL_STX_DIO(x, a) ((a)[0] = (x)->stx_dio_mem_align, (a)[1] = (x)->stx_dio_offset_align)
-#else
-#define STATX_DIOALIGN 0x00002000U
-#define RL_STX_DIO(x, a) memcpy((a), (const uint8_t *)&(x)->__statx_pad2[1], 2 * sizeof(uint32_t))
-#endif
-
-struct rl_fsreq {
-	struct rl_fsreq *next;  /* pool queue / done list */
-	uint32_t idx;
-	uint32_t gen;
-	uint32_t token;
-	uint8_t op;             /* enum rl_fsop */
-	uint8_t used;
-	uint8_t pooled;         /* on the pool (else in the ring) */
-	uint8_t cancel;         /* rl_fs_cancel asked (pool: skip it if not started) */
-	int fd;
-	int flags;
-	uint32_t mode;
-	char *path;
-	char *path2;
-	void *buf;
-	uint32_t len;
-	int region;
-	int64_t off;
-	struct iovec *iov;
-	uint32_t niov;
-	struct rl_stat *out;
-	struct statx stx;
-	int32_t res;
-	uint32_t aux;
-};
-
-struct rl_fspool {
-	pthread_mutex_t lock;
-	pthread_cond_t cond;
-	struct rl_fsreq *qhead, *qtail; /* waiting to run */
-	struct rl_fsreq *done;          /* finished, for the worker's next poll */
-	pthread_t th[RL_FS_THREADS];
-	int nth;
-	int idle;
-	int stop;
-	int queued;                     /* waiting + running: teardown waits for 0 */
-	int wake_fd;
-};
+#include "fsreq.h"
 
 /* ---- requests ---- */
 
@@ -191,220 +136,27 @@ void rl__fs_on_cqe(struct rl_worker *w, struct io_uring_cqe *cqe)
 	finish(w, w->fs.reqs[idx], cqe->res);
 }
 
-/* ---- the pool ---- */
-
-static int run_listdir(struct rl_fsreq *r)
-{
-	DIR *d = opendir(r->path);
-	if (!d)
-		return -errno;
-	uint64_t need = 0;
-	uint8_t *out = r->buf;
-	errno = 0;
-	struct dirent *de;
-	while ((de = readdir(d))) {
-		if (de->d_name[0] == '.' && (!de->d_name[1] || (de->d_name[1] == '.' && !de->d_name[2])))
-			continue;
-		size_t n = strlen(de->d_name);
-		char t = de->d_type == DT_REG ? 'f' : de->d_type == DT_DIR ? 'd'
-			 : de->d_type == DT_LNK ? 'l' : '?';
-		if (need + n + 2 <= r->len) {
-			out[need] = (uint8_t)t;
-			memcpy(out + need + 1, de->d_name, n + 1);
-		}
-		need += n + 2;
-	}
-	int err = errno;
-	closedir(d);
-	if (err)
-		return -err;
-	if (need > r->len) {
-		r->aux = need > UINT32_MAX ? UINT32_MAX : (uint32_t)need;
-		return -ERANGE;
-	}
-	return (int)need;
-}
-
-static int64_t run_sync(struct rl_fsreq *r)
-{
-	ssize_t n;
-	/* the ring ignores the offset of a file that cannot seek (a FIFO,
-	 * a character device): so does the pool, as read(2) would */
-	if (r->off >= 0 && r->op != RL_FSOP_OPEN && r->fd >= 0 && lseek(r->fd, 0, SEEK_CUR) < 0 &&
-	    errno == ESPIPE)
-		r->off = -1;
-	switch (r->op) {
-	case RL_FSOP_OPEN:
-		n = openat(AT_FDCWD, r->path, r->flags | O_CLOEXEC, r->mode);
-		break;
-	case RL_FSOP_READ:
-	case RL_FSOP_READ_FIXED:
-		n = r->off < 0 ? read(r->fd, r->buf, r->len) : pread(r->fd, r->buf, r->len, r->off);
-		break;
-	case RL_FSOP_WRITE:
-	case RL_FSOP_WRITE_FIXED:
-		n = r->off < 0 ? write(r->fd, r->buf, r->len) : pwrite(r->fd, r->buf, r->len, r->off);
-		break;
-	case RL_FSOP_READV:
-		n = r->off < 0 ? readv(r->fd, r->iov, (int)r->niov)
-			       : preadv(r->fd, r->iov, (int)r->niov, r->off);
-		break;
-	case RL_FSOP_WRITEV:
-		n = r->off < 0 ? writev(r->fd, r->iov, (int)r->niov)
-			       : pwritev(r->fd, r->iov, (int)r->niov, r->off);
-		break;
-	case RL_FSOP_FSYNC:
-		n = r->flags ? fdatasync(r->fd) : fsync(r->fd);
-		break;
-	case RL_FSOP_STAT:
-		n = statx(r->path ? AT_FDCWD : r->fd, r->path ? r->path : "", r->flags,
-			  STATX_BASIC_STATS | STATX_DIOALIGN, &r->stx);
-		break;
-	case RL_FSOP_UNLINK:
-		n = unlinkat(AT_FDCWD, r->path, r->flags);
-		break;
-	case RL_FSOP_RENAME:
-		n = renameat(AT_FDCWD, r->path, AT_FDCWD, r->path2);
-		break;
-	case RL_FSOP_MKDIR:
-		n = mkdirat(AT_FDCWD, r->path, r->mode);
-		break;
-	case RL_FSOP_CLOSE:
-		n = close(r->fd);
-		break;
-	case RL_FSOP_LISTDIR:
-		return run_listdir(r);
-	default:
-		return -EINVAL;
-	}
-	return n < 0 ? -errno : n;
-}
-
-static void *pool_main(void *arg)
-{
-	struct rl_fspool *p = arg;
-	pthread_mutex_lock(&p->lock);
-	for (;;) {
-		while (!p->qhead && !p->stop) {
-			p->idle++;
-			pthread_cond_wait(&p->cond, &p->lock);
-			p->idle--;
-		}
-		if (!p->qhead)
-			break; /* stopping, nothing left */
-		struct rl_fsreq *r = p->qhead;
-		p->qhead = r->next;
-		if (!p->qhead)
-			p->qtail = NULL;
-		int cancel = __atomic_load_n(&r->cancel, __ATOMIC_RELAXED);
-		pthread_mutex_unlock(&p->lock);
-		int64_t res = cancel ? -ECANCELED : run_sync(r);
-		r->res = res > INT32_MAX ? INT32_MAX : (int32_t)res;
-		pthread_mutex_lock(&p->lock);
-		r->next = p->done;
-		p->done = r;
-		uint64_t one = 1;
-		/* the worker's next poll takes it (its wake read completes) */
-		if (write(p->wake_fd, &one, sizeof(one)) < 0) {
-			/* the eventfd cannot overflow at one write per request */
-		}
-	}
-	pthread_mutex_unlock(&p->lock);
-	return NULL;
-}
-
-static int pool_submit(struct rl_worker *w, struct rl_fsreq *r)
-{
-	struct rl_fspool *p = w->fs.pool;
-	if (!p) {
-		p = calloc(1, sizeof(*p));
-		if (!p)
-			return -ENOMEM;
-		pthread_mutex_init(&p->lock, NULL);
-		pthread_cond_init(&p->cond, NULL);
-		p->wake_fd = w->wake_fd;
-		w->fs.pool = p;
-	}
-	r->pooled = 1;
-	r->next = NULL;
-	pthread_mutex_lock(&p->lock);
-	if (p->qtail)
-		p->qtail->next = r;
-	else
-		p->qhead = r;
-	p->qtail = r;
-	p->queued++;
-	int rc = 0;
-	if (!p->idle && p->nth < RL_FS_THREADS) {
-		rc = -pthread_create(&p->th[p->nth], NULL, pool_main, p);
-		if (rc == 0)
-			p->nth++;
-		else if (p->nth > 0)
-			rc = 0; /* a running thread takes it later */
-	}
-	if (rc) { /* no thread at all: take it back */
-		p->qhead = p->qtail = NULL;
-		p->queued--;
-	} else {
-		pthread_cond_signal(&p->cond);
-	}
-	pthread_mutex_unlock(&p->lock);
-	if (!rc)
-		w->m.fs_pool_ops++;
-	return rc;
-}
-
+/* What the pool finished, delivered as the ring's completions are. */
 void rl__fs_pool_reap(struct rl_worker *w)
 {
-	struct rl_fspool *p = w->fs.pool;
-	if (!p || !__atomic_load_n(&p->done, __ATOMIC_RELAXED))
-		return;
-	pthread_mutex_lock(&p->lock);
-	struct rl_fsreq *list = p->done;
-	p->done = NULL;
-	pthread_mutex_unlock(&p->lock);
-	/* the list is newest first: deliver in completion order */
-	struct rl_fsreq *rev = NULL;
-	while (list) {
-		struct rl_fsreq *n = list->next;
-		list->next = rev;
-		rev = list;
-		list = n;
-	}
-	while (rev) {
-		struct rl_fsreq *n = rev->next;
-		pthread_mutex_lock(&p->lock);
-		p->queued--;
-		pthread_mutex_unlock(&p->lock);
-		rev->pooled = 0;
-		finish(w, rev, rev->res);
-		rev = n;
+	struct rl_fsreq *r = rl__fspool_take(w);
+	while (r) {
+		struct rl_fsreq *n = r->next;
+		r->pooled = 0;
+		finish(w, r, r->res);
+		r = n;
 	}
 }
 
 void rl__fs_fini(struct rl_worker *w)
 {
-	struct rl_fspool *p = w->fs.pool;
-	if (p) {
-		pthread_mutex_lock(&p->lock);
-		p->stop = 1;
-		pthread_cond_broadcast(&p->cond);
-		pthread_mutex_unlock(&p->lock);
-		for (int i = 0; i < p->nth; i++)
-			pthread_join(p->th[i], NULL);
+	rl__fspool_stop(w);
+	if (w->fs.pool) {
 		w->destroying = 1;
 		rl__fs_pool_reap(w); /* opens among them are closed */
-		pthread_mutex_destroy(&p->lock);
-		pthread_cond_destroy(&p->cond);
-		free(p);
-		w->fs.pool = NULL;
+		rl__fspool_free(w);
 	}
-	while (w->fs.npipes) {
-		w->fs.npipes--;
-		close(w->fs.pipes[w->fs.npipes][0]);
-		close(w->fs.pipes[w->fs.npipes][1]);
-	}
-	w->m.sendfile_pipes = 0;
+	rl__pipe_fini(w);
 	for (uint32_t i = 0; i < w->fs.nreqs; i++) {
 		struct rl_fsreq *r = w->fs.reqs[i];
 		free(r->path);
@@ -425,7 +177,7 @@ static int submit(struct rl_worker *w, struct rl_fsreq *r)
 	w->m.fs_inflight = w->fs.live;
 	int ring = r->op != RL_FSOP_LISTDIR && (w->fs.ring_ops & (1u << r->op));
 	if (!ring) {
-		int rc = pool_submit(w, r);
+		int rc = rl__fspool_submit(w, r);
 		if (rc) {
 			w->fs.live--;
 			w->m.fs_inflight = w->fs.live;
@@ -778,42 +530,3 @@ int rl_fs_cancel(struct rl_worker *w, int id, uint32_t token)
 	return 0;
 }
 
-/* ---- sendfile's pipes ---- */
-
-/* Big enough that a splice moves a useful amount per round trip; the
- * kernel caps it at /proc/sys/fs/pipe-max-size (1 MiB by default) and
- * an unprivileged user's pipe quota, so a refusal keeps the default. */
-#define RL_PIPE_WANT (1024u * 1024u)
-
-int rl__pipe_get(struct rl_worker *w, int p[2], uint32_t *size)
-{
-	if (w->fs.npipes) {
-		w->fs.npipes--;
-		p[0] = w->fs.pipes[w->fs.npipes][0];
-		p[1] = w->fs.pipes[w->fs.npipes][1];
-		*size = w->fs.pipe_size;
-		return 0;
-	}
-	if (pipe2(p, O_CLOEXEC) < 0)
-		return -errno;
-	int sz = fcntl(p[1], F_SETPIPE_SZ, (int)RL_PIPE_WANT);
-	if (sz < 0)
-		sz = fcntl(p[1], F_GETPIPE_SZ);
-	*size = sz > 0 ? (uint32_t)sz : 65536u;
-	w->fs.pipe_size = *size;
-	w->m.sendfile_pipes++;
-	return 0;
-}
-
-void rl__pipe_put(struct rl_worker *w, int p[2], int dirty)
-{
-	if (!dirty && w->fs.npipes < RL_PIPE_CACHE && !w->destroying) {
-		w->fs.pipes[w->fs.npipes][0] = p[0];
-		w->fs.pipes[w->fs.npipes][1] = p[1];
-		w->fs.npipes++;
-		return;
-	}
-	close(p[0]);
-	close(p[1]);
-	w->m.sendfile_pipes--;
-}

@@ -64,7 +64,7 @@ struct rl_chunk {
 	uint32_t off;        /* bytes the kernel has taken */
 	int32_t pool_slot;   /* index in the pool, or -1 for a heap chunk */
 	struct rl_slab_entry *zc; /* non-NULL: this queue node is a slab entry */
-	struct rl_sendfile *sf;   /* non-NULL: this queue node is a sendfile (fileop.c) */
+	struct rl_sendfile *sf;   /* non-NULL: this queue node is a sendfile (sendfile.c) */
 };
 
 struct rl_sendpool {
@@ -530,7 +530,7 @@ RL_HIDDEN int rl__tls_write(struct rl_tls *t, const void *p, size_t n);
 RL_HIDDEN void rl__tls_close_notify(struct rl_tls *t);
 RL_HIDDEN void rl__tls_info(const struct rl_tls *t, struct rl_tls_info *out);
 
-/* ---- files (fileop.c) ---- */
+/* ---- files (fileop.c; its thread pool fspool.c; sendfile's pipes pipecache.c) ---- */
 enum rl_fsop {
 	RL_FSOP_OPEN = 0, RL_FSOP_READ, RL_FSOP_WRITE, RL_FSOP_READV, RL_FSOP_WRITEV,
 	RL_FSOP_READ_FIXED, RL_FSOP_WRITE_FIXED, RL_FSOP_FSYNC, RL_FSOP_STAT, RL_FSOP_UNLINK,
@@ -588,6 +588,7 @@ RL_HIDDEN void rl__fs_fini(struct rl_worker *w);
  * holds bytes is closed, not cached. */
 RL_HIDDEN int rl__pipe_get(struct rl_worker *w, int p[2], uint32_t *size);
 RL_HIDDEN void rl__pipe_put(struct rl_worker *w, int p[2], int dirty);
+RL_HIDDEN void rl__pipe_fini(struct rl_worker *w);
 
 /* ---- the worker ---- */
 struct rl_worker {

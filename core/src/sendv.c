@@ -156,7 +156,7 @@ static int sendfile_now_ok(struct rl_worker *w, struct rl_conn *c)
  * the worker when the page cache has them, else by splices the ring runs
  * (sendfile.c; conn.c's queue runs the steps), ordered with everything else
  * queued. Here because it is another kind of part the caller queues:
- * conn.c owns the queue, fileop.c the pipes, and neither calls back. An
+ * conn.c owns the queue, pipecache.c the pipes, and neither calls back. An
  * inline node takes a pipe only when it must fill one; the other kind
  * takes it now, so that running out of descriptors is this call's error.
  *
