@@ -24,6 +24,7 @@ local errors = require "ringline.errors"
 local check = require "ringline.check"
 local region = require "ringline.region"
 local fs_op = require "ringline.fs_op"
+local paths = require "ringline.fs_path"
 
 local type, tostring, error, setmetatable, getmetatable = type, tostring, error, setmetatable, getmetatable
 local ffi_new, ffi_cast, ffi_string, ffi_gc = ffi.new, ffi.cast, ffi.string, ffi.gc
@@ -31,8 +32,7 @@ local band, bor = bit.band, bit.bor
 local errstr = errors.errstr
 
 local _ = C.rl_fs_open, C.rl_file_read, C.rl_file_write, C.rl_file_readv, C.rl_file_writev,
-  C.rl_file_fsync, C.rl_file_stat_now, C.rl_fs_open_now, C.rl_file_close, C.rl_file_close_now, C.rl_fs_stat,
-  C.rl_fs_unlink, C.rl_fs_rename, C.rl_fs_mkdir, C.rl_fs_listdir
+  C.rl_file_fsync, C.rl_file_stat_now, C.rl_fs_open_now, C.rl_file_close, C.rl_file_close_now
 
 local O_RDONLY, O_WRONLY, O_RDWR = C.RL_O_RDONLY, C.RL_O_WRONLY, C.RL_O_RDWR
 local O_CREAT, O_EXCL, O_TRUNC, O_APPEND = C.RL_O_CREAT, C.RL_O_EXCL, C.RL_O_TRUNC, C.RL_O_APPEND
@@ -52,6 +52,7 @@ end
 
 -- Operations: ringline.fs_op (begin, await, the token table, RL_EV_FILE)
 local state, begin, await, need_task = fs_op.state, fs_op.begin, fs_op.await, fs_op.need_task
+local stat_table, check_path = paths.stat_table, paths.check_path
 
 ------------------------------------------------------------------------
 -- Files
@@ -101,7 +102,6 @@ local function parse_mode(mode)
   return flags, append, direct
 end
 
-local stat_table   -- below
 
 -- A file collected while open is closed: its guard (an int holding the
 -- descriptor) has one shared finalizer, no closure per file.
@@ -548,22 +548,6 @@ function File.fdatasync(f)
   return true
 end
 
-local TYPES = { [0x8000] = "file", [0x4000] = "directory", [0xA000] = "link", [0x2000] = "char",
-  [0x6000] = "block", [0x1000] = "fifo", [0xC000] = "socket" }
-
-stat_table = function(s)
-  local mode = s.mode
-  return {
-    size = tonumber(s.size), type = TYPES[band(mode, 0xF000)] or "other",
-    perm = band(mode, 0xFFF), mode = mode, nlink = s.nlink, uid = s.uid, gid = s.gid,
-    ino = tonumber(s.ino), dev = tonumber(s.dev), blocks = tonumber(s.blocks), blksize = s.blksize,
-    mtime = tonumber(s.mtime_sec) + s.mtime_nsec * 1e-9,
-    atime = tonumber(s.atime_sec) + s.atime_nsec * 1e-9,
-    ctime = tonumber(s.ctime_sec) + s.ctime_nsec * 1e-9,
-    dio_mem_align = s.dio_mem_align, dio_offset_align = s.dio_offset_align,
-  }
-end
-
 -- An open file's attributes by statx(2) from the worker, not the ring:
 -- they are in memory (the ring's STATX always costs an io-wq thread hop,
 -- more than the whole of a small static response).
@@ -639,86 +623,9 @@ end
 -- Paths
 ------------------------------------------------------------------------
 
-local function check_path(p, what)
-  if type(p) ~= "string" or #p == 0 then misuse(what .. ": path must be a non-empty string") end
-end
-
-function M.stat(path, opts)
-  check_path(path, "stat")
-  check.options(opts, { nofollow = true }, "ringline.fs.stat")
-  local S, t, tok, rec = begin("stat")
-  if not S then return nil, t end
-  local out = ffi_new("struct rl_stat")
-  rec.anchor = out
-  local r, err = await(S, t, tok, rec, C.rl_fs_stat(S.w, path, opts and opts.nofollow and 1 or 0, out, tok))
-  if not r then return nil, err end
-  return stat_table(out)
-end
-
-local function path_op(what, call, a, b)
-  local S, t, tok, rec = begin(what)
-  if not S then return nil, t end
-  local r, err = await(S, t, tok, rec, call(S.w, a, b, tok))
-  if not r then return nil, err end
-  return true
-end
-
-local function unlink_call(w, p, rmdir, tok) return C.rl_fs_unlink(w, p, rmdir, tok) end
-local function rename_call(w, a, b, tok) return C.rl_fs_rename(w, a, b, tok) end
-local function mkdir_call(w, p, perm, tok) return C.rl_fs_mkdir(w, p, perm, tok) end
-
-function M.unlink(path)
-  check_path(path, "unlink")
-  return path_op("unlink", unlink_call, path, 0)
-end
-
-function M.rmdir(path)
-  check_path(path, "rmdir")
-  return path_op("rmdir", unlink_call, path, 1)
-end
-
-function M.rename(from, to)
-  check_path(from, "rename")
-  check_path(to, "rename")
-  return path_op("rename", rename_call, from, to)
-end
-
-function M.mkdir(path, perm)
-  check_path(path, "mkdir")
-  if perm ~= nil and (type(perm) ~= "number" or perm < 0 or perm > 4095 or perm % 1 ~= 0) then
-    misuse("mkdir: perm must be an integer 0..4095 (0755 is 493)")
-  end
-  return path_op("mkdir", mkdir_call, path, perm or 493)
-end
-
-local LTYPES = { f = "file", d = "directory", l = "link" }
-
--- listdir(path): the names (sorted) and a table name -> "file",
--- "directory", "link" or "other". On the fallback pool (no ring op).
-function M.listdir(path)
-  check_path(path, "listdir")
-  local cap = 16384
-  for _ = 1, 8 do
-    local S, t, tok, rec = begin("listdir")
-    if not S then return nil, t end
-    local buf = ffi_new("uint8_t[?]", cap)
-    rec.anchor = buf
-    local n, err, need = await(S, t, tok, rec, C.rl_fs_listdir(S.w, path, buf, cap, tok))
-    if n then
-      local names, types = {}, {}
-      local s = ffi_string(buf, n)
-      for ty, name in s:gmatch("(.)([^%z]*)%z") do
-        names[#names + 1] = name
-        types[name] = LTYPES[ty] or "other"
-      end
-      table.sort(names)
-      return names, types
-    end
-    if not (need and need > cap) then return nil, err end
-    cap = need + 4096           -- the directory grew or was bigger: again
-  end
-  return nil, "directory keeps changing"
-end
+-- stat, unlink, rmdir, rename, mkdir, listdir: ringline.fs_path
+M.stat, M.unlink, M.rmdir, M.rename, M.mkdir, M.listdir =
+  paths.stat, paths.unlink, paths.rmdir, paths.rename, paths.mkdir, paths.listdir
 
 -- readfile(path): the whole file, or nil, err.
 function M.readfile(path)
