@@ -685,6 +685,13 @@ RL_HIDDEN void rl__conn_on_recv(struct rl_worker *w, struct io_uring_cqe *cqe);
 RL_HIDDEN void rl__conn_on_send(struct rl_worker *w, struct io_uring_cqe *cqe);
 RL_HIDDEN void rl__conn_on_close(struct rl_worker *w, struct io_uring_cqe *cqe);
 RL_HIDDEN void rl__conn_on_simple(struct rl_worker *w, struct io_uring_cqe *cqe);
+/* Bytes the peer's socket took (n > 0): the queue's and the worker's
+ * counters, the close's progress. */
+RL_HIDDEN void rl__conn_send_account(struct rl_worker *w, struct rl_conn *c, int n);
+/* The head's operation completed (its node already advanced or removed):
+ * account, then what the queue does next (submit, drop, shutdown, close). */
+RL_HIDDEN void rl__conn_send_done(struct rl_worker *w, struct rl_conn *c, int res);
+/* conn_sendfile.c: an RL_OP_SPLICE completion, a sendfile node's step */
 RL_HIDDEN void rl__conn_on_splice(struct rl_worker *w, struct io_uring_cqe *cqe);
 RL_HIDDEN void rl__conn_rearm_starved(struct rl_worker *w);
 /* Reset the graceful closes whose send side made no progress for

@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * sendfile.c - the steps of a sendfile node on a connection's send queue
- * (conn.c runs the queue and its completions; this file prepares the
- * node's operations and makes its plain system calls, and never submits
- * or completes).
+ * (conn.c runs the queue, conn_sendfile.c the node's completions; this
+ * file prepares the node's operations and makes its plain system calls,
+ * and never submits or completes).
  *
  * Two ways to move a file's bytes to the socket:
  *
