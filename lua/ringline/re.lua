@@ -84,6 +84,10 @@ do
   local RTLD_NOW, RTLD_NODELETE = 0x2, 0x1000
   pcall(function() ffi.C.dlopen("libpcre2-8.so.0", RTLD_NOW + RTLD_NODELETE) end)
   P = lib
+  -- the matchers resolved now: a symbol first looked up inside a trace
+  -- aborts it ("symbol not in cache"), and the match loop would run
+  -- interpreted until the next try
+  local _ = P.pcre2_match_8, P.pcre2_dfa_match_8, P.pcre2_get_ovector_pointer_8
 end
 
 local M = {}
